@@ -1,17 +1,19 @@
-"""Decoding large phone-sized JPEGs at extraction: full decode against a draft (DCT-scaled) decode.
+"""Decoding large phone-sized images at extraction: full decode against a reduced (JPEG: DCT-scaled) decode.
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/large_photos.py --data ../shared/data/cifar10-jpeg.zip \
         --images /tmp/photos --count 12
+    OMP_NUM_THREADS=1 nice -n 10 python bench/large_photos.py --format png --images /tmp/photos-png --count 12
 
 Makes ``--count`` synthetic photos of ``--size`` pixels in ``--images`` (once; kept): CIFAR-10 test images upscaled
 bicubic, half of them with per-pixel noise (σ = 6 grey levels, the fine detail of a real photo that a smooth upscale
-lacks and that the JPEG's entropy decoding pays for), saved at JPEG quality 90. Then, each rule in a fresh child
-process of one thread (so its peak resident memory is its own):
+lacks and that the JPEG's entropy decoding pays for), saved at JPEG quality 90 (``--format png``: as 8-bit RGB PNGs;
+``png16``: as 16-bit greyscale PNGs). Then, each rule in a fresh child process of one thread (so its peak resident
+memory is its own):
 
 - ``full``: the whole JPEG decoded, then the encoder's transform (``Encoder.transform``: RGB, antialiased resize);
 - ``draft``: what the extractor does (``feature_cache.datasets.decode_image`` with the transform's ``decode_size``):
   the JPEG decoded at the largest power-of-two reduction (1/2 .. 1/8) that stays at least twice the resize's size,
-  then the same transform;
+  any other image decoded whole and box-averaged by the largest integer factor that does, then the same transform;
 - ``draft-1x``: the same down to the resize's size itself (the rule not taken: its features move more);
 - ``pil``: the whole decode resized by PIL's own antialiased bicubic (another standard downscaler, for scale).
 
@@ -36,9 +38,10 @@ from pathlib import Path
 import numpy as np
 
 RULES = ("full", "draft", "draft-1x", "pil")
+FORMATS = {"jpeg": "jpg", "png": "png", "png16": "png"}  # --format: the files' suffix
 
 
-def make_images(data: str, folder: Path, count: int, size: tuple[int, int], quality: int) -> list[Path]:
+def make_images(data: str, folder: Path, count: int, size: tuple[int, int], quality: int, form: str) -> list[Path]:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -47,7 +50,7 @@ def make_images(data: str, folder: Path, count: int, size: tuple[int, int], qual
         names = names[::max(1, len(names) // count)][:count]
         paths = []
         for i, name in enumerate(names):
-            path = folder / f"photo{i:02d}{'-noisy' if i % 2 else ''}.jpg"
+            path = folder / f"photo{i:02d}{'-noisy' if i % 2 else ''}.{FORMATS[form]}"
             paths.append(path)
             if path.exists():
                 continue
@@ -56,7 +59,9 @@ def make_images(data: str, folder: Path, count: int, size: tuple[int, int], qual
                 pixels = np.asarray(image, dtype=np.int16)
                 noise = np.random.default_rng(i).normal(0, 6, pixels.shape).astype(np.int16)
                 image = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
-            image.save(path, quality=quality)
+            if form == "png16":  # 16-bit greyscale: each 8-bit level v as v * 257
+                image = Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
+            image.save(path, **({"quality": quality} if form == "jpeg" else {"compress_level": 1}))
     return paths
 
 
@@ -66,7 +71,7 @@ def child(rule: str, paths: list[str], out: str) -> None:
     from PIL import Image
 
     from feature_cache import create_encoder
-    from feature_cache.datasets import decode_image
+    from feature_cache.datasets import decode_image, to_rgb
 
     torch.set_num_threads(1)
     transform = create_encoder("effnet-lite0", device="cpu", precision="fp32").transform
@@ -74,9 +79,9 @@ def child(rule: str, paths: list[str], out: str) -> None:
 
     def run(data: bytes):
         if rule == "pil":  # PIL's own antialiased bicubic resize of the whole decode: another standard downscale
-            image = Image.open(io.BytesIO(data)).convert("RGB").resize(size=(224, 224), resample=Image.BICUBIC)
+            image = to_rgb(Image.open(io.BytesIO(data))).resize(size=(224, 224), resample=Image.BICUBIC)
             return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-        return transform(decode_image(data, size) if size else Image.open(io.BytesIO(data)))
+        return transform(decode_image(data, size) if size else decode_image(data))
 
     small = io.BytesIO()
     Image.new("RGB", (32, 32)).save(small, format="JPEG")
@@ -105,22 +110,24 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=12)
     parser.add_argument("--size", default="4000x3000")
     parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--format", default="jpeg", choices=sorted(FORMATS))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = Path(args.images)
     if args.child:
-        child(args.child[0], sorted(map(str, folder.glob("photo*.jpg")))[:args.count], args.child[1])
+        child(args.child[0], sorted(map(str, folder.glob(f"photo*.{FORMATS[args.format]}")))[:args.count],
+              args.child[1])
         return
     import torch
 
     width, height = map(int, args.size.split("x"))
-    paths = make_images(args.data, folder, args.count, (width, height), args.quality)
+    paths = make_images(args.data, folder, args.count, (width, height), args.quality, args.format)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     results = {}
     for rule in RULES:
         out = folder / f"{rule}.pt"
         subprocess.run([sys.executable, __file__, "--images", str(folder), "--count", str(args.count),
-                        "--child", rule, str(out)], check=True, env=env)
+                        "--format", args.format, "--child", rule, str(out)], check=True, env=env)
         results[rule] = torch.load(out)
     from feature_cache import create_encoder
 
@@ -129,7 +136,9 @@ def main() -> None:
     with torch.inference_mode():
         features = {rule: encoder.encode(results[rule]["tensors"]).float() for rule in RULES}
     sizes = [p.stat().st_size for p in paths]
-    print(f"{len(paths)} JPEGs of {width} x {height}, quality {args.quality}, {min(sizes) / 1e6:.1f}-"
+    kind = f"JPEGs of {width} x {height}, quality {args.quality}" if args.format == "jpeg" else \
+        f"{'16-bit greyscale' if args.format == 'png16' else '8-bit RGB'} PNGs of {width} x {height}"
+    print(f"{len(paths)} {kind}, {min(sizes) / 1e6:.1f}-"
           f"{max(sizes) / 1e6:.1f} MB; one thread; effnet-lite0's 224 x 224 bicubic squash")
     for rule in RULES:
         times = [t * 1e3 for t in results[rule]["times"]]

@@ -194,11 +194,11 @@ MAX_DECODED_PIXELS = 50_000_000
 
 def decode_opened(image, decode_size: tuple[int, int] | None = None):
     """Decode an opened PIL image (its header read) and return it. ``decode_size`` ((width, height), the least size
-    a decode may shrink to: an extraction's is twice its resize's, ``ImageTransform.decode_size``): a JPEG at least
-    twice as large decodes at the largest power-of-two reduction (1/2, 1/4, 1/8, libjpeg's DCT scaling through
-    ``Image.draft``) that keeps it at least that large, so that the resize still does the last downscale: a
-    12-megapixel photo decodes in a fifth of the time, without its 128 MiB of whole-decode memory; smaller JPEGs and
-    other formats decode as they are, pixel for pixel.
+    a decode may shrink to: an extraction's is twice its resize's, ``ImageTransform.decode_size``): an image at least
+    twice as large decodes reduced, so that the resize still does the last downscale (:func:`reduce_to`): a JPEG at
+    the largest power-of-two reduction (1/2, 1/4, 1/8, libjpeg's DCT scaling through ``Image.draft``) that keeps it
+    at least that large (a 12-megapixel photo in a fifth of the time, without its 128 MiB of whole-decode memory),
+    then any image by the largest integer factor that does; smaller images decode as they are, pixel for pixel.
 
     Raises:
         PIL.Image.DecompressionBombError: the image would decode to more than :data:`MAX_DECODED_PIXELS` pixels
@@ -214,7 +214,25 @@ def decode_opened(image, decode_size: tuple[int, int] | None = None):
             f"{width} x {height} = {width * height:,} pixels, over the {MAX_DECODED_PIXELS:,} an image may decode to "
             "(a decompression bomb?); shrink it to use it")
     image.load()
-    return image
+    return image if decode_size is None else reduce_to(image, decode_size)
+
+
+def reduce_to(image, size: tuple[int, int]):
+    """A decoded PIL image averaged over blocks of k x k pixels (``Image.reduce``), k the largest integer that keeps
+    it at least ``size`` ((width, height)); the image itself when k < 2. A PNG or TIFF just under
+    :data:`MAX_DECODED_PIXELS` then costs the transform (:func:`to_rgb`, the tensor, the resize) a small image's
+    memory, not several copies of its whole size (bench/README.md "Large photos"). Averaged as :func:`to_rgb` then
+    reads the pixels: 8-bit RGB and greyscale as they are, 16-bit greyscale as 32-bit integers (its values), every
+    other mode (palette, alpha, CMYK, 32-bit integers, floats) made RGB first (``reduce`` would average alpha
+    premultiplied, blackening the colours ``to_rgb`` keeps under transparent pixels)."""
+    factor = min(image.width // size[0], image.height // size[1])
+    if factor < 2:
+        return image
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")
+    elif image.mode not in ("RGB", "L"):
+        image = to_rgb(image)
+    return image.reduce(factor)
 
 
 def decode_image(data: bytes, decode_size: tuple[int, int] | None = None):

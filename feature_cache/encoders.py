@@ -103,11 +103,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # image it costs 0.1 ms where PIL's resize + ToTensor + Normalize cost ~1.3 ms (bench/extract_speed.py).
 RESAMPLER = "torchvision-tensor-antialias"
 # How image files are decoded before that resize, recorded in every cache (its ``decode``, in its fingerprint, not in
-# the extractor's: features of both rules are comparable, bench/README.md "Large photos"): a JPEG at least four times
-# the resize's size decodes at the largest power-of-two reduction that stays at least twice that size
-# (ImageTransform.decode_size, feature_cache.datasets.decode_opened). Caches written before it decoded every file
-# whole (feature_cache.fingerprint.FULL_DECODE).
-DECODE_RULE = "jpeg-draft"
+# the extractor's: features of both rules are comparable, bench/README.md "Large photos"): an image at least four
+# times the resize's size decodes reduced to at least twice that size, a JPEG at the largest power-of-two (DCT)
+# reduction, then any image by the largest integer box average (ImageTransform.decode_size,
+# feature_cache.datasets.decode_opened). Caches written before it decoded every file whole
+# (feature_cache.fingerprint.FULL_DECODE).
+DECODE_RULE = "reduced-2x"
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -389,7 +389,7 @@ def plan_extraction(
     name = lambda fp: f"{_slug(extractor_name(spec.name))}-{fp[:16]}.h5"  # noqa: E731
     path = Path(out) if out is not None else Path(cache_dir) / name(fingerprint)
     # the references a request's features approximate also answer it: fp32 those of a lower precision, a cache whose
-    # every file was decoded whole (written before DECODE_RULE) those of a JPEG's draft; never the reverse
+    # every file was decoded whole (written before DECODE_RULE) those of a reduced decode; never the reverse
     references = [(p, d) for d in (DECODE_RULE, FULL_DECODE) for p in dict.fromkeys((encoder.precision, "fp32"))]
     reusable = tuple((path if out is not None else Path(cache_dir) / name(fp), fp)
                      for fp in (_fingerprint(data, encoder, dtype, *ref) for ref in references[1:]))

@@ -39,9 +39,9 @@ data_warnings        JSON     list of what the extraction warned of the data set
                               in the fingerprint; absent in older caches (read as none)
 precision            str      forward-pass precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); absent in
                               caches written before it was recorded (fp32 on a CPU, fp16 on CUDA)
-decode               str      how image files were decoded: ``jpeg-draft`` (a JPEG at least twice the resize's
-                              size at a power-of-two reduction, ``feature_cache.encoders.DECODE_RULE``); absent
-                              in caches written before it (every file decoded whole, read as ``full``)
+decode               str      how image files were decoded: ``reduced-2x`` (an image at least four times the
+                              resize's size reduced to at least twice it, ``feature_cache.encoders.DECODE_RULE``);
+                              absent in caches written before it (every file decoded whole, read as ``full``)
 ==================== ======== ===================================================================
 
 One group per split, ``/train``, ``/val``, ``/test`` (always all three; a split may have 0 rows):

@@ -52,28 +52,67 @@ def test_a_large_jpeg_decodes_at_the_largest_power_of_two_reduction_at_least_twi
     assert 0 < (full - draft).abs().max() <= 3
 
 
+def saved(width: int, height: int, mode: str, form: str = "PNG", seed: int = 0) -> bytes:
+    """An image of ``mode`` (``I;16``: 16-bit greyscale; ``RGBA``: its left half transparent) of
+    :func:`jpeg`'s texture, saved as ``form``."""
+    image = Image.open(io.BytesIO(jpeg(width, height, seed)))
+    if mode in ("I;16", "F"):  # 16-bit values, floats in 0..1 (to_rgb's rules)
+        grey = np.asarray(image.convert("L"))
+        image = Image.fromarray(grey.astype(np.uint16) * 257 + 100 if mode == "I;16" else grey / np.float32(255))
+    elif mode == "RGBA":
+        image.putalpha(Image.fromarray(np.tile((np.arange(width) >= width // 2) * 255, (height, 1)).astype(np.uint8)))
+    else:
+        image = image.quantize(64) if mode == "P" else image.convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, format=form)
+    return buf.getvalue()
+
+
+OTHER_FORMATS = [("RGB", "PNG"), ("L", "PNG"), ("I;16", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("RGB", "TIFF"),
+                 ("CMYK", "TIFF"), ("F", "TIFF")]
+
+
 def test_images_smaller_than_four_times_the_resize_decode_pixel_for_pixel(cifar_zip):
     transform = ImageTransform(ENCODERS["effnet-lite0"].spec)
     with zipfile.ZipFile(cifar_zip) as archive:
         names = [n for n in archive.namelist() if n.endswith(".jpg")][:: 5000][:12]
         files = [archive.read(n) for n in names]
     files += [jpeg(895, 895), jpeg(1200, 800, seed=1)]  # 895 // 448 = 1; 800 // 448 = 1
+    files += [saved(895, 895, mode, form) for mode, form in OTHER_FORMATS] + [saved(1800, 800, "RGB")]
     for data in files:
         whole = transform(Image.open(io.BytesIO(data)))
         assert torch.equal(transform(decode_image(data, transform.decode_size)), whole)
 
 
-def test_an_extraction_decodes_large_jpegs_reduced_and_records_the_rule(tmp_path):
+@pytest.mark.parametrize("mode, form", OTHER_FORMATS)
+def test_a_large_image_of_another_format_decodes_averaged_down_to_at_least_twice_the_resize(mode, form):
+    """A PNG or TIFF just under MAX_DECODED_PIXELS cost 0.5-0.7 GiB to transform whole (bench/README.md "Large
+    photos"): it is averaged over blocks of the largest integer side (here 3) that keeps it at least decode_size,
+    the resize doing the last step as for a JPEG's draft; pixels are averaged as to_rgb reads them (an RGBA's colour
+    under its transparent pixels kept, not blackened by reduce's premultiplied alpha)."""
+    transform = ImageTransform(ENCODERS["effnet-lite0"].spec)
+    data = saved(2000, 1500, mode, form)
+    decoded = decode_image(data, transform.decode_size)
+    assert decoded.size == (667, 500)
+    assert decode_image(data).size == (2000, 1500)  # without a size, whole
+    whole, reduced = transform(Image.open(io.BytesIO(data))).int(), transform(decoded).int()
+    # this texture's noise of sigma 6 left a mean gap of 0.6-0.9 grey levels (at most 12, the 64-colour palette's)
+    assert (whole - reduced).abs().float().mean() < 1 and (whole - reduced).abs().max() <= 16
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_an_extraction_decodes_large_images_reduced_and_records_the_rule(tmp_path, suffix):
     root = make_tree(tmp_path / "data", {"ant": 2, "bee": 2})
-    for path in root.rglob("*.png"):  # 256 px JPEGs: the tiny encoder resizes to 16, decodes down to 32 (1/8)
-        path.with_suffix(".jpg").write_bytes(jpeg(256, 256, seed=len(list(root.rglob('*.jpg')))))
+    for seed, path in enumerate(sorted(root.rglob("*.png"))):  # 256 px: the tiny encoder resizes to 16, decodes to 32
         path.unlink()
+        image = jpeg(256, 256, seed) if suffix == ".jpg" else saved(256, 256, "RGB", seed=seed)
+        path.with_suffix(suffix).write_bytes(image)
     encoder = tiny_encoder()
     result = run(root, tmp_path / "cache", encoder)
     cache = open_cache(result.path)
-    assert cache.attrs["decode"] == DECODE_RULE == "jpeg-draft"
+    assert cache.attrs["decode"] == DECODE_RULE == "reduced-2x"
     features, _ = cache.load("test")
-    files = sorted((root / "test").rglob("*.jpg"))
+    files = sorted((root / "test").rglob("*" + suffix))
     assert [str(p.relative_to(root)) for p in files] == list(cache.sources("test"))
 
     def encoded(images):
