@@ -26,13 +26,17 @@ from .seen import SEEN_SPLITS
 from .uncertainty import wilson_interval
 
 __all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_THRESHOLDS", "NearestRows",
-           "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAMPLE_SEED", "UNCHECKED_REASONS", "check_rows",
+           "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAME_FEATURES", "SAMPLE_SEED", "UNCHECKED_REASONS",
+           "check_rows",
            "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message",
            "outside_sample", "read_pairs", "sample_rows", "sample_size", "share_text", "budget_for_test", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
 NEAR_DUPLICATE_THRESHOLDS = {"effnet-lite0": 0.90}
+# a reference row whose cosine lies within this of the nearest's has the same features (the image present twice):
+# it is not the second-nearest distinct row (float32 products of one row differ by rounding from block to block)
+SAME_FEATURES = 1e-4
 DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
 # the most multiply-adds (n_test × n_train × d) a run's check takes: ~20 G a second on one thread of the 2-core
 # development machine (bench/README.md "Near-duplicates"), so about 5 s. CIFAR-10's 10,000 × 50,000 × 1,280 is
@@ -58,10 +62,13 @@ _ROUNDING = 1e-3  # how far past [-1, 1] a similarity read back may lie: float32
 
 class NearestRows(NamedTuple):
     """Each query row's most similar reference row: ``index`` (n,) int64 (-1 where there is no reference row) and
-    its cosine ``similarity`` (n,) float32 (nan there)."""
+    its cosine ``similarity`` (n,) float32 (nan there); ``second`` (n,) float32: the cosine of the most similar
+    reference row of other features, below ``similarity`` by more than :data:`SAME_FEATURES` (nan where there is
+    none)."""
 
     index: np.ndarray
     similarity: np.ndarray
+    second: np.ndarray
 
 
 def near_duplicate_threshold(encoder: str | None) -> float | None:
@@ -82,9 +89,10 @@ def _inverse_norms(features: np.ndarray, chunk_rows: int) -> np.ndarray:
 def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  exclude_self: bool = False, own_rows: np.ndarray | None = None) -> NearestRows:
     """For each row q of ``queries`` (n, d), argmax_r cos(q, r) over the rows r of ``reference`` (m, d), the first on
-    ties, and that cosine (float32 products of float32 rows, a block of at most ``chunk_rows`` × ``chunk_rows`` at a
-    time). ``exclude_self``: ``queries`` is ``reference`` and a row is not its own neighbour (near-duplicates inside
-    one split); ``own_rows`` (n,): the same for queries that are those rows of ``reference`` (a sample of it).
+    ties, and that cosine, with the second-nearest distinct row's (``NearestRows.second``) (float32 products of
+    float32 rows, a block of at most ``chunk_rows`` × ``chunk_rows`` at a time). ``exclude_self``: ``queries`` is
+    ``reference`` and a row is not its own neighbour (near-duplicates inside one split); ``own_rows`` (n,): the same
+    for queries that are those rows of ``reference`` (a sample of it).
 
     Raises:
         ValueError: ``chunk_rows`` < 1, arrays that are not 2-d, or other feature widths.
@@ -97,13 +105,13 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
     if exclude_self and len(queries) != len(reference):
         raise ValueError(f"exclude_self needs queries to be reference, got {len(queries)} and {len(reference)} rows.")
     own = np.arange(len(queries)) if exclude_self else own_rows
-    index = np.full(len(queries), -1, dtype=np.int64)
-    best = np.full(len(queries), -np.inf, dtype=np.float32)
+    found = NearestRows(np.full(len(queries), -1, dtype=np.int64), np.full(len(queries), -np.inf, dtype=np.float32),
+                        np.full(len(queries), -np.inf, dtype=np.float32))
     ref_inverse = _inverse_norms(reference, chunk_rows)
     for q0 in range(0, len(queries), chunk_rows):
         block = np.asarray(queries[q0:q0 + chunk_rows], dtype=np.float32)
         block = block * _inverse_norms(block, chunk_rows)[:, None]
-        top, top_at = best[q0:q0 + len(block)], index[q0:q0 + len(block)]  # views: updated in place
+        part = NearestRows(*(field[q0:q0 + len(block)] for field in found))  # views: updated in place
         for r0 in range(0, len(reference), chunk_rows):
             ref = np.asarray(reference[r0:r0 + chunk_rows], dtype=np.float32)
             sims = (block @ ref.T) * ref_inverse[r0:r0 + len(ref)]
@@ -113,10 +121,31 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
                 sims[np.flatnonzero(inside), rows[inside] - r0] = -np.inf
             at = sims.argmax(axis=1)
             value = sims[np.arange(len(block)), at]
-            better = value > top  # strictly: an earlier reference chunk keeps a tie, as argmax over all rows would
-            top[better], top_at[better] = value[better], at[better] + r0
-    best[index < 0] = np.nan
-    return NearestRows(index, best)
+            sims[sims >= value[:, None] - SAME_FEATURES] = -np.inf  # the nearest and the rows of its features
+            _merge(part, NearestRows(at + r0, value, sims.max(axis=1, initial=-np.inf)))
+    return _finished(found)
+
+
+def _merge(found: NearestRows, other: NearestRows) -> None:
+    """``found`` (updated in place) and ``other``, each the nearest and second-nearest distinct rows of some reference
+    rows, as those of both: ``found``'s nearest row on a tie (an earlier reference chunk's, as argmax over all rows
+    would), the second the best of the rows of either below the nearest by more than :data:`SAME_FEATURES`."""
+    better = other.similarity > found.similarity  # strictly: -inf (no row yet) is beaten by any row
+    best = np.where(better, other.similarity, found.similarity)
+    below = best - SAME_FEATURES
+    second = np.maximum(found.second, other.second)
+    for side in (found, other):
+        second = np.where(side.similarity < below, np.maximum(second, side.similarity), second)
+    found.index[better] = other.index[better]
+    found.similarity[:] = best
+    found.second[:] = second
+
+
+def _finished(found: NearestRows) -> NearestRows:
+    """``found`` with nan where there was no row (no neighbour, no second one)."""
+    found.similarity[found.index < 0] = np.nan
+    found.second[~np.isfinite(found.second)] = np.nan
+    return found
 
 
 def near_duplicate_pairs(queries: np.ndarray, reference: np.ndarray, threshold: float,
@@ -134,17 +163,17 @@ def nearest_among(queries: np.ndarray, references: list[np.ndarray], chunk_rows:
                   ) -> NearestRows:
     """:func:`nearest_rows` over the rows of several arrays (train and val) without joining them (a copy of the
     training features): ``index`` counts the rows of ``references`` one after the other; the earlier array's row
-    on a tie."""
-    index = np.full(len(queries), -1, dtype=np.int64)
-    best = np.full(len(queries), np.nan, dtype=np.float32)
+    on a tie; ``second`` over them all."""
+    found = NearestRows(np.full(len(queries), -1, dtype=np.int64), np.full(len(queries), -np.inf, dtype=np.float32),
+                        np.full(len(queries), -np.inf, dtype=np.float32))
     offset = 0
     for reference in references:
-        found = nearest_rows(queries, reference, chunk_rows)
-        better = ~(found.similarity <= best)  # nan (no row yet) is beaten by any row
-        better &= found.index >= 0
-        best[better], index[better] = found.similarity[better], found.index[better] + offset
+        part = nearest_rows(queries, reference, chunk_rows)
+        none = part.index < 0
+        part.similarity[none], part.second[np.isnan(part.second)] = -np.inf, -np.inf
+        _merge(found, NearestRows(np.where(none, -1, part.index + offset), part.similarity, part.second))
         offset += len(reference)
-    return NearestRows(index, best)
+    return _finished(found)
 
 
 class CheckedRows(NamedTuple):

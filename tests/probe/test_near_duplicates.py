@@ -198,3 +198,42 @@ def test_a_sample_of_a_split_against_itself_skips_each_row_itself_and_equals_a_b
     assert (got.nearest.index != got.rows).all()
     assert got.nearest.index.tolist() == at[got.rows].tolist()
     np.testing.assert_allclose(got.nearest.similarity, sims[got.rows], atol=1e-6, rtol=0)
+
+
+def _brute_second(queries: np.ndarray, reference: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
+    """Each query's cosine to the most similar reference row of other features than its nearest's (below it by more
+    than SAME_FEATURES), written out over the whole matrix; nan where there is none."""
+    from probe.near_duplicates import SAME_FEATURES
+
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    sims = q.astype(np.float64) @ (reference / np.linalg.norm(reference, axis=1, keepdims=True)).T.astype(np.float64)
+    if own is not None:
+        sims[np.arange(len(q)), own] = -np.inf
+    second = np.where(sims >= sims.max(axis=1, keepdims=True) - SAME_FEATURES, -np.inf, sims).max(axis=1)
+    return np.where(np.isfinite(second), second, np.nan)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64])
+def test_the_second_nearest_distinct_row_equals_a_brute_force_whatever_the_chunks_and_arrays(chunk_rows):
+    from probe.near_duplicates import check_rows, nearest_among
+
+    rng = np.random.default_rng(4)
+    queries, reference = rng.normal(size=(37, 12)).astype(np.float32), rng.normal(size=(53, 12)).astype(np.float32)
+    reference[40] = reference[3]  # the same features twice (across chunks): never a query's second row
+    queries[0] = 2.0 * reference[3]
+    want = _brute_second(queries, reference)
+    got = nearest_rows(queries, reference, chunk_rows=chunk_rows)
+    np.testing.assert_allclose(got.second, want, atol=1e-6, rtol=0)
+    assert got.second.dtype == np.float32 and got.index[0] == 3 and got.second[0] < 0.99
+    among = nearest_among(queries, [reference[:20], reference[20:]], chunk_rows)  # train and val apart
+    np.testing.assert_allclose(among.second, want, atol=1e-6, rtol=0)
+    assert among.index.tolist() == got.index.tolist()
+    own = nearest_rows(reference, reference, chunk_rows=chunk_rows, exclude_self=True)
+    np.testing.assert_allclose(own.second, _brute_second(reference, reference, np.arange(53)), atol=1e-6, rtol=0)
+    sample = check_rows(reference, [reference], budget=11 * 53 * 12, chunk_rows=chunk_rows, exclude_self=True)
+    np.testing.assert_allclose(sample.nearest.second, _brute_second(reference[sample.rows], reference, sample.rows),
+                               atol=1e-6, rtol=0)
+    # one reference row, or its features alone: no second row
+    assert np.isnan(nearest_rows(queries[:2], reference[:1]).second).all()
+    assert np.isnan(nearest_among(queries[:2], [reference[3:4], reference[40:41]]).second).all()
+
