@@ -1,6 +1,7 @@
 """Images a run's probe predicts on (another cache's split, ``mr2probe predict``) that nearly duplicate one of the
 run's own train or val images: scores on them overstate the probe on new images. The same check as the run's report
-(``probe.near_duplicates``: the encoder's measured threshold, the products budget, a seeded sample past it), against
+(``probe.near_duplicates``: the encoder's measured threshold and the ratio test, the products budget, a seeded
+sample past it), against
 the train and val splits of the run's cache, found as ``mr2probe failures`` finds it (``app.label_issues.run_cache``).
 """
 from __future__ import annotations
@@ -14,30 +15,35 @@ __all__ = ["NearTrain", "near_lines", "near_train", "unchecked_text", "with_near
 
 
 class NearTrain(BaseModel):
-    """``near`` of the ``images`` predicted nearly duplicate (cosine ≥ ``threshold`` of ``encoder`` features) one of
-    the run's train or val images, byte-identical copies included; ``sampled``: how many were compared, where the
+    """``near`` of the ``images`` predicted nearly duplicate (cosine ≥ ``threshold`` of ``encoder`` features, and
+    ``ratio`` times closer than to any other image: ``probe.near_duplicates.is_near_duplicate``) one of the run's
+    train or val images, byte-identical copies included; ``sampled``: how many were compared, where the
     budget allowed a random sample of them alone (None: every one), with ``near_ci`` the 95 % Wilson interval of
     ``near / sampled``. ``mr2probe predict --json``'s and ``GET /api/runs/{id}/scores`` / ``/predicted``'s
     ``near_train``."""
 
     encoder: str = Field(..., description="the encoder whose features were compared")
     threshold: float = Field(..., description="the cosine at or above which an image nearly duplicates one")
+    ratio: float = Field(..., description="past the threshold, a near-duplicate where 1 - c2 >= ratio x (1 - c1), "
+                         "c1 the cosine to the nearest train or val image, c2 that to the second-nearest of other "
+                         "features, or c1 >= probe.near_duplicates.NEAR_DUPLICATE_BAR")
     images: int = Field(..., description="images predicted")
-    near: int = Field(..., description="of them (of the sampled ones where sampled), those whose most similar train "
-                      "or val image of the run has cosine >= threshold, byte-identical copies included")
+    near: int = Field(..., description="of them (of the sampled ones where sampled), those that nearly duplicate "
+                      "their most similar train or val image of the run (threshold and ratio), byte-identical "
+                      "copies included")
     sampled: Optional[int] = Field(None, description="where comparing every image passed the products budget: how "
                                    "many were compared, a seeded random sample; null: every one")
     near_ci: Optional[list[float]] = Field(None, description="where sampled: the 95 % Wilson interval of near / "
                                            "sampled")
 
     def describe(self) -> str:
-        from probe.near_duplicates import share_text
+        from probe.near_duplicates import rule_text, share_text
 
         found = share_text(self.near, self.sampled, self.images, "images predicted")
         # where none is found, nothing is overstated (the line said so of a clean cache, a warning on the run page)
         why = "; scores on them overstate the probe on new images" if self.near else ""
-        return (f"Near-duplicates of the run's train or val images: {found} nearly or exactly duplicate one (cosine "
-                f"≥ {self.threshold:g} of {self.encoder} features){why}.")
+        return (f"Near-duplicates of the run's train or val images: {found} nearly or exactly duplicate one "
+                f"({rule_text(self.threshold, self.encoder, self.ratio)}){why}.")
 
     def as_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -91,17 +97,17 @@ def with_near_lines(comparisons: list, lines: list[tuple[list[str], str]]) -> No
         comparison.warnings = list(dict.fromkeys([*comparison.warnings, *mine]))
 
 
-def _reported(report, cache, split: str, threshold: float) -> NearTrain | None:
+def _reported(report, cache, split: str, threshold: float, ratio: float) -> NearTrain | None:
     """The run's own test split as its report checked it (``report.near_duplicates``), where that check is this one:
-    every row of the split compared (not a sample, no class left out of it) at this threshold; its ``near`` and
-    ``identical`` together (byte-identical copies have the same features, cosine 1, so this check counts them among
-    its near). None otherwise: the check is made again."""
+    every row of the split compared (not a sample, no class left out of it) at this threshold and ratio (None in a
+    report from before the ratio test); its ``near`` and ``identical`` together (byte-identical copies have the same
+    features, cosine 1, so this check counts them among its near). None otherwise: the check is made again."""
     found = report.near_duplicates
     if (found is None or split != "test" or cache.fingerprint != report.features.fingerprint
-            or found.sampled is not None or found.threshold != threshold
+            or found.sampled is not None or found.threshold != threshold or found.ratio != ratio
             or found.test_images != cache.split_sizes.get("test")):
         return None
-    return NearTrain(encoder=found.encoder, threshold=threshold, images=found.test_images,
+    return NearTrain(encoder=found.encoder, threshold=threshold, ratio=ratio, images=found.test_images,
                      near=found.near + (found.identical or 0))
 
 
@@ -109,7 +115,8 @@ def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTra
     """:func:`near_train` with why it was not made in words of its own (None where nothing is to be said)."""
     import numpy as np
 
-    from probe.near_duplicates import MAX_CHECK_PRODUCTS, RowSubset, check_rows, near_duplicate_threshold
+    from probe.near_duplicates import (MAX_CHECK_PRODUCTS, NEAR_DUPLICATE_RATIO, RowSubset, check_rows,
+                                       is_near_duplicate, near_duplicate_threshold)
     from probe.splits import kept_rows
     from probe.seen import SEEN_SPLITS
     from probe.uncertainty import wilson_interval
@@ -117,7 +124,7 @@ def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTra
     threshold = near_duplicate_threshold(report.features.encoder if report.features is not None else None)
     if threshold is None or (cache.fingerprint == report.features.fingerprint and split != "test"):
         return None, None
-    reported = _reported(report, cache, split, threshold)
+    reported = _reported(report, cache, split, threshold, NEAR_DUPLICATE_RATIO)
     if reported is not None:
         return reported, None
     try:  # the cache predicted on is the run's own where it holds its features: found wherever it lies now
@@ -136,8 +143,8 @@ def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTra
         checked, images = check_rows(queries, references, MAX_CHECK_PRODUCTS), len(queries)
     if checked is None:
         return None, f"one image's comparison with the run's images passes the budget of {MAX_CHECK_PRODUCTS:.0e}"
-    near = int((checked.nearest.similarity >= threshold).sum())
+    near = int(is_near_duplicate(checked.nearest, threshold).sum())
     n = len(checked.rows)
     ci = [float(v) for v in wilson_interval(np.array(near), np.array(n))] if checked.sampled else None
-    return NearTrain(encoder=report.features.encoder, threshold=threshold, images=images, near=near,
-                     sampled=n if checked.sampled else None, near_ci=ci), None
+    return NearTrain(encoder=report.features.encoder, threshold=threshold, ratio=NEAR_DUPLICATE_RATIO, images=images,
+                     near=near, sampled=n if checked.sampled else None, near_ci=ci), None

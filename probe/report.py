@@ -39,7 +39,7 @@ from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (balanced_accuracy, confusion_cells, confusion_submatrix, ideal_class_margin_deg,
                       ideal_sample_margin, most_confused_classes, nan_mean, per_class_std, worst_class)
-from .near_duplicates import PAIRS_FILE, UNCHECKED_REASONS, share_text, write_pairs
+from .near_duplicates import PAIRS_FILE, UNCHECKED_REASONS, rule_text, share_text, write_pairs
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
@@ -964,14 +964,19 @@ class NearDuplicates(_Model):
     threshold: float = Field(..., description="the cosine at or above which a test image nearly duplicates a train "
                              "or val image: the encoder's measured one (probe.near_duplicates."
                              "NEAR_DUPLICATE_THRESHOLDS, bench/README.md \"Near-duplicates\")")
+    ratio: Optional[float] = Field(None, description="past the threshold, a near-duplicate where 1 - c2 >= ratio x "
+                                   "(1 - c1), c1 the cosine to the nearest train or val image, c2 that to the "
+                                   "second-nearest of other features, or c1 >= probe.near_duplicates."
+                                   "NEAR_DUPLICATE_BAR (NEAR_DUPLICATE_RATIO); null in older reports (the threshold "
+                                   "alone)")
     test_images: NonNegativeInt
     sampled: Optional[NonNegativeInt] = Field(None, description="how many test images were compared: a random sample "
                                               "(probe.near_duplicates.SAMPLE_SEED) of as many as the products budget "
                                               "(MAX_CHECK_PRODUCTS) allows, where all of them passed it; null where "
                                               "every test image was compared (and in older reports)")
-    near: NonNegativeInt = Field(..., description="test images, not byte-identical to any train or val image, whose "
-                                 "most similar train or val image has cosine >= threshold: among the sampled ones "
-                                 "where sampled is given")
+    near: NonNegativeInt = Field(..., description="test images, not byte-identical to any train or val image, that "
+                                 "nearly duplicate their most similar train or val image (threshold and ratio): "
+                                 "among the sampled ones where sampled is given")
     near_ci: Optional[Interval] = Field(None, description="where sampled: the 95 % Wilson interval of the share "
                                         "near / sampled (null otherwise)")
     identical: Optional[NonNegativeInt] = Field(None, description="test images byte-identical to a train or val "
@@ -984,8 +989,9 @@ class NearDuplicates(_Model):
     rest_ci: Optional[Interval] = Field(None, description="its 95 % Wilson interval")
     examples: list[NearDuplicatePair] = Field(default_factory=list, description="the most similar near-duplicate "
                                               "pairs, up to 3")
-    train_near: Optional[NonNegativeInt] = Field(None, description="train images whose most similar other train "
-                                                 "image has cosine >= threshold (byte-identical ones too): each "
+    train_near: Optional[NonNegativeInt] = Field(None, description="train images that nearly duplicate their most "
+                                                 "similar other train image (threshold and ratio; byte-identical "
+                                                 "ones too): each "
                                                  "weighs twice or more in the fit: among the train_sampled ones "
                                                  "where given; null where unchecked (not one train image fits what "
                                                  "the test check left of the products budget) or in older reports")
@@ -1019,7 +1025,7 @@ class NearDuplicates(_Model):
     def describe(self) -> str:
         """One line for the terminal and exports: the counts, and the accuracies where there are duplicates."""
         identical = "" if self.identical is None else f", {self.identical:,} byte-identical"
-        near = f"near-duplicates (cosine ≥ {self.threshold:g} of {self.encoder} features)"
+        near = f"near-duplicates ({rule_text(self.threshold, self.encoder, self.ratio)})"
         if self.sampled is None:
             line = (f"test images duplicating a train or val image: {self.near:,} {near}{identical}, of "
                     f"{self.test_images:,}")
@@ -1042,7 +1048,7 @@ class NearDuplicates(_Model):
             return None
         shown = "; ".join(f"{p.test} ~ {p.seen} ({p.similarity:.3f})" for p in self.examples if p.test and p.seen)
         return (f"{share_text(self.near, self.sampled, self.test_images)} nearly duplicate a train or val image "
-                f"(cosine ≥ {self.threshold:g} of the {self.encoder} features{'; ' + shown if shown else ''}): "
+                f"({rule_text(self.threshold, self.encoder, self.ratio)}{'; ' + shown if shown else ''}): "
                 f"{self.accuracy_sentence()}; the test figures count images the probe trained or was "
                 "selected on: remove them from test")
 

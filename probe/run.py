@@ -57,8 +57,8 @@ from .report import (
     run_environment,
     write_run,
 )
-from .near_duplicates import (MAX_CHECK_PRODUCTS, CheckedRows, check_rows, near_duplicate_threshold,
-                              budget_for_test)
+from .near_duplicates import (MAX_CHECK_PRODUCTS, NEAR_DUPLICATE_RATIO, CheckedRows, budget_for_test, check_rows,
+                              is_near_duplicate, near_duplicate_threshold)
 from .seen import SEEN_SPLITS, content_keys, row_keys
 from .splits import (Splits, check_arrays, check_class_options, check_spread, checked_splits, kept_contents,
                      without_classes)
@@ -729,7 +729,8 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
                      contents: Mapping[str, np.ndarray] | None, features: FeatureSource | None,
                      evaluations: list[SeedEvaluation]) -> tuple[NearDuplicates | None, list[dict] | None]:
     """The test images that duplicate a train or val image given (before any carving: val carved from train is
-    either): near by the cosine of the features at the encoder's measured threshold, identical by content digest
+    either): near by the cosine of the features (``probe.near_duplicates.is_near_duplicate``: the encoder's measured
+    threshold and the ratio test), identical by content digest
     (``contents``), with the test accuracy on them and on the rest; and every such pair, most similar first
     (:func:`_pairs`, the run's ``near_duplicates.csv``); and the train rows nearly duplicating another train row
     (:func:`_train_near`, within what the budget leaves: a sample where not all fit). Where comparing every test row
@@ -756,7 +757,7 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     if contents and all(split in contents for split in ("test", *seen)):
         keys = np.concatenate([content_keys(contents[split]) for split in seen]) if seen else np.zeros(0, np.uint64)
         identical = np.isin(row_keys(contents["test"]), keys)  # every test row: digests cost no products
-    flagged = checked.nearest.similarity >= threshold
+    flagged = is_near_duplicate(checked.nearest, threshold)
     near = flagged & ~identical[rows] if identical is not None else flagged
     duplicate = flagged | identical[rows] if identical is not None else flagged
     correct = np.mean([e.test_logits.argmax(axis=1) == np.asarray(test_y) for e in evaluations], axis=0)[rows]
@@ -768,8 +769,8 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
                                                                                         rows)),
                        key=lambda pair: (-pair["similarity"], pair["test_row"]))
     return NearDuplicates(**_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - n_checked * per_row),
-        encoder=features.encoder, threshold=threshold, test_images=len(test_y), near=int(near.sum()),
-        sampled=n_checked if checked.sampled else None,
+        encoder=features.encoder, threshold=threshold, ratio=NEAR_DUPLICATE_RATIO, test_images=len(test_y),
+        near=int(near.sum()), sampled=n_checked if checked.sampled else None,
         near_ci=[float(v) for v in wilson_interval(np.array(near.sum()), np.array(n_checked))] if checked.sampled
         else None,
         identical=None if identical is None else int(identical.sum()),
@@ -782,15 +783,16 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
 
 
 def _train_near(train_x: np.ndarray, threshold: float, budget: int) -> dict:
-    """The train rows whose most similar other train row has cosine ≥ ``threshold`` (duplicated images weigh twice in
-    the fit), as :class:`NearDuplicates`' ``train_*`` fields: every train row compared where the ``n_train² × d``
-    products fit ``budget`` (what the test check left of :data:`MAX_CHECK_PRODUCTS`), else a seeded sample of as many
-    as fit (``train_sampled``, with ``train_near_ci``); ``train_near`` None where not one row fits."""
+    """The train rows that nearly duplicate their most similar other train row (``is_near_duplicate`` at
+    ``threshold``; duplicated images weigh twice in the fit), as :class:`NearDuplicates`' ``train_*`` fields: every
+    train row compared where the ``n_train² × d`` products fit ``budget`` (what the test check left of
+    :data:`MAX_CHECK_PRODUCTS`), else a seeded sample of as many as fit (``train_sampled``, with ``train_near_ci``);
+    ``train_near`` None where not one row fits."""
     checked = check_rows(train_x, [train_x], max(budget, 0), exclude_self=True)
     if checked is None:
         logger.info("near-duplicates inside train not checked: one row's products pass the %.2g left", budget)
         return {}
-    near, n = int((checked.nearest.similarity >= threshold).sum()), len(checked.rows)
+    near, n = int(is_near_duplicate(checked.nearest, threshold).sum()), len(checked.rows)
     if checked.sampled:
         logger.info("near-duplicates inside train checked on %d sampled rows of %d", n, len(train_x))
     return {"train_near": near, "train_images": len(train_x), "train_sampled": n if checked.sampled else None,

@@ -895,11 +895,12 @@ def test_predicted_images_that_nearly_duplicate_the_runs_train_images_are_counte
     capsys.readouterr()
     assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
     near = json.loads(capsys.readouterr().out)["near_train"]
-    assert near == {"encoder": "synthetic", "threshold": 0.999, "images": 16, "near": 6, "sampled": None,
-                    "near_ci": None}
+    assert near == {"encoder": "synthetic", "threshold": 0.999, "ratio": nd.NEAR_DUPLICATE_RATIO, "images": 16,
+                    "near": 6, "sampled": None, "near_ci": None}
     assert main(["predict", str(out), "--features", str(cache)]) == 0
     assert ("Near-duplicates of the run's train or val images: 6 of the 16 images predicted nearly or exactly "
-            "duplicate one (cosine ≥ 0.999 of synthetic features)") in capsys.readouterr().out
+            "duplicate one (cosine ≥ 0.999 of synthetic features, 2.5× closer than to any other image, or ≥ 0.99)"
+            ) in " ".join(capsys.readouterr().out.split())
     # past the budget: a seeded sample, equal to the brute force over the same rows, said as a sample
     monkeypatch.setattr(nd, "MAX_CHECK_PRODUCTS", 5 * 240 * D)  # 160 train + 80 val rows of 8 features: 5 rows fit
     assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
@@ -916,10 +917,12 @@ def test_the_near_duplicate_line_says_scores_overstate_only_where_some_image_dup
     cache where none of the images duplicates a train or val image."""
     from app.predicted_near import NearTrain
 
-    said = [NearTrain(encoder="synthetic", threshold=0.9, images=16, near=near).describe() for near in (0, 2)]
+    said = [NearTrain(encoder="synthetic", threshold=0.9, ratio=2.5, images=16, near=near).describe()
+            for near in (0, 2)]
     assert said[0] == ("Near-duplicates of the run's train or val images: 0 of the 16 images predicted nearly or "
-                       "exactly duplicate one (cosine ≥ 0.9 of synthetic features).")
-    assert said[1].endswith("features); scores on them overstate the probe on new images."), said[1]
+                       "exactly duplicate one (cosine ≥ 0.9 of synthetic features, 2.5× closer than to any other "
+                       "image, or ≥ 0.99).")
+    assert said[1].endswith("or ≥ 0.99); scores on them overstate the probe on new images."), said[1]
 
 
 def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmeasured(run, tmp_path, capsys,
@@ -1017,7 +1020,8 @@ def test_predict_on_the_runs_own_test_split_says_the_reports_check(tmp_path, cap
     capsys.readouterr()
     assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["near_train"] == {
-        "encoder": "synthetic", "threshold": 0.999, "images": 120, "near": 5, "sampled": None, "near_ci": None}
+        "encoder": "synthetic", "threshold": 0.999, "ratio": nd.NEAR_DUPLICATE_RATIO, "images": 120, "near": 5,
+        "sampled": None, "near_ci": None}
     monkeypatch.undo()
     monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "synthetic", 0.999)
     without = tmp_path / "without-dog"  # dog's test images are predicted, not in the report's check
@@ -1034,7 +1038,7 @@ def test_a_cache_without_near_duplicates_gets_no_warning_of_them(monkeypatch):
     duplicates one, or where the check could not be made; none where it found none."""
     import app.predicted_near as pn
 
-    found = {near: pn.NearTrain(encoder="synthetic", threshold=0.9, images=16, near=near) for near in (0, 2)}
+    found = {near: pn.NearTrain(encoder="synthetic", threshold=0.9, ratio=2.5, images=16, near=near) for near in (0, 2)}
     for outcome, warned in (((found[0], None), []), ((found[2], None), [found[2].describe()]),
                             ((None, "its cache is gone"), [pn.unchecked_text("its cache is gone")]), ((None, None), [])):
         monkeypatch.setattr(pn, "_near_train", lambda *args, outcome=outcome: outcome)

@@ -237,3 +237,32 @@ def test_the_second_nearest_distinct_row_equals_a_brute_force_whatever_the_chunk
     assert np.isnan(nearest_rows(queries[:2], reference[:1]).second).all()
     assert np.isnan(nearest_among(queries[:2], [reference[3:4], reference[40:41]]).second).all()
 
+
+def _crowd(rng, n: int, centre: np.ndarray, spread: float) -> np.ndarray:
+    return (centre + spread * rng.normal(size=(n, len(centre)))).astype(np.float32)
+
+
+def test_a_crowd_of_look_alikes_is_not_flagged_but_a_copy_inside_it_and_a_row_present_twice_are():
+    """Fashion-MNIST's centred products: distinct images pass the encoder's cosine threshold in crowds of look-alikes,
+    each about as close to several others; a copy is far closer to its original than to any other row."""
+    from probe.near_duplicates import NEAR_DUPLICATE_BAR, is_near_duplicate
+
+    rng = np.random.default_rng(5)
+    centre = rng.normal(size=64)
+    reference = _crowd(rng, 60, centre, 0.22)  # pairwise cosine ~0.95
+    reference[45] = reference[20]  # an image present twice in train
+    look_alikes = _crowd(rng, 20, centre, 0.22)
+    copies = reference[[7, 20]] + 0.2 * rng.normal(size=(2, 64)).astype(np.float32)  # cosine ~0.98 to its own
+    twice = reference[20:21] * 1.5  # the same features: cosine 1 to both of its rows
+    queries = np.concatenate([look_alikes, copies, twice])
+    nearest = nearest_rows(queries, reference, chunk_rows=16)
+    assert (nearest.similarity[:20] >= 0.90).all()  # every look-alike passes the threshold alone
+    assert (nearest.similarity[20:22] < NEAR_DUPLICATE_BAR).all()  # the copies only by the ratio test
+    assert np.flatnonzero(is_near_duplicate(nearest, 0.90)).tolist() == [20, 21, 22]
+    assert nearest.index[20:].tolist() == [7, 20, 20]
+    # the copy of the row present twice stands out from the next distinct row, not from the row's twin
+    assert nearest.second[21] < nearest.similarity[21] - 0.02
+    inside = nearest_rows(reference, reference, exclude_self=True)  # train against itself: the twins alone
+    assert np.flatnonzero(is_near_duplicate(inside, 0.90)).tolist() == [20, 45]
+    rows, matched, _ = near_duplicate_pairs(queries, reference, threshold=0.90, chunk_rows=16)
+    assert rows.tolist() == [20, 21, 22] and matched.tolist() == [7, 20, 20]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from probe import ProbeConfig, Report, format_report, load_report, run_probe
-from probe.near_duplicates import near_duplicate_threshold
+from probe.near_duplicates import NEAR_DUPLICATE_RATIO, near_duplicate_threshold
 from probe.report import FeatureSource
 from testdata import LEAKY_IDENTICAL, LEAKY_NEAR, gaussian_splits, leaky_splits
 
@@ -47,7 +47,9 @@ def test_near_and_identical_copies_are_counted_apart_with_the_accuracy_on_them(l
     warning = [w for w in report.warnings if "nearly duplicate" in w]
     assert len(warning) == 1 and warning[0].startswith("5 of the 60 test images nearly duplicate a train or val")
     text = " ".join(format_report(report).split())  # the terminal wraps at its width
-    assert "5 near-duplicates (cosine ≥ 0.9 of effnet-lite0 features), 2 byte-identical, of 60" in text
+    assert ("5 near-duplicates (cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any other image, or ≥ "
+            "0.99), 2 byte-identical, of 60") in text
+    assert found.ratio == NEAR_DUPLICATE_RATIO
 
 
 def test_the_field_is_kept_in_report_json_and_older_reports_without_it_load(leaky_run):
@@ -56,6 +58,32 @@ def test_the_field_is_kept_in_report_json_and_older_reports_without_it_load(leak
     older = json.loads((out / "report.json").read_text())
     del older["near_duplicates"]
     assert Report.model_validate(older).near_duplicates is None
+    older = json.loads((out / "report.json").read_text())
+    del older["near_duplicates"]["ratio"]  # checked by the threshold alone, and said so
+    found = Report.model_validate(older).near_duplicates
+    assert found.ratio is None and "(cosine ≥ 0.9 of effnet-lite0 features), 2 byte-identical" in found.describe()
+
+
+def test_look_alikes_crowding_past_the_threshold_are_not_duplicates_but_copies_among_them_are():
+    """Fashion-MNIST's products on effnet-lite0: distinct test images pass 0.90 against crowds of train look-alikes
+    (82 of the demo's 1,000 were warned of, 86 of its 900 train images); the report's test check and its check
+    inside train flag only the copies (the ratio test), and an image present twice in train (the bar)."""
+    rng = np.random.default_rng(6)
+    centres = rng.normal(size=(3, 64))
+    crowd = lambda k, n: (centres[k] + 0.22 * rng.normal(size=(n, 64))).astype(np.float32)  # noqa: E731
+    data = {split: (np.concatenate([crowd(k, n) for k in range(3)]), np.repeat(np.arange(3), n))
+            for split, n in (("train", 30), ("val", 10), ("test", 20))}
+    train_x, test_x = data["train"][0], data["test"][0]
+    train_x[29] = train_x[5]  # an image present twice in train
+    test_x[[0, 25]] = train_x[[3, 40]] + 0.17 * rng.normal(size=(2, 64)).astype(np.float32)  # two modified copies
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    assert ((unit(test_x) @ unit(train_x).T).max(axis=1) >= 0.9).all()  # the threshold alone: all 60
+    report = run_probe(data, NAMES, ProbeConfig(**{**FAST, "seeds": [0]}), features=FeatureSource(
+        fingerprint="f" * 64, encoder="effnet-lite0"))
+    found = report.near_duplicates
+    assert (found.near, found.train_near, found.train_images) == (2, 2, 90)
+    assert sorted(p.similarity for p in found.examples) == pytest.approx(
+        sorted((unit(test_x[[r]]) @ unit(train_x[[c]]).T).item() for r, c in ((0, 3), (25, 40))), abs=1e-5)
 
 
 def test_no_check_without_a_measured_threshold_or_without_duplicates():
