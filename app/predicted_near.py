@@ -41,8 +41,8 @@ class NearTrain(BaseModel):
 
         found = share_text(self.near, self.sampled, self.images, "images predicted")
         # where none is found, nothing is overstated (the line said so of a clean cache, a warning on the run page)
-        why = "; scores on them overstate the probe on new images" if self.near else ""
-        return (f"Near-duplicates of the run's train or val images: {found} nearly or exactly duplicate one "
+        why = "; where they are copies, scores on them overstate the probe on new images" if self.near else ""
+        return (f"Near-duplicates of the run's train or val images: {found} may nearly or exactly duplicate one "
                 f"({rule_text(self.threshold, self.encoder, self.ratio)}){why}.")
 
     def as_dict(self) -> dict:

@@ -1047,10 +1047,10 @@ class NearDuplicates(_Model):
         if not self.near:
             return None
         shown = "; ".join(f"{p.test} ~ {p.seen} ({p.similarity:.3f})" for p in self.examples if p.test and p.seen)
-        return (f"{share_text(self.near, self.sampled, self.test_images)} nearly duplicate a train or val image "
+        return (f"{share_text(self.near, self.sampled, self.test_images)} may duplicate a train or val image "
                 f"({rule_text(self.threshold, self.encoder, self.ratio)}{'; ' + shown if shown else ''}): "
-                f"{self.accuracy_sentence()}; the test figures count images the probe trained or was "
-                "selected on: remove them from test")
+                f"{self.accuracy_sentence()}; check the pairs (`mr2probe report RUN --near-duplicates`): where "
+                "they are copies, the test figures count images the probe trained or was selected on")
 
     def accuracy_sentence(self) -> str:
         """The test accuracy on the duplicates against that on the rest, with their intervals: the one wording of

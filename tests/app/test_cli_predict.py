@@ -898,7 +898,7 @@ def test_predicted_images_that_nearly_duplicate_the_runs_train_images_are_counte
     assert near == {"encoder": "synthetic", "threshold": 0.999, "ratio": nd.NEAR_DUPLICATE_RATIO, "images": 16,
                     "near": 6, "sampled": None, "near_ci": None}
     assert main(["predict", str(out), "--features", str(cache)]) == 0
-    assert ("Near-duplicates of the run's train or val images: 6 of the 16 images predicted nearly or exactly "
+    assert ("Near-duplicates of the run's train or val images: 6 of the 16 images predicted may nearly or exactly "
             "duplicate one (cosine ≥ 0.999 of synthetic features, 2.5× closer than to any other image, or ≥ 0.99)"
             ) in " ".join(capsys.readouterr().out.split())
     # past the budget: a seeded sample, equal to the brute force over the same rows, said as a sample
@@ -919,10 +919,11 @@ def test_the_near_duplicate_line_says_scores_overstate_only_where_some_image_dup
 
     said = [NearTrain(encoder="synthetic", threshold=0.9, ratio=2.5, images=16, near=near).describe()
             for near in (0, 2)]
-    assert said[0] == ("Near-duplicates of the run's train or val images: 0 of the 16 images predicted nearly or "
+    assert said[0] == ("Near-duplicates of the run's train or val images: 0 of the 16 images predicted may nearly or "
                        "exactly duplicate one (cosine ≥ 0.9 of synthetic features, 2.5× closer than to any other "
                        "image, or ≥ 0.99).")
-    assert said[1].endswith("or ≥ 0.99); scores on them overstate the probe on new images."), said[1]
+    assert said[1].endswith("or ≥ 0.99); where they are copies, scores on them overstate the probe on new images."), \
+        said[1]
 
 
 def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmeasured(run, tmp_path, capsys,

@@ -14,6 +14,7 @@ from testdata import LEAKY_IDENTICAL, LEAKY_NEAR, gaussian_splits, leaky_splits
 
 NAMES = ["a", "b", "c"]
 FAST = dict(epochs=20, lr_grid=[0.05], wd_grid=[0.0], seeds=[0, 1], cv=0)
+WARNED = "may duplicate a train or val image"  # the warning's words: a caution to look at the pairs
 NEAR, IDENTICAL = LEAKY_NEAR, LEAKY_IDENTICAL  # test rows made copies of train rows 10.. and 20..
 
 
@@ -44,8 +45,10 @@ def test_near_and_identical_copies_are_counted_apart_with_the_accuracy_on_them(l
         report.summary.overall, abs=1e-9)
     assert found.duplicates_ci[0] <= found.accuracy_duplicates <= found.duplicates_ci[1]
     assert found.rest_ci[0] <= found.accuracy_rest <= found.rest_ci[1]
-    warning = [w for w in report.warnings if "nearly duplicate" in w]
-    assert len(warning) == 1 and warning[0].startswith("5 of the 60 test images nearly duplicate a train or val")
+    warning = [w for w in report.warnings if WARNED in w]
+    assert len(warning) == 1 and warning[0].startswith(f"5 of the 60 test images {WARNED} (")
+    assert "check the pairs (`mr2probe report RUN --near-duplicates`): where they are copies" in warning[0]
+    assert "remove them" not in warning[0]
     text = " ".join(format_report(report).split())  # the terminal wraps at its width
     assert ("5 near-duplicates (cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any other image, or ≥ "
             "0.99), 2 byte-identical, of 60") in text
@@ -90,12 +93,12 @@ def test_no_check_without_a_measured_threshold_or_without_duplicates():
     data, sources, digests = _leaky()
     config = ProbeConfig(**{**FAST, "seeds": [0]})
     unmeasured = run_probe(data, NAMES, config, features=FeatureSource(fingerprint="f" * 64, encoder="openclip:x"))
-    assert unmeasured.near_duplicates is None and not any("nearly duplicate" in w for w in unmeasured.warnings)
+    assert unmeasured.near_duplicates is None and not any(WARNED in w for w in unmeasured.warnings)
     clean = gaussian_splits(3, {"train": 40, "val": 10, "test": 20}, spread=1.0, dim=64, seed=3)
     report = run_probe(clean, NAMES, config, features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
     assert report.near_duplicates.near == 0 and report.near_duplicates.identical is None  # no digests given
     assert report.near_duplicates.accuracy_duplicates is None
-    assert not any("nearly duplicate" in w for w in report.warnings)
+    assert not any(WARNED in w for w in report.warnings)
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
@@ -134,7 +137,7 @@ def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monke
         "test_row"]]) and p["similarity"] == pytest.approx(1, abs=1e-5) for p in pairs if p["identical"]), pairs
     assert [p["similarity"] for p in pairs] == sorted((p["similarity"] for p in pairs), reverse=True)
     assert found.near_ci == pytest.approx(_wilson(found.near, 25), abs=1e-12)
-    warning = next(w for w in report.warnings if "nearly duplicate" in w)
+    warning = next(w for w in report.warnings if WARNED in w)
     assert warning.startswith(f"{found.near} among 25 sampled test images of 60 (")
     assert "test accuracy on the sampled duplicates" in warning
     text = " ".join(format_report(report).split())
@@ -161,7 +164,7 @@ def test_below_the_budget_every_test_row_is_compared_and_past_one_row_none(monke
     assert (found.near, found.sampled, found.near_ci) == (len(NEAR), None, None)
     monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 9_599)  # not one test row's 9,600 products
     report = run_probe(data, NAMES, config, sources=sources, contents=digests, features=features)
-    assert report.near_duplicates is None and not any("nearly duplicate" in w for w in report.warnings)
+    assert report.near_duplicates is None and not any(WARNED in w for w in report.warnings)
 
 
 def test_the_run_folder_keeps_every_pair_and_a_replaced_run_loses_a_stale_file(leaky_run, tmp_path):
