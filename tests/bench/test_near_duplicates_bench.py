@@ -43,3 +43,10 @@ def test_copies_are_written_beside_their_originals_and_measured_against_them(tmp
     assert results["copies"]["jpeg_q30"]["nearest_is_original"] == 1.0
     assert results["copies"]["hflip"]["at_or_above"]["0.80"] == 0.0
     assert results["distinct"]["overall"]["n"] == 6
+    # the rule: each copy the same features as its original (cosine 1, past the bar) whatever the ratio; the flip
+    # (cosine -1) never; the threshold alone is a column of its own
+    assert results["copies"]["jpeg_q30"]["rule"] == {name: 1.0 for name in ["threshold", *map("{:g}".format,
+                                                                                                nd.RATIOS[1:])]}
+    assert set(results["copies"]["hflip"]["rule"].values()) == {0.0}
+    pool = nd.measure_distinct(tmp_path / "f.h5")  # its test rows: copies of train rows, so all flagged
+    assert (pool["test"], pool["pool"], pool["rule"]["2.5"], pool["train_rule"]["2.5"]) == (18, 6, 16 / 18, 0.0)
