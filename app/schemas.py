@@ -649,6 +649,8 @@ class NearDuplicatesOut(BaseModel):
     run_id: str
     encoder: str = Field(..., description="the encoder whose features were compared")
     threshold: float = Field(..., description="the cosine at or above which a test image nearly duplicates one")
+    rule: str = Field(..., description="the rule the check applied, in the report's words (the threshold, and the "
+                      "ratio test past it where the report applied one: probe.near_duplicates.rule_text)")
     test_images: int = Field(..., description="test images of the run")
     sampled: Optional[int] = Field(None, description="where the run compared a random sample of its test images "
                                    "(past the products budget): how many; the pairs are theirs, with the "

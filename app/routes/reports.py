@@ -230,7 +230,7 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
                     store: Store = Depends(get_store)) -> NearDuplicatesOut:
     """404 for an unknown run or one without the list (not checked, or written before it: the message says which),
     422 for a damaged list."""
-    from probe.near_duplicates import no_pairs_message, outside_sample
+    from probe.near_duplicates import no_pairs_message, outside_sample, rule_text
     from probe.rundir import read_run
 
     run = store.get_run(run_id)
@@ -241,7 +241,7 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
     items = [{**pair, "test_thumbnail_url": _thumbnail_url(dataset_id, pair["test"]),
               "seen_thumbnail_url": _thumbnail_url(dataset_id, pair["seen"])} for pair in pairs[offset:offset + limit]]
     return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
-                             test_images=found.test_images, sampled=found.sampled, total=len(pairs), limit=limit,
+                             rule=rule_text(found.threshold, found.encoder, found.ratio), test_images=found.test_images, sampled=found.sampled, total=len(pairs), limit=limit,
                              outside_sample=outside_sample(pairs, found.test_images, found.sampled), offset=offset,
                              items=items)
 

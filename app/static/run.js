@@ -488,12 +488,16 @@
     const found = report.near_duplicates;
     const test = found ? found.near + (found.identical || 0) : 0, train = found ? found.train_near || 0 : 0;
     if (!test && !train) return null;
+    // the ratio test past the threshold, where the report applied one (probe.near_duplicates.rule_text's words)
+    const apart = found && found.ratio != null ? `, ${found.ratio}× closer than to any other image, or nearly the same`
+      : "";
     const inTrain = train ? h("p", { class: "muted note", id: "near-duplicates-train" },
       (found.train_sampled == null  // a sample of the train images past the budget: said as one
         ? `${count(train)} train image${train === 1 ? "" : "s"} nearly duplicate${train === 1 ? "s" : ""} another `
         : `${count(train)} of ${count(found.train_sampled)} sampled train images (a random sample of the `
           + `${count(found.train_images)}) nearly duplicate another `)
-      + `train image (cosine ≥ ${found.threshold} of ${found.encoder} features): each weighs twice or more in the fit.`)
+      + `train image (cosine ≥ ${found.threshold} of ${found.encoder} features${apart}): each weighs twice or more in `
+      + "the fit.")
       : null;
     if (!test) return card("Near-duplicate images", inTrain);
     const url = (offset) => `/api/runs/${enc(runId)}/near-duplicates?limit=${NEAR_DUPLICATES_SHOWN}&offset=${offset}`;
@@ -507,10 +511,11 @@
       shown += page.items.length;
       gallery.append(...page.items.map(nearPairFigure));
       const outside = page.outside_sample || 0;  // byte-identical, outside a sampled check's sample: listed too
-      summary.textContent = `${count(total - outside)} of ${testImages(page)} duplicate a train or val image `
-        + `(cosine ≥ ${page.threshold} of ${page.encoder} features)`
+      summary.textContent = `${count(total - outside)} of ${testImages(page)} may duplicate a train or val image `
+        + `(${page.rule})`
         + (outside ? `; ${count(outside)} more outside the sample, byte-identical to one, listed too` : "")
-        + ", most similar first; remove them from test to measure the probe on images it has not seen"
+        + ", most similar first; look at each pair: where they are copies, the test figures count images the probe "
+        + "trained or was selected on"
         + (shown < total ? `; the ${count(shown)} most similar:` : ":");
       next.textContent = `Show the next ${count(Math.min(NEAR_DUPLICATES_SHOWN, total - shown))}`;
       next.hidden = !page.items.length || shown >= total;

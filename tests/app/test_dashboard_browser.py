@@ -3802,7 +3802,10 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
         wait_for(lambda: driver.js(f"""return Array.from(document.querySelectorAll('{pairs} img.thumb')).every(
             i => i.complete && i.naturalWidth > 0)"""), 30, interval=0.2, what="thumbnails loaded")
         summary = driver.js("return document.getElementById('near-duplicates-summary').textContent")
-        assert summary.startswith("7 of 60 test images duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0")
+        assert summary.startswith("7 of 60 test images may duplicate a train or val image (cosine ≥ 0.9 of "
+                                  "effnet-lite0 features, 2.5× closer than to any other image, or ≥ 0.99), most "
+                                  "similar first; look at each pair: where they are copies, the test figures count "
+                                  "images the probe trained or was selected on:"), summary
         assert driver.js("return document.getElementById('near-duplicates-more').hidden") is True
         for run_id, asked in (("run_clean", False), ("run_old", True)):  # none found; the list not kept: no card
             _open(driver, f"{base}/runs/{run_id}", "run")
@@ -3818,7 +3821,8 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
         assert page["sampled"] == 25 and page["outside_sample"] > 0, page
         _open(driver, base + "/runs/run_sampled", "run")
         said = (f"{page['total'] - page['outside_sample']} of 25 sampled test images (a random sample of the 60) "
-                "duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0 features); "
+                "may duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any "
+                "other image, or ≥ 0.99); "
                 f"{page['outside_sample']} more outside the sample, byte-identical to one, listed too, most similar "
                 "first")
         wait_for(lambda: (driver.js("return document.getElementById('near-duplicates-summary')?.textContent") or ""
@@ -3852,7 +3856,8 @@ def test_run_page_says_how_many_train_images_nearly_duplicate_another(driver, li
     one = train_near == 1  # the run's own count, whatever the check's rule finds in the fixture's shapes
     own = None if not train_near else (
         f"{train_near} train image{'' if one else 's'} nearly duplicate{'s' if one else ''} another train image "
-        "(cosine ≥ 0.9 of effnet-lite0 features): each weighs twice or more in the fit.")
+        "(cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any other image, or nearly the same): each "
+        "weighs twice or more in the fit.")
     wait_for(lambda: driver.js("return document.querySelector('main[data-ready=\"run\"]') !== null"), 30,
              interval=0.2, what="the run page")
     wait_for(lambda: driver.js("return document.getElementById('near-duplicates-train')?.textContent ?? null") == own,
@@ -3869,9 +3874,14 @@ def test_run_page_says_how_many_train_images_nearly_duplicate_another(driver, li
         return [c.querySelector('h2').textContent, t ? t.textContent : null];""")  # noqa: E731
     assert driver.js(script, [{"train_near": 0}, finished.erm]) is None
     assert driver.js(script, [{"train_near": None}, finished.erm]) is None
-    assert driver.js(script, [{"train_near": 3}, finished.erm]) is True
+    assert driver.js(script, [{"train_near": 3}, finished.erm]) is True  # a report before the ratio test: none said
     assert said() == ["Near-duplicate images", "3 train images nearly duplicate another train image (cosine ≥ 0.9 of "
                       "effnet-lite0 features): each weighs twice or more in the fit."]
+    driver.js("document.getElementById('near-test-card').remove()")
+    assert driver.js(script, [{"train_near": 3, "ratio": 2.5}, finished.erm]) is True
+    assert said()[1] == ("3 train images nearly duplicate another train image (cosine ≥ 0.9 of effnet-lite0 features, "
+                         "2.5× closer than to any other image, or nearly the same): each weighs twice or more in the "
+                         "fit.")
     driver.js("document.getElementById('near-test-card').remove()")
     # past the products budget a sample of train images was compared: said as one, never as a count of them all
     assert driver.js(script, [{"train_near": 2, "train_sampled": 144, "train_images": 2700}, finished.erm]) is True

@@ -44,6 +44,8 @@ def test_pages_every_pair_most_similar_first_with_both_thumbnails(service):
     out, sources = runs["leaky"]
     body = client.get("/api/runs/leaky/near-duplicates").json()
     assert (body["encoder"], body["threshold"], body["test_images"]) == ("effnet-lite0", 0.9, 60)
+    # the rule in the report's words, the ratio test with it (the run page said the threshold alone)
+    assert body["rule"] == "cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any other image, or ≥ 0.99"
     assert body["total"] == len(LEAKY_NEAR) + len(LEAKY_IDENTICAL) == len(body["items"])
     assert [(i["test"], i["seen"], i["identical"]) for i in body["items"]] == [
         (p["test"], p["seen"], p["identical"]) for p in read_pairs(out)]
