@@ -58,9 +58,9 @@ def near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrai
     """``(found, warnings)``: the check of ``split`` of ``cache`` (a ``feature_cache.FeatureCache``) against the train
     and val images of the run (``report``; ``own_cache()`` opens its cache, ValueError or OSError where it cannot; the
     classes it left out left out), or None; ``warnings`` says it (:meth:`NearTrain.describe`) where some image
-    duplicates one, or why it was not made (:func:`unchecked_text`): predict's line, its ``--json``'s and the API's ``warnings``, as compare's. Nothing is
-    said on the run's own train or val split (all of them its own images, which predict warns of apart) nor where the
-    run's encoder has no measured threshold. Bounded by the products budget: a seeded sample past it."""
+    duplicates one, or why it was not made (:func:`unchecked_text`): predict's line, its ``--json``'s and the API's
+    ``warnings``, as compare's. Nothing is said on the run's own train or val split (all of them its own images,
+    which predict warns of apart) nor where the run's encoder has no measured threshold. Bounded by the products budget: a seeded sample past it."""
     found, why = _near_train(report, own_cache, cache, split)
     if found is not None:  # a warning where some image duplicates one: a clean cache's 'none' is no caution
         return found, [found.describe()] if found.near else []

@@ -241,7 +241,8 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
     items = [{**pair, "test_thumbnail_url": _thumbnail_url(dataset_id, pair["test"]),
               "seen_thumbnail_url": _thumbnail_url(dataset_id, pair["seen"])} for pair in pairs[offset:offset + limit]]
     return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
-                             rule=rule_text(found.threshold, found.encoder, found.ratio), test_images=found.test_images, sampled=found.sampled, total=len(pairs), limit=limit,
+                             rule=rule_text(found.threshold, found.encoder, found.ratio), test_images=found.test_images,
+                             sampled=found.sampled, total=len(pairs), limit=limit,
                              outside_sample=outside_sample(pairs, found.test_images, found.sampled), offset=offset,
                              items=items)
 

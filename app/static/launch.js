@@ -297,7 +297,8 @@
     const ratio = dataset && typeof dataset.imbalance === "number" ? dataset.imbalance : null;  // the server's
     const show = ratio !== null && ratio >= (choices.imbalance_ratio || Infinity);
     hint.hidden = !show;
-    hint.textContent = show ? `This data set's classes differ ${window.Charts.fixed(ratio, 1).replace(/\.0$/, "")}× in size among the train + val images: `
+    const times = show ? window.Charts.fixed(ratio, 1).replace(/\.0$/, "") : "";  // probe.decision.ratio_text's rule
+    hint.textContent = show ? `This data set's classes differ ${times}× in size among the train + val images: `
       + "accuracy over the images favours the frequent ones; balanced weighs every class alike." : "";
   }
 

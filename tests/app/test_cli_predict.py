@@ -940,7 +940,8 @@ def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmea
     moved.unlink()
     assert main(["predict", str(tmp_path / "run"), "--features", str(new)]) == 0
     text = capsys.readouterr().out
-    assert "Not checked for near-duplicates of the run's train or val images: the run's own cache cannot be read" in text
+    assert ("Not checked for near-duplicates of the run's train or val images: the run's own cache cannot be "
+            "read") in text
     # --json says why too, as the API's warnings do: the text's line, word for word (it had near_train null alone)
     line = next(line for line in text.splitlines() if line.startswith("Not checked for near-duplicates"))
     assert main(["predict", str(tmp_path / "run"), "--features", str(new), "--json"]) == 0
@@ -1039,8 +1040,10 @@ def test_a_cache_without_near_duplicates_gets_no_warning_of_them(monkeypatch):
     duplicates one, or where the check could not be made; none where it found none."""
     import app.predicted_near as pn
 
-    found = {near: pn.NearTrain(encoder="synthetic", threshold=0.9, ratio=2.5, images=16, near=near) for near in (0, 2)}
+    found = {near: pn.NearTrain(encoder="synthetic", threshold=0.9, ratio=2.5, images=16, near=near)
+             for near in (0, 2)}
+    gone = "its cache is gone"
     for outcome, warned in (((found[0], None), []), ((found[2], None), [found[2].describe()]),
-                            ((None, "its cache is gone"), [pn.unchecked_text("its cache is gone")]), ((None, None), [])):
+                            ((None, gone), [pn.unchecked_text(gone)]), ((None, None), [])):
         monkeypatch.setattr(pn, "_near_train", lambda *args, outcome=outcome: outcome)
         assert pn.near_train(None, None, None, "test") == (outcome[0], warned)

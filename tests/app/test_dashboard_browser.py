@@ -3886,8 +3886,8 @@ def test_run_page_says_how_many_train_images_nearly_duplicate_another(driver, li
     # past the products budget a sample of train images was compared: said as one, never as a count of them all
     assert driver.js(script, [{"train_near": 2, "train_sampled": 144, "train_images": 2700}, finished.erm]) is True
     assert said() == ["Near-duplicate images", "2 of 144 sampled train images (a random sample of the 2,700) nearly "
-                      "duplicate another train image (cosine ≥ 0.9 of effnet-lite0 features): each weighs twice or more "
-                      "in the fit."]
+                      "duplicate another train image (cosine ≥ 0.9 of effnet-lite0 features): each weighs twice or "
+                      "more in the fit."]
     driver.js("document.getElementById('near-test-card').remove()")
     # test duplicates too, but no list of them (404): the train count stays, in a card of its own
     assert driver.js(script, [{"near": 2, "train_near": 1}, "run_without_a_list"]) is True
