@@ -60,7 +60,8 @@ def near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrai
     classes it left out left out), or None; ``warnings`` says it (:meth:`NearTrain.describe`) where some image
     duplicates one, or why it was not made (:func:`unchecked_text`): predict's line, its ``--json``'s and the API's
     ``warnings``, as compare's. Nothing is said on the run's own train or val split (all of them its own images,
-    which predict warns of apart) nor where the run's encoder has no measured threshold. Bounded by the products budget: a seeded sample past it."""
+    which predict warns of apart) nor where the run's encoder has no measured threshold. Bounded by the products
+    budget: a seeded sample past it."""
     found, why = _near_train(report, own_cache, cache, split)
     if found is not None:  # a warning where some image duplicates one: a clean cache's 'none' is no caution
         return found, [found.describe()] if found.near else []
@@ -113,13 +114,10 @@ def _reported(report, cache, split: str, threshold: float, ratio: float) -> Near
 
 def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTrain | None, str | None]:
     """:func:`near_train` with why it was not made in words of its own (None where nothing is to be said)."""
-    import numpy as np
-
     from probe.near_duplicates import (MAX_CHECK_PRODUCTS, NEAR_DUPLICATE_RATIO, RowSubset, check_rows,
-                                       is_near_duplicate, near_duplicate_threshold)
+                                       is_near_duplicate, near_duplicate_threshold, sample_share)
     from probe.splits import kept_rows
     from probe.seen import SEEN_SPLITS
-    from probe.uncertainty import wilson_interval
 
     threshold = near_duplicate_threshold(report.features.encoder if report.features is not None else None)
     if threshold is None or (cache.fingerprint == report.features.fingerprint and split != "test"):
@@ -144,7 +142,6 @@ def _near_train(report, own_cache: Callable, cache, split: str) -> tuple[NearTra
     if checked is None:
         return None, f"one image's comparison with the run's images passes the budget of {MAX_CHECK_PRODUCTS:.0e}"
     near = int(is_near_duplicate(checked.nearest, threshold).sum())
-    n = len(checked.rows)
-    ci = [float(v) for v in wilson_interval(np.array(near), np.array(n))] if checked.sampled else None
+    sampled, ci = sample_share(near, checked)
     return NearTrain(encoder=report.features.encoder, threshold=threshold, ratio=NEAR_DUPLICATE_RATIO, images=images,
-                     near=near, sampled=n if checked.sampled else None, near_ci=ci), None
+                     near=near, sampled=sampled, near_ci=ci), None

@@ -29,7 +29,8 @@ __all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPL
            "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAME_FEATURES",
            "SAMPLE_SEED", "UNCHECKED_REASONS", "check_rows", "is_near_duplicate", "near_duplicate_pairs",
            "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "outside_sample",
-           "read_pairs", "rule_text", "sample_rows", "sample_size", "share_text", "budget_for_test", "write_pairs"]
+           "read_pairs", "rule_text", "sample_rows", "sample_share", "sample_size", "share_text", "budget_for_test",
+           "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -277,13 +278,27 @@ def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chun
     return CheckedRows(rows, nearest, sampled)
 
 
+def sample_share(found: int, checked: CheckedRows) -> tuple[int | None, list[float] | None]:
+    """``(sampled, ci)`` of a check that found ``found`` among the rows it compared (``checked``): how many, and the
+    95 % Wilson interval of ``found / sampled``, where it compared a sample; ``(None, None)`` where it compared every
+    row. The ``sampled`` / ``near_ci`` of the report's test check, its check inside train and predict's."""
+    if not checked.sampled:
+        return None, None
+    return len(checked.rows), _share_interval(found, len(checked.rows))
+
+
+def _share_interval(found: int, checked: int) -> list[float]:
+    """The 95 % Wilson interval of the share ``found / checked`` of a sample, as [lo, hi] floats."""
+    return [float(v) for v in wilson_interval(np.array(found), np.array(checked))]
+
+
 def share_text(found: int, checked: int | None, total: int, what: str = "test images") -> str:
     """``found`` of the ``total`` ``what`` (a plural noun) where all were checked (``checked`` None or ``total``);
     else said as the sample it is: ``found`` among ``checked`` sampled, with the share, its 95 % Wilson interval and
     the estimate over ``total`` they give, never as a count of them all."""
     if checked is None or checked >= total:
         return f"{found:,} of the {total:,} {what}"
-    ci = [float(v) for v in wilson_interval(np.array(found), np.array(checked))]
+    ci = _share_interval(found, checked)
     # the sample's ``found`` are in the whole set, and its ``checked - found`` others are not: the range keeps them
     low, high = max(found, round(ci[0] * total)), min(total - (checked - found), round(ci[1] * total))
     return (f"{found:,} among {checked:,} sampled {what} of {total:,} ({percent(found / checked, 1)} %, 95 % Wilson "

@@ -57,8 +57,8 @@ from .report import (
     run_environment,
     write_run,
 )
-from .near_duplicates import (MAX_CHECK_PRODUCTS, NEAR_DUPLICATE_RATIO, CheckedRows, budget_for_test, check_rows,
-                              is_near_duplicate, near_duplicate_threshold)
+from .near_duplicates import (MAX_CHECK_PRODUCTS, NEAR_DUPLICATE_RATIO, CheckedRows, budget_for_test,
+                              check_rows, is_near_duplicate, near_duplicate_threshold, sample_share)
 from .seen import SEEN_SPLITS, content_keys, row_keys
 from .splits import (Splits, check_arrays, check_class_options, check_spread, checked_splits, kept_contents,
                      without_classes)
@@ -768,11 +768,10 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
         pairs = sorted(pairs + _identical_pairs(data, sources, contents, seen, np.setdiff1d(np.flatnonzero(identical),
                                                                                         rows)),
                        key=lambda pair: (-pair["similarity"], pair["test_row"]))
+    sampled, near_ci = sample_share(int(near.sum()), checked)
     return NearDuplicates(**_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - n_checked * per_row),
         encoder=features.encoder, threshold=threshold, ratio=NEAR_DUPLICATE_RATIO, test_images=len(test_y),
-        near=int(near.sum()), sampled=n_checked if checked.sampled else None,
-        near_ci=[float(v) for v in wilson_interval(np.array(near.sum()), np.array(n_checked))] if checked.sampled
-        else None,
+        near=int(near.sum()), sampled=sampled, near_ci=near_ci,
         identical=None if identical is None else int(identical.sum()),
         accuracy_duplicates=correct[duplicate].mean() if duplicate.any() else None,
         duplicates_ci=dup_ci if duplicate.any() else None,
@@ -792,12 +791,11 @@ def _train_near(train_x: np.ndarray, threshold: float, budget: int) -> dict:
     if checked is None:
         logger.info("near-duplicates inside train not checked: one row's products pass the %.2g left", budget)
         return {}
-    near, n = int(is_near_duplicate(checked.nearest, threshold).sum()), len(checked.rows)
-    if checked.sampled:
-        logger.info("near-duplicates inside train checked on %d sampled rows of %d", n, len(train_x))
-    return {"train_near": near, "train_images": len(train_x), "train_sampled": n if checked.sampled else None,
-            "train_near_ci": [float(v) for v in wilson_interval(np.array(near), np.array(n))] if checked.sampled
-            else None}
+    near = int(is_near_duplicate(checked.nearest, threshold).sum())
+    sampled, ci = sample_share(near, checked)
+    if sampled is not None:
+        logger.info("near-duplicates inside train checked on %d sampled rows of %d", sampled, len(train_x))
+    return {"train_near": near, "train_images": len(train_x), "train_sampled": sampled, "train_near_ci": ci}
 
 
 def _pairs(data: Mapping[str, tuple], sources: Mapping[str, Sequence[str]], seen: list[str], checked: CheckedRows,
