@@ -328,12 +328,13 @@ def no_pairs_message(run: str, checked: bool) -> str:
     return f"run {run} has no {PAIRS_FILE}: {why}"
 
 
-def read_pairs(run_dir: str | Path) -> list[dict] | None:
+def read_pairs(run_dir: str | Path, test_images: int | None = None) -> list[dict] | None:
     """The pairs :func:`write_pairs` wrote in ``run_dir``, most similar first; None where there is no such file (a run
-    unchecked, or written before it).
+    unchecked, or written before it). ``test_images``: the run's (its report's ``near_duplicates.test_images``), which
+    every ``test_row`` must lie below.
 
     Raises:
-        ValueError: a file that is not one (damaged, or another CSV), naming it.
+        ValueError: a file that is not one (damaged, or another CSV, or a test row past ``test_images``), naming it.
     """
     path = Path(run_dir) / PAIRS_FILE
     damaged = f"{PAIRS_FILE} of run {Path(run_dir).name} cannot be read"
@@ -350,6 +351,10 @@ def read_pairs(run_dir: str | Path) -> list[dict] | None:
         raise ValueError(f"{damaged} (damaged): {exc}") from None
     if pairs is None:
         raise ValueError(f"{damaged}: its columns are {list(columns) or None}, not {list(PAIR_COLUMNS)}.")
+    # a row past the test split was counted "outside the sample" (outside_sample) and listed as a test image
+    past = [p["test_row"] for p in pairs if test_images is not None and p["test_row"] >= test_images]
+    if past:
+        raise ValueError(f"{damaged} (damaged): test row {past[0]} is past the run's {test_images:,} test images")
     return pairs
 
 

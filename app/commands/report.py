@@ -93,8 +93,13 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
 
     check_data_folder(data)
     folder = run_folder(run_dir)
+
+    def checked_and_pairs() -> tuple:  # test rows past the report's test images are damage
+        found = load_report(run_dir).near_duplicates
+        return found, read_pairs(folder, found and found.test_images)
+
     # the report's check and its list of pairs, of one run: a train --force between them mixed two runs
-    found, pairs = read_run(folder, lambda: (load_report(run_dir).near_duplicates, read_pairs(folder)))
+    found, pairs = read_run(folder, checked_and_pairs)
     if pairs is None or found is None:
         raise ValueError(no_pairs_message(folder.name, checked=found is not None))
     tests = [row["source"] for row in full_paths([{"source": p["test"]} for p in pairs], data)]

@@ -254,7 +254,7 @@ def _pairs(store: Store, run: dict) -> tuple:
 
     found = _report(store, run["id"]).near_duplicates
     try:
-        return found, read_pairs(run["path"])
+        return found, read_pairs(run["path"], found and found.test_images)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 

@@ -95,13 +95,13 @@ def test_a_run_replaced_between_its_report_and_its_list_is_the_new_runs(service,
     out, _ = _add_run(client.app, cache, "replaced")
     real, calls = probe.near_duplicates.read_pairs, []
 
-    def read_pairs(folder):
+    def read_pairs(folder, *args):
         calls.append(1)
         if len(calls) == 1:
             data, sources, digests = leaky_splits(NAMES)
             run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources, contents=digests,
                       features=FeatureSource(fingerprint="f" * 64, encoder="openclip:x"))
-        return real(folder)
+        return real(folder, *args)
 
     monkeypatch.setattr(probe.near_duplicates, "read_pairs", read_pairs)
     got = client.get("/api/runs/replaced/near-duplicates")
@@ -115,13 +115,14 @@ HEADER = "test_row,test,seen_split,seen_row,seen,similarity,identical\n"
 @pytest.mark.parametrize("damage", [HEADER + "0,a.png,test,0,b.png,0.95,0\n", HEADER + "0,a.png,train,0,b.png,nan,0\n",
                                     HEADER + "0,a.png,train,0,b.png,inf,0\n", HEADER + "0,a.png,train,-1,b.png,0.9,0\n",
                                     HEADER + "0,a.png,train,0,b.png,0.9,yes\n", HEADER + "0,a.png\n",
+                                    HEADER + "60,a.png,train,0,b.png,0.9,0\n",
                                     HEADER + "0," + "x" * 200_000 + ",train,0,b.png,0.9,0\n",
                                     (HEADER + "0,\udcff.png,train,0,b.png,0.9,0\n").encode("utf-8", "surrogateescape"),
                                     "folder"])
 def test_a_damaged_list_is_a_422_naming_it_never_a_500(service, damage):
     """Another split was a 500 (the response's Literal), a field past the csv module's limit and a folder of that
     name too; nan or inf a 200 with a null similarity that the run page's panel could not draw; not UTF-8 a 422
-    that did not name the file."""
+    that did not name the file; a test row past the run's 60 test images was a 200 listing it."""
     client, _, runs = service
     path = runs["older"][0] / PAIRS_FILE
     if damage == "folder":

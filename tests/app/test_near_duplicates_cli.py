@@ -90,11 +90,11 @@ def test_a_run_replaced_between_its_report_and_its_list_is_the_new_runs(leaky, t
     shutil.copytree(leaky[0], out)
     real, calls = probe.near_duplicates.read_pairs, []
 
-    def read_pairs(folder):
+    def read_pairs(folder, *args):
         calls.append(1)
         if len(calls) == 1:
             _run(out, encoder="openclip:x")  # no threshold measured: no list
-        return real(folder)
+        return real(folder, *args)
 
     monkeypatch.setattr(probe.near_duplicates, "read_pairs", read_pairs)
     assert main(["report", str(out), "--near-duplicates"]) == 2
@@ -133,3 +133,16 @@ def test_a_sampled_run_says_its_list_is_the_samples(tmp_path, capsys, monkeypatc
     assert first.startswith(f"{listed - len(outside)} of 25 sampled") and (
         f"; {len(outside)} more test image{'s' if len(outside) > 1 else ''} outside the sample, byte-identical to one "
         "(content digests, every test image's), listed too") in first, first
+
+
+def test_a_list_naming_a_test_row_past_the_runs_test_images_is_refused(leaky, tmp_path, capsys):
+    """A corrupted near_duplicates.csv with test row 60 of a run of 60 test images was listed as one of them."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(leaky[0], out)
+    (out / PAIRS_FILE).write_text("test_row,test,seen_split,seen_row,seen,similarity,identical\n"
+                                  "60,a.png,train,0,b.png,0.950000,0\n")
+    assert main(["report", str(out), "--near-duplicates"]) == 2
+    assert capsys.readouterr().err == (f"mr2probe report: error: {PAIRS_FILE} of run run cannot be read (damaged): "
+                                       "test row 60 is past the run's 60 test images\n")

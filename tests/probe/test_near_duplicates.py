@@ -110,6 +110,20 @@ def _pair(row: int, path: str | None) -> dict:
             "similarity": 0.95, "identical": False}
 
 
+def test_pairs_file_test_rows_past_the_runs_test_images_are_damage(tmp_path):
+    """A corrupted near_duplicates.csv with a test row past the run's test split was listed (and counted outside a
+    sampled check's sample by outside_sample) as a test image the run does not have."""
+    from probe.near_duplicates import PAIRS_FILE, outside_sample, read_pairs, write_pairs
+
+    write_pairs(tmp_path, [_pair(4, "a.png"), _pair(9, "b.png")])
+    assert outside_sample(read_pairs(tmp_path, 10), 10, 5) == 1  # row 9 is in the run, outside its sample
+    with pytest.raises(ValueError) as raised:
+        read_pairs(tmp_path, 9)
+    assert str(raised.value) == f"{PAIRS_FILE} of run {tmp_path.name} cannot be read (damaged): test row 9 is past " \
+                                "the run's 9 test images"
+    assert len(read_pairs(tmp_path)) == 2  # no size given: rows unchecked
+
+
 @pytest.mark.parametrize("path", ["a\rb.png", "a\r\nb.png", "\rstart.png", "a\nb.png", 'a,"b".png', "a b ,.png"])
 def test_pairs_file_paths_with_line_breaks_quotes_and_commas_read_back_as_written(tmp_path, path):
     """A file name may hold a carriage return: read with universal newlines it split its quoted row (the whole
