@@ -86,7 +86,7 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
     test images' paths alone, one a line; ``data``: the paths in full (``--data``)."""
     from feature_cache.archives import printable
     from probe import load_report
-    from probe.near_duplicates import no_pairs_message, outside_sample, read_pairs
+    from probe.near_duplicates import no_pairs_message, outside_sample, read_pairs, rule_text
     from probe.rundir import read_run
 
     from . import check_data_folder, full_paths, run_folder
@@ -118,8 +118,9 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
           f"{found.sampled:,} sampled test images (a random sample of the {found.test_images:,})")
     more = (f"; {outside:,} more test image{'s' if outside != 1 else ''} outside the sample, byte-identical to one "
             "(content digests, every test image's), listed too" if outside else "")
-    print(f"{len(pairs) - outside:,} of {of} duplicate a train or val image (cosine ≥ "
-          f"{found.threshold:g} of {found.encoder} features; {identical - outside:,} byte-identical){more}{inside}"
+    print(f"{len(pairs) - outside:,} of {of} duplicate a train or val image ("
+          f"{rule_text(found.threshold, found.encoder, found.ratio)}; {identical - outside:,} byte-identical)"
+          f"{more}{inside}"
           f"{', most similar first:' if pairs else '.'}")
     for pair, test, other in zip(pairs, tests, seen):
         where = (f"test row {pair['test_row']}" if test is None else printable(test),

@@ -31,9 +31,10 @@ def test_every_pair_is_listed_most_similar_first(leaky, capsys):
     out, sources = leaky
     assert main(["report", str(out), "--near-duplicates"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == ("7 of 60 test images duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0 features; "
-                        "2 byte-identical) (paths inside the data set; --data DIR prints them whole), most similar "
-                        "first:")
+    # the rule the report applied, the ratio test with it (the line said the threshold alone)
+    assert lines[0] == ("7 of 60 test images duplicate a train or val image (cosine ≥ 0.9 of effnet-lite0 features, "
+                        "2.5× closer than to any other image, or ≥ 0.99; 2 byte-identical) (paths inside the data set; "
+                        "--data DIR prints them whole), most similar first:")
     assert len(lines) == 8
     for r in LEAKY_NEAR + LEAKY_IDENTICAL:
         seen = sources["train"][10 + r if r in LEAKY_NEAR else 20 + r]
