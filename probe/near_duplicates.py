@@ -105,11 +105,17 @@ def rule_text(threshold: float, encoder: str, ratio: float | None) -> str:
     return f"cosine ≥ {threshold:g} of {encoder} features{apart}"
 
 
-def _inverse_norms(features: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """(n,) float32: 1 / ‖x_i‖ of each row, a chunk at a time; 0 for a zero row (its similarities are 0)."""
+def _inverse_norms(features: np.ndarray, chunk_rows: int, what: str, first: int = 0) -> np.ndarray:
+    """(n,) float32: 1 / ‖x_i‖ of each row, a chunk at a time; 0 for a zero row (its similarities are 0). ValueError
+    naming the row (``what`` row ``first + i``) where one holds NaN or infinity: its cosines were NaN, and argmax took
+    a NaN for the nearest, so one such reference row hid every query's nearest row in its block."""
     out = np.zeros(len(features), dtype=np.float32)
     for start in range(0, len(features), chunk_rows):
         block = np.asarray(features[start:start + chunk_rows], dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if bad.size:
+            raise ValueError(f"{what} row {first + start + int(bad[0])} holds NaN or infinite features: a cosine "
+                             "needs finite ones.")
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         out[start:start + chunk_rows] = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return out
@@ -124,7 +130,8 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
     for queries that are those rows of ``reference`` (a sample of it).
 
     Raises:
-        ValueError: ``chunk_rows`` < 1, arrays that are not 2-d, or other feature widths.
+        ValueError: ``chunk_rows`` < 1, arrays that are not 2-d, other feature widths, or a row holding NaN or
+            infinity (naming it).
     """
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}.")
@@ -136,10 +143,10 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
     own = np.arange(len(queries)) if exclude_self else own_rows
     found = NearestRows(np.full(len(queries), -1, dtype=np.int64), np.full(len(queries), -np.inf, dtype=np.float32),
                         np.full(len(queries), -np.inf, dtype=np.float32))
-    ref_inverse = _inverse_norms(reference, chunk_rows)
+    ref_inverse = _inverse_norms(reference, chunk_rows, "reference")
     for q0 in range(0, len(queries), chunk_rows):
         block = np.asarray(queries[q0:q0 + chunk_rows], dtype=np.float32)
-        block = block * _inverse_norms(block, chunk_rows)[:, None]
+        block = block * _inverse_norms(block, chunk_rows, "query", q0)[:, None]
         part = NearestRows(*(field[q0:q0 + len(block)] for field in found))  # views: updated in place
         for r0 in range(0, len(reference), chunk_rows):
             ref = np.asarray(reference[r0:r0 + chunk_rows], dtype=np.float32)

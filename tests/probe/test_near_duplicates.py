@@ -86,6 +86,25 @@ def test_a_bad_chunk_size_or_width_is_refused_by_name(bad):
         near_duplicate_pairs(np.ones((2, 3)), np.ones((2, 3)), threshold=1.5)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("chunk_rows", [3, 10])
+def test_a_row_of_nan_or_infinite_features_is_refused_by_row_whatever_the_chunks(bad, chunk_rows):
+    """A NaN reference row made argmax take its NaN cosine for every query's nearest in its block: with chunks of 10
+    no query found its copy (index -1, 'no reference row'), with chunks of 3 one found another row."""
+    from probe.near_duplicates import check_rows
+
+    reference = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
+    queries = reference[[3, 7]] + 1e-3
+    damaged = reference.copy()
+    damaged[5, 2] = bad
+    with pytest.raises(ValueError, match=r"^reference row 5 holds NaN or infinite features: a cosine needs finite"):
+        nearest_rows(queries, damaged, chunk_rows=chunk_rows)
+    with pytest.raises(ValueError, match=r"^query row 5 holds NaN or infinite features"):
+        nearest_rows(damaged, reference, chunk_rows=chunk_rows)
+    with pytest.raises(ValueError, match=r"^reference row 5 holds NaN"):
+        check_rows(damaged, [damaged], chunk_rows=chunk_rows, exclude_self=True)
+
+
 def test_the_threshold_is_known_only_for_measured_encoders():
     assert 0 < near_duplicate_threshold("effnet-lite0") < 1
     assert near_duplicate_threshold("openclip:ViT-B-32") is None and near_duplicate_threshold(None) is None
