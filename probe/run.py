@@ -743,11 +743,11 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     test_x, test_y = data["test"]
     seen = [split for split in SEEN_SPLITS if split in data and len(data[split][1])]
     per_row = sum(len(data[split][1]) for split in seen) * np.shape(test_x)[1]
-    checked = None if threshold is None else check_rows(test_x, [data[split][0] for split in seen],
-                                                        budget_for_test(len(test_y) * per_row, MAX_CHECK_PRODUCTS))
-    if checked is None:
+    budget = budget_for_test(len(test_y) * per_row, MAX_CHECK_PRODUCTS)
+    checked = None if threshold is None else check_rows(test_x, [data[split][0] for split in seen], budget)
+    if checked is None:  # the test check's budget: half of MAX_CHECK_PRODUCTS where the whole check passes it
         logger.info("near-duplicates not checked: %s", "no measured threshold for the encoder" if threshold is None
-                    else f"one test row's products pass {MAX_CHECK_PRODUCTS:.0e}")
+                    else f"one test row's {per_row:,} products pass the {budget:,} the test check may take")
         return None, None
     rows, n_checked = checked.rows, len(checked.rows)
     if checked.sampled:

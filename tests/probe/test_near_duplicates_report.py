@@ -167,6 +167,24 @@ def test_below_the_budget_every_test_row_is_compared_and_past_one_row_none(monke
     assert report.near_duplicates is None and not any(WARNED in w for w in report.warnings)
 
 
+def test_the_unchecked_log_line_names_the_budget_the_test_check_had(monkeypatch, caplog):
+    """Past the budget the test check takes half of it: with one test row's 9,600 products under the 15,000 of
+    MAX_CHECK_PRODUCTS, the line said they passed '2e+04'; it names the 7,500 the check had."""
+    import logging
+
+    import probe.run
+
+    data, sources, digests = _leaky()
+    config, features = ProbeConfig(**{**FAST, "seeds": [0]}), FeatureSource(fingerprint="f" * 64,
+                                                                              encoder="effnet-lite0")
+    monkeypatch.setattr(probe.run, "MAX_CHECK_PRODUCTS", 15_000)
+    with caplog.at_level(logging.INFO, logger="probe.run"):
+        report = run_probe(data, NAMES, config, sources=sources, contents=digests, features=features)
+    assert report.near_duplicates is None
+    assert ("near-duplicates not checked: one test row's 9,600 products pass the 7,500 the test check may take"
+            in caplog.messages)
+
+
 def test_the_run_folder_keeps_every_pair_and_a_replaced_run_loses_a_stale_file(leaky_run, tmp_path):
     from probe.near_duplicates import PAIRS_FILE, read_pairs
 
