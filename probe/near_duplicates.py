@@ -308,9 +308,17 @@ def share_text(found: int, checked: int | None, total: int, what: str = "test im
     ci = _share_interval(found, checked)
     # the sample's ``found`` are in the whole set, and its ``checked - found`` others are not: the range keeps them
     low, high = max(found, round(ci[0] * total)), min(total - (checked - found), round(ci[1] * total))
-    return (f"{found:,} among {checked:,} sampled {what} of {total:,} ({percent(found / checked, 1)} %, 95 % Wilson "
-            f"interval {interval_text(ci)} %; estimated {round(found / checked * total):,} of the {total:,}, "
-            f"{low:,}–{high:,})")
+    digits = _share_digits([found / checked, *ci])
+    return (f"{found:,} among {checked:,} sampled {what} of {total:,} ({percent(found / checked, digits)} %, 95 % "
+            f"Wilson interval {interval_text(ci, digits)} %; estimated {round(found / checked * total):,} of the "
+            f"{total:,}, {low:,}–{high:,})")
+
+
+def _share_digits(shares: list[float]) -> int:
+    """The decimals (1 to 4) at which each of ``shares`` strictly between 0 and 1 reads as neither 0 nor 100 %: 1 of
+    39,062 sampled read "0.0 %, 95 % Wilson interval [0.0, 0.0] %" beside its estimate of 5–145 of 1,000,000."""
+    inside = [100 * share for share in shares if 0 < share < 1]
+    return next((digits for digits in range(1, 4) if all(0 < round(v, digits) < 100 for v in inside)), 4)
 
 
 def write_pairs(run_dir: str | Path, pairs: list[dict]) -> None:

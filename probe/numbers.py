@@ -55,9 +55,9 @@ def number_text(x: float | None, fmt: str = ".3f") -> str:
     return fixed(x, int(fmt[1:-1])) if re.fullmatch(r"\.\d+f", fmt) else format(x, fmt)
 
 
-def interval_text(ci: list | None) -> str:
-    """A 95 % interval of fractions as "[lo, hi]" in per cent, one decimal; "—" without one."""
-    return "—" if not ci or any(v is None for v in ci) else f"[{percent(ci[0], 1)}, {percent(ci[1], 1)}]"
+def interval_text(ci: list | None, digits: int = 1) -> str:
+    """A 95 % interval of fractions as "[lo, hi]" in per cent, ``digits`` decimals (one); "—" without one."""
+    return "—" if not ci or any(v is None for v in ci) else f"[{percent(ci[0], digits)}, {percent(ci[1], digits)}]"
 
 
 # What a spreadsheet reads as a formula at the start of a cell (OWASP, CSV injection): a class or file name from

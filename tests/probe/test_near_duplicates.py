@@ -216,6 +216,22 @@ def test_a_sample_is_said_as_one_with_its_wilson_interval_and_a_whole_check_as_a
     assert share_text(0, 5, 6).endswith("; estimated 0 of the 6, 0–1)")
 
 
+def test_a_share_of_a_large_sample_never_reads_as_none_or_all_beside_its_estimate():
+    """1 of 39,062 sampled (1,000 train rows against 100,000 test rows past the budget) read "0.0 %, 95 % Wilson
+    interval [0.0, 0.0] %" beside "estimated 26 of the 1,000,000, 5–145"; all but one of them read 100.0 %."""
+    from scipy.stats import binomtest
+
+    from probe.near_duplicates import share_text
+
+    ci = binomtest(1, 39_062).proportion_ci(0.95, method="wilson")  # statsmodels' proportion_confint "wilson"
+    assert (f"{100 * ci.low:.4f}", f"{100 * ci.high:.4f}") == ("0.0005", "0.0145")
+    assert share_text(1, 39_062, 1_000_000) == ("1 among 39,062 sampled test images of 1,000,000 (0.0026 %, 95 % "
+                                                "Wilson interval [0.0005, 0.0145] %; estimated 26 of the 1,000,000, "
+                                                "5–145)")
+    assert "(99.9974 %, 95 % Wilson interval [99.9855, 99.9995] %;" in share_text(39_061, 39_062, 1_000_000)
+    assert "(0.0 %, 95 % Wilson interval [0.0, 0.8] %;" in share_text(0, 500, 10_000)  # one decimal where it shows
+
+
 def test_a_sample_of_a_split_against_itself_skips_each_row_itself_and_equals_a_brute_force():
     from probe.near_duplicates import check_rows
 
