@@ -44,8 +44,8 @@ from .defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS
 from .encoders import Encoder
 from .errors import DatasetError, ExtractionBusy
 from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies, _shard_files,
-                      check_decodable, plan_extraction, remove_stale_shards, resolve_workers, run_plan,
-                      shard_path)
+                      check_decodable, plan_extraction, remove_stale_shards, resolve_workers, rotated_lines,
+                      rotated_of, run_plan, shard_path)
 from .options import add_extract_arguments, check_options, found, open_requested, said_after, said_before, skipped_lines
 from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
@@ -74,6 +74,7 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
     d = first.num_features
     totals = {s: 0 for s in SPLITS}
     skipped: list[list[str]] = []
+    rotated: list[str] = []
     digested = True  # every shard keeps its rows' content digests (one resumed from an older partial file: not)
     for path in shards:
         cache = open_cache(path)
@@ -83,8 +84,9 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
         for split in SPLITS:
             totals[split] += cache.split_sizes.get(split, 0)
         skipped += cache.attrs.get("skipped", [])
+        rotated += rotated_of(cache)
     with replacing_file(final, needs=cache_bytes(totals, d, first.dtype)) as out:  # every split's dtype
-        _set_attrs(out, {**first.attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped})
+        _set_attrs(out, {**first.attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped, "rotated": rotated})
         for split in SPLITS:
             with h5py.File(shards[0], "r") as src:
                 dtype = src[split]["features"].dtype
@@ -266,7 +268,8 @@ def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size
     _decided_by_rank0(lambda: _merge(plan, world), rank)  # a failed merge (a full disk) refused on every rank
     cache = open_cache(plan.path)
     skipped = [tuple(s) for s in cache.attrs.get("skipped", [])]
-    return ExtractResult(plan.path, plan.fingerprint, False, skipped, dict(cache.split_sizes), int(total.item()))
+    return ExtractResult(plan.path, plan.fingerprint, False, skipped, dict(cache.split_sizes), int(total.item()),
+                         rotated_of(cache))
 
 
 def _encode_shard(plan: ExtractionPlan, own: Path, rank: int, world: int, *, batch_size: int, workers: int | None,
@@ -285,7 +288,8 @@ def _encode_shard(plan: ExtractionPlan, own: Path, rank: int, world: int, *, bat
         tune_allocator=tune_allocator,
     )
     # this rank's decode failures: what check_decodable and the merged cache's `skipped` read of every shard
-    partial.finalize(own, {"created_at": "", "versions": library_versions(), "skipped": partial.skipped})
+    partial.finalize(own, {"created_at": "", "versions": library_versions(), "skipped": partial.skipped,
+                           "rotated": partial.rotated})
     return encoded
 
 
@@ -340,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"path": str(result.path), "fingerprint": result.fingerprint, "reused": result.reused,
                               "counts": result.counts, "encoded": result.encoded, "skipped": len(result.skipped)}),
                   flush=True)
-            for line in [*skipped_lines(result.skipped), *said_after(result.path, data, warned)]:
+            for line in [*skipped_lines(result.skipped), *rotated_lines(result.rotated),
+                         *said_after(result.path, data, warned)]:
                 print(line, file=sys.stderr, flush=True)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         # one line, as `mr2probe extract` prints: a caller's mistake (an --out file of other settings, a class left

@@ -64,7 +64,8 @@ __all__ = ["ExtractResult", "extract", "plan_extraction", "ExtractionPlan", "dis
            "resolve_workers", "shard_path", "remove_stale_shards", "collate_images", "EncodingCollate",
            "CUDA_DECODE_WORKERS", "CPU_WORKERS_MIN_IMAGES",
            "MAX_WORKERS", "CPU_WORKER_MEMORY", "available_memory", "MAX_BATCH_SIZE", "check_batch_size",
-           "cpu_batch_memory", "skipped_summary", "ROTATED", "rotated_note"]
+           "cpu_batch_memory", "skipped_summary", "ROTATED", "rotated_note", "rotated_lines",
+           "rotated_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +81,30 @@ _EXIF_ORIENTATION = 0x0112
 
 
 def rotated_note(sources: list[str], examples: int = 3) -> str:
-    """One line for the images an extraction encoded that carry an EXIF orientation it does not apply, naming up to
-    ``examples``; empty when none did."""
+    """One line for the images of a cache that carry an EXIF orientation its extraction did not apply (the cache's
+    ``rotated`` attribute, ``ExtractResult.rotated``), naming up to ``examples``; empty when none does."""
     if not sources:
         return ""
     many = len(sources) != 1
     named = ", ".join(sources[:examples]) + (", ..." if len(sources) > examples else "")
-    return (f"{len(sources)} image{'s' * many} encoded now carr{'y' if many else 'ies'} an EXIF orientation (a "
+    return (f"{len(sources)} image{'s' * many} of the cache carr{'y' if many else 'ies'} an EXIF orientation (a "
             f"phone's portrait or turned photo) that is not applied: the encoder saw {'them' if many else 'it'} as "
             f"stored, sideways or upside down, as the dashboard's previews show {'them' if many else 'it'} "
             f"({named}); to have them read upright, rotate their pixels (e.g. exiftran -ai, mogrify -auto-orient) "
             "and extract again")
+
+
+def rotated_lines(rotated: list[str]) -> list[str]:
+    """The note printed after an extraction (``mr2probe extract``, torchrun's command) on the cache's images with an
+    EXIF orientation not applied (``ExtractResult.rotated``): the same whether the cache was written, resumed, reused
+    or merged from shards."""
+    return [f"note: {rotated_note(rotated)}"] if rotated else []
+
+
+def rotated_of(cache) -> list[str]:
+    """The sources a finished cache notes as :data:`ROTATED` (its ``rotated`` attribute; none in a cache written
+    before it)."""
+    return list(cache.attrs.get("rotated") or [])
 
 
 def skipped_summary(skipped, examples: int = 3) -> str:
@@ -151,8 +165,9 @@ class ExtractResult:
         skipped: (source, reason) of every file left out.
         counts: rows per split in the cache.
         encoded: images encoded by this call (0 when reused; less than the total after a resume).
-        rotated: the sources of the images this call encoded that carry an EXIF orientation other than 1, which
-            is not applied (:func:`rotated_note`).
+        rotated: the sources of the cache's images that carry an EXIF orientation other than 1, which is not
+            applied (:func:`rotated_note`): the cache's ``rotated`` attribute, the same whether this call encoded
+            them, resumed or reused the cache (empty for a cache written before the attribute).
     """
 
     path: Path
@@ -431,7 +446,7 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
             # the files of the cached samples that failed to decode: the cache's own list may be older
             failed = [tuple(s) for s in cache.attrs.get("skipped", []) if s[1].startswith(DECODE_FAILURE)]
             skipped = [tuple(s) for s in plan.data.skipped] + failed
-            return ExtractResult(path, fingerprint, True, skipped, dict(cache.split_sizes), 0)
+            return ExtractResult(path, fingerprint, True, skipped, dict(cache.split_sizes), 0, rotated_of(cache))
     if plan.path.exists():
         cache = open_cache(plan.path)
         differ = plan_differences(cache, plan)
@@ -586,8 +601,8 @@ class EncodingCollate:
 
 def _write_chunk(partial: PartialCache, split: str, batch: list[Sample], end: int, features: np.ndarray,
                  ok: torch.Tensor, reasons: list[str], digests: np.ndarray) -> int:
-    """Append one batch as one chunk, its (kept, d) ``features`` with its labels, sources and content digests;
-    returns how many images the chunk kept."""
+    """Append one batch as one chunk, its (kept, d) ``features`` with its labels, sources, content digests and the
+    sources of its kept images noted :data:`ROTATED`; returns how many images the chunk kept."""
     keep = ok.nonzero().flatten().tolist()
     bad = [(batch[i].source, reasons[i]) for i in range(len(batch)) if not bool(ok[i])]
     for source, reason in bad:
@@ -600,6 +615,7 @@ def _write_chunk(partial: PartialCache, split: str, batch: list[Sample], end: in
         next_index=end,
         skipped=bad,
         digests=digests[keep],
+        rotated=[batch[i].source for i in keep if reasons[i] == ROTATED],
     )
     return len(keep)
 
@@ -609,11 +625,10 @@ class _ChunkWriter:
     each and reporting progress after each; counts what it wrote (``encoded``: images kept)."""
 
     def __init__(self, partial: PartialCache, splits: dict[str, list[Sample]], bar, progress, should_stop,
-                 done: int, total: int, rotated: list[str] | None = None) -> None:
+                 done: int, total: int) -> None:
         self.partial, self.splits, self.bar = partial, splits, bar
         self.progress, self.should_stop = progress, should_stop
         self.done, self.total, self.encoded = done, total, 0
-        self.rotated = [] if rotated is None else rotated  # the sources encoded with a ROTATED note
 
     def write(self, where: tuple[str, int, int], features: Callable[[], np.ndarray], ok: torch.Tensor,
               reasons: list[str], digests: np.ndarray) -> None:
@@ -633,8 +648,6 @@ class _ChunkWriter:
                     "register the data set again as it is now.")
         self.encoded += _write_chunk(self.partial, split, self.splits[split][start:end], end, features(), ok,
                                      reasons, digests)
-        self.rotated += [sample.source for sample, kept, reason in zip(self.splits[split][start:end], ok, reasons)
-                         if bool(kept) and reason == ROTATED]
         self.done += end - start
         self.bar.update(end - start)
         if self.progress is not None:
@@ -779,14 +792,12 @@ def run_plan(
     partial_path: Path | None = None,
     show_progress: bool = True,
     tune_allocator: bool = False,
-    rotated: list[str] | None = None,
 ) -> tuple[PartialCache, int]:
     """Encode every sample of ``splits`` (default: the data set's) into the partial file.
 
     One DataLoader (one worker pool, :func:`resolve_workers`: on a CPU encoder they encode as well) serves all
     splits. ``tune_allocator`` applies :func:`~probe.allocator.keep_freed_memory` for the process (and its workers);
-    off by default, as for :func:`extract`. ``rotated``: a list the sources of the images encoded with an EXIF
-    orientation not applied (:data:`ROTATED`) are appended to.
+    off by default, as for :func:`extract`.
     Returns the still-open :class:`PartialCache` and the number of images encoded by this call.
     Raises :class:`ExtractionCancelled` (after closing the partial file) when ``should_stop()`` is true.
     """
@@ -829,7 +840,7 @@ def run_plan(
     )
     bar = tqdm(total=total, initial=done, unit="img", desc=f"extract {encoder.spec.name}",
                disable=not show_progress, smoothing=0.1)
-    writer = _ChunkWriter(partial, splits, bar, progress, should_stop, done, total, rotated)
+    writer = _ChunkWriter(partial, splits, bar, progress, should_stop, done, total)
     try:
         pending = None  # the batch whose features are still on their way: written once the next one is queued
         for (split, start, end), (payload, ok, reasons, digests) in zip(batches, loader):
@@ -870,6 +881,7 @@ def _finish(plan: ExtractionPlan, partial: PartialCache) -> tuple[list[tuple[str
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": library_versions(),
             "skipped": [list(s) for s in skipped],
+            "rotated": partial.rotated,  # what every later reuse of the cache says too (_existing)
         },
     )
     return skipped, counts
@@ -945,12 +957,11 @@ def extract(
             return found
         _remove_orphaned_copies(plan.path)
         logger.info("extracting %s with %s into %s", plan.data.location, plan.encoder, plan.path)
-        rotated: list[str] = []
         partial, encoded = run_plan(
             plan, batch_size=batch_size, workers=workers, progress=progress, should_stop=should_stop,
-            show_progress=show_progress, tune_allocator=tune_allocator, rotated=rotated,
+            show_progress=show_progress, tune_allocator=tune_allocator,
         )
         skipped, counts = _finish(plan, partial)
         remove_stale_shards(plan.path)  # those a torchrun extraction of it killed part-way left
     logger.info("cache written: %s %s (%d images encoded, %d skipped)", plan.path, counts, encoded, len(skipped))
-    return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded, rotated)
+    return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded, partial.rotated)

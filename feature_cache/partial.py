@@ -8,9 +8,10 @@ partial file is not HDF5. It is a log that is only ever appended to, in records:
     MAGIC
     record 0:  header  JSON {"attrs": {...}, "num_features": d, "dtype": "float16"}
     record i:  one chunk (one batch of images): u32 meta length, meta JSON
-               {"split", "rows", "next_index", "sources", "skipped", "digests"}, features (rows × d, ``dtype``,
-               C order), labels (rows, int64), then where ``digests`` is true each row's content digest
-               (rows × CONTENT_DIGEST_SIZE bytes; chunks written before digests were kept have none)
+               {"split", "rows", "next_index", "sources", "skipped", "digests", "rotated"}, features (rows × d,
+               ``dtype``, C order), labels (rows, int64), then where ``digests`` is true each row's content digest
+               (rows × CONTENT_DIGEST_SIZE bytes; chunks written before digests were kept have none); ``rotated``:
+               the sources among the rows with an EXIF orientation not applied (absent in older logs: none)
     each record = u64 payload length, u32 CRC-32 of the payload, payload (little-endian)
 
 A record is appended with one write and flushed before the progress it carries counts, so a restart continues from
@@ -86,6 +87,7 @@ class PartialCache:
         self.dtype = np.dtype(header["dtype"]).newbyteorder("<")
         self._progress = {split: (0, 0) for split in SPLITS}
         self._skipped: list[list[str]] = []
+        self._rotated: list[str] = []
         self._chunks: list[tuple[str, int]] = []  # (split, offset of the record's payload)
         self.digested = True  # every chunk holds its rows' content digests (a log resumed from an older one: not)
 
@@ -147,6 +149,7 @@ class PartialCache:
         split = meta["split"]
         self._progress[split] = (int(meta["next_index"]), self._progress[split][1] + int(meta["rows"]))
         self._skipped += [list(s) for s in meta["skipped"]]
+        self._rotated += list(meta.get("rotated", []))
         self._chunks.append((split, offset))
         self.digested = self.digested and bool(meta.get("digests"))
 
@@ -158,6 +161,12 @@ class PartialCache:
     def skipped(self) -> list[list[str]]:
         return list(self._skipped)
 
+    @property
+    def rotated(self) -> list[str]:
+        """The sources of the rows written with an EXIF orientation not applied (``feature_cache.extract.ROTATED``),
+        those of the chunks written before a resume included."""
+        return list(self._rotated)
+
     def append(
         self,
         split: str,
@@ -167,9 +176,11 @@ class PartialCache:
         next_index: int,
         skipped: Sequence[tuple[str, str]] = (),
         digests: np.ndarray | None = None,
+        rotated: Sequence[str] = (),
     ) -> None:
         """Append one chunk (one record, one write), flush it, then count its progress. ``digests``: each row's
-        content digest, (n, CONTENT_DIGEST_SIZE) uint8 (None: none known; the cache then keeps none)."""
+        content digest, (n, CONTENT_DIGEST_SIZE) uint8 (None: none known; the cache then keeps none); ``rotated``:
+        the sources among ``sources`` of images with an EXIF orientation not applied."""
         n = len(labels)
         features = np.ascontiguousarray(features, dtype=self.dtype).reshape(n, self.num_features)
         if len(sources) != n:
@@ -177,7 +188,7 @@ class PartialCache:
         if digests is not None:
             digests = np.ascontiguousarray(digests, dtype=np.uint8).reshape(n, CONTENT_DIGEST_SIZE)
         meta = {"split": split, "rows": n, "next_index": int(next_index), "sources": list(sources),
-                "skipped": [list(s) for s in skipped], "digests": digests is not None}
+                "skipped": [list(s) for s in skipped], "digests": digests is not None, "rotated": list(rotated)}
         encoded = json.dumps(meta, ensure_ascii=False).encode()
         payload = b"".join((_META.pack(len(encoded)), encoded, features.tobytes(),
                             np.asarray(labels, dtype=_LABELS).tobytes(), b"" if digests is None else digests.tobytes()))

@@ -102,7 +102,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params", "data_warnings")
+JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params", "data_warnings", "rotated")
 DTYPES = ("float16", "float32")
 _STR = h5py.string_dtype("utf-8")
 CHUNK_ROWS = 1024
@@ -169,7 +169,7 @@ def _decode_attr(path: Path, key: str, value: Any) -> Any:
 
 # What each JSON root attribute decodes to (README "HDF5 feature cache").
 _JSON_KINDS = {"preprocess": dict, "class_names": list, "versions": dict, "skipped": list, "split_params": dict,
-               "data_warnings": list}
+               "data_warnings": list, "rotated": list}
 
 
 def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:

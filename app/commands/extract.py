@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from feature_cache import check_encoder, extract, rotated_note
+    from feature_cache import check_encoder, extract
+    from feature_cache.extract import rotated_lines
 
     check_options(args)  # torchrun's command checks the same, in the same words
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
@@ -55,11 +56,8 @@ def run(args: argparse.Namespace) -> int:
         "skipped": len(result.skipped),
     }
     print(json.dumps(summary), file=sys.stdout)
-    for line in skipped_lines(result.skipped):
-        print(line, file=sys.stderr)
-    if result.rotated:
-        print(f"note: {rotated_note(result.rotated)}", file=sys.stderr)
-    for line in said_after(result.path, data, warned):
+    after = [*skipped_lines(result.skipped), *rotated_lines(result.rotated), *said_after(result.path, data, warned)]
+    for line in after:
         print(line, file=sys.stderr)
     return 0
 

@@ -502,3 +502,19 @@ def test_a_merge_of_shards_one_of_which_keeps_no_digests_keeps_none(tree, tmp_pa
     data, _, _, merged = _merged_shards(tree, tmp_path, 2, digested=lambda rank: rank == 0)
     assert all(merged.digests(split) is None for split in ("train", "val", "test"))
     assert merged.sources("train") == [s.source for s in data.splits["train"]]
+
+
+def test_the_command_names_the_rotated_photos_as_mr2probe_extract_does(tmp_path):
+    """torchrun's command said nothing of the images with an EXIF orientation it did not apply: each shard keeps
+    them, the merge joins them into the cache's ``rotated`` attribute and rank 0 prints the note, once."""
+    from test_exif_orientation import ROTATED, photos
+
+    out = tmp_path / "multi.h5"
+    argv = ["--data", str(photos(tmp_path / "data")), "--out", str(out), "--device", "cpu", "--batch-size", "2",
+            "--workers", "0", "--no-progress", "--backend", "gloo"]
+    mp.spawn(distributed_main, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["code"] for r in ranks] == [0, 0] and _said(ranks[1]["stderr"]) == []
+    notes = [line for line in _said(ranks[0]["stderr"]) if "EXIF" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: 2 images of the cache carry an EXIF orientation")
+    assert sorted(open_cache(out).attrs["rotated"]) == ROTATED

@@ -1,12 +1,14 @@
 """Photos with an EXIF orientation: encoded as stored (not rotated), and said so by the extraction."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 from PIL import Image
 
-from feature_cache import extract, rotated_note
+from feature_cache import ExtractionCancelled, extract, rotated_note
 from fc_testutils import tiny_encoder
 
 
@@ -31,16 +33,40 @@ def photos(root: Path) -> Path:
     return root
 
 
+ROTATED = ["test/chien/tourné.png", "train/chat noir/portrait é.jpg"]  # photos()'s images tagged other than 1
+
+
 def test_an_extraction_names_the_images_whose_exif_orientation_it_does_not_apply(tmp_path):
     result = extract(photos(tmp_path / "data"), tiny_encoder(), tmp_path / "caches", show_progress=False, workers=0,
                      batch_size=3)
-    assert sorted(result.rotated) == ["test/chien/tourné.png", "train/chat noir/portrait é.jpg"]
+    assert sorted(result.rotated) == ROTATED
     assert sum(result.counts.values()) == 11 and not result.skipped  # encoded, as stored: not skipped
     note = rotated_note(result.rotated)
-    assert note.startswith("2 images encoded now carry an EXIF orientation") and "test/chien/tourné.png" in note
+    assert note.startswith("2 images of the cache carry an EXIF orientation") and "test/chien/tourné.png" in note
     assert rotated_note([]) == ""
     again = extract(tmp_path / "data", tiny_encoder(), tmp_path / "caches", show_progress=False, workers=0)
-    assert again.reused and again.rotated == []  # nothing encoded now: nothing said of this call
+    # a reused cache says what the extraction that wrote it said: the note is the cache's, stored in it
+    assert again.reused and sorted(again.rotated) == sorted(result.rotated)
+
+
+def test_a_resumed_extraction_names_the_rotated_images_its_first_attempt_encoded(tmp_path):
+    """A resumed extraction named only the images of its last attempt: those encoded before the stop are named too,
+    from the partial file, and a cache written before the attribute still reads (none named)."""
+    data, done = photos(tmp_path / "data"), [0]
+    try:
+        extract(data, tiny_encoder(), tmp_path / "caches", show_progress=False, workers=0, batch_size=1,
+                progress=lambda d, total: done.append(d), should_stop=lambda: done[-1] >= 5)
+    except ExtractionCancelled:
+        pass
+    else:
+        raise AssertionError("the first attempt was not stopped")
+    resumed = extract(data, tiny_encoder(), tmp_path / "caches", show_progress=False, workers=0, batch_size=1)
+    assert not resumed.reused and resumed.encoded == 6 and sorted(resumed.rotated) == ROTATED
+    with h5py.File(resumed.path, "r+") as h5:
+        assert sorted(json.loads(h5.attrs["rotated"])) == ROTATED
+        del h5.attrs["rotated"]  # as a cache written before the attribute
+    older = extract(data, tiny_encoder(), tmp_path / "caches", show_progress=False, workers=0)
+    assert older.reused and older.rotated == []
 
 
 def test_exif_that_does_not_parse_costs_no_image(tmp_path, monkeypatch):
