@@ -10,15 +10,11 @@ import io
 import threading
 from collections import OrderedDict
 
-from .datasets import MAX_DECODED_PIXELS, LabelledImages, Sample, to_rgb
+from .datasets import LabelledImages, Sample, decode_opened, to_rgb
 
-__all__ = ["THUMBNAIL_SIZE", "MAX_PREVIEW_PIXELS", "Thumbnailer"]
+__all__ = ["THUMBNAIL_SIZE", "Thumbnailer"]
 
 THUMBNAIL_SIZE = 128  # longest side in pixels; smaller images are not enlarged
-# A preview decodes at most this many pixels (a JPEG first shrinks its decode with Image.draft). A 12,000 × 12,000
-# PNG of zeros, 420 KB zipped, decoded 432 MB for each request of its 128-pixel preview: eight at once took 14 s
-# and 1.7 GB (an attack round). The bound of every decode (feature_cache.datasets).
-MAX_PREVIEW_PIXELS = MAX_DECODED_PIXELS
 # Previews kept per data set (a gallery page asks for the same ones again), at most this many bytes: counted in
 # entries, 256 previews of 512 px (~630 KB each) held 160 MB a data set (a review).
 _KEPT_BYTES = 16 * 1024 * 1024
@@ -43,7 +39,8 @@ class Thumbnailer:
         Raises:
             KeyError: the data set does not list ``source``.
             ValueError: ``size`` is not in 8..512.
-            OSError: the file no longer decodes, or holds more than ``MAX_PREVIEW_PIXELS`` to decode.
+            OSError: the file no longer decodes.
+            PIL.Image.DecompressionBombError: it would decode to more than ``datasets.MAX_DECODED_PIXELS``.
         """
         if source not in self._listed:
             raise KeyError(f"{source!r} is not a sample of this data set")
@@ -65,11 +62,10 @@ class Thumbnailer:
         return made
 
     def _png(self, source: str, size: int) -> bytes:
-        image = self.data.open_image(Sample(source, -1))
-        image.draft("RGB", (size, size))  # a JPEG decodes at 1/2 .. 1/8 of its size; other formats ignore it
-        width, height = image.size
-        if width * height > MAX_PREVIEW_PIXELS:
-            raise OSError(f"{width} × {height} pixels, over the {MAX_PREVIEW_PIXELS:,} a preview decodes")
+        # decoded as an extraction decodes, under the same pixel bound and in its words (a JPEG at 1/2 .. 1/8 of its
+        # size, any image reduced while at least twice the preview): a 12,000 × 12,000 PNG of zeros, 420 KB zipped,
+        # decoded 432 MB for each request of its 128-pixel preview, eight at once 14 s and 1.7 GB (an attack round)
+        image = decode_opened(self.data.open_image(Sample(source, -1)), (size, size))
         image = image if image.mode == "L" else to_rgb(image)
         image.thumbnail((size, size))
         buf = io.BytesIO()

@@ -138,10 +138,12 @@ def test_unlabelled_flag_is_checked_before_anything_is_stored(fresh_finished):
     assert resp.status_code == 422, resp.text
 
 
-def test_a_listed_sample_that_cannot_be_shown_is_a_422(fresh_finished):
-    """Thumbnails of listed samples that do not decode (not an image, too many pixels for Pillow) answer 422
-    naming the sample, not 500; an unlisted one stays a 404."""
+def test_a_listed_sample_that_cannot_be_shown_is_a_422(fresh_finished, monkeypatch):
+    """Thumbnails of listed samples that do not decode (not an image, too many pixels for Pillow or for the bound of
+    every decode, datasets.MAX_DECODED_PIXELS) answer 422 naming the sample, not 500; an unlisted one stays a 404."""
     from PIL import Image
+
+    from feature_cache import datasets
 
     bomb = io.BytesIO()
     Image.new("1", (14000, 14000)).save(bomb, format="PNG")  # ~200M pixels in a few kB: Pillow's bomb error
@@ -157,6 +159,12 @@ def test_a_listed_sample_that_cannot_be_shown_is_a_422(fresh_finished):
     def thumb(source):
         return client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source})
 
+    monkeypatch.setattr(datasets, "MAX_DECODED_PIXELS", 32 * 32 - 1)  # the bound extraction decodes under
+    resp = thumb("odd/ok.png")
+    assert resp.status_code == 422 and resp.json()["detail"] == (
+        "sample 'odd/ok.png' cannot be shown: DecompressionBombError: 32 x 32 = 1,024 pixels, over the 1,023 an image "
+        "may decode to (a decompression bomb?); shrink it to use it")
+    monkeypatch.undo()
     assert thumb("odd/ok.png").status_code == 200
     for source, why in (("odd/text.png", "UnidentifiedImageError"), ("odd/bomb.png", "DecompressionBombError")):
         resp = thumb(source)

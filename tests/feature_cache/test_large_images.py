@@ -19,7 +19,6 @@ from feature_cache.datasets import MAX_DECODED_PIXELS, decode_image
 from feature_cache.encoders import DECODE_RULE, ENCODERS, ImageTransform
 from feature_cache.extract import _fingerprint, skipped_summary
 from feature_cache.fingerprint import FULL_DECODE, cache_fingerprint
-from feature_cache.thumbnails import MAX_PREVIEW_PIXELS
 from fc_testutils import make_tree, tiny_encoder
 
 extract_module = importlib.import_module("feature_cache.extract")  # the package's `extract` is the function
@@ -178,7 +177,7 @@ def test_an_image_over_the_pixel_bound_is_refused_before_it_decodes():
     assert Image.open(io.BytesIO(png_header(10_000, 9_000))).size == (10_000, 9_000)  # PIL opens it
     with pytest.raises(Image.DecompressionBombError, match=r"10000 x 9000 = 90,000,000 pixels, over the 50,000,000"):
         decode_image(png_header(10_000, 9_000))
-    assert MAX_DECODED_PIXELS == MAX_PREVIEW_PIXELS == 50_000_000  # one bound: extraction and previews
+    assert MAX_DECODED_PIXELS == 50_000_000  # one bound: extraction and previews (feature_cache.thumbnails)
     # a JPEG's bound counts its reduced decode: a 51-Mpx photo decodes at 1/8
     big = Image.new("L", (8_200, 6_200), 90)
     buf = io.BytesIO()

@@ -60,15 +60,18 @@ def test_zip_members_and_skipped_files(tree, tmp_path):
 
 def test_a_preview_never_decodes_more_than_its_pixel_bound_and_is_made_once(tree, monkeypatch):
     """A 12,000 × 12,000 PNG (420 KB zipped) decoded 432 MB for each request of its preview (an attack round): its
-    header is read, its pixels refused past MAX_PREVIEW_PIXELS; a preview asked for again is not decoded again."""
-    from feature_cache import thumbnails
+    header is read, its pixels refused past the one bound of every decode (datasets.MAX_DECODED_PIXELS, in
+    decode_opened's words: the preview had its own check and message); a preview asked for again is not decoded
+    again."""
+    from feature_cache import datasets
 
     Image.new("L", (400, 300)).save(tree / "train" / "bee" / "wide.png")
     thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
-    monkeypatch.setattr(thumbnails, "MAX_PREVIEW_PIXELS", 400 * 300 - 1)
-    with pytest.raises(OSError, match="400 × 300 pixels, over the 119,999 a preview decodes"):
+    monkeypatch.setattr(datasets, "MAX_DECODED_PIXELS", 400 * 300 - 1)
+    with pytest.raises(Image.DecompressionBombError,
+                       match="^400 x 300 = 120,000 pixels, over the 119,999 an image may decode to"):
         thumbs.png("train/bee/wide.png")
-    monkeypatch.setattr(thumbnails, "MAX_PREVIEW_PIXELS", 400 * 300)
+    monkeypatch.setattr(datasets, "MAX_DECODED_PIXELS", 400 * 300)
     opened = []
     monkeypatch.setattr(thumbs.data, "open_image", lambda s, real=thumbs.data.open_image: opened.append(s) or real(s))
     first = thumbs.png("train/bee/wide.png")
