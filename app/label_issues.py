@@ -39,10 +39,14 @@ class PoolIssues:
         return [{**row, "split": str(self.splits[row["index"]]), "row": int(self.rows[row["index"]])} for row in rows]
 
 
-def run_cache(report, run_dir: str | Path, features: str | Path | None = None, named: str | None = None):
+def run_cache(report, run_dir: str | Path, features: str | Path | None = None, named: str | None = None,
+              option: str | None = "--features"):
     """The run's feature cache: ``features``, or the cache path its report recorded (relative to the folder it was
     trained from), checked to hold the features it trained on (``report.features.fingerprint``). ``named``: how the
-    errors call the cache (default ``--features PATH``; the service names its cache id, not a server path).
+    errors call the cache (default ``OPTION PATH``; the service names its cache id, not a server path). ``option``:
+    the flag of the command that takes the run's own cache, which the errors advise (``label-issues --features``);
+    None where the command takes none (``predict`` and ``compare``, whose ``--features`` is the cache scored: their
+    advice named it, to give the run's cache as the images to score): the errors then advise to put the file back.
 
     Raises:
         ValueError: no cache given and none recorded (or not a file here: moved, or a service cache id), or a run
@@ -54,23 +58,26 @@ def run_cache(report, run_dir: str | Path, features: str | Path | None = None, n
     recorded = None if report.features is None else report.features.cache
     if features is None:
         if recorded is None:
-            raise ValueError(f"run {name} records no cache file: give the cache it was trained on, --features CACHE.h5")
+            raise ValueError(f"run {name} records no cache file" + (
+                f": give the cache it was trained on, {option} CACHE.h5" if option else
+                " to read its train and val images from"))
         path = Path(recorded)
         cwd = report.environment.cwd if report.environment is not None else None
         if not path.is_absolute() and cwd:
             path = Path(cwd) / path
         if not path.is_file():
             raise ValueError(f"run {name}'s cache {recorded!r} is not a file here (moved, or a service cache id): "
-                             "give it as --features CACHE.h5")
-        features = path
-    cache = open_cache(features)
-    what = named or f"--features {features}"
+                             + (f"give it as {option} CACHE.h5" if option else f"put it back at {path}"))
+        cache = open_cache(path)
+        what, advice = named or f"run {name}'s cache {path}", "" if named or option else ": replaced since"
+    else:
+        cache = open_cache(features)
+        what, advice = named or f"{option} {features}", "" if named else ": give the run's own cache"
     if report.features is None:
         raise ValueError(f"run {name} records no features fingerprint: nothing to check {what} against")
     if cache.fingerprint != report.features.fingerprint:
         raise ValueError(f"{what} holds other features (fingerprint {cache.fingerprint[:12]}…) than run {name} was "
-                         f"trained on ({report.features.fingerprint[:12]}…)" + ("" if named else
-                                                                              ": give the run's own cache"))
+                         f"trained on ({report.features.fingerprint[:12]}…){advice}")
     return cache
 
 

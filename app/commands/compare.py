@@ -84,8 +84,9 @@ def _near_lines(args: argparse.Namespace, runs: list[tuple]) -> list:
     from ..label_issues import run_cache
     from ..predicted_near import near_lines
 
-    return near_lines([(report.run_id, report, partial(run_cache, report, run_dir)) for run_dir, report in runs],
-                      open_cache(args.features), args.split)
+    # option=None: compare's --features is the cache scored, not where the runs' own cache is given
+    own = [(report.run_id, report, partial(run_cache, report, run_dir, option=None)) for run_dir, report in runs]
+    return near_lines(own, open_cache(args.features), args.split)
 
 
 def _compare(args: argparse.Namespace, base, other_dir: str, other):

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     report, predictions = read_run(args.run_dir, lambda: _read(args.run_dir))
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, args.limit, predicted), report.config,
-                           lambda: run_cache(report, args.run_dir))
+                           lambda: run_cache(report, args.run_dir, option=None))
     rows = full_paths(rows, args.data)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -99,7 +99,9 @@ def _predicted(args: argparse.Namespace) -> tuple:
     (got,) = predict_cache([probe], args.features, args.split, unlabelled=True, probabilities=args.probabilities)
     scored = scores_summary(args.run_dir, probe, got, args.split) if got.labelled else None
     report = load_report(args.run_dir)
-    near = near_train(report, lambda: run_cache(report, args.run_dir), open_cache(args.features), args.split)
+    # option=None: predict's --features is the cache scored, not where the run's own cache is given
+    near = near_train(report, lambda: run_cache(report, args.run_dir, option=None), open_cache(args.features),
+                      args.split)
     return probe, got, scored, near
 
 

@@ -107,6 +107,10 @@ def test_a_run_whose_cache_moved_needs_features(noisy, tmp_path, capsys):
     assert main(["label-issues", str(tmp_path / "run")]) == 2
     assert f"run run's cache '{moved}' is not a file here" in capsys.readouterr().err
     assert _rows(capsys, tmp_path / "run", "--features", cache_path)  # the same features elsewhere
+    _write(moved, fingerprint="other")  # another cache at the path the run recorded: not given as --features
+    assert main(["label-issues", str(tmp_path / "run")]) == 2
+    assert f"error: run run's cache {moved} holds other features (fingerprint other…) than run run was trained on (" \
+        in capsys.readouterr().err
 
 
 def test_the_classes_a_run_left_out_stay_out(noisy, tmp_path, capsys):

@@ -944,6 +944,13 @@ def test_predict_says_why_it_could_not_check_near_duplicates_and_not_where_unmea
             "read") in text
     # --json says why too, as the API's warnings do: the text's line, word for word (it had near_train null alone)
     line = next(line for line in text.splitlines() if line.startswith("Not checked for near-duplicates"))
+    # predict's --features is the cache scored: the advice was to give the run's cache as it ('give it as --features
+    # CACHE.h5'), which scores the run's own images; it names the file to put back
+    assert line.endswith(f"is not a file here (moved, or a service cache id): put it back at {moved}).")
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")  # a second run of the moved cache
+    assert main(["compare", str(tmp_path / "run"), str(tmp_path / "copy"), "--features", str(new), "--json"]) == 0
+    said = [w for w in json.loads(capsys.readouterr().out)["warnings"] if w.startswith("Not checked")]
+    assert len(said) == 1 and said[0].endswith(f"put it back at {moved}).")  # compare's --features alike
     assert main(["predict", str(tmp_path / "run"), "--features", str(new), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["near_train"] is None and got["warnings"].count(line) == 1, got["warnings"]
