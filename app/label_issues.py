@@ -9,7 +9,8 @@ import numpy as np
 
 from probe.label_issues import DEFAULT_METHOD
 
-__all__ = ["MAX_LIMIT", "PoolIssues", "check_loss", "run_cache", "find_label_issues"]
+__all__ = ["MAX_LIMIT", "PoolIssues", "RefitPool", "check_loss", "run_cache", "refit_pool", "fit_label_issues",
+           "find_label_issues"]
 
 MAX_LIMIT = 100_000  # rows one listing returns at most
 
@@ -93,20 +94,37 @@ def check_loss(config) -> None:
                          "not keep: label issues need a run whose loss the report describes whole (e.g. ERM)")
 
 
-def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
-                      progress=None, method: str = DEFAULT_METHOD, device: str | None = None,
-                      named: str | None = None) -> PoolIssues:
-    """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``folds``-fold on its cache's
-    train + val, less the classes it left out, on ``device`` (None: the run's), predict each image out of fold, and
-    mark those ``method`` lists. ``named``: how errors call the cache (:func:`run_cache`). Raises ValueError as
-    :func:`run_cache` and :func:`probe.label_issues.out_of_fold_probabilities` do, and for a method not in
-    :data:`probe.label_issues.METHODS`."""
-    from probe import load_report
-    from probe.devices import resolve_device
-    from probe.label_issues import check_method, label_issue_mask, label_issue_predictions, out_of_fold_probabilities
+@dataclass
+class RefitPool:
+    """What :func:`find_label_issues` fits, as the run and its cache are now: the run's report and resolved
+    configuration, its cache, the cache's train + val data (``given``: every class; ``data``, ``sources``, ``names``:
+    less the classes the run left out) and the pooled images ``x`` (n, d) and labels ``y`` (n,) of the ``pool``
+    splits (train, then val where it has images)."""
 
-    check_method(method)
-    from probe.splits import kept_rows, without_classes
+    report: object
+    config: object
+    cache: object
+    given: dict
+    data: dict
+    sources: dict | None
+    names: list[str]
+    pool: list[str]
+    x: np.ndarray
+    y: np.ndarray
+
+
+def refit_pool(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
+               named: str | None = None) -> RefitPool:
+    """The run in ``run_dir`` and its cache read and checked for a ``folds``-fold refit (:class:`RefitPool`).
+
+    Raises:
+        ValueError, FileNotFoundError: what means the run cannot be refitted as it is now: its report unreadable or
+            gone, a loss the report does not describe whole (:func:`check_loss`), no cache of its features
+            (:func:`run_cache`), the cache's classes not the run's, a class with fewer images than ``folds``.
+    """
+    from probe import load_report
+    from probe.label_issues import check_folds
+    from probe.splits import without_classes
 
     report = load_report(run_dir)
     config = report.probe_config()
@@ -120,14 +138,40 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     pool = [split for split in ("train", "val") if split in data and len(data[split][1])]
     x = np.concatenate([np.asarray(data[split][0]) for split in pool])
     y = np.concatenate([np.asarray(data[split][1], dtype=np.int64) for split in pool])
+    check_folds(np.bincount(y, minlength=len(names)), folds, names)
+    return RefitPool(report, config, cache, given, data, sources, names, pool, x, y)
+
+
+def fit_label_issues(refit: RefitPool, folds: int = 5, progress=None, method: str = DEFAULT_METHOD,
+                     device: str | None = None) -> PoolIssues:
+    """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``folds``-fold on ``refit``'s
+    pool, on ``device`` (None: the run's), predict each image out of fold, and mark those ``method`` lists. Raises
+    ValueError as :func:`probe.label_issues.out_of_fold_probabilities` does (a fold's fit that diverged)."""
+    from probe.devices import resolve_device
+    from probe.label_issues import label_issue_mask, label_issue_predictions, out_of_fold_probabilities
+    from probe.splits import kept_rows
+
+    report, config, data, pool, y = refit.report, refit.config, refit.data, refit.pool, refit.y
     params = {k: v for k, v in (report.config.get("selected") or {}).items() if v is not None}
     seed_precisions = report.environment.seed_precisions if report.environment is not None else []
     probabilities = out_of_fold_probabilities(
-        x, y, len(names), config, params, folds=folds, device=resolve_device(device or config.device),
-        precision=seed_precisions[0] if seed_precisions else None, class_names=names, progress=progress)
-    paths = [path for split in pool for path in (sources or {}).get(split, [])]
-    return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), names,
+        refit.x, y, len(refit.names), config, params, folds=folds, device=resolve_device(device or config.device),
+        precision=seed_precisions[0] if seed_precisions else None, class_names=refit.names, progress=progress)
+    paths = [path for split in pool for path in (refit.sources or {}).get(split, [])]
+    return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), refit.names,
                       np.concatenate([np.full(len(data[s][1]), s) for s in pool]),
-                      np.concatenate([kept_rows(given[s][1], cache.class_names, config.drop_classes) for s in pool]),
+                      np.concatenate([kept_rows(refit.given[s][1], refit.cache.class_names, config.drop_classes)
+                                      for s in pool]),
                       folds, params, method, label_issue_mask(probabilities, y, method))
 
+
+def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
+                      progress=None, method: str = DEFAULT_METHOD, device: str | None = None,
+                      named: str | None = None) -> PoolIssues:
+    """:func:`fit_label_issues` of :func:`refit_pool`: the run's chosen configuration fitted ``folds``-fold on its
+    cache's train + val, less the classes it left out. ``named``: how errors call the cache (:func:`run_cache`).
+    Raises ValueError as those do, and for a method not in :data:`probe.label_issues.METHODS`."""
+    from probe.label_issues import check_method
+
+    check_method(method)
+    return fit_label_issues(refit_pool(run_dir, features, folds, named), folds, progress, method, device)

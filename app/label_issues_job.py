@@ -127,9 +127,6 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
         _remove(ctx.settings, target)  # never a half-written or a cancelled job's result
         if ctx.should_stop():
             raise JobCancelled(ctx.stop_reason or "cancel") from None
-        if isinstance(exc, (ValueError, FileNotFoundError)):  # checked at submit: replaced or removed since
-            said = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError  # a subclass may take
-            raise said(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None  # other arguments
         raise
     method = request_method(req)
     ctx.message(f"{total} of {images} train + val images {METHODS[method]}, out of fold: "
@@ -143,13 +140,19 @@ def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, An
     it lists, of how many images."""
     import numpy as np
 
-    from .label_issues import find_label_issues
+    from .label_issues import fit_label_issues, refit_pool
 
     ctx.check_stop()  # a job cancelled during a fit that read_run does again
     req = ctx.request
-    found = find_label_issues(run["path"], cache_file(cache_row), req["folds"], progress=_fold_progress(ctx),
-                              method=request_method(req), device=req.get("device"),
-                              named=f"its cache {cache_row['id']!r}")
+    try:
+        refit = refit_pool(run["path"], cache_file(cache_row), req["folds"], named=f"its cache {cache_row['id']!r}")
+    except (ValueError, FileNotFoundError) as exc:  # checked at submit: the run or its cache replaced or removed since
+        said = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError  # a subclass may take
+        raise said(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None  # other arguments
+    try:
+        found = fit_label_issues(refit, req["folds"], _fold_progress(ctx), request_method(req), req.get("device"))
+    except ValueError as exc:  # a fold's fit that diverged: the run as it is, fitted on its cache, failed
+        raise ValueError(f"run {run['id']!r}'s folds could not be fitted: {exc}") from None
     ctx.check_stop()
     labels = np.asarray(found.predictions.labels)
     rows = found.rows_of(None, None)

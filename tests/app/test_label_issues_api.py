@@ -124,14 +124,14 @@ def test_a_cancelled_label_issues_job_leaves_no_result(fresh_finished, monkeypat
 
         monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", folds)
     else:
-        real = app.label_issues.find_label_issues
+        real = app.label_issues.fit_label_issues
 
-        def find_then_cancel(*args, **kwargs):
+        def fit_then_cancel(*args, **kwargs):
             found = real(*args, **kwargs)
             cancel_running()
             return found
 
-        monkeypatch.setattr(app.label_issues, "find_label_issues", find_then_cancel)
+        monkeypatch.setattr(app.label_issues, "fit_label_issues", fit_then_cancel)
     job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
     assert job["status"] == "cancelled", job
     if when == "between folds":
@@ -524,4 +524,5 @@ def test_a_value_error_of_another_signature_during_the_fits_is_said_as_one(fresh
     monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", picky)
     job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
     assert job["status"] == "failed", job
-    assert job["error"] == (f"ValueError: run {run['id']!r} cannot be refitted as it is now: a damaged fold at 3"), job
+    # an error of the fits names itself, not a run that 'cannot be refitted as it is now' (said of any ValueError)
+    assert job["error"] == f"ValueError: run {run['id']!r}'s folds could not be fitted: a damaged fold at 3", job
