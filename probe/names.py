@@ -10,7 +10,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index",
+__all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index", "shown_name",
            "lookalike_key", "lookalike_names_warning", "repeated"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
@@ -46,6 +46,13 @@ def class_name(text: str) -> str:
     both had the same class twice under names that look alike; a manifest's labels too (an extremes round: 'café'
     in both forms were two classes in a CSV, one class in folders)."""
     return unicodedata.normalize("NFC", text)
+
+
+def shown_name(name: str) -> str:
+    """A class name as a terminal or a page shows it: in double quotes where it starts or ends with white space,
+    which shows as nothing (class folders 'cat ' and 'cat' read as one name twice), else as it is; the stored name
+    is not changed. The dashboard's ``Dash.shownName`` (app/static/dash.js) is the same rule."""
+    return f'"{name}"' if name != name.strip() else name
 
 
 def class_index(name: str, class_names: Sequence[str]) -> int | None:

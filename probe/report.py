@@ -44,7 +44,7 @@ from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
 from .seen import SEEN_FILE
-from .names import listed, repeated
+from .names import listed, repeated, shown_name
 from .numbers import csv_cell, interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import p_text, wilson_interval
@@ -325,11 +325,12 @@ class WorstClass(_Model):
         if not self.tied_with:
             return ""
         more = (self.tied_count or 0) - len(self.tied_with)
-        return f" (tied with {', '.join(self.tied_with)}{f' and {more} more' if more > 0 else ''})"
+        return f" (tied with {', '.join(map(shown_name, self.tied_with))}{f' and {more} more' if more > 0 else ''})"
 
     def label(self) -> str:
-        """``bird``, or ``bird (tied with horse)``: how every view names it."""
-        return self.name + self.ties()
+        """``bird``, or ``bird (tied with horse)``: how every view names it (a name with white space at an end
+        quoted, :func:`~probe.names.shown_name`)."""
+        return shown_name(self.name) + self.ties()
 
 
 class GroupValues(_Model):

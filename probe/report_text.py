@@ -9,7 +9,7 @@ import io
 from typing import Any, Callable
 
 from .groups import GROUP_NAMES
-from .names import class_index, listed, lookalike_key
+from .names import class_index, listed, lookalike_key, shown_name
 from .numbers import interval_text, number_text, percent
 from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, confusions_text, loss_label, posthoc_text,
                      shipped_accuracy, shipped_worst, verdict_label)
@@ -230,9 +230,11 @@ def cut_name(name: str, width: int = NAME_COLUMN) -> str:
     → 'n01447017 goldf…us auratus #17'): the end tells apart names alike at the start (a scale round), and cut at
     the end a name read as whole ('n01443537 goldfish,'; an earlier one). Cells, not characters: a CJK character or
     an emoji takes two, and a name cut by characters overflowed its column, which rich then cut at its end too
-    ('北京烤鸭 P……' for every '北京烤鸭 Peking duck … #0158' of a 1,000-class run; a many-classes round)."""
+    ('北京烤鸭 P……' for every '北京烤鸭 Peking duck … #0158' of a 1,000-class run; a many-classes round). A name with
+    white space at an end is shown quoted (:func:`~probe.names.shown_name`)."""
     from rich.cells import cell_len
 
+    name = shown_name(name)  # 'cat ' quoted: its space shows
     if cell_len(name) <= width:
         return name
     head = width // 2
@@ -262,6 +264,7 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
     from rich.cells import cell_len
     from rich.table import Table
 
+    rows = [[shown_name(row[0]), *row[1:]] for row in rows]  # the width of a quoted name, as cut_name shows it
     prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
              enumerate(columns)]
     need = [max([cell_len(row[i]) for row in rows] + [max(map(cell_len, header.split()))]) for i, (header, _) in

@@ -102,8 +102,10 @@
   // its tooltip (at 40° and 19 px apart a 200-class run's labels overlapped and the last ran off; a scale round).
   const MIN_LABEL_GAP = 16, LABEL_ANGLE = 60, LABEL_CHARS = 24;
   const SIN = Math.sin((LABEL_ANGLE * Math.PI) / 180);
-  const cutLabel = (s) => (String(s).length > LABEL_CHARS
-    ? String(s).slice(0, LABEL_CHARS / 2 - 1) + "…" + String(s).slice(-(LABEL_CHARS / 2)) : String(s));
+  const cutLabel = (label) => {  // a class name with white space at an end quoted (Dash.shownName), then cut
+    const s = window.Dash.shownName(label);
+    return s.length > LABEL_CHARS ? s.slice(0, LABEL_CHARS / 2 - 1) + "…" + s.slice(-(LABEL_CHARS / 2)) : s;
+  };
 
   function xAxisLabels(svg, labels, x0, slot, y, rotate) {
     const step = Math.max(1, Math.ceil(MIN_LABEL_GAP / slot));

@@ -11,6 +11,11 @@
   const banner = () => document.getElementById("banner");
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 
+  /** A class name as the pages show it: in double quotes where it starts or ends with white space, which HTML shows
+   * as nothing (folders "cat " and "cat" read as one name twice), else as it is; what is sent back to the API is the
+   * name itself. The rule of probe.names.shown_name, which the reports' texts (worst_class.text) follow. */
+  const shownName = (name) => (String(name) !== String(name).trim() ? `"${name}"` : String(name));
+
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -445,5 +450,5 @@
                   ciOk, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
-                  canResume };
+                  canResume, shownName };
 })();

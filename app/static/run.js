@@ -115,7 +115,7 @@
         // the other run's worst class is its own: named, or "vs 63.3 %" read as this class's (a new-user round)
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value, m.weighted),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other}`
-                  + (key === "worst_class" && otherReport ? `: its worst, ${otherReport.summary.worst_class.name})` : ")"))) : null);
+                  + (key === "worst_class" && otherReport ? `: its worst, ${otherReport.summary.worst_class.text || otherReport.summary.worst_class.name})` : ")"))) : null);
     }));
   }
 
@@ -394,8 +394,8 @@
     return h("ol", { class: "pairs", id }, pairs.map((p) => h("li", { "data-true": p.true, "data-pred": p.pred },
       // each name isolated (bdi): two right-to-left names made one right-to-left run, the predicted class left of
       // the arrow and the true class right of it (a many-classes review)
-      h("button", { type: "button", class: "pair-names", title }, h("strong", {}, h("bdi", {}, p.true)), " → ",
-        h("bdi", {}, p.pred)),
+      h("button", { type: "button", class: "pair-names", title }, h("strong", {}, h("bdi", {}, Dash.shownName(p.true))), " → ",
+        h("bdi", {}, Dash.shownName(p.pred))),
       h("span", { class: "rate-bar" }, rateFill(p.rate)),
       h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null))));
   }
@@ -639,7 +639,7 @@
     // each class's paired Δ, the largest loss first, as mr2probe compare --features prints them (the panel had the
     // headline metrics only; a new-user round)
     const moved = (c.per_class || []).filter((r) => isNum(r.delta)).sort((a, b) => a.delta - b.delta || a.index - b.index);
-    const classRows = moved.slice(0, PER_CLASS_ROWS).map((r) => h("tr", { "data-class": r.name }, h("td", {}, r.name),
+    const classRows = moved.slice(0, PER_CLASS_ROWS).map((r) => h("tr", { "data-class": r.name }, h("td", {}, Dash.shownName(r.name)),
       h("td", { class: "num" }, pctCi(r.base, r.base_ci)), h("td", { class: "num" }, pctCi(r.other, r.other_ci)),
       h("td", { class: "num" }, deltaSpan(r.delta, r.delta_ci, r.beyond_noise, r.changed, r.p_value))));
     const more = moved.length > classRows.length ? h("p", { class: "muted note" },
@@ -661,7 +661,7 @@
     const worstFirst = (a, b) => (a.n === 0) - (b.n === 0) || a.accuracy - b.accuracy || a.name.localeCompare(b.name);
     // a class without images that some were predicted as keeps its row: its precision says so
     const rows = s.per_class.filter((c) => c.n > 0 || isNum(c.precision)).sort(worstFirst)
-      .map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
+      .map((c) => h("tr", { "data-class": c.name }, h("td", {}, Dash.shownName(c.name)), h("td", { class: "num" }, count(c.n)),
         h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)),
         h("td", { class: "num" }, pct(c.precision)), h("td", { class: "num" }, num(c.f1, 3))));
     const unknown = Object.entries(s.unknown || {});
@@ -689,7 +689,7 @@
   function predictedNodes(p) {
     const shown = p.predicted.filter((c) => c.n > 0);
     const never = p.predicted.filter((c) => c.n === 0).map((c) => c.name);
-    const rows = shown.map((c) => h("tr", { "data-class": c.name }, h("td", {}, c.name), h("td", { class: "num" }, count(c.n)),
+    const rows = shown.map((c) => h("tr", { "data-class": c.name }, h("td", {}, Dash.shownName(c.name)), h("td", { class: "num" }, count(c.n)),
       h("td", { class: "num" }, pct(c.share)), h("td", { class: "num" }, pct(c.mean_confidence))));
     return [
       h("p", { id: "predicted-summary" }, `${count(p.images)} images, nothing to score them against: how many the `
@@ -766,7 +766,7 @@
     const select = h("select", { id: "gallery-class", onchange: () => {
       predictedSelect.replaceChildren(...predictedOptions(select.value));
       load(select.value, "");
-    } }, byAccuracy(report).map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null }, `${r.name} (${pct(r.accuracy)})`)));
+    } }, byAccuracy(report).map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null }, `${Dash.shownName(r.name)} (${pct(r.accuracy)})`)));
     load(worst, "", true);
     const show = (name, predicted) => {
       select.value = name;

@@ -1,0 +1,40 @@
+"""Class names with white space at an end ('cat ' beside 'cat') are shown quoted on the dashboard's pages by the rule
+the terminal's texts follow (probe.names.shown_name): HTML showed the space as nothing."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from probe.names import shown_name
+
+STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
+NAMES = ["cat ", " cat", "cat", "big cat", "\tcat", "Ünïcode  "]
+_NODE = """
+const fs = require("fs");
+globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [] } };
+globalThis.document = {};
+eval(fs.readFileSync(process.argv[1], "utf8"));
+const names = JSON.parse(fs.readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(names.map(window.Dash.shownName)));
+"""
+
+
+def test_the_dashboard_shows_class_names_by_the_terminals_rule():
+    if shutil.which("node") is None:
+        pytest.skip("node is absent")
+    out = subprocess.run(["node", "-e", _NODE, str(STATIC / "dash.js")], input=json.dumps(NAMES),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [shown_name(name) for name in NAMES] == [
+        '"cat "', '" cat"', "cat", "big cat", '"\tcat"', '"Ünïcode  "']
+
+
+def test_the_run_page_and_charts_show_names_through_it():
+    """The charts' labels (every bar, heat map and scatter label) and the run page's names outside its per-class
+    table go through Dash.shownName."""
+    assert "window.Dash.shownName(label)" in (STATIC / "charts.js").read_text()
+    run = (STATIC / "run.js").read_text()
+    assert run.count("Dash.shownName(") >= 5 and 'h("bdi", {}, p.true)' not in run
