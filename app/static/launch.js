@@ -550,13 +550,38 @@
     return `/runs/${enc(last)}` + (ids.length > 1 ? `?compare=${enc(ids[0])}` : "");
   }
 
+  /** The job's messages, every one the server keeps (app.store.MAX_MESSAGES), in a box of bounded height that scrolls
+   * (style.css ol.messages): the last 12 alone were shown, built again each second, so a long job's earlier
+   * warnings (a skipped file, a rotated photo) went out of view and a scrolled list jumped back. Kept between polls:
+   * new messages are appended, and the box follows the newest only while it was scrolled to its end. */
+  function messageLog() {
+    const node = h("ol", { class: "messages", id: "job-messages", tabindex: "0", "aria-label": "job messages", hidden: "hidden" });
+    let shown = [];
+    const key = (m) => `${m.at}\u0000${m.text}`;
+    const item = (m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text);
+    const show = (messages) => {
+      const atEnd = node.hidden || node.scrollHeight - node.scrollTop - node.clientHeight < 4;
+      // those shown, less the oldest the server dropped past its bound, then the new ones: appended, not rebuilt
+      const dropped = messages.length ? shown.indexOf(key(messages[0])) : -1, kept = shown.slice(Math.max(dropped, 0));
+      if (dropped >= 0 && kept.length <= messages.length && kept.every((k, i) => k === key(messages[i]))) {
+        for (let i = 0; i < dropped; i += 1) node.firstChild.remove();
+        node.append(...messages.slice(kept.length).map(item));
+      } else node.replaceChildren(...messages.map(item));
+      shown = messages.map(key);
+      node.hidden = !messages.length;
+      if (atEnd) node.scrollTop = node.scrollHeight;
+    };
+    return { node, show };
+  }
+
   /** Poll the job; on success open its report, unless the job had already finished when watching began. */
   function watch(jobId, panel, launchedHere) {
     let sawActive = launchedHere, timer = null, shown = false, cacheGone = null;
     // the job's state said to a screen reader as it changes (running, cancelled, failed and why): a region of its
     // own, kept while the rest is built again each second (the panel changed without a word; a keyboard-only round)
     const content = h("div", {}), said = h("p", { class: "sr-only", role: "status", id: "job-said" });
-    panel.replaceChildren(content, said);
+    const log = messageLog();
+    panel.replaceChildren(content, log.node, said);
     const say = (job) => {
       const text = `Job ${job.id} ${job.status}` + (job.error ? `: ${job.error}` : ".");
       if (said.dataset.status !== job.status) { said.textContent = text; said.dataset.status = job.status; }
@@ -605,9 +630,10 @@
             "Predict its images with a finished run of this encoder: on the run's page, pick this cache under "
             + "\"Score the shipped probe on a cache\" and download \"Predictions (.csv)\".") : null,
           // once the job is done: while a pipeline trained its second probe, this opened its first (reused) run
-          url && job.status === "succeeded" ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null),
-        h("ol", { class: "messages", id: "job-messages" }, (job.messages || []).slice(-12).map((m) => h("li", {}, h("span", { class: "muted" }, m.at.slice(11, 19) + " "), m.text)))].filter(Boolean)));
+          url && job.status === "succeeded" ? h("a", { href: url, id: "job-report", class: "button primary" }, "Open the report") : null)
+      ].filter(Boolean)));
       panel.hidden = false;
+      log.show(job.messages || []);  // once the panel shows: a hidden box has no height to scroll to its end
       panel.dataset.status = job.status;
       say(job);
       document.title = `mr2probe · job ${job.id} ${job.status}`;  // the tab says which job, and how it stands

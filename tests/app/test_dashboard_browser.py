@@ -4088,3 +4088,29 @@ def test_a_class_s_confusions_of_a_very_long_name_stay_in_their_card(driver, liv
         box.remove();
         return got;""")
     assert got[0] == 2 and got[1] <= 0, got
+
+
+def test_the_launch_pages_job_messages_stay_readable_in_a_scrolling_log(driver, live_server, finished):
+    """The launch page showed a job's last 12 messages, built again each second: a long job's earlier warnings went
+    out of view, and a list scrolled up jumped back. Every message the server keeps is listed, in a box of bounded
+    height that shows the newest; scrolled up to an earlier one, it stays there as new messages come."""
+    store = finished.client.app.state.store
+    job = _job_row(store, "running", 0.5)
+    try:
+        for i in range(30):
+            store.add_message(job, f"message {i}" + (": warning, a skipped file" if i == 2 else ""))
+        _open(driver, f"{live_server}/launch?job={job}", "launch")
+        count = "return document.querySelectorAll('#job-messages li').length"
+        wait_for(lambda: driver.js(count) == 30, 30, interval=0.1, what="30 messages listed")
+        box = driver.js("const l = document.getElementById('job-messages'); "
+                        "return [l.scrollTop, l.clientHeight, l.scrollHeight, l.textContent]")
+        assert box[2] > box[1] > 0 and box[0] + box[1] >= box[2] - 4, box  # bounded, scrolled to the newest
+        assert "message 2: warning, a skipped file" in box[3]
+        driver.js("document.getElementById('job-messages').scrollTop = 0")  # up to the warning
+        store.add_message(job, "message 30")
+        wait_for(lambda: driver.js(count) == 31, 30, interval=0.1, what="the new message listed")
+        assert driver.js("return document.getElementById('job-messages').scrollTop") == 0
+        assert driver.js("return document.querySelector('#job-messages li:last-child').textContent").endswith(
+            "message 30")
+    finally:
+        _delete_jobs(store, [job])
