@@ -34,6 +34,7 @@ def _read(run_dir: str):
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
+    from probe.names import shown_name
     from probe.report_text import confusion_cell
     from probe.splits import cache_test_rows
     from probe.rundir import read_run
@@ -70,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         # p(label) first and the predicted class's probability after its name, as label-issues prints them (a bare
         # leading per cent read as the share labelled so, a new-user round)
         label = f"p(label) {share(row['label_probability'])}  " if ranked else ""
-        true = "" if index is not None else f"labelled {row['true']:<20} "
-        print(f"  {label}{true}predicted {row['predicted']:<20} {share(row['confidence'])}  {where}")
+        true = "" if index is not None else f"labelled {shown_name(row['true']):<20} "
+        print(f"  {label}{true}predicted {shown_name(row['predicted']):<20} {share(row['confidence'])}  {where}")
     return 0

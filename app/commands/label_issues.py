@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
     from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
     from probe.label_issues import METHODS
+    from probe.names import shown_name
     from probe.rundir import read_run
 
     from ..label_issues import MAX_LIMIT
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
           f"first seed{inside}){shown}")
     for row in rows:  # escaped, as failures prints them
         where = printable(row["source"]) if row["source"] is not None else f"{row['split']} row {row['row']}"
-        print(f"  p(label) {share(row['label_probability'])}  labelled {row['true']:<20} predicted "
-              f"{row['predicted']:<20} {share(row['confidence'])}  {row['split']:<5}  {where}")
+        print(f"  p(label) {share(row['label_probability'])}  labelled {shown_name(row['true']):<20} predicted "
+              f"{shown_name(row['predicted']):<20} {share(row['confidence'])}  {row['split']:<5}  {where}")
     return 0
 
 

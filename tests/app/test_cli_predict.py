@@ -1054,3 +1054,21 @@ def test_a_cache_without_near_duplicates_gets_no_warning_of_them(monkeypatch):
                             ((None, gone), [pn.unchecked_text(gone)]), ((None, None), [])):
         monkeypatch.setattr(pn, "_near_train", lambda *args, outcome=outcome: outcome)
         assert pn.near_train(None, None, None, "test") == (outcome[0], warned)
+
+
+def test_class_names_with_white_space_at_an_end_show_in_failures_and_the_report(tmp_path, capsys):
+    """Class folders 'cat ' and 'cat' are two classes: `failures` printed 'labelled cat  ' for both, the report's
+    table and worst class alike; they are quoted where shown ('"cat "'), their stored names unchanged."""
+    names = ["apple", "bus", "cat ", "cat"]
+    rng = np.random.default_rng(4)
+    splits = {s: _split(rng, np.repeat(np.arange(4), m), s) for s, m in (("train", 40), ("val", 20), ("test", 30))}
+    x, labels, sources = splits["test"]
+    splits["test"] = (x, np.where(labels == 3, 2, np.where(labels == 2, 3, labels)), sources)  # the cats swapped
+    cache = _cache(tmp_path / "spaced.h5", splits, names)
+    assert main(["train", "--features", str(cache), "--out", str(tmp_path / "run"), *FAST]) == 0
+    assert '"cat "' in capsys.readouterr().out  # the report's per-class table and worst class
+    assert main(["failures", str(tmp_path / "run"), "--class", "cat ", "--json"]) == 0
+    assert {r["true"] for r in json.loads(capsys.readouterr().out)} == {"cat "}  # stored as it is
+    assert main(["failures", str(tmp_path / "run"), "--limit", "40"]) == 0
+    said = capsys.readouterr().out
+    assert 'labelled "cat "' in said and 'predicted "cat "' in said and "labelled cat " in said, said
