@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_options(args)  # torchrun's command checks the same, in the same words
     check_encoder(args.encoder)  # an unknown encoder or missing weights, refused before the data set is listed
-    _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir)
+    _check_writable(Path(args.out).parent if args.out else Path(args.cache_dir), args.out or args.cache_dir,
+                    "--out" if args.out else "--cache-dir")
     share = args.val_fraction  # None where not given (`--val-fraction 0.1 --unlabelled` is refused)
     data = open_requested(args)
     if share is None:
@@ -62,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(folder: Path, target: str) -> None:
-    """Refuse an ``--out`` (or cache folder) this process cannot write, ``folder`` being where it goes, before the
-    encoder is built and the data listed: the extraction failed only then, naming its own lock file
-    ('/proc/x.h5.lock'; an outside round)."""
+def _check_writable(folder: Path, target: str, flag: str) -> None:
+    """Refuse an ``--out`` (or ``--cache-dir``: ``flag``, the one given) this process cannot write, ``folder`` being
+    where it goes, before the encoder is built and the data listed: the extraction failed only then, naming its own
+    lock file ('/proc/x.h5.lock'; an outside round)."""
     from . import unwritable
 
     problem = unwritable(folder)
     if problem is not None:
-        raise ValueError(f"cannot write {target}: {problem}; choose another --out (or --cache-dir)")
+        raise ValueError(f"cannot write {target}: {problem}; choose another {flag}")  # the flag given

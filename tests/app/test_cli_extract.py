@@ -273,7 +273,7 @@ def test_an_out_path_that_cannot_be_written_is_refused_before_the_work(tmp_path,
                       (tmp_path / "afile", "--cache-dir"), (tmp_path / "afile" / "caches", "--cache-dir")):
         assert main(["extract", "--data", str(tmp_path), flag, str(out)]) == 2
         assert capsys.readouterr().err == (f"mr2probe extract: error: cannot write {out}: {tmp_path / 'afile'} is a "
-                                           "file, not a folder; choose another --out (or --cache-dir)\n")
+                                           f"file, not a folder; choose another {flag}\n")  # the flag given
     assert built == [] and (tmp_path / "afile").read_text() == "x"
     # an --out without a suffix is a file too: its folder is checked, no folder of its name is made
     assert main(["extract", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "plain")]) == 2
