@@ -1913,6 +1913,28 @@ def test_the_per_class_table_of_5000_classes_builds_only_the_rows_it_shows(drive
     assert got[2] == ["class 4999", "class 0", "class 1"]  # "class 0 50.0 %", by its number, before "class 1 …"
 
 
+def test_a_sort_by_the_confusions_of_5000_classes_reads_its_keys_from_the_data(driver, live_server, finished):
+    """A sort by the confusions column built each class's cell (a <span> of <bdi>s) to read its text, 5,000 thrown
+    away (a many-classes round): its keys come from the report, the same text, and only the rows shown are built."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js(_MANY_CLASSES_REPORT + """
+        const box = RunPage.panels.perClassTable(report, null, null);
+        document.querySelector('main').prepend(box);
+        const heads = Array.from(box.querySelectorAll('#per-class-table th'));
+        const col = heads.findIndex((t) => t.textContent === Words.confusions_header);
+        let made = 0;
+        const create = document.createElement;
+        document.createElement = function (tag, ...rest) {
+            if (tag === 'bdi') made += 1;
+            return create.call(this, tag, ...rest); };
+        try { heads[col].click(); } finally { document.createElement = create; }
+        const shown = Array.from(box.querySelectorAll('#per-class-table tbody tr'), (r) => r.cells[col].textContent);
+        box.remove();
+        return [made, shown.length, shown.slice(0, 2)];""", [5000])
+    assert got[0] <= 2 * 100  # the rows of the pages shown, not a cell for every class
+    assert got[1:] == [100, ["class 0 50.0%", "class 1 50.0%"]]  # A → Z, by the text shown: class 4999's first
+
+
 def test_the_per_class_table_shows_every_class_on_one_page_and_goes_back(driver, live_server, finished):
     """Only the per-class CSV had every class at once (a many-classes round): the pager's "Show all N classes" puts
     every row in the table, sorted as it was (a header sorts them all), and "Show 100 a page" goes back; from the
