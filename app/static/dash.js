@@ -239,7 +239,9 @@
         if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); th.click(); }
       });
       th.addEventListener("click", () => {
-        const first = body.rows[0], numeric = first && first.cells[i] && first.cells[i].dataset.sort !== undefined;
+        // paged, from the data (the body can hold a spacer row first, or no row at all)
+        const first = body.rows[0], numeric = page ? every.length > 0 && typeof page.key(every[0], i) === "number"
+          : first && first.cells[i] && first.cells[i].dataset.sort !== undefined;
         state.desc = state.col === i ? !state.desc : Boolean(numeric);
         state.col = i;
         state.start = 0;  // a new order starts at its first page
@@ -252,8 +254,9 @@
 
   /** The paging of a sortable table (`sortable`'s `page`): returns show(), which puts the rows of the page starting at
    * `state.start` in `body` (`row(item)`, each built once) and says in `page.nav` which of `items` it holds. "Show all"
-   * puts every row in the body (`state.all`), and "N a page" goes back: only the per-class CSV had every class on one
-   * page (a many-classes round); the button stays where it was, so the focus stays on it. */
+   * lists every row (`state.all`), and "N a page" goes back: only the per-class CSV had every class on one page (a
+   * many-classes round); the button stays where it was, so the focus stays on it. Past VIRTUAL_ROWS rows "Show all"
+   * draws only those in view (virtualRows): 5,000 rows in the table took 2-3 s of layout at each show and sort. */
   function pager(body, items, state, { size, nav, noun, row }) {
     const built = new Map();
     const rowOf = (item) => built.get(item) || built.set(item, row(item)).get(item);
@@ -264,20 +267,90 @@
     const next = h("button", { type: "button", class: "page-next", onclick: () => go(1) }, `Next ${size} →`);
     const all = h("button", { type: "button", class: "page-all",
                               onclick: () => { state.all = !state.all; state.start = 0; show(); } });
+    let virtual = null;  // "Show all"'s drawing of the rows in view, made when first needed
     nav.replaceChildren(previous, said, next, all);
     function show() {
       const per = state.all ? Math.max(items.length, 1) : size;
       const last = Math.max(0, Math.ceil(items.length / per) - 1) * per;
       state.start = Math.min(Math.max(state.start || 0, 0), last);
-      body.replaceChildren(...items.slice(state.start, state.start + per).map(rowOf));
+      const shown = items.slice(state.start, state.start + per), drawn = shown.length > VIRTUAL_ROWS;
+      body.parentElement.setAttribute("aria-rowcount", String(items.length + 1));  // the header's row too
+      if (drawn) (virtual = virtual || virtualRows(body, rowOf)).show(shown);
+      else {
+        if (virtual) virtual.stop();
+        body.replaceChildren(...shown.map(numbered(rowOf, state.start)));
+      }
       said.textContent = ` ${noun} ${count(state.start + 1)}–${count(Math.min(state.start + per, items.length))} `
-        + `of ${count(items.length)} `;
+        + `of ${count(items.length)} ` + (drawn ? `(the rows in view are drawn as the table scrolls: the browser's `
+        + "find, Ctrl-F, reaches only those) " : "");
       // aria-disabled, not disabled: a disabled button lost the keyboard's focus to the page's body
       previous.setAttribute("aria-disabled", String(state.start === 0));
       next.setAttribute("aria-disabled", String(state.start === last));
       all.textContent = state.all ? `Show ${size} a page` : `Show all ${count(items.length)} ${noun}`;
     }
     return show;
+  }
+
+  /** `rowOf(item)` for the item at `from + i` of the list, its place said to a screen reader (aria-rowindex: 1 is the
+   * header's row): a page's rows, or those in view, are a part of the table (its aria-rowcount has them all). */
+  const numbered = (rowOf, from = 0) => (item, i) => {
+    const tr = rowOf(item);
+    tr.setAttribute("aria-rowindex", String(from + i + 2));
+    return tr;
+  };
+
+  // "Show all" of more rows than this draws those in view only (virtualRows); up to it every row is in the table
+  const VIRTUAL_ROWS = 300, VIRTUAL_MARGIN = 40;  // rows drawn above and below those in view
+
+  /** Every item's row in `body` as a mature data grid shows them: only those in view of the table's scrolling box
+   * (its nearest `.table-scroll`, else the window) and VIRTUAL_MARGIN more either side, between two spacer rows as
+   * high as the rows left out (their mean height measured on the first rows drawn), drawn again once a frame while
+   * it scrolls; printed, every row. show(items) starts the list at its top; stop() ends it. The header, its sort and
+   * the keyboard's focus (on the headers and the pager, never in a row) are the table's own, untouched. */
+  function virtualRows(body, rowOf) {
+    const spacer = () => h("tr", { class: "spacer", "aria-hidden": "true" }, h("td", {}));
+    const top = spacer(), bottom = spacer();
+    let items = [], rowHeight = 0, frame = 0, box = null;
+    const queue = () => { if (!frame) frame = requestAnimationFrame(draw); };
+    const printed = () => body.replaceChildren(...items.map(numbered(rowOf)));  // on paper the whole list
+    const listen = (on) => {
+      const method = on ? "addEventListener" : "removeEventListener";
+      (box || window)[method]("scroll", queue, { passive: true });
+      window[method]("beforeprint", printed);
+      window[method]("afterprint", draw);
+    };
+    function draw() {
+      frame = 0;
+      const view = box ? box.getBoundingClientRect() : { top: 0, height: window.innerHeight };
+      const guess = rowHeight || 24;  // before any row was measured
+      const past = Math.max(0, view.top - body.getBoundingClientRect().top);  // the body scrolled out of view
+      const first = Math.max(0, Math.min(items.length - 1, Math.floor(past / guess)) - VIRTUAL_MARGIN);
+      const end = Math.min(items.length, Math.ceil((past + view.height) / guess) + VIRTUAL_MARGIN);
+      const head = body.parentElement.tHead;
+      for (const tr of [top, bottom]) tr.firstChild.colSpan = head ? head.rows[0].cells.length : 1;
+      top.firstChild.style.height = `${first * guess}px`;
+      bottom.firstChild.style.height = `${(items.length - end) * guess}px`;
+      const rows = items.slice(first, end).map(numbered(rowOf, first));
+      body.replaceChildren(top, ...rows, bottom);
+      if (rowHeight || !rows.length) return;
+      const measured = (bottom.offsetTop - top.offsetTop - top.offsetHeight) / rows.length;
+      if (measured > 0) { rowHeight = measured; queue(); }  // the first draw's guess, measured
+    }
+    return {
+      show(list) {
+        listen(false);
+        items = list;
+        box = body.closest(".table-scroll");
+        listen(true);
+        if (box) box.scrollTop = 0;
+        draw();
+      },
+      stop() {
+        listen(false);
+        if (frame) cancelAnimationFrame(frame);
+        frame = 0; items = [];
+      },
+    };
   }
 
   // ---- the keyboard focus across a rebuild: the home page's lists are built again every 2 s and a watched job's

@@ -1962,6 +1962,97 @@ def test_the_per_class_table_shows_every_class_on_one_page_and_goes_back(driver,
                                 ["true", "false"]]
 
 
+# the per-class table's state in "Show all", after the next frames (its rows are drawn on a scroll's frame): the
+# classes of the rows in the body, of those in view in its box below the sticky header, whether a spacer shows there
+_SHOWN = """return new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => {
+    const box = document.querySelector('.table-scroll'), table = document.getElementById('per-class-table');
+    const view = box.getBoundingClientRect();
+    const under = table.tHead.rows[0].cells[0].getBoundingClientRect().bottom;  // the sticky header's bottom
+    const inView = (r) => {
+        const b = r.getBoundingClientRect();
+        return b.bottom > under + 1 && b.top < view.bottom - 1; };
+    const rows = Array.from(table.tBodies[0].rows);
+    const real = rows.filter((r) => !r.classList.contains('spacer'));
+    ok({ rows: real.map((r) => r.dataset.class), trs: table.querySelectorAll('tr').length,
+         visible: real.filter(inView).map((r) => r.dataset.class),
+         spacerInView: rows.some((r) => r.classList.contains('spacer') && r.offsetHeight > 0 && inView(r)),
+         index: real.map((r) => Number(r.getAttribute('aria-rowindex'))), rowcount: table.getAttribute('aria-rowcount'),
+         said: document.querySelector('#per-class-pages span').textContent.trim() }); })));"""
+
+
+def _scroll_table(driver: WebDriver, where: float) -> dict:
+    """Scroll the per-class table's box to `where` (0 its top, 1 its end) and return its state (_SHOWN)."""
+    driver.js("const b = document.querySelector('.table-scroll'); b.scrollTop = arguments[0] * "
+              "(b.scrollHeight - b.clientHeight);", [where])
+    return driver.js(_SHOWN)
+
+
+def _show_5000_classes(driver: WebDriver, live_server: str, erm: str) -> list[str]:
+    """The run page with a 5,000-class table in "Show all"; returns its classes worst first, from the report."""
+    _open(driver, f"{live_server}/runs/{erm}", "run")
+    return driver.js(_MANY_CLASSES_REPORT + """
+        document.getElementById('per-class-table').closest('.table-scroll').replaceWith(
+            RunPage.panels.perClassTable(report, null, null));
+        document.querySelector('#per-class-pages .page-all').click();
+        return report.per_class.slice().sort((a, b) => a.accuracy - b.accuracy || a.index - b.index).map(
+            (r) => r.name);""", [5000])
+
+
+def _in_order(state: dict, order: list[str]) -> int:
+    """Check that the rows drawn are a run of `order` with their places said, one shows at each place of the box;
+    returns the first's place."""
+    assert state["trs"] <= 1 + 2 + 200  # the header, two spacers and the rows near the view, not 5,000
+    first = order.index(state["rows"][0])
+    assert state["rows"] == order[first:first + len(state["rows"])]
+    assert state["index"] == list(range(first + 2, first + 2 + len(state["rows"])))
+    assert state["visible"] and not state["spacerInView"]
+    return first
+
+
+def test_show_all_of_5000_classes_draws_the_rows_in_view_as_the_table_scrolls(driver, live_server, finished):
+    """"Show all" of 5,000 classes put 5,000 rows in the table: 2-3 s of layout at each show and each sort (a
+    many-classes round). It draws the rows in view of the table's box and a margin, between spacers, again as the
+    box scrolls: the rows seen are the right ones at the top, the middle and the end, in order, numbered for a
+    screen reader, which is told the count and that the browser's find reaches only the rows drawn; printed, all."""
+    order = _show_5000_classes(driver, live_server, finished.erm)
+    top = _scroll_table(driver, 0)
+    assert _in_order(top, order) == 0 and top["visible"][0] == order[0]
+    assert top["rowcount"] == "5001"
+    assert top["said"].startswith("classes 1–5,000 of 5,000 (the rows in view are drawn as the table scrolls")
+    assert "Ctrl-F" in top["said"]
+    middle = _scroll_table(driver, 0.5)
+    place = _in_order(middle, order) + middle["rows"].index(middle["visible"][0])
+    assert 2000 < place < 3000
+    end = _scroll_table(driver, 1)
+    _in_order(end, order)
+    assert end["rows"][-1] == end["visible"][-1] == order[-1]
+    # on paper every row (a printed box held only the rows in view; a many-classes review), and then in view again
+    printed = driver.js("window.dispatchEvent(new Event('beforeprint')); return Array.from("
+                        "document.querySelectorAll('#per-class-table tbody tr'), (r) => r.dataset.class);")
+    assert printed == order
+    driver.js("window.dispatchEvent(new Event('afterprint'))")
+    assert _in_order(driver.js(_SHOWN), order) > 4000
+
+
+def test_show_all_of_5000_classes_sorts_every_class(driver, live_server, finished):
+    """A header's sort in "Show all" orders every class, draws the new order from its top and at its end, a number's
+    column largest first (as it is paged)."""
+    order = _show_5000_classes(driver, live_server, finished.erm)
+    _scroll_table(driver, 0.5)
+    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # class, A → Z: by their numbers
+    names = [f"class {i}" for i in range(5000)]
+    top = driver.js(_SHOWN)
+    assert _in_order(top, names) == 0 and top["visible"][0] == "class 0"
+    end = _scroll_table(driver, 1)
+    _in_order(end, names)
+    assert end["visible"][-1] == "class 4999"
+    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # Z → A
+    assert _in_order(driver.js(_SHOWN), names[::-1]) == 0
+    driver.js("Array.from(document.querySelectorAll('#per-class-table th')).find((t) => t.textContent === "
+              "'accuracy').click()")
+    assert _in_order(driver.js(_SHOWN), order[::-1]) == 0  # the best class first
+
+
 def test_a_scatter_of_many_classes_names_its_worst_classes_only(driver, live_server, finished):
     """At 1,000 classes (two runs: 2,000 dots) the rₖ scatter tried a label for every dot against every one placed,
     0.3-0.7 s of the run page's render, and named whichever classes came first (a many-classes round): it names the
