@@ -206,6 +206,9 @@
    * shown (every one of 5,000 built up front took a first render from 92 to 615 ms; a many-classes round): a sort
    * orders every item by `key(item, column)` (a number, or the text the cell shows) and shows the first page, and
    * `nav`, which the caller places, gets Previous / Next, which rows are shown and "Show all". */
+  // text by its numbers' values, one collator for every comparison: localeCompare with options made one a call, 5,000
+  // names sorted in 0.3 s
+  const BY_TEXT = new Intl.Collator(undefined, { numeric: true });
   function sortable(tableEl, state, page) {
     if (!tableEl.tHead) return tableEl;  // the empty-state paragraph
     const ths = Array.from(tableEl.tHead.rows[0].cells), body = tableEl.tBodies[0];
@@ -225,7 +228,7 @@
         const x = keys.get(a), y = keys.get(b);
         // text by its numbers' values: class 2 before class 10 (A → Z put class_10 before class_2)
         const order = typeof x === "number" && typeof y === "number" ? x - y
-          : String(x).localeCompare(String(y), undefined, { numeric: true });
+          : BY_TEXT.compare(String(x), String(y));
         return state.desc ? -order : order;
       });
       if (page) show(); else body.append(...rows);
