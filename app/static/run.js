@@ -1027,11 +1027,13 @@
     const body = h("div", { class: "table-scroll" }, sortable(
       table(heads, paged ? [] : all.map(rowOf), paged ? null : "", { id: "per-class-table" }),
       { col: null, desc: true },
-      paged ? { size: PER_CLASS_ROWS, nav, noun: "classes", items: all, row: rowOf, key: keyOf } : null));
+      paged ? { size: PER_CLASS_ROWS, nav, noun: "classes", items: all, row: rowOf, key: keyOf, find: (r) => r.name }
+        : null));
     if (!paged) return body;
     return h("div", {}, h("p", { class: "muted note", "data-shown": PER_CLASS_ROWS },
       `${count(all.length)} classes, ${PER_CLASS_ROWS} a page, worst test accuracy first; a header sorts every class `
-      + "across the pages, \"Show all\" lists every class here, and the per-class CSV has them all."), nav, body);
+      + "across the pages, \"Show all\" lists every class here, the box finds classes by name, and the per-class CSV "
+      + "has them all."), nav, body);
   }
 
   // ---- page -----------------------------------------------------------------------------------------

@@ -2072,6 +2072,36 @@ def test_show_all_of_5000_classes_sorts_every_class(driver, live_server, finishe
     assert _in_order(driver.js(_SHOWN), order[::-1]) == 0  # the best class first
 
 
+def test_show_all_of_5000_classes_finds_classes_by_name(driver, live_server, finished):
+    """The browser's find reaches only the rows drawn (a many-classes round): a box by the pager keeps the classes
+    whose name holds what is typed, drawn as the table scrolls past 300, in the order of the table and of a
+    header's sort, the count said; the focus stays in the box."""
+    order = _show_5000_classes(driver, live_server, finished.erm)
+    driver.js("document.querySelector('#per-class-pages .page-find').focus()")
+    driver.keys(*"Class 1")  # in any case
+    kept = [n for n in order if n.startswith("class 1")]  # class 1, 10-19, 100-199, 1000-1999
+    top = driver.js(_SHOWN)
+    assert len(kept) == 1111 and _in_order(top, kept) == 0 and top["visible"][0] == kept[0]
+    assert top["rowcount"] == "1112"
+    assert top["said"].startswith('classes 1–1,111 of 1,111 whose name holds "Class 1" (of 5,000) (the rows in view')
+    assert driver.js("return document.activeElement.className") == "page-find"
+    end = _scroll_table(driver, 1)
+    _in_order(end, kept)
+    assert end["visible"][-1] == kept[-1]
+    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # class, A → Z
+    assert driver.js(_SHOWN)["visible"][:3] == ["class 1", "class 10", "class 11"]
+    driver.js("document.querySelector('#per-class-pages .page-find').focus()")
+    driver.keys("9")  # class 19, 190-199, 1900-1999: every row drawn
+    nineteen = driver.js(_SHOWN)
+    assert nineteen["rows"] == ["class 19", *[f"class {i}" for i in range(190, 200)],
+                                *[f"class {i}" for i in range(1900, 2000)]]
+    assert nineteen["said"] == 'classes 1–111 of 111 whose name holds "Class 19" (of 5,000)'
+    driver.js("const q = document.querySelector('#per-class-pages .page-find'); q.value = 'no such class'; "
+              "q.dispatchEvent(new Event('input'));")
+    assert driver.js(_SHOWN)["rows"] == []
+    assert driver.js(_SHOWN)["said"] == 'no classes whose name holds "no such class" (of 5,000)'
+
+
 def test_a_scatter_of_many_classes_names_its_worst_classes_only(driver, live_server, finished):
     """At 1,000 classes (two runs: 2,000 dots) the rₖ scatter tried a label for every dot against every one placed,
     0.3-0.7 s of the run page's render, and named whichever classes came first (a many-classes round): it names the
