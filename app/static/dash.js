@@ -314,6 +314,17 @@
   // "Show all" of more rows than this draws those in view only (virtualRows); up to it every row is in the table
   const VIRTUAL_ROWS = 300, VIRTUAL_MARGIN = 40;  // rows drawn above and below those in view
 
+  /** Each header cell at least as wide as it has been (its column's widest row drawn so far): the columns of the rows
+   * drawn alone widened and narrowed as rows of longer or shorter names scrolled in and out of view. */
+  function keepWidths(cells) {
+    const widths = Array.from(cells, (th) => th.getBoundingClientRect().width);  // all read, then all written
+    Array.from(cells).forEach((th, i) => {
+      if (widths[i] <= (parseFloat(th.style.minWidth) || 0) + 0.5) return;
+      th.style.boxSizing = "border-box";  // the width measured, its padding in it
+      th.style.minWidth = `${widths[i]}px`;
+    });
+  }
+
   /** Every item's row in `body` as a mature data grid shows them: only those in view of the table's scrolling box
    * (its nearest `.table-scroll`, else the window) and VIRTUAL_MARGIN more either side, between two spacer rows as
    * high as the rows left out (their mean height measured on the first rows drawn), drawn again once a frame while
@@ -330,6 +341,7 @@
       (box || window)[method]("scroll", queue, { passive: true });
       window[method]("beforeprint", printed);
       window[method]("afterprint", draw);
+      window[method]("resize", queue);  // a taller box shows more rows
     };
     function draw() {
       frame = 0;
@@ -344,6 +356,7 @@
       bottom.firstChild.style.height = `${(items.length - end) * guess}px`;
       const rows = items.slice(first, end).map(numbered(rowOf, first));
       body.replaceChildren(top, ...rows, bottom);
+      if (head) keepWidths(head.rows[0].cells);
       if (rowHeight || !rows.length) return;
       const measured = (bottom.offsetTop - top.offsetTop - top.offsetHeight) / rows.length;
       if (measured > 0) { rowHeight = measured; queue(); }  // the first draw's guess, measured
@@ -359,6 +372,8 @@
       },
       stop() {
         listen(false);
+        const head = body.parentElement.tHead;
+        if (head) for (const th of head.rows[0].cells) th.style.minWidth = th.style.boxSizing = "";
         if (frame) cancelAnimationFrame(frame);
         frame = 0; items = [];
       },

@@ -2072,6 +2072,28 @@ def test_show_all_of_5000_classes_sorts_every_class(driver, live_server, finishe
     assert _in_order(driver.js(_SHOWN), order[::-1]) == 0  # the best class first
 
 
+def test_show_all_keeps_its_columns_as_wide_as_they_have_been(driver, live_server, finished):
+    """The rows drawn alone set the columns' widths: a column widened as a row of a long number scrolled into view
+    and narrowed again as it left (a many-classes round). A column keeps the widest width it had."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    driver.js(_MANY_CLASSES_REPORT + """
+        report.per_class.find((r) => r.accuracy === (K - 1) / K).n_train = 123456789012;  // the last row's
+        document.getElementById('per-class-table').closest('.table-scroll').replaceWith(
+            RunPage.panels.perClassTable(report, null, null));
+        document.querySelector('#per-class-pages .page-all').click();""", [5000])
+    width = "return Array.from(document.querySelectorAll('#per-class-table th')).find((t) => t.textContent === " \
+            "'n train').getBoundingClientRect().width"
+    top = _scroll_table(driver, 0) and driver.js(width)
+    end = _scroll_table(driver, 1) and driver.js(width)
+    back = _scroll_table(driver, 0) and driver.js(width)
+    assert end > top + 10  # the long number widened its column
+    assert back >= end - 0.5
+    again = _scroll_table(driver, 0.5) and _scroll_table(driver, 0) and driver.js(width)
+    assert abs(again - back) < 0.5  # and no wider at each draw
+    driver.js("document.querySelector('#per-class-pages .page-all').click()")  # 100 a page: widths of its own
+    assert driver.js(width) < end - 10
+
+
 def test_show_all_of_5000_classes_finds_classes_by_name(driver, live_server, finished):
     """The browser's find reaches only the rows drawn (a many-classes round): a box by the pager keeps the classes
     whose name holds what is typed, drawn as the table scrolls past 300, in the order of the table and of a
