@@ -2094,6 +2094,19 @@ def test_show_all_keeps_its_columns_as_wide_as_they_have_been(driver, live_serve
     assert driver.js(width) < end - 10
 
 
+def test_show_all_draws_the_rows_a_taller_window_shows(driver, live_server, finished):
+    """The rows drawn were those of the box's height when it last scrolled: a taller window showed a spacer under
+    them. A resize draws them again."""
+    driver.window(1400, 700)
+    try:
+        order = _show_5000_classes(driver, live_server, finished.erm)
+        _in_order(_scroll_table(driver, 0.5), order)
+        driver.window(1400, 3200)
+        _in_order(driver.js(_SHOWN), order)  # no spacer in view
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_show_all_of_5000_classes_finds_classes_by_name(driver, live_server, finished):
     """The browser's find reaches only the rows drawn (a many-classes round): a box by the pager keeps the classes
     whose name holds what is typed, drawn as the table scrolls past 300, in the order of the table and of a
