@@ -453,11 +453,22 @@ class EmaClassStats:
             return self._r2.clone()
         return self._fill_unseen(self._r2)
 
-    def spread(self, strict: bool = True) -> Tensor:
-        """(K,) current ‖s_k‖² = E‖φ‖² − ‖μ_k‖² (clamped at 0; needs ``track_spread``)."""
+    def _spread_values(self) -> Tensor:
         if not self.track_spread:
             raise ValueError("spread is only tracked with track_spread=True.")
-        values = (self._sq - self._mean.pow(2).sum(dim=1)).clamp(min=0.0)
+        return (self._sq - self._mean.pow(2).sum(dim=1)).clamp(min=0.0)
+
+    def measured(self) -> tuple[Tensor, Tensor]:
+        """(r_k², ‖s_k‖²) as tracked, NaN for a class never seen: what a fit reports. Unlike ``strict=False``,
+        nothing is filled in: a class of one training image keeps its spread of 0 (the training loop's fill
+        stands for it in the margins only), and unlike ``strict=True`` nothing raises. Needs ``track_spread``."""
+        nan = torch.tensor(float("nan"), device=self._r2.device, dtype=self._r2.dtype)
+        spread = self._spread_values()
+        return torch.where(self._seen, self._r2, nan), torch.where(self._seen, spread, nan)
+
+    def spread(self, strict: bool = True) -> Tensor:
+        """(K,) current ‖s_k‖² = E‖φ‖² − ‖μ_k‖² (clamped at 0; needs ``track_spread``)."""
+        values = self._spread_values()
         if strict:
             self._require_seen("spread")
             return values

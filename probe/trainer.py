@@ -389,11 +389,7 @@ class ProbeTrainer:
             run.adapter.eval()
         r2, spread, gamma = run.r2, run.spread, run.gamma
         if run.ema is not None:
-            seen = run.ema.seen
-            nan = torch.tensor(float("nan"), device=device)
-            r2 = torch.where(seen, run.ema.r2(strict=False), nan)  # NaN: class never in a batch
-            spread = torch.where(seen, run.ema.spread(strict=False), nan)
-            # gamma_ keeps the margins of the last step
+            r2, spread = run.ema.measured()  # NaN: class never in a batch; gamma_ keeps the last step's margins
         if gamma is None:
             gamma = torch.ones(k)
         self.head_ = run.head
