@@ -1505,6 +1505,12 @@ def shipped_worst(per_class: list, seeds: int) -> WorstClass | None:
     return WorstClass.of(name, accuracy, [other for acc, _, other in scored[1:] if same_score(acc, accuracy)])
 
 
+def _unmeasured(value: Any) -> bool:
+    """None, or a float NaN (what a run holds in memory for what its JSON stores as null: the stability of a class
+    of fewer than 2 validation images), both an empty cell of per_class.csv."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def report_csv(report: Report) -> str:
     """``per_class.csv`` text: header = ``PER_CLASS_COLUMNS``, one row per class, empty cells for null, names made
     safe for spreadsheets (:func:`csv_cell`); with the class's ``grouping.stability`` and its ``top_confusions`` as
@@ -1521,7 +1527,7 @@ def report_csv(report: Report) -> str:
         values["shipped_accuracy"] = shipped_accuracy(values)
         values["top_confusions"] = (confusions_text([(c.name, c.rate) for c in row.top_confusions])
                                     if row.top_confusions else None)
-        writer.writerow({k: ("" if values[k] is None else csv_cell(values[k])) for k in PER_CLASS_COLUMNS})
+        writer.writerow({k: ("" if _unmeasured(values[k]) else csv_cell(values[k])) for k in PER_CLASS_COLUMNS})
     return buf.getvalue()
 
 

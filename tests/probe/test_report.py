@@ -14,7 +14,7 @@ from probe import (ProbeConfig, SeedEvaluation, build_report, format_report, loa
                    run_probe, write_run)
 from probe.groups import GROUP_NAMES
 from probe.numbers import percent
-from probe.report import Candidate, CrossValidation, Selection
+from probe.report import Candidate, CrossValidation, Report, Selection
 
 NAMES = ["cat", "dog", "car"]
 GROUPS = {"easy": [2], "medium": [0], "hard": [1]}
@@ -514,6 +514,26 @@ def test_the_csv_holds_each_class_s_stability_and_confusions_as_the_other_views_
     # each class's validation images beside its train and test ones (a dashboard-only round read 7 train images for
     # the 8 it uploaded: one was carved off for validation)
     assert [int(r["n_val"]) for r in rows] == [50, 50, 50] and [c.n_val for c in report.per_class] == [50, 50, 50]
+
+
+def test_the_csv_leaves_a_class_s_unmeasured_stability_empty_as_the_service_s_csv_does():
+    """A long-tailed round: a class of one validation image has no group stability (NaN in the run, null in
+    report.json); the per_class.csv that mr2probe train wrote said "nan" there, the service's CSV of the same run an
+    empty cell, the file's own rule for what is not measured."""
+    rng = np.random.default_rng(2)
+
+    def split(counts):
+        y = np.repeat(np.arange(3), counts)
+        return rng.standard_normal((len(y), 4)).astype(np.float32) + 0.7 * y[:, None], y
+
+    report = run_probe({"train": split([30, 30, 30]), "val": split([20, 20, 1]), "test": split([10, 10, 10])},
+                       NAMES, ProbeConfig(epochs=3, seeds=[0], cv=0))
+    assert report.grouping.stability[2] is None or math.isnan(report.grouping.stability[2])
+    text = report_csv(report)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[2]["stability"] == "" and rows[0]["stability"] != ""
+    assert "nan" not in text.lower()
+    assert text == report_csv(Report.model_validate(json.loads(report_json(report))))
 
 
 def test_a_test_split_that_ranks_the_thirds_against_their_names_is_warned_of():
