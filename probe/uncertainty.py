@@ -645,8 +645,10 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     interval. A stratified bootstrap cannot move a class whose images are all right or all wrong, so a third of
     such classes got a zero-width interval ([50, 50] for 0 of 3 and 3 of 3 images); these draws, widened to a
     binomial proportion's spread (:func:`_SPREAD`), give each class the uncertainty of its few images, and agree
-    with the bootstrap on large classes. A group of
-    one class gets that class's Wilson interval (:func:`class_accuracy_interval`), the one its table row shows.
+    with the bootstrap on large classes. A group (or the balanced mean) of
+    one class with images gets that class's Wilson interval (:func:`class_accuracy_interval`), the one its table
+    row shows: new labelled images of some classes leave the others empty, and a third of cat alone, 4 of 6 right,
+    read 66.7 % [26.3, 100.0] beside cat's own [30.0, 90.3] (a long-tailed round).
 
     The draws are centred on the observed accuracies: each class's by its observed accuracy less its posterior
     mean (s + ½)/(n + 1), which pulls toward 50 % by (½ − s/n)/(n + 1). That pull does not shrink as classes are
@@ -660,10 +662,11 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     present = trials > 0
     means = _group_draw_means(successes, trials, groups, seed)
     intervals = {key: np.clip(percentile_interval(value, level), 0.0, 1.0).tolist() for key, value in means.items()}
-    for key, members in groups.items():  # a third of one class is that class: the per-class table's interval
-        if len(members) == 1 and present[members[0]]:
-            k = members[0]
-            intervals[key] = wilson_interval(successes[k], trials[k], level).tolist()
+    # a mean over one class with images is that class's accuracy: the per-class table's interval
+    for key, members in {"balanced": range(num_classes), **groups}.items():
+        scored = [k for k in members if present[k]]
+        if len(scored) == 1:
+            intervals[key] = wilson_interval(successes[scored[0]], trials[scored[0]], level).tolist()
     return intervals
 
 

@@ -204,6 +204,26 @@ def test_balanced_overall_weighs_every_class_alike_in_every_resample():
         Bootstrap(labels, 4, overall="macro")
 
 
+def test_a_third_or_balanced_mean_with_one_class_of_images_gets_that_class_s_wilson_interval():
+    """A long-tailed round: new labelled images of two classes (cat 4 of 6 right, truck 0 of 3) scored by a probe of
+    13: cat alone has images in its third, which read 66.7 % [26.3, 100.0] beside cat's own row [30.0, 90.3] (the
+    rule "a third of one class is that class" counted the third's classes, not those with images); and images of
+    one class gave its balanced accuracy, the same number as its overall accuracy, another interval."""
+    from scipy.stats import binomtest
+
+    labels = np.array([1] * 6 + [3] * 3)
+    correct = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0], dtype=float)
+    groups = {"easy": [0, 4], "medium": [1, 2], "hard": [3, 5]}
+    got = group_intervals(correct, labels, 6, groups)
+    cat, truck = binomtest(4, 6).proportion_ci(method="wilson"), binomtest(0, 3).proportion_ci(method="wilson")
+    assert got["medium"] == pytest.approx([cat.low, cat.high], abs=1e-9)
+    assert got["hard"] == pytest.approx([truck.low, truck.high], abs=1e-9)
+    assert all(np.isnan(got["easy"]))
+    assert got["balanced"] != pytest.approx([cat.low, cat.high])  # two classes with images: the draws' interval
+    alone = group_intervals(correct[:6], labels[:6], 6, groups)
+    assert alone["balanced"] == pytest.approx([cat.low, cat.high], abs=1e-9)
+
+
 def test_group_intervals_of_a_run_match_the_normal_approximation():
     """test_diagnostics' interval of a third's accuracy (a macro mean of per-class accuracies): two hard classes
     of 400 test images at 50 % and 70 % make 60 % with standard error ½·√(.25/400 + .21/400) = 1.70 points, so a
