@@ -648,7 +648,12 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     with the bootstrap on large classes. A group (or the balanced mean) of
     one class with images gets that class's Wilson interval (:func:`class_accuracy_interval`), the one its table
     row shows: new labelled images of some classes leave the others empty, and a third of cat alone, 4 of 6 right,
-    read 66.7 % [26.3, 100.0] beside cat's own [30.0, 90.3] (a long-tailed round).
+    read 66.7 % [26.3, 100.0] beside cat's own [30.0, 90.3] (a long-tailed round). A mean over classes of one
+    image each is the proportion of those images right, a sum of Bernoulli trials whose variance is at most the
+    binomial's: the Wilson interval of the pooled count, the overall accuracy's where every class has one test
+    image. The draws gave each such class the largest variance, ¼, whatever it scored: a third of 20 one-image
+    classes, 4 right, read 20.0 % [0.0, 42.4] (Wilson: [8.1, 41.6]) and balanced accuracy, equal to overall
+    accuracy there, [13.5, 38.9] beside overall's [17.1, 39.0] (a few-shot round).
 
     The draws are centred on the observed accuracies: each class's by its observed accuracy less its posterior
     mean (s + ½)/(n + 1), which pulls toward 50 % by (½ − s/n)/(n + 1). That pull does not shrink as classes are
@@ -662,11 +667,11 @@ def group_intervals(correct: np.ndarray, labels: np.ndarray, num_classes: int, g
     present = trials > 0
     means = _group_draw_means(successes, trials, groups, seed)
     intervals = {key: np.clip(percentile_interval(value, level), 0.0, 1.0).tolist() for key, value in means.items()}
-    # a mean over one class with images is that class's accuracy: the per-class table's interval
+    # a mean over one class with images, or over classes of one image each, is the proportion of its images right
     for key, members in {"balanced": range(num_classes), **groups}.items():
         scored = [k for k in members if present[k]]
-        if len(scored) == 1:
-            intervals[key] = wilson_interval(successes[scored[0]], trials[scored[0]], level).tolist()
+        if len(scored) == 1 or (scored and all(trials[k] == 1 for k in scored)):
+            intervals[key] = wilson_interval(successes[scored].sum(), trials[scored].sum(), level).tolist()
     return intervals
 
 

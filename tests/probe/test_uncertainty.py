@@ -224,6 +224,30 @@ def test_a_third_or_balanced_mean_with_one_class_of_images_gets_that_class_s_wil
     assert alone["balanced"] == pytest.approx([cat.low, cat.high], abs=1e-9)
 
 
+def test_means_over_classes_of_one_test_image_each_are_the_wilson_interval_of_their_images():
+    """A few-shot round (60 classes, one test image each): balanced accuracy, the same number as overall accuracy
+    there, read 26.7 % [13.5, 38.9] beside overall's [17.1, 39.0], and a third of 20 classes, 4 right, 20.0 % [0.0,
+    42.4]: the draws gave every one-image class the largest variance whatever it scored. A mean over such classes is
+    the proportion of their images right (a sum of Bernoulli trials): Wilson's interval of the pooled count."""
+    from scipy.stats import binomtest
+
+    labels = np.arange(20)
+    correct = np.zeros(20)
+    correct[[0, 3, 5, 7, 12]] = 1.0
+    groups = {"easy": list(range(10)), "medium": [], "hard": list(range(10, 20))}
+    own = own_intervals(correct, labels, 20, groups)
+    wilson = binomtest(4, 10).proportion_ci(method="wilson")
+    assert own.groups["easy"] == pytest.approx([wilson.low, wilson.high], abs=1e-9) and own.groups["easy"][0] > 0
+    assert own.groups["balanced"] == pytest.approx(own.overall, abs=1e-12)
+    # seed means (a fraction of the seeds right) pool the same way; a class of two images keeps the draws
+    halves = correct.copy()
+    halves[1] = 0.5
+    assert group_intervals(halves, labels, 20, groups)["easy"][0] > 0
+    two = np.r_[labels, 0]
+    assert group_intervals(np.r_[correct, 1.0], two, 20, groups)["easy"] != pytest.approx(
+        wilson_interval(5.0, 11.0).tolist())
+
+
 def test_group_intervals_of_a_run_match_the_normal_approximation():
     """test_diagnostics' interval of a third's accuracy (a macro mean of per-class accuracies): two hard classes
     of 400 test images at 50 % and 70 % make 60 % with standard error ½·√(.25/400 + .21/400) = 1.70 points, so a
