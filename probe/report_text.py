@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import io
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .groups import GROUP_NAMES
 from .names import class_index, listed, lookalike_key, shown_name
@@ -36,9 +36,12 @@ def worst_first(rows: list, accuracy: Callable[[Any], float | None]) -> list:
     return sorted(rows, key=lambda row: 2.0 if accuracy(row) is None else accuracy(row))
 
 
-def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> str:
-    """Why ``name`` is not a class of a run: its classes when it has at most ``shown``, else how many it has and
-    the closest names (a 300-class run's message had listed all 300)."""
+def unknown_class_text(name: str, class_names: list[str], shown: int = 20, left_out: Sequence[str] = ()) -> str:
+    """Why ``name`` is not a class of a run: left out of it (``left_out``, the run's ``drop_classes``: a long-tailed
+    round's class of one image, dropped to train, then asked for by name), else its classes when it has at most
+    ``shown``, else how many it has and the closest names (a 300-class run's message had listed all 300)."""
+    if class_index(name, list(left_out)) is not None:
+        return f"{name!r} was left out of this run (drop_classes, --drop-class): none of its images is in any split"
     if len(class_names) <= shown:  # the class named but for case: said, as --drop-class says it (a new-user round)
         same = [c for c in class_names if lookalike_key(c) == lookalike_key(name)]  # 'Cat ' for 'Cat' too
         hint = f" (did you mean {same[0]!r}?)" if same else ""
@@ -52,7 +55,8 @@ def unknown_class_text(name: str, class_names: list[str], shown: int = 20) -> st
 
 
 def confusion_cell(class_names: list[str], true: str | None, predicted: str | None,
-                   fields: tuple[str, str] = ("class", "predicted")) -> tuple[int | None, int | None]:
+                   fields: tuple[str, str] = ("class", "predicted"), left_out: Sequence[str] = ()
+                   ) -> tuple[int | None, int | None]:
     """The indices of a true class and of a predicted one other than it, each when given (None: every class): the
     mistakes to list (``mr2probe failures``, ``GET /api/runs/{id}/failures``). ValueError naming the argument (``fields``, as the
     caller spells them) that names no class of the run, or a predicted class equal to the true one. A name typed or
@@ -62,7 +66,7 @@ def confusion_cell(class_names: list[str], true: str | None, predicted: str | No
     for field, name in zip(fields, (true, predicted)):
         index = None if name is None else class_index(name, class_names)
         if name is not None and index is None:
-            raise ValueError(f"{field} {unknown_class_text(name, class_names)}")
+            raise ValueError(f"{field} {unknown_class_text(name, class_names, left_out=left_out)}")
         found.append(index)
     if found[1] is not None and found[1] == found[0]:
         raise ValueError(f"{fields[1]} names the class itself: its images predicted as it are not mistakes.")

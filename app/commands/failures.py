@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     check_data_folder(args.data)
     report, predictions = read_run(args.run_dir, lambda: _read(args.run_dir))
-    index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"))
+    index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"),
+                                      report.config.get("drop_classes") or ())
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, args.limit, predicted), report.config,
                            lambda: run_cache(report, args.run_dir, option=None))
     rows = full_paths(rows, args.data)

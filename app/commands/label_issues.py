@@ -85,5 +85,6 @@ def _found(args: argparse.Namespace) -> tuple:
     from ..label_issues import find_label_issues
 
     report = load_report(args.run_dir)
-    index, _ = confusion_cell(report.class_names, args.class_name, None, ("--class", "--predicted"))
+    index, _ = confusion_cell(report.class_names, args.class_name, None, ("--class", "--predicted"),
+                              report.config.get("drop_classes") or ())
     return index, find_label_issues(args.run_dir, args.features, args.folds, method=args.method)

@@ -115,7 +115,7 @@ def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted
 
     run = store.get_run(run_id)
     report, predictions = read_run(run["path"], lambda: _with_predictions(store, run))  # of one run
-    index, target = _cell(report.class_names, class_name, predicted)
+    index, target = _cell(report.class_names, class_name, predicted, report.config.get("drop_classes"))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config,
                            lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
     rows = _with_thumbnails(rows, _dataset_of(store, run))
@@ -137,12 +137,14 @@ def _with_predictions(store: Store, run: dict) -> tuple[Report, Any]:
         raise HTTPException(422, str(exc)) from None
 
 
-def _cell(class_names: list[str], class_name: str | None, predicted: str | None) -> tuple[int | None, int | None]:
-    """``probe.report_text.confusion_cell`` of the query's class names; 422 naming the one that is not a class."""
+def _cell(class_names: list[str], class_name: str | None, predicted: str | None, left_out: list[str] | None = None
+          ) -> tuple[int | None, int | None]:
+    """``probe.report_text.confusion_cell`` of the query's class names; 422 naming the one that is not a class (or
+    one of the run's ``left_out`` classes)."""
     from probe.report_text import confusion_cell
 
     try:
-        return confusion_cell(class_names, class_name, predicted, ("class:", "predicted:"))
+        return confusion_cell(class_names, class_name, predicted, ("class:", "predicted:"), left_out or ())
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 

@@ -136,6 +136,22 @@ def test_the_failures_of_a_run_that_left_a_class_out_name_rows_of_the_cache_test
         assert test.class_names[labels[item["index"]]] == item["true"] != "a"
 
 
+def test_the_failures_of_a_class_the_run_left_out_say_it_was_left_out(service, tmp_path):
+    """A long-tailed round: a class of one image dropped to train, then asked for by name, read "'a' is not a class
+    of this run; its classes: ..." as if mistyped; the answer now says the run left it out."""
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    body = {"kind": "pipeline", "cache_id": cache["id"], "probes": [dict(ERM, drop_classes=["a"])]}
+    job = wait_job(service, service.post("/api/jobs", json=body).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    run = job["result"]["run_ids"][0]
+    resp = service.get(f"/api/runs/{run}/failures", params={"class": "a"})
+    assert resp.status_code == 422
+    assert resp.json()["detail"] == ("class: 'a' was left out of this run (drop_classes, --drop-class): none of its "
+                                     "images is in any split")
+    unknown = service.get(f"/api/runs/{run}/failures", params={"class": "zebra"})
+    assert unknown.status_code == 422 and "'zebra' is not a class of this run" in unknown.json()["detail"]
+
+
 def test_a_run_that_left_a_class_out_is_not_compared_with_one_of_every_class_and_says_why(service, tmp_path):
     """Two runs of one cache, one of them without a class: "runs have different classes" named their first
     difference alone, as if they were of two data sets (a review)."""
