@@ -341,6 +341,10 @@ def margins_from_error(error, cbar: float, power: float = 1.0, eps: float = 0.01
     return _normalised_margins(error + float(eps), cbar, power)
 
 
+# how many units of rounding of E‖φ‖² an EMA spread may differ from 0 and still be 0 (a class of one image)
+_SPREAD_ROUNDING_ULPS = 64
+
+
 class EmaClassStats:
     """The paper's exponential moving average of per-class statistics over training batches.
 
@@ -454,9 +458,14 @@ class EmaClassStats:
         return self._fill_unseen(self._r2)
 
     def _spread_values(self) -> Tensor:
+        """E‖φ‖² − ‖μ_k‖², clamped at 0, and 0 within a few units of rounding of E‖φ‖²: blending one image with
+        itself leaves the two moments rounded apart (3e-5 for a one-image class at ‖φ‖² = 247, float32), which
+        read as a measured spread and kept that class from the training loop's fill (:meth:`_fill_unseen`)."""
         if not self.track_spread:
             raise ValueError("spread is only tracked with track_spread=True.")
-        return (self._sq - self._mean.pow(2).sum(dim=1)).clamp(min=0.0)
+        values = (self._sq - self._mean.pow(2).sum(dim=1)).clamp(min=0.0)
+        rounding = _SPREAD_ROUNDING_ULPS * torch.finfo(values.dtype).eps * self._sq
+        return torch.where(values <= rounding, torch.zeros_like(values), values)
 
     def measured(self) -> tuple[Tensor, Tensor]:
         """(r_k², ‖s_k‖²) as tracked, NaN for a class never seen: what a fit reports. Unlike ``strict=False``,
