@@ -37,8 +37,9 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegative
 
 from .calibration import CALIBRATION_P_FLOOR, TEMPERATURE_BOUNDS
 from .groups import GROUP_NAMES, group_accuracy, group_of
-from .metrics import (balanced_accuracy, confusion_cells, confusion_submatrix, ideal_class_margin_deg,
-                      ideal_sample_margin, most_confused_classes, nan_mean, per_class_std, worst_class)
+from .metrics import (OVERALL_METRICS, balanced_accuracy, confusion_cells, confusion_submatrix,
+                      ideal_class_margin_deg, ideal_sample_margin, most_confused_classes, nan_mean, per_class_std,
+                      worst_class)
 from .near_duplicates import PAIRS_FILE, UNCHECKED_REASONS, rule_text, share_text, write_pairs
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
@@ -1114,13 +1115,19 @@ class Report(_Model):
 
     @field_validator("config")
     @classmethod
-    def _selected_is_a_mapping(cls, config: dict[str, Any]) -> dict[str, Any]:
+    def _config_fields_readable(cls, config: dict[str, Any]) -> dict[str, Any]:
         """``config.selected`` is the chosen hyper-parameters (an object) or null: a report.json damaged there was read
-        and then failed the md / html exports (a 500; found by an outside attack round)."""
+        and then failed the md / html exports (a 500; found by an outside attack round); ``config.overall_metric`` is
+        one of ``OVERALL_METRICS`` or null."""
         selected = config.get("selected")
         if selected is not None and not isinstance(selected, dict):
             raise ValueError(f"config.selected must be an object of hyper-parameters or null, got "
                              f"{type(selected).__name__}")
+        # another value was read as accuracy, and a list or an object failed compare (a 500; an attack round)
+        metric = config.get("overall_metric")
+        if metric is not None and not (isinstance(metric, str) and metric in OVERALL_METRICS):
+            raise ValueError(f"config.overall_metric must be one of {', '.join(OVERALL_METRICS)} or null, got "
+                             f"{str(metric)[:50]!r}")
         return config
 
     @model_validator(mode="after")
