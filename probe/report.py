@@ -399,6 +399,9 @@ DENSE_CONFUSION_MAX = 100
 # Up to this many classes the dashboard draws the whole K × K heat map (cells of at least 14 px: 840 px at 60); beyond,
 # Confusion.focus holds the sub-matrix of this many most confused classes that it draws instead.
 HEATMAP_CLASSES = 60
+# A confusion count of report.json: one numpy's int64 holds (10**30 there failed the md / html exports with an
+# OverflowError, a 500; an attack round)
+ConfusionCount = Annotated[int, Field(ge=0, le=np.iinfo(np.int64).max)]
 
 
 class ConfusionFocus(_Model):
@@ -418,8 +421,8 @@ class Confusion(_Model):
     ``DENSE_CONFUSION_MAX`` classes, else ``cells``, each non-zero one as ``[true, predicted, count]``."""
 
     split: Literal["test"] = "test"
-    counts: Optional[list[list[NonNegativeInt]]] = None
-    cells: Optional[list[Annotated[list[NonNegativeInt], Field(min_length=3, max_length=3)]]] = Field(
+    counts: Optional[list[list[ConfusionCount]]] = None
+    cells: Optional[list[Annotated[list[ConfusionCount], Field(min_length=3, max_length=3)]]] = Field(
         None, description="beyond DENSE_CONFUSION_MAX classes: the non-zero cells, [true, predicted, count]")
     focus: Optional[ConfusionFocus] = Field(None, description=f"beyond {HEATMAP_CLASSES} classes: the most confused "
                                             "classes' sub-matrix (derived on reading; null up to it)")
