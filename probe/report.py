@@ -477,6 +477,8 @@ class ReliabilityBin(_Model):
 
     @model_validator(mode="after")
     def _interval(self) -> "ReliabilityBin":
+        if self.count > 0 and (self.confidence is None or self.accuracy is None):  # the html export failed on it (a
+            raise ValueError(f"a bin of {self.count} images needs their confidence and accuracy")  # 500; attack round)
         known = self.count > 0 and self.accuracy is not None
         self.accuracy_ci = wilson_interval(self.accuracy * self.count, self.count).tolist() if known else None
         return self

@@ -424,7 +424,7 @@ def test_route_errors_quote_no_server_path_and_bad_labels_are_422(fresh_finished
                                     '{"schema_version": 99}', "selected", "[" * 100_000 + "]" * 100_000,
                                     "extra class", "class dropped", "class twice", "two thirds", "negative support",
                                     "other thirds", "one-number interval", "negative confusion", "metric a list",
-                                    "huge confusion count"])
+                                    "huge confusion count", "bin without accuracy"])
 def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_finished, damage):
     """Also JSON nested too deep (a RecursionError: 500 on 8 routes) and class_names edited to another count than
     the per-class fields (compare answered 500 with an IndexError, the reports rendered it; an attack round)."""
@@ -452,6 +452,9 @@ def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_f
         damage = json.dumps({**report, "confusion": {"split": "test", "counts": [[-1] * 3] * 3}})
     elif damage == "huge confusion count":  # the md / html exports answered 500 (OverflowError)
         damage = json.dumps({**report, "confusion": {"split": "test", "counts": [[10**30] * 3] * 3}})
+    elif damage == "bin without accuracy":  # an empty bin given images: the html export answered 500 (TypeError)
+        bins = [dict(b, count=b["count"] or 1) for b in report["calibration"]["bins"]]
+        damage = json.dumps({**report, "calibration": {**report["calibration"], "bins": bins}})
     elif damage == "metric a list":  # compare answered 500 (TypeError: unhashable type: 'list')
         damage = json.dumps({**report, "config": {**report["config"], "overall_metric": []}})
     elif damage == "negative support":
