@@ -187,8 +187,12 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"{meta_path} is not a saved probe (format {found!r}, expected {FORMAT!r}).")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{meta_path} has format_version {meta['format_version']}; this library reads up to "
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):  # a list or null was a TypeError: a 500 of every
+        raise ValueError(f"{meta_path.name} is not a saved probe: format_version {str(version)[:50]!r} is not a "
+                         "whole number")  # route that applies the run (an attack round)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{meta_path} has format_version {version}; this library reads up to "
                          f"{FORMAT_VERSION} (saved by mr2probe {meta.get('library_version')}).")
     try:
         tensors = load_file(str(weights_path))

@@ -505,6 +505,22 @@ def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage)
     assert resp.status_code == 200 and resp.json()["matches_report"] is None, resp.text
 
 
+@pytest.mark.parametrize("version", [None, [], {}, True, "1"])
+def test_a_head_json_whose_format_version_is_no_number_is_a_422(fresh_finished, version):
+    """head.json's format_version of another type (null, a list, an object) answered every route that applies the run
+    with a 500 (TypeError from int(); an attack round); true and "1" were read as version 1."""
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    path = Path(client.app.state.store.get_run(run_id)["path"]) / "head.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": version}))
+    for url in (f"/api/runs/{run_id}/probe.zip", f"/api/runs/{run_id}/scores?cache={cache_id}",
+                f"/api/runs/{run_id}/predicted?cache={cache_id}"):
+        resp = client.get(url)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        assert resp.json()["detail"] == (f"run {run_id!r} cannot be applied: head.json is not a saved probe: "
+                                         f"format_version {str(version)!r} is not a whole number"), (url, resp.text)
+
+
 def test_a_scored_caches_failures_with_their_thumbnails(finished):
     """GET /api/runs/{id}/scores/failures: the shipped probe's mistakes on a class of a cache's split (the failure
     gallery of new images; it had none), most confident first, each image's row of the split and its thumbnail;
