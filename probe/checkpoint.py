@@ -165,6 +165,13 @@ def _array(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def unreadable(path, exc: BaseException) -> str:
+    """What a saved probe at ``path`` whose files cannot be read, or its head rebuilt from them, is said to be."""
+    weights_path, meta_path = _paths(path)
+    return (f"{weights_path.name} / {meta_path.name} cannot be read as a saved probe (damaged or cut short?): "
+            f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
 def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read what :func:`write_checkpoint` wrote: ``(params, state)`` for ``ProbeTrainer(**params)
     ._set_fitted_state(state)``.
@@ -199,6 +206,7 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
         state = {name: meta[name] for name in ("num_features", "num_classes", "classes", "loss", "p", "stats_mode",
                                                "class_counts")}
         state.update({name: _array(meta[name]) for name in ("gamma", "r2", "spread", "history")})
+        described = meta["head"]["name"], meta["loss"]["name"]  # read here: a head without one was a KeyError (500)
         for part in ("head", "adapter"):
             prefix = f"{part}."
             state[part] = None if meta[part] is None else {
@@ -206,8 +214,7 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
     except FileNotFoundError:  # removed since it was found (a run deleted while read): missing, not damaged
         raise FileNotFoundError(f"probe file {weights_path} not found (removed while it was read).") from None
     except Exception as exc:  # noqa: BLE001 - safetensors' own error types, a field missing or of another type
-        raise ValueError(f"{weights_path.name} / {meta_path.name} cannot be read as a saved probe (damaged or cut "
-                         f"short?): {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise ValueError(unreadable(path, exc)) from None
     names = meta.get("class_names")
     if names is not None and not (isinstance(names, list) and len(names) == state["num_classes"]
                                   and all(isinstance(n, str) for n in names)):
@@ -215,6 +222,6 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
                          f"{state['num_classes']} names")
     state["class_names"] = names
     state["library_version"] = meta.get("library_version")
-    logger.info("read probe %s/%s (K=%d, d=%d) from %s", meta["head"]["name"], meta["loss"]["name"],
-                state["num_classes"], state["num_features"], weights_path)
+    logger.info("read probe %s/%s (K=%d, d=%d) from %s", *described, state["num_classes"], state["num_features"],
+                weights_path)
     return meta["params"], state

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .adapters import create_adapter
-from .checkpoint import read_checkpoint, write_checkpoint
+from .checkpoint import read_checkpoint, unreadable, write_checkpoint
 from .devices import resolve_device
 from .heads import LinearHead, create_head, get_head_spec, head_class
 from .optim import OPTIMIZER_CLASSES, SGD, step_all
@@ -550,6 +550,9 @@ class ProbeTrainer:
             trainer = cls(**params)._set_fitted_state(state, device=device)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+        except (KeyError, TypeError, OverflowError, AttributeError) as err:  # head.json damaged: a head no registry
+            # holds, a field missing or of another type, a class past int64 (a 500 of every route that applied it)
+            raise ValueError(f"{path}: {unreadable(path, err)}") from None
         bad = _non_finite(trainer)
         if bad:  # training refuses such a head (diverged); a file damaged or edited since would predict class 0
             raise ValueError(f"{path}: non-finite weights in {bad}: the head file (head.safetensors) is damaged")

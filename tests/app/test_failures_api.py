@@ -521,6 +521,34 @@ def test_a_head_json_whose_format_version_is_no_number_is_a_422(fresh_finished, 
                                          f"format_version {str(version)!r} is not a whole number"), (url, resp.text)
 
 
+@pytest.mark.parametrize("damage", ["unknown head", "head without a name", "class past int64", "options a list"])
+def test_a_head_json_that_cannot_rebuild_the_head_is_a_422(fresh_finished, damage):
+    """head.json naming a head no registry holds, its head without a name, a class past int64 or head options of
+    another type answered every route that applies the run with a 500 (KeyError, OverflowError, TypeError; an attack
+    round)."""
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    path = Path(client.app.state.store.get_run(run_id)["path"]) / "head.json"
+    head = json.loads(path.read_text())
+    if damage == "unknown head":
+        head["head"]["name"] = "zz"
+    elif damage == "head without a name":
+        del head["head"]["name"]
+    elif damage == "class past int64":
+        head["classes"][0] = 10**30
+    else:
+        head["head"]["options"] = []
+    path.write_text(json.dumps(head))
+    for url in (f"/api/runs/{run_id}/probe.zip", f"/api/runs/{run_id}/scores?cache={cache_id}",
+                f"/api/runs/{run_id}/predictions.csv?cache={cache_id}"):
+        resp = client.get(url)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        detail = resp.json()["detail"]
+        assert detail.startswith(f"run {run_id!r} cannot be applied: ") and "head.safetensors / head.json cannot be " \
+            "read as a saved probe (damaged or cut short?)" in detail, (url, detail)
+        assert str(fresh_finished.settings.data_dir) not in detail
+
+
 def test_a_scored_caches_failures_with_their_thumbnails(finished):
     """GET /api/runs/{id}/scores/failures: the shipped probe's mistakes on a class of a cache's split (the failure
     gallery of new images; it had none), most confident first, each image's row of the split and its thumbnail;
