@@ -43,9 +43,9 @@ def _takes_input(operation) -> bool:
 
 
 # Operations that read rows by id are also run with ids that exist, so that their 200 answers are checked too.
+COMPARED = tuple(f"/compare{many}{fmt}" for many in ("", "/many") for fmt in ("", ".html", ".md"))
 WITH_IDS = [pytest.param(op, id=op.label) for op in OPERATIONS
-            if op.method.upper() == "GET" and ("{" in op.path or op.path.endswith(("/compare", "/compare.html",
-                                                                                    "/compare.md")))]
+            if op.method.upper() == "GET" and ("{" in op.path or op.path.endswith(COMPARED))]
 
 # Negative cases need an input to break: an operation without parameters, body or security has none.
 RUNS = [pytest.param(op, mode, id=f"{op.label} {mode.value}") for op in OPERATIONS
@@ -84,12 +84,15 @@ def existing_ids() -> dict[str, str]:
             run = probe_step(JobContext(job=job, store=store, settings=settings), cache["id"],
                              ProbeConfig(**FAST_PROBE).model_dump(mode="json"), None)
         _find_label_issues(run["id"])
+        job = store.claim(store.add_job("probe", {})["id"])  # a second run: GET /api/compare/many compares it
+        other = probe_step(JobContext(job=job, store=store, settings=settings), cache["id"],
+                           ProbeConfig(**{**FAST_PROBE, "seeds": [1]}).model_dump(mode="json"), None)
         queued = store.add_job("extract", {"dataset_id": resp.json()["id"], "encoder": "effnet-lite0", "options": {}})
     from feature_cache import open_dataset
 
     listed = open_dataset(store.get_dataset(resp.json()["id"])["path"]).splits["train"][0].source
-    yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "job_id": queued["id"],
-           "class": "a", "other_class": "b", "source": listed}
+    yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "other_run_id": other["id"],
+           "job_id": queued["id"], "class": "a", "other_class": "b", "source": listed}
     print(f"\nschemathesis: {sum(CASES.values())} cases, {len(OPERATIONS)} operations, {len(RUNS)} operation-modes "
           f"+ {len(WITH_IDS)} with existing ids")
 
@@ -115,13 +118,14 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     cell = {"class": existing_ids["class"], "predicted": existing_ids["other_class"]}
     scored = {"cache": existing_ids["cache_id"], "split": "test"}
     queries = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"], **scored},
+               "/compare/many": {"base": existing_ids["run_id"], "other": [existing_ids["other_run_id"]], **scored},
                "/scores/failures": {**cell, **scored}, "/failures": cell,
                "/thumbnail": {"source": existing_ids["source"]}, "/scores": scored, "/predictions": scored,
                "/predicted": scored,  # the label_issues job named no method: it ran the default
                "/label-issues": {"class": existing_ids["class"], "method": "predicted-neq-given"}}
     if operation.path.endswith("/label-issues"):
         _find_label_issues(existing_ids["run_id"])
-    path = operation.path.rsplit(".", 1)[0]  # /compare.html as /compare
+    path = operation.path.rsplit(".", 1)[0]  # /compare.html as /compare, /compare/many.md as /compare/many
     query = next((q for suffix, q in queries.items() if path.endswith(suffix)), None)
     statuses = set()
 
