@@ -42,9 +42,11 @@ class Predictions:
         self.labels = np.asarray(self.labels, dtype=np.int32)
         self.predicted = np.atleast_2d(np.asarray(self.predicted, dtype=np.int32))
         self.confidence = np.asarray(self.confidence, dtype=np.float32)
-        n = self.labels.shape[0]
-        if self.labels.ndim != 1 or self.predicted.shape[1] != n or self.confidence.shape != (n,):
-            raise ValueError(f"predictions need labels (n,), predicted (S, n) and confidence (n,); got "
+        # a 0-d labels array has no length, and predicted of no seed has no first one (IndexError: 500; attack round)
+        n = self.labels.shape[0] if self.labels.ndim == 1 else -1
+        if n < 0 or self.predicted.ndim != 2 or not len(self.predicted) or self.predicted.shape[1] != n \
+                or self.confidence.shape != (n,):
+            raise ValueError(f"predictions need labels (n,), predicted (S ≥ 1, n) and confidence (n,); got "
                              f"{self.labels.shape}, {self.predicted.shape}, {self.confidence.shape}.")
         if (self.labels < 0).any() or (self.predicted < 0).any():
             raise ValueError("predictions hold a negative class index.")

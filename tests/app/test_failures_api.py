@@ -472,7 +472,8 @@ def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_f
         assert "report.json" in resp.json()["detail"] and str(client.app.state.settings.data_dir) not in resp.text
 
 
-@pytest.mark.parametrize("damage", ["cut short", "class 99", "float labels", "nan confidence"])
+@pytest.mark.parametrize("damage", ["cut short", "class 99", "float labels", "nan confidence", "scalar labels",
+                                    "no seed"])
 def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage):
     """A run's predictions.npz cut short on disk: failures and compare answered 500 (BadZipFile; found by an outside
     attack round), and so did a predicted class 99 of 3 (IndexError), while float labels and nan confidences were
@@ -492,6 +493,10 @@ def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage)
             arrays["predicted"][0, :3] = 99
         elif damage == "float labels":
             arrays["labels"] = arrays["labels"] + 0.5
+        elif damage == "scalar labels":  # IndexError (a 500) on failures, compare and scores
+            arrays["labels"] = arrays["labels"][0]
+        elif damage == "no seed":  # predicted (0, n): IndexError (a 500) on failures
+            arrays["predicted"] = arrays["predicted"][:0]
         else:
             arrays["confidence"][0] = np.nan
         np.savez_compressed(path, **arrays)
