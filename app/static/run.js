@@ -968,7 +968,10 @@
     // (ankle_boot "easy" beside this run's 22 % for its own "medium"; a dashboard-only round)
     const stability = (((cmp ? other : report) || {}).grouping || {}).stability;
     const groupOf = (r) => (cmp ? (cmpRow[r.index] || {}).group : r.group);
-    const cols = [["class", (r) => r.name], ["group", (r) => h("span", { class: "chip " + groupOf(r) }, groupOf(r))]];
+    // a name with white space at an end quoted (Dash.shownName), as the charts and pickers show it; data-class and the
+    // find box keep the name itself
+    const cols = [["class", (r) => h("bdi", {}, Dash.shownName(r.name))],
+      ["group", (r) => h("span", { class: "chip " + groupOf(r) }, groupOf(r))]];
     // the validation accuracy the groups shown were ranked by (out of fold under cross-validation), where that run
     // ranked them itself: without it a class "easy" at 60 % on test beside one "hard" at 90 % looked wrong
     const ranker = cmp ? other : report;
@@ -985,8 +988,8 @@
     // margins and statistics in view (a dashboard-only round)
     // each name isolated (bdi): a right-to-left name took the share after it into its own run
     // ("50.0 801 فئة عربية%"; a many-classes round)
-    const confusions = (r) => (r.top_confusions || []).flatMap((t, i) => [i ? ", " : "", h("bdi", {}, t.name),
-                                                                      ` ${pct(t.rate)}`]);
+    const confusions = (r) => (r.top_confusions || []).flatMap((t, i) => [i ? ", " : "",
+      h("bdi", {}, Dash.shownName(t.name)), ` ${pct(t.rate)}`]);
     if (has("top_confusions")) {
       cols.push([CONFUSED, (r) => ((r.top_confusions || []).length ? h("span", {}, confusions(r)) : "–")]);
     }
@@ -1012,8 +1015,9 @@
     // built up front took the first render from 92 to 615 ms; a many-classes round)
     // the text columns' keys from the data, not from a cell built to be read (sorting 5,000 classes by their
     // confusions built a <span> of <bdi>s for each; a many-classes round): the text each cell shows
-    const textBy = {
-      [CONFUSED]: (r) => (r.top_confusions || []).map((t) => `${t.name} ${pct(t.rate)}`).join(", ") || "–" };
+    const textBy = { class: (r) => Dash.shownName(r.name),
+      [CONFUSED]: (r) => (r.top_confusions || []).map((t) => `${Dash.shownName(t.name)} ${pct(t.rate)}`).join(", ")
+        || "–" };
     const keyOf = (r, i) => {
       const [name, f] = cols[i];
       if (sortBy[name]) return Number(sortKey(sortBy[name](r)));

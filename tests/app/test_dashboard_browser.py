@@ -1954,6 +1954,28 @@ def test_a_text_sort_of_5000_classes_compares_with_one_collator(driver, live_ser
     assert got == [0, ["class 0", "class 1", "class 2"], 100]
 
 
+def test_the_per_class_table_quotes_a_name_with_white_space_at_an_end(driver, live_server, finished):
+    """Dash.shownName quoted "cat " in the charts, pickers and score tables, but the per-class table's name cells and
+    its confusions showed it bare, read as "cat" (a review). Both quote it, on one page and in pages; the row's
+    data-class and the find box keep the name itself."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    script = _MANY_CLASSES_REPORT + """
+        report.per_class[1].name = report.class_names[1] = 'cat ';
+        report.per_class[0].top_confusions = [{ name: 'cat ', rate: .5 }];
+        const box = RunPage.panels.perClassTable(report, null, null);
+        document.querySelector('main').prepend(box);
+        const find = box.querySelector('.page-find');
+        if (find) { find.value = 'cat'; find.dispatchEvent(new Event('input')); }
+        const rows = Array.from(box.querySelectorAll('#per-class-table tbody tr'));
+        const at = (c) => rows.find((r) => r.dataset.class === c);
+        const got = [at('cat ').cells[0].textContent, at('class 0') ? at('class 0').cells[5].textContent : null,
+                     rows.length];
+        box.remove();
+        return got;"""
+    assert driver.js(script, [3]) == ['"cat "', '"cat " 50.0%', 3]  # one page
+    assert driver.js(script, [250]) == ['"cat "', None, 1]  # in pages: the box finds it by its name
+
+
 def test_the_per_class_table_shows_every_class_on_one_page_and_goes_back(driver, live_server, finished):
     """Only the per-class CSV had every class at once (a many-classes round): the pager's "Show all N classes" puts
     every row in the table, sorted as it was (a header sorts them all), and "Show 100 a page" goes back; from the
