@@ -488,25 +488,29 @@
     const found = report.near_duplicates;
     const test = found ? found.near + (found.identical || 0) : 0, train = found ? found.train_near || 0 : 0;
     if (!test && !train) return null;
-    // the ratio test past the threshold, where the report applied one (probe.near_duplicates.rule_text's words)
-    const apart = found && found.ratio != null ? `, ${found.ratio}× closer than to any other image, or nearly the same`
-      : "";
+    // the rule in the API's words (its `rule`: probe.near_duplicates.rule_text's), set when a page of the list comes;
+    // until then, or without a list, the report's threshold, and a ratio test past it where the report applied one
+    const rule = h("span", { class: "near-rule" }, `cosine ≥ ${found.threshold} of ${found.encoder} features`
+      + (found.ratio != null ? " and a ratio test" : ""));
     const inTrain = train ? h("p", { class: "muted note", id: "near-duplicates-train" },
       (found.train_sampled == null  // a sample of the train images past the budget: said as one
         ? `${count(train)} train image${train === 1 ? "" : "s"} nearly duplicate${train === 1 ? "s" : ""} another `
         : `${count(train)} of ${count(found.train_sampled)} sampled train images (a random sample of the `
           + `${count(found.train_images)}) nearly duplicate another `)
-      + `train image (cosine ≥ ${found.threshold} of ${found.encoder} features${apart}): each weighs twice or more in `
-      + "the fit.")
+      + "train image (", rule, "): each weighs twice or more in the fit.")
       : null;
-    if (!test) return card("Near-duplicate images", inTrain);
     const url = (offset) => `/api/runs/${enc(runId)}/near-duplicates?limit=${NEAR_DUPLICATES_SHOWN}&offset=${offset}`;
+    if (!test) {  // the list (of no pairs) for the ratio test's rule alone; a run without one keeps the report's words
+      if (found.ratio != null) getJSON(url(0)).then((page) => { rule.textContent = page.rule; }, () => {});
+      return card("Near-duplicate images", inTrain);
+    }
     const summary = h("p", { class: "muted note", id: "near-duplicates-summary" }, "Loading…");
     const gallery = h("div", { class: "gallery near-gallery", id: "near-duplicates-gallery" });
     const next = h("button", { type: "button", id: "near-duplicates-more", hidden: true });
     const panel = card("Test images duplicating train or val images", summary, inTrain, gallery, h("p", {}, next));
     let shown = 0, total = 0;
     const add = (page) => {
+      rule.textContent = page.rule;
       total = page.total;
       shown += page.items.length;
       gallery.append(...page.items.map(nearPairFigure));

@@ -4075,8 +4075,8 @@ def test_run_page_says_how_many_train_images_nearly_duplicate_another(driver, li
     one = train_near == 1  # the run's own count, whatever the check's rule finds in the fixture's shapes
     own = None if not train_near else (
         f"{train_near} train image{'' if one else 's'} nearly duplicate{'s' if one else ''} another train image "
-        "(cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any other image, or nearly the same): each "
-        "weighs twice or more in the fit.")
+        "(cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any other image, or ≥ 0.99): each weighs twice "
+        "or more in the fit.")
     wait_for(lambda: driver.js("return document.querySelector('main[data-ready=\"run\"]') !== null"), 30,
              interval=0.2, what="the run page")
     wait_for(lambda: driver.js("return document.getElementById('near-duplicates-train')?.textContent ?? null") == own,
@@ -4097,10 +4097,17 @@ def test_run_page_says_how_many_train_images_nearly_duplicate_another(driver, li
     assert said() == ["Near-duplicate images", "3 train images nearly duplicate another train image (cosine ≥ 0.9 of "
                       "effnet-lite0 features): each weighs twice or more in the fit."]
     driver.js("document.getElementById('near-test-card').remove()")
+    # the rule the API says (its list of no test pairs): the page said "or nearly the same" for the rule's "or ≥ 0.99"
     assert driver.js(script, [{"train_near": 3, "ratio": 2.5}, finished.erm]) is True
-    assert said()[1] == ("3 train images nearly duplicate another train image (cosine ≥ 0.9 of effnet-lite0 features, "
-                         "2.5× closer than to any other image, or nearly the same): each weighs twice or more in the "
-                         "fit.")
+    rule = httpx.get(f"{live_server}/api/runs/{finished.erm}/near-duplicates").json()["rule"]
+    assert rule == "cosine ≥ 0.9 of effnet-lite0 features, 2.5× closer than to any other image, or ≥ 0.99"
+    wait_for(lambda: said()[1] == f"3 train images nearly duplicate another train image ({rule}): each weighs twice or "
+             "more in the fit.", 30, interval=0.2, what="the API's rule said")
+    driver.js("document.getElementById('near-test-card').remove()")
+    # a run without the list: the report's threshold and a ratio test, no number the page was not given
+    assert driver.js(script, [{"train_near": 3, "ratio": 2.5}, "run_without_a_list"]) is True
+    assert said()[1] == ("3 train images nearly duplicate another train image (cosine ≥ 0.9 of effnet-lite0 features "
+                         "and a ratio test): each weighs twice or more in the fit.")
     driver.js("document.getElementById('near-test-card').remove()")
     # past the products budget a sample of train images was compared: said as one, never as a count of them all
     assert driver.js(script, [{"train_near": 2, "train_sampled": 144, "train_images": 2700}, finished.erm]) is True
