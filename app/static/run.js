@@ -431,13 +431,17 @@
   }
 
   function galleryItems(data, seeds = 1) {
-    const what = data.predicted ? `${data.class} predicted as ${data.predicted}`
-      : `${data.total === 1 ? "mistake" : "mistakes"} on ${data.class}`;
+    const cls = Dash.shownName(data.class), predicted = data.predicted ? Dash.shownName(data.predicted) : null;
+    const what = predicted ? `${cls} predicted as ${predicted}`
+      : `${data.total === 1 ? "mistake" : "mistakes"} on ${cls}`;
     // the gallery shows the shipped probe's (first seed's) mistakes, the confusions count every seed's: a pair clicked
     // there can be empty here (a dashboard-only round read "No test image ..." beside "frog → cat 1 of 30")
     const pooled = seeds > 1 ? ` The confusions count all ${seeds} seeds' predictions: another seed may have made it.` : "";
-    if (!data.items.length) return empty(data.predicted ? `No test image of ${data.class} was predicted as ${data.predicted} by the first seed, the probe that ships.${pooled}`
-                                                       : `No misclassified test image of class ${data.class} by the first seed, the probe that ships.`);
+    const ships = "by the first seed, the probe that ships.";
+    if (!data.items.length) {
+      return empty(predicted ? `No test image of ${cls} was predicted as ${predicted} ${ships}${pooled}`
+        : `No misclassified test image of class ${cls} ${ships}`);
+    }
     return [h("p", { class: "muted note" }, `${data.items.length} of ${data.total} ${what} (first seed), most confidently wrong first${data.items.length && data.items[0].label_probability != null ? " (lowest probability of their label)" : ""}.`),
       h("div", { class: "gallery" }, data.items.map(failureFigure))];
   }
@@ -446,12 +450,13 @@
    * where the run stored none (a null source threw, and the whole gallery with it). */
   function failureFigure(it) {
     const source = it.source || `row ${it.index}`;
+    const truth = Dash.shownName(it.true), predicted = Dash.shownName(it.predicted);
     const conf = ` ${pct(it.confidence)} confident`
       + (it.label_probability != null ? `, ${pct(it.label_probability)} its label` : "");
     return h("figure", { class: "failure", "data-source": it.source || "" },
-      it.thumbnail_url ? openableImage(it.thumbnail_url, `${it.true} predicted as ${it.predicted}`,
-        [`true ${it.true} · predicted `, h("strong", {}, it.predicted), ` ·${conf} · ${source}`]) : null,
-      h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, it.predicted)),
+      it.thumbnail_url ? openableImage(it.thumbnail_url, `${truth} predicted as ${predicted}`,
+        [`true ${truth} · predicted `, h("strong", {}, predicted), ` ·${conf} · ${source}`]) : null,
+      h("figcaption", {}, h("span", { class: "pred" }, "→ ", h("strong", {}, predicted)),
         h("span", { class: "conf" }, conf),
         h("span", { class: "src muted", title: source }, source.split("/").pop())));
   }
@@ -764,7 +769,7 @@
         : empty("Could not load the failure examples: " + e.message)),
       ((report.seeds || {}).values || []).length);
     const predictedOptions = (name) => [h("option", { value: "" }, "any class"),
-      ...report.class_names.filter((c) => c !== name).map((c) => h("option", { value: c }, c))];
+      ...report.class_names.filter((c) => c !== name).map((c) => h("option", { value: c }, Dash.shownName(c)))];
     const predictedSelect = h("select", { id: "gallery-predicted", onchange: () => load(select.value, predictedSelect.value) },
       predictedOptions(worst));
     const select = h("select", { id: "gallery-class", onchange: () => {
@@ -793,13 +798,14 @@
 
   /** One image of a GET /api/runs/{id}/label-issues answer, with its thumbnail. */
   function labelIssueFigure(it) {
+    const truth = Dash.shownName(it.true), predicted = Dash.shownName(it.predicted);
     return h("figure", { class: "failure", "data-source": it.source || "", "data-split": it.split, "data-row": String(it.row) },
-      it.thumbnail_url ? openableImage(it.thumbnail_url, `labelled ${it.true}, predicted ${it.predicted}`,
-        [`labelled ${it.true} · predicted `, h("strong", {}, it.predicted),
+      it.thumbnail_url ? openableImage(it.thumbnail_url, `labelled ${truth}, predicted ${predicted}`,
+        [`labelled ${truth} · predicted `, h("strong", {}, predicted),
           ` · ${pct(it.label_probability)} its label, `
-          + `${pct(it.confidence)} ${it.predicted} · ${it.source || `${it.split} row ${it.row}`}`]) : null,
-      h("figcaption", {}, h("span", { class: "pred" }, `labelled ${it.true} → `, h("strong", {}, it.predicted)),
-        h("span", { class: "conf" }, ` ${pct(it.label_probability)} its label, ${pct(it.confidence)} ${it.predicted}`),
+          + `${pct(it.confidence)} ${predicted} · ${it.source || `${it.split} row ${it.row}`}`]) : null,
+      h("figcaption", {}, h("span", { class: "pred" }, `labelled ${truth} → `, h("strong", {}, predicted)),
+        h("span", { class: "conf" }, ` ${pct(it.label_probability)} its label, ${pct(it.confidence)} ${predicted}`),
         h("span", { class: "src muted", title: it.source || "" }, it.source ? it.source.split("/").pop() : `${it.split} row ${it.row}`)));
   }
 
@@ -807,7 +813,7 @@
    * next ones, `more(offset)` (the same listing from `offset`), until every listed image is shown (the page showed the
    * first 24 of 9,051 on CIFAR-10, and no way to the others). */
   function labelIssueItems(data, more) {
-    const of = data.class == null ? "train + val images" : `train + val images labelled ${data.class}`;
+    const of = data.class == null ? "train + val images" : `train + val images labelled ${Dash.shownName(data.class)}`;
     const params = Object.entries(data.params || {}).map(([k, v]) => `${k}=${v}`).join(", ");
     const listed = LABEL_ISSUE_METHODS.listed[data.method] || data.method;
     const items = data.items.slice();

@@ -1976,6 +1976,31 @@ def test_the_per_class_table_quotes_a_name_with_white_space_at_an_end(driver, li
     assert driver.js(script, [250]) == ['"cat "', None, 1]  # in pages: the box finds it by its name
 
 
+def test_the_galleries_and_the_predicted_picker_quote_a_name_with_white_space_at_an_end(driver, live_server, finished):
+    """The failure and label-issue galleries and the gallery's predicted-class picker showed "cat " and " dog" bare,
+    read as "cat" and "dog" (a review): they go through Dash.shownName; an option's value keeps the name itself."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""const it = { index: 3, row: 3, split: 'train', true: 'cat ', predicted: ' dog', confidence: .9,
+            label_probability: .1, source: 'a/b.png', thumbnail_url: null };
+        const [note, gallery] = RunPage.panels.galleryItems({ class: 'cat ', predicted: ' dog', total: 1,
+            items: [it] });
+        const [empty] = [RunPage.panels.galleryItems({ class: 'cat ', total: 0, items: [] })].flat();
+        const [summary, issues] = RunPage.panels.labelIssueItems({ class: 'cat ', total: 1, images: 9, folds: 5,
+            method: 'confident', params: {}, job_id: 'j', items: [it] }, async () => ({ items: [] }));
+        const report = { class_names: ['cat ', ' dog'], summary: { worst_class: { name: 'cat ' } }, per_class: [
+            { index: 0, name: 'cat ', accuracy: .5 }, { index: 1, name: ' dog', accuracy: .6 }] };
+        const [picker] = RunPage.panels.galleryPanel(report, 'no-such-run').nodes;
+        const options = Array.from(picker.querySelectorAll('select')[1].options, (o) => [o.value, o.textContent]);
+        return [note.textContent, gallery.querySelector('figcaption .pred').textContent, empty.textContent,
+                summary.textContent, issues.querySelector('figcaption .pred').textContent, options];""")
+    assert got[0].startswith('1 of 1 "cat " predicted as " dog" (first seed)'), got[0]
+    assert got[1] == '→ " dog"'
+    assert 'class "cat " by the first seed' in got[2], got[2]
+    assert 'train + val images labelled "cat "' in got[3], got[3]
+    assert got[4] == 'labelled "cat " → " dog"'
+    assert got[5] == [["", "any class"], [" dog", '" dog"']]
+
+
 def test_the_per_class_table_shows_every_class_on_one_page_and_goes_back(driver, live_server, finished):
     """Only the per-class CSV had every class at once (a many-classes round): the pager's "Show all N classes" puts
     every row in the table, sorted as it was (a header sorts them all), and "Show 100 a page" goes back; from the
