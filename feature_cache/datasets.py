@@ -834,6 +834,22 @@ def nested_classes_warning(data: LabelledImages, shown: int = 5) -> str | None:
             "(class folders are read with all their subfolders)")
 
 
+def unread_manifest_warning(data: LabelledImages, shown: int = 3) -> str | None:
+    """A caution when a folder or archive read as class folders holds a CSV file, which was skipped: a Kaggle-style
+    export (``labels.csv`` beside ``images/...``) was labelled by its folders' names, the manifest's labels unread and
+    only counted among the skipped files (a new-user round); None otherwise, and for a data set read from a manifest
+    (its CSV is the data set, not a skipped file)."""
+    if not data.labelled or str(data.location).lower().endswith(".csv"):
+        return None
+    found = sorted({source for source, _ in data.skipped if source.lower().endswith(".csv")})
+    if not found:
+        return None
+    return (f"{listed([repr(f) for f in found], shown)} was not read: the labels are the class folders' names "
+            f"({listed([repr(c) for c in data.class_names], 5)}). If it is a CSV manifest of the labels, give that "
+            "file itself as the data set (mr2probe extract --data FILE.csv, or its path as the folder on the "
+            "server): a manifest inside a folder or archive of images is not read")
+
+
 def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:
     """A caution when one class's images sit in folders whose names are one name in two Unicode forms ('café'
     composed, NFC, and decomposed, NFD, as macOS writes names): they are read as one class (``probe.names.

@@ -150,12 +150,14 @@ def data_warnings(data: Any) -> list[str]:
     and the cache keeps them (its ``data_warnings`` attribute) for every run trained on it to say. A run finds the
     others itself in its own splits (lookalike class names, imbalance, as its selection metric weighs it)."""
     from .archives import printable
-    from .datasets import nested_classes_warning, split_named_classes_warning, unicode_forms_warning
+    from .datasets import (nested_classes_warning, split_named_classes_warning, unicode_forms_warning,
+                           unread_manifest_warning)
 
     labelled = getattr(data, "labelled", True)
     said = [nested_classes_warning(data),  # None for unlabelled images
             split_named_classes_warning(list(data.class_names)) if labelled else None,
             unicode_forms_warning(data),  # None for unlabelled images
+            unread_manifest_warning(data),  # None for unlabelled images and manifests
             getattr(data, "duplicates", None)]
     return [printable(text) for text in said if text]  # a file's name not in UTF-8 could not be stored
 

@@ -133,3 +133,18 @@ def test_an_older_database_gains_the_column_and_the_table(tmp_path):
     store = Store(path)
     assert store.get_dataset("ds_1")["skipped_reasons"] is None
     assert store.skipped_files("ds_1", 10, 0) == (4, None, 0, [])
+
+
+def test_an_uploads_csv_manifest_beside_its_folders_is_said_unread(tmp_path):
+    """A Kaggle-style export (labels.csv beside the image folders) uploaded as an archive: its images are labelled
+    by their folders, the CSV only counted among the skipped files; the registration answer (which the launch form
+    shows) now says that the manifest was not read and how to have it read."""
+    manifest = b"\xef\xbb\xbfimage,label\r\ntrain/cat/0.png,1\r\n"
+    with TestClient(create_app(make_settings(tmp_path), start_worker=False)) as client:
+        ds = _upload(client, {"labels.csv": manifest})
+        said = [w for w in ds["warnings"] if "'tiny/labels.csv' was not read" in w]
+        assert len(said) == 1, ds["warnings"]
+        assert "the labels are the class folders' names ('airplane', 'cat', 'ship')" in said[0]
+        assert "give that file itself as the data set" in said[0] and str(tmp_path) not in said[0]
+        plain = _upload(client, {"notes.txt": b"x"})
+        assert not any("was not read" in w for w in plain["warnings"])
