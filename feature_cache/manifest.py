@@ -4,7 +4,8 @@
   a path column — one of ``path``, ``filepath``, ``file_path``, ``file``, ``filename``, ``image``,
   ``image_path`` — and a label column — one of ``label``, ``class``, ``class_name``, ``target``, ``category``.
   An optional ``split`` column (``train`` / ``val`` / ``test``; also ``subset``) gives the split, otherwise the
-  product splits the set itself (stratified, seeded). Other columns are ignored.
+  product splits the set itself (stratified, seeded). Integer labels take their names from a names column
+  (``NAME_COLUMNS``: ``label_name``, ``class_name``, ...) where there is one. Other columns are ignored.
 - A path is normalised (``cat/../cat/x.jpg`` is ``cat/x.jpg``); one that is absolute or climbs out of the
   manifest's folder (``..``) raises :class:`~feature_cache.errors.UnsafeArchive`; a listed file that does not
   exist, is no regular file (a FIFO, socket or device), a symlink resolving outside the folder, a non-image file
@@ -37,6 +38,9 @@ _SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", 
 PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "class_name", "target", "category")
 SPLIT_COLUMNS = ("split", "subset")
+# A column naming the classes of integer labels (Kaggle's and Hugging Face's exports: ``label`` 0..9 beside
+# ``label_name``): where one is present besides the label column, a row whose label is an integer takes its name.
+NAME_COLUMNS = ("label_name", "class_name", "label_text", "class", "category", "name")
 
 
 def _header_name(cell: str) -> str:
@@ -48,6 +52,35 @@ def _header_name(cell: str) -> str:
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:
     """Index of the first of ``names`` present in ``header``, else None."""
     return next((header.index(name) for name in names if name in header), None)
+
+
+class _Labels:
+    """Each row's class name: its label, or, for an integer label beside a names column (``NAME_COLUMNS``), that
+    column's name, the same for every row of that integer (a manifest of ``label`` 0..9 and ``label_name`` had
+    classes '0'..'9', its names unread; a new-user round)."""
+
+    def __init__(self, path: Path, header: list[str], col_label: int):
+        self.path, self.col_label = path, col_label
+        self.col_name = next((header.index(n) for n in NAME_COLUMNS if n in header and header.index(n) != col_label),
+                             None)
+        self.named: dict[str, tuple[str, int]] = {}  # integer label → (its name, the row that named it first)
+        self.numbers: dict[str, str] = {}  # name → the integer label it names
+
+    def __call__(self, row: list[str], line: int) -> str:
+        label = row[self.col_label].strip()
+        if self.col_name is None or not re.fullmatch(r"[+-]?\d+", label):
+            return class_name(label)
+        name, number = class_name(row[self.col_name].strip()), str(int(label))
+        if not name:
+            raise DatasetError(f"{self.path}: row {line}: label {label} has an empty name in the names column.")
+        first, where = self.named.setdefault(number, (name, line))
+        other = self.numbers.setdefault(name, number)
+        if name != first or other != number:
+            said = (f"label {label} is named {name!r} here but {first!r} at row {where}" if name != first else
+                    f"labels {other} and {label} are both named {name!r}")
+            raise DatasetError(f"{self.path}: row {line}: {said}: each integer label needs one name of its own in the "
+                               "names column.")
+        return name
 
 
 def _not_utf8(path: Path) -> str:
@@ -112,13 +145,13 @@ def read_manifest(
                 f"and a label column ({', '.join(LABEL_COLUMNS)}), and optionally a split column "
                 f"({', '.join(SPLIT_COLUMNS)}: train / val / test); got {header}."
             )
-        col_split = _column(header, SPLIT_COLUMNS)
+        col_split, labels = _column(header, SPLIT_COLUMNS), _Labels(path, header, col_label)
         for line, row in rows:
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < len(header):
                 raise DatasetError(f"{path}: row {line} has {len(row)} columns, the header has {len(header)}.")
-            raw, label = row[col_path].strip(), class_name(row[col_label].strip())
+            raw, label = row[col_path].strip(), labels(row, line)
             try:  # normalised first: 'train/cat/../cat/x.jpg' stays inside, 'cat/../../x.jpg' is still refused
                 name = check_member_name(posixpath.normpath(raw.replace("\\", "/")) if raw else raw, path.name)
             except UnsafeArchive as exc:

@@ -874,3 +874,29 @@ def test_the_nested_classes_caution_reads_each_folder_once_and_says_what_the_per
     many = [Sample(f"{names[i // 2 % 2]}/b{i % 2 + 1}/{i}.png", i // 2 % 2) for i in range(4000)]
     assert nested_classes_warning(LabelledImages(names, {"train": many}, [], "", {}, None)) is not None
     assert len(calls) < 40, len(calls)  # 4 folders, each of 2 levels, twice; per image: 12,000
+
+
+def test_integer_labels_take_their_names_from_a_names_column(tmp_path):
+    """A Kaggle / Hugging Face export, ``image,label,label_name`` with labels 0 and 1: the classes were '0' and '1',
+    the names unread (a new-user round); they are the names now. An integer given two names, or a name two integers,
+    is refused naming the rows; labels that are no integers are read as they are, the names column aside."""
+    rows = []
+    for label, name in enumerate(("cat", "dog")):
+        for i, split in enumerate(("train", "train", "train", "test")):
+            write_image(tmp_path / "imgs" / f"{name}{i}.png", label, i)
+            rows.append(f"imgs/{name}{i}.png,{label},{name},{split}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(("\ufeffImage,Label,Label Name,split\r\n" + "\r\n".join(rows) + "\r\n").encode())
+    data = open_dataset(manifest, val_fraction=0.0)
+    assert data.class_names == ["cat", "dog"]
+    assert [data.class_names[s.label] for s in data.splits["test"]] == ["cat", "dog"]
+    bad = rows + ["imgs/cat0.png,0,kitty,test"]
+    (tmp_path / "bad.csv").write_text("image,label,class_name,split\n" + "\n".join(bad))
+    with pytest.raises(DatasetError, match=r"bad\.csv: row 10: label 0 is named 'kitty' here but 'cat' at row 2: each "
+                       "integer label needs one name of its own in the names column"):
+        open_dataset(tmp_path / "bad.csv")
+    (tmp_path / "two.csv").write_text("image,label,class_name,split\n" + "\n".join(rows).replace(",1,dog,", ",1,cat,"))
+    with pytest.raises(DatasetError, match=r"row 6: labels 0 and 1 are both named 'cat'"):
+        open_dataset(tmp_path / "two.csv")
+    (tmp_path / "named.csv").write_text("image,label,name,split\n" + "\n".join(rows).replace(",0,cat,", ",cat,x,"))
+    assert open_dataset(tmp_path / "named.csv").class_names == ["cat", "dog"]
