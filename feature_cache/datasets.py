@@ -846,8 +846,8 @@ def unread_manifest_warning(data: LabelledImages, shown: int = 3) -> str | None:
         return None
     return (f"{listed([repr(f) for f in found], shown)} was not read: the labels are the class folders' names "
             f"({listed([repr(c) for c in data.class_names], 5)}). If it is a CSV manifest of the labels, give that "
-            "file itself as the data set (mr2probe extract --data FILE.csv, or its path as the folder on the "
-            "server): a manifest inside a folder or archive of images is not read")
+            "file itself as the data set (mr2probe extract --data FILE.csv, or its path registered as a folder or "
+            "CSV on the server): a manifest inside a folder or archive of images is not read")
 
 
 def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:

@@ -116,15 +116,21 @@
         `${d.name} · ${d.id} · ${d.labelled === false ? "unlabelled" : d.class_names.length + " classes"}, ${count(d.num_images)} images`)));
     const fieldset = h("fieldset", {}, h("legend", {}, "1 · Images"),
       h("div", { class: "radios" }, radio("existing", "a registered data set"), radio("upload", "upload an archive"),
-        radio("path", "a folder on the server"), radio("cache", "features extracted already")),
+        radio("path", "a folder or CSV on the server"), radio("cache", "features extracted already")),
       h("div", { class: "source-pane", "data-source": "existing" }, datasets.length ? datasetSelect : h("p", { class: "muted" }, "No data set registered yet.")),
       h("div", { class: "warning-box", id: "dataset-warnings", role: "status", hidden: "hidden" }),
       h("div", { class: "source-pane", "data-source": "upload" },
         h("input", { type: "file", id: "archive", "aria-label": "archive to upload", accept: choices.archives.join(",") }),  // the API's (/launch/choices)
-        h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg (or .png, ...) and test/<class>/*.jpg, or one tree that is split for you.`)),
+        h("div", { class: "hint" }, `An archive (${choices.archives.join(", ")}) of class folders: train/<class>/*.jpg `
+          + "(or .png, ...) and test/<class>/*.jpg, or one tree that is split for you. "
+          // a CSV manifest inside an archive is not read: the images were labelled by their folders (a new-user round)
+          + "A CSV manifest (path,label rows) is not read from an archive: give its .csv as a file on the server.")),
       h("div", { class: "source-pane", "data-source": "path" },
-        h("input", { id: "dataset-path", "aria-label": "folder on the server", placeholder: "/data/my-images", size: 50 }),
-        h("div", { class: "hint" }, "A folder under the server's MR2PROBE_DATA_ROOT.")),
+        h("input", { id: "dataset-path", "aria-label": "folder or CSV manifest on the server",
+          placeholder: "/data/my-images",
+          size: 50 }),
+        h("div", { class: "hint" }, "A folder of class folders, or a CSV manifest (a .csv file of path,label rows, "
+          + "paths relative to it: give the file itself), under the server's MR2PROBE_DATA_ROOT.")),
       h("div", { class: "source-pane", "data-source": "cache" },
         labelledCaches.length ? h("select", { id: "cache-select", "aria-label": "feature cache" }, h("option", { value: "" }, "a cache file on the server (below)"),
           labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,

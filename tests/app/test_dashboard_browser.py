@@ -909,6 +909,23 @@ def test_launch_form_registers_a_server_folder(driver, launch_service, tmp_path)
     assert driver.url() == f"{base}/runs/{job['result']['run_ids'][0]}"  # ERM only: nothing to compare with
 
 
+def test_launch_form_says_a_csv_manifest_is_given_as_a_file_on_the_server(driver, live_server, tmp_path):
+    """A new user with a Kaggle-style export (labels.csv beside images/): the upload hint spoke of class folders
+    only and the server option of "a folder", so the archive was uploaded and labelled by its folders, the CSV
+    unread; the form now says where a manifest goes (its .csv, on the server) and that an archive's is not read."""
+    _open(driver, live_server + "/launch", "launch")
+    upload = driver.js("return document.querySelector('.source-pane[data-source=upload] .hint').textContent")
+    assert "A CSV manifest (path,label rows) is not read from an archive: give its .csv as a file on the server." \
+        in upload
+    assert driver.js("return document.querySelector('label[for=source-path], #source-path').parentNode.textContent"
+                     ).strip() == "a folder or CSV on the server"
+    driver.js("document.getElementById('source-path').click()")
+    path = driver.js("return document.querySelector('.source-pane[data-source=path] .hint').textContent")
+    assert path.startswith("A folder of class folders, or a CSV manifest (a .csv file of path,label rows")
+    assert driver.ax("#dataset-path")["name"] == "folder or CSV manifest on the server"
+    driver.screenshot(tmp_path / "launch_csv_hint.png")
+
+
 def test_launch_form_trains_on_a_cache_extracted_elsewhere(driver, launch_service, tmp_path):
     """Features extracted already: a cache file the CLI wrote on another machine, registered from the form (POST
     /api/caches), and the probes train on it without an extraction; the encoder and the cap do not apply."""
