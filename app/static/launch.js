@@ -669,6 +669,16 @@
       form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(form, list); });
       return form;
     };
+    /** The form rebuilt with `datasetId`, registered by its submit, in its list and picked, the fields kept. */
+    async function adopt(form, list, datasetId) {
+      const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list], datasetId);
+      for (const id of KEPT_FIELDS) fresh.querySelector("#" + id).value = form.querySelector("#" + id).value;
+      fresh.querySelector("#temperature-scaling").checked = form.querySelector("#temperature-scaling").checked;
+      form.replaceWith(fresh);
+      fresh.querySelector("#head").dispatchEvent(new Event("change", { bubbles: true }));
+      fresh.querySelector("#preset").dispatchEvent(new Event("change"));
+      return fresh;
+    }
     let started = false;
     async function submit(form, list) {
       clearErrors();
@@ -695,20 +705,19 @@
         // started: the button stays off until the form changes, or a double click launched the pipeline twice (a
         // dashboard-only round)
         started = true;
-        const label = button.textContent;
-        button.textContent = "Started: see the job above";
-        form.addEventListener("input", () => { started = false; button.disabled = false; button.textContent = label; }, { once: true });
+        // a data set this submit registered joins the form's list: the job's "Run again with these settings" said
+        // it was "not on this server any more" and picked another (a new-user round)
+        const shown = datasetId && !list.some((d) => d.id === datasetId) ? await adopt(form, list, datasetId) : form;
+        const startedButton = shown.querySelector("#launch-submit");
+        const label = startedButton.textContent;
+        startedButton.disabled = true;
+        startedButton.textContent = "Started: see the job above";
+        const again = () => { started = false; startedButton.disabled = false; startedButton.textContent = label; };
+        shown.addEventListener("input", again, { once: true });
       } catch (e) {
         if (e.status === 401) return;
-        if (datasetId && !list.some((d) => d.id === datasetId)) {
-          // The data set is registered now: a retry should not upload it again.
-          const fresh = mount([await getJSON(`/api/datasets/${enc(datasetId)}`), ...list], datasetId);
-          for (const id of KEPT_FIELDS) fresh.querySelector("#" + id).value = form.querySelector("#" + id).value;
-          fresh.querySelector("#temperature-scaling").checked = form.querySelector("#temperature-scaling").checked;
-          form.replaceWith(fresh);
-          fresh.querySelector("#head").dispatchEvent(new Event("change", { bubbles: true }));
-          fresh.querySelector("#preset").dispatchEvent(new Event("change"));
-        }
+        // The data set is registered now: a retry should not upload it again.
+        if (datasetId && !list.some((d) => d.id === datasetId)) await adopt(form, list, datasetId);
         showErrors(e);
       } finally {
         if (!started) document.getElementById("launch-submit").disabled = false;

@@ -1365,6 +1365,36 @@ def test_a_cancelled_or_failed_jobs_page_fills_the_form_with_its_settings(driver
         _delete_jobs(store, list(jobs.values()))
 
 
+def test_run_again_after_an_upload_finds_the_data_set_the_upload_registered(driver, browser_tools, tmp_path):
+    """A new-user round: the first pipeline, on an archive uploaded from the form, cancelled, then "Run again with
+    these settings": the banner said its data set was "not on this server any more" and the form had no data set
+    to pick (the form's list was the one read before the upload). The job stays queued here (no worker)."""
+    from app_testutils import make_settings
+
+    app = create_app(make_settings(tmp_path / "service", data_root=tmp_path / "root"), start_worker=False)
+    server, thread, base = _serve(app)
+    try:
+        _open(driver, base + "/launch", "launch")
+        driver.js("document.getElementById('source-upload').click()")
+        driver.send_file("#archive", _shapes_zip(tmp_path / "first.zip"))
+        driver.js("document.getElementById('launch-submit').click()")
+        wait_for(lambda: driver.js("return document.getElementById('job-watch').dataset.status") == "queued", 60,
+                 interval=0.2, what="the job queued")
+        (dataset,), (job,) = httpx.get(base + "/api/datasets").json(), httpx.get(base + "/api/jobs").json()
+        driver.js("document.getElementById('job-cancel').click()")
+        wait_for(lambda: driver.js("return document.getElementById('job-refill') !== null"), 30, interval=0.2,
+                 what="the cancelled job's Run again")
+        driver.js("document.getElementById('job-refill').click()")
+        assert driver.js("return document.getElementById('banner').textContent") == \
+            f"The form holds job {job['id']}'s settings: change what you want, then start the pipeline."
+        assert driver.js("return document.getElementById('dataset-select').value") == dataset["id"]
+        assert driver.js("return document.getElementById('launch-submit').disabled") is False
+        driver.screenshot(tmp_path / "run_again_after_upload.png")
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, launch_service, tmp_path):
     """A dashboard-only round: an archive was stored as a data set, then its job refused on a budget of -3; the
     form's bounds are the API's (/launch/choices), folds 0 or 2..max as the API takes them (a review)."""
