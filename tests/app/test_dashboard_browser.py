@@ -479,6 +479,25 @@ def test_run_page_charts_are_legible(driver, live_server, finished, tmp_path):
         driver.window(1400, 1800)
 
 
+def test_the_run_page_and_the_launch_form_fit_a_375_px_phone(driver, live_server, finished, tmp_path):
+    """A new-user round at 375 px: the run page scrolled sideways as a whole (its two-panel rows kept 440 px columns)
+    and the launch form's images fieldset ran past its card, cut off ("upload an ar", the data set's name): both
+    now fit the window."""
+    beyond = """const W = document.documentElement.clientWidth;
+        const boxes = document.querySelectorAll('main fieldset, main .grid2 > *');
+        return [document.documentElement.scrollWidth - W, Array.from(boxes)
+            .filter((el) => el.getBoundingClientRect().right > W + 1).map((el) => el.tagName + ' ' + el.className)];"""
+    driver.window(375, 900)
+    try:
+        for url, ready in ((f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run"),
+                           (f"{live_server}/launch", "launch")):
+            _open(driver, url, ready)
+            assert driver.js(beyond) == [0, []], url
+            driver.screenshot(tmp_path / f"{ready}_375.png")
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server, finished):
     """The home page showed the API's newest 500 of 512 runs without a word (an operator round): it asks for the
     API's most and says when a list holds more."""
