@@ -473,8 +473,10 @@
       // photos and loose files went without a word on the form; a dashboard-only round)
       const before = new Set(list.map((d) => d.id));
       const ds = await sendJSON("/api/datasets", "POST", { path, ...(name ? { name } : {}), ...(unlabelled ? { unlabelled } : {}) });
-      if (before.has(ds.id)) showBanner(`This folder is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`);
-      else if (ds.skipped) await saySkipped(ds, "folder");
+      const what = /\.csv$/i.test(path) ? "manifest" : "folder";  // a manifest's banner spoke of "the folder"
+      const again = `This ${what} is registered already, as data set ${ds.name} (${ds.id}): the pipeline uses it.`;
+      if (before.has(ds.id)) showBanner(again);
+      else if (ds.skipped) await saySkipped(ds, what);
       showDataWarnings(form, ds);
       return ds;
     } catch (e) {

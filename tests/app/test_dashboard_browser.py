@@ -1509,6 +1509,38 @@ def test_the_launch_form_says_what_a_registered_folder_left_out(driver, launch_s
                           "uses it.")
 
 
+def test_the_launch_form_says_what_a_registered_manifest_left_out_in_its_words(driver, launch_service, tmp_path):
+    """A new-user round: a CSV manifest registered from the form (a Kaggle export: a missing file, a repeated row)
+    was said to be registered "without 2 files of the folder", and again "This folder is registered already". The
+    job request that follows is refused on its encoder, so that nothing trains."""
+    base, root = launch_service.base, launch_service.settings.data_root
+    with zipfile.ZipFile(_shapes_zip(tmp_path / "kaggle.zip", n_train=4, n_test=2)) as zf:
+        zf.extractall(root / "kaggle")
+    folder = root / "kaggle" / "shapes"
+    rows = [f"{p.relative_to(folder).as_posix()},{p.parent.name},{p.parent.parent.name}"
+            for p in sorted(folder.rglob("*.png"))]
+    rows += [rows[0], "train/red/missing.png,red,train"]
+    (folder / "labels.csv").write_bytes(("\ufeffimage,label,split\r\n" + "\r\n".join(rows) + "\r\n").encode())
+
+    def register() -> str:
+        _open(driver, base + "/launch", "launch")
+        driver.js("document.getElementById('source-path').click()")
+        _value(driver, "dataset-path", "kaggle/shapes/labels.csv")
+        _value(driver, "dataset-name", "kaggle shapes")
+        _value(driver, "encoder", "openclip:ViT-B-32:laion2b")  # refused by the API once the data set is resolved
+        driver.js("document.getElementById('launch-submit').click()")
+        wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
+                 interval=0.2, what="the job request sent, and refused on its encoder")
+        return driver.js("return document.getElementById('banner').textContent")
+
+    banner = register()
+    ds = next(d for d in httpx.get(base + "/api/datasets").json() if d["name"] == "kaggle shapes")
+    said = f"Data set kaggle shapes ({ds['id']}) registered without 2 files of the manifest: "
+    assert banner.startswith(said), banner
+    assert register() == (f"This manifest is registered already, as data set kaggle shapes ({ds['id']}): the "
+                          "pipeline uses it.")
+
+
 def test_the_home_page_lists_an_open_job_older_than_its_newest_fifty(driver, live_server, finished):
     """A review: the home page read the 50 newest jobs, so an interrupted job behind them could be neither seen nor
     resumed from the dashboard."""
