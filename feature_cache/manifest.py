@@ -40,7 +40,9 @@ LABEL_COLUMNS = ("label", "class", "class_name", "target", "category")
 SPLIT_COLUMNS = ("split", "subset")
 # A column naming the classes of integer labels (Kaggle's and Hugging Face's exports: ``label`` 0..9 beside
 # ``label_name``): where one is present besides the label column, a row whose label is an integer takes its name.
-NAME_COLUMNS = ("label_name", "class_name", "label_text", "class", "category", "name")
+# Only columns that say they name the labels: ``name`` (often the file's), ``category`` and ``class`` (often a coarser
+# grouping, several labels to one) beside integer labels refused manifests that had read as they are (a review).
+NAME_COLUMNS = ("label_name", "class_name", "label_text")
 
 
 def _header_name(cell: str) -> str:

@@ -898,5 +898,19 @@ def test_integer_labels_take_their_names_from_a_names_column(tmp_path):
     (tmp_path / "two.csv").write_text("image,label,class_name,split\n" + "\n".join(rows).replace(",1,dog,", ",1,cat,"))
     with pytest.raises(DatasetError, match=r"row 6: labels 0 and 1 are both named 'cat'"):
         open_dataset(tmp_path / "two.csv")
-    (tmp_path / "named.csv").write_text("image,label,name,split\n" + "\n".join(rows).replace(",0,cat,", ",cat,x,"))
+    (tmp_path / "named.csv").write_text("image,label,label_name,split\n" + "\n".join(rows).replace(",0,cat,", ",cat,x,"))
     assert open_dataset(tmp_path / "named.csv").class_names == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("column", ["name", "category", "class"])
+def test_integer_labels_beside_a_column_that_names_no_label_are_read_as_they_are(tmp_path, column):
+    """A ``name`` column of file names, or a ``category`` / ``class`` column of a coarser grouping (two labels to one
+    value), beside integer labels: the manifest reads as it did, its classes the integers, not refused as a names
+    column that gives an integer two names or two integers one name (a review)."""
+    rows = []
+    for label in range(3):
+        for i, split in enumerate(("train", "train", "test")):
+            write_image(tmp_path / f"{label}_{i}.png", label, i)
+            rows.append(f"{label}_{i}.png,{label},{f'{label}_{i}.png' if column == 'name' else 'animal'},{split}")
+    (tmp_path / "m.csv").write_text(f"image,label,{column},split\n" + "\n".join(rows))
+    assert open_dataset(tmp_path / "m.csv", val_fraction=0.0).class_names == ["0", "1", "2"]
