@@ -3,8 +3,9 @@ confusions of each class, and a 95 % interval of each class's accuracy and of th
 and of balanced accuracy and each third's (each class's Jeffreys posterior, :func:`probe.uncertainty.group_intervals`).
 
 Counts and rates use the predictions of every seed (the confusion matrix is summed over seeds, so precision and
-recall are those of the pooled predictions); the accuracy interval is that of the seed-mean accuracy the report
-shows (:func:`probe.uncertainty.class_accuracy_interval`: a binomial proportion, where a bootstrap of a few images
+recall are those of the pooled predictions, with intervals that count a test image once,
+:func:`probe.uncertainty.precision_recall_f1_intervals`); the accuracy interval is that of the seed-mean accuracy
+the report shows (:func:`probe.uncertainty.class_accuracy_interval`: a binomial proportion, where a bootstrap of a few images
 gives zero-width intervals).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from .metrics import precision_recall_f1, top_confusions
 from .predictions import Predictions
-from .uncertainty import own_intervals
+from .uncertainty import own_intervals, precision_recall_f1_intervals
 
 __all__ = ["TOP_CONFUSIONS", "TestDiagnostics", "test_diagnostics", "split_disagreement_warning", "SPLIT_GAP_POINTS",
            "SPLIT_GAP_ALPHA"]
@@ -26,7 +27,8 @@ TOP_CONFUSIONS = 3
 @dataclass
 class TestDiagnostics:
     confusion: np.ndarray            # (K, K) counts summed over seeds
-    rows: list[dict]                 # per class: accuracy_ci, precision, recall, f1, support, top_confusions
+    rows: list[dict]                 # per class: accuracy_ci, precision, recall, f1 (each with its _ci), support,
+                                     # top_confusions
     overall_ci: list[float]          # the overall accuracy's Wilson interval over the test images
     group_ci: dict[str, list[float]] | None = None  # balanced and each third: 95 % intervals (group_intervals)
 
@@ -42,11 +44,18 @@ def test_diagnostics(predictions: Predictions, class_names: list[str],
     own = own_intervals(predictions.correct, predictions.labels, num_classes, groups)
     intervals = own.classes
     top = top_confusions(confusion, TOP_CONFUSIONS)
+    prf_ci = precision_recall_f1_intervals(predictions.labels, predictions.predicted, num_classes)
     rows = [{"accuracy_ci": intervals[k].tolist(), "precision": prf["precision"][k], "recall": prf["recall"][k],
              "f1": prf["f1"][k], "support": int(prf["support"][k]) // len(predictions.predicted),
+             **{f"{name}_ci": _interval(prf_ci[name][k]) for name in prf_ci},
              "top_confusions": [{"index": j, "name": class_names[j], "rate": rate} for j, rate in top[k]]}
             for k in range(num_classes)]
     return TestDiagnostics(confusion, rows, own.overall.tolist(), own.groups)
+
+
+def _interval(ci: np.ndarray) -> list[float] | None:
+    """``[lo, hi]`` as floats, or None for an undefined value's interval (``nan``)."""
+    return None if np.isnan(ci).any() else [float(v) for v in ci]
 
 
 # A class whose validation and test accuracies lie at least this many points apart, beyond chance (Fisher's exact

@@ -20,8 +20,8 @@ from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, Calibration, Confusion, CrossValidation, Environment,
                      FeatureSource, NearDuplicates, Report, Timing, confusions_text, interval_text, loss_label,
                      posthoc_text, shipped_accuracy, verdict_label, WorstClass)
-from .report_text import (NO_CLASSES, cut_name, empty_third, left_out_text, shipped_worst_text, worst_class_ci,
-                          worst_first)
+from .report_text import (NO_CLASSES, cut_name, empty_third, left_out_text, shipped_worst_text, with_interval,
+                          worst_class_ci, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS", "RunsContext", "runs_context"]
@@ -128,7 +128,9 @@ def _per_class_rows(report: dict, name: Callable[[str], str] = str) -> list[list
     return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), percent(r["accuracy"]),
              interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")), percent(shipped_accuracy(r)),
              percent(r.get("val_accuracy")),
-             percent(r.get("precision")), percent(r.get("recall")), number_text(r.get("f1")),
+             with_interval(r.get("precision"), r.get("precision_ci")),
+             with_interval(r.get("recall"), r.get("recall_ci")),
+             with_interval(r.get("f1"), r.get("f1_ci"), fraction=True),
              confusions_text([(c["name"], c["rate"]) for c in r.get("top_confusions") or []], name),
              # the class statistics MR² sizes its margins from, and the margins (a long-tailed round: the terminal
              # view and the dashboard gave γ_k, the file to attach to a pull request did not)

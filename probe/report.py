@@ -145,7 +145,11 @@ READABLE_VERSIONS = (1, 2)  # version 1 files lack the fields version 2 added; t
 PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", "accuracy_std", "accuracy_ci_lo",
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                      "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
-                     "top_confusions", "n_val", "shipped_accuracy")
+                     "top_confusions", "n_val", "shipped_accuracy", "precision_ci_lo", "precision_ci_hi",
+                     "recall_ci_lo", "recall_ci_hi", "f1_ci_lo", "f1_ci_hi")
+# The per-class fields that carry a 95 % interval beside them (``<name>_ci``), written as ``<name>_ci_lo`` and
+# ``<name>_ci_hi`` in per_class.csv
+CLASS_INTERVALS = ("accuracy", "precision", "recall", "f1")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 # The per-class charts (the dashboard's, the HTML export's) draw the worst this many: 1,000 bars made an SVG 18,036 px
 # tall (a 1,000-class round); their tables list every class.
@@ -631,8 +635,8 @@ class Calibration(_Model):
 
 class PerClassRow(_Model):
     """One class: test accuracy (seed mean, std, per seed, 95 % Wilson score interval), val accuracy, precision /
-    recall / F1 / support of the test predictions of all seeds, its most frequent confusions, class statistics
-    and margins."""
+    recall / F1 (each with its 95 % interval) / support of the test predictions of all seeds, its most frequent
+    confusions, class statistics and margins."""
 
     index: int
     name: str
@@ -657,6 +661,11 @@ class PerClassRow(_Model):
     precision: Num = None
     recall: Num = None
     f1: Num = None
+    # 95 % intervals (probe.uncertainty.precision_recall_f1_intervals): precision and recall Wilson, F1 a seeded
+    # bootstrap over test images; null where the value is, and in reports written before them
+    precision_ci: Optional[Interval] = None
+    recall_ci: Optional[Interval] = None
+    f1_ci: Optional[Interval] = None
     support: Optional[NonNegativeInt] = None
     top_confusions: list[ConfusedWith] = Field(default_factory=list)
 
@@ -1534,7 +1543,8 @@ def report_csv(report: Report) -> str:
     stability = report.grouping.stability or [None] * len(report.per_class)
     for row in report.per_class:
         values = row.model_dump()
-        values["accuracy_ci_lo"], values["accuracy_ci_hi"] = values.pop("accuracy_ci") or (None, None)
+        for name in CLASS_INTERVALS:
+            values[f"{name}_ci_lo"], values[f"{name}_ci_hi"] = values.pop(f"{name}_ci") or (None, None)
         values["stability"] = stability[row.index]
         values["shipped_accuracy"] = shipped_accuracy(values)
         values["top_confusions"] = (confusions_text([(c.name, c.rate) for c in row.top_confusions])

@@ -304,14 +304,26 @@ def print_table(console, table, width: int) -> None:
         console.width = kept
 
 
+def with_interval(value: float | None, ci: list | None, fraction: bool = False) -> str:
+    """A class's precision or recall (per cent) or, with ``fraction``, its F1 (0–1) followed by its 95 % interval
+    ("53.33 [43.6, 62.8]", "0.533 [0.44, 0.63]"), the value alone without one (a report written before them)."""
+    text = number_text(value) if fraction else percent(value)
+    if not ci or value is None or any(v is None for v in ci):
+        return text
+    return text + (f" [{number_text(ci[0], '.2f')}, {number_text(ci[1], '.2f')}]" if fraction
+                   else " " + interval_text(ci))
+
+
 def _failures_table(rows: list, caption: str | None, width: int):
     """The terminal's second per-class table over ``rows``: accuracy with its 95 % interval, precision / recall / F1
     and the most frequent confusions (``probe.diagnostics``), worst class first."""
     return class_table(
-        "per class (test): where the errors go, worst first",
+        "per class (test): where the errors go, worst first; [95 % intervals]",
         (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
          ("recall %", "right"), ("F1", "right"), (CONFUSIONS_HEADER, "left")),
-        [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci), percent(row.precision), percent(row.recall),
-          number_text(row.f1), confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
+        [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci),
+          with_interval(row.precision, row.precision_ci),
+          with_interval(row.recall, row.recall_ci), with_interval(row.f1, row.f1_ci, fraction=True),
+          confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
          for row in worst_first(rows, lambda r: r.accuracy)],
         width, caption)

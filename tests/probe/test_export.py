@@ -157,7 +157,11 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
         assert row[5] == f"[{percent(lo, 1)}, {percent(hi, 1)}]"
         # the shipped probe's accuracy beside the seeds' mean (a new-user round): the first seed's
         assert row[7] == percent(r['accuracy_per_seed'][0])
-        assert row[9:12] == [percent(r['precision']), percent(r['recall']), f"{r['f1']:.3f}"]
+        # each with its 95 % interval (probe.uncertainty.precision_recall_f1_intervals)
+        (plo, phi), (flo, fhi) = r["precision_ci"], r["f1_ci"]
+        assert row[9] == f"{percent(r['precision'])} [{percent(plo, 1)}, {percent(phi, 1)}]"
+        assert row[10].startswith(percent(r['recall']) + " [")
+        assert row[11] == f"{r['f1']:.3f} [{flo:.2f}, {fhi:.2f}]"
         expected = ", ".join(f"{c['name']} ({percent(c['rate'], 1)})" for c in r["top_confusions"] if c["rate"] > 0)
         assert row[12] == (_cell(expected) or "—")
     shipped = report["seeds"]["metrics"]["overall"]["per_seed"][0]  # the shipped probe's overall beside the mean
@@ -203,8 +207,11 @@ def test_terminal_report_shows_where_each_class_errs(report):
                 and "[" in line)
     lo, hi = worst["accuracy_ci"]
     confused = ", ".join(f"{c['name']} ({percent(c['rate'], 1)})" for c in worst["top_confusions"] if c["rate"] > 0)
+    ci = {name: worst[f"{name}_ci"] for name in ("precision", "recall", "f1")}
     cells = [percent(worst['accuracy']), f"[{percent(lo, 1)}, {percent(hi, 1)}]", percent(worst['precision']),
-             percent(worst['recall']), fixed(worst['f1'], 3), confused]
+             f"[{percent(ci['precision'][0], 1)}, {percent(ci['precision'][1], 1)}]", percent(worst['recall']),
+             f"[{percent(ci['recall'][0], 1)}, {percent(ci['recall'][1], 1)}]", fixed(worst['f1'], 3),
+             f"[{fixed(ci['f1'][0], 2)}, {fixed(ci['f1'][1], 2)}]", confused]
     assert line.split(worst["name"], 1)[1].split() == " ".join(cells).split()
 
 
