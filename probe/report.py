@@ -661,8 +661,8 @@ class PerClassRow(_Model):
     precision: Num = None
     recall: Num = None
     f1: Num = None
-    # 95 % intervals (probe.uncertainty.precision_recall_f1_intervals): precision and recall Wilson, F1 a seeded
-    # bootstrap over test images; null where the value is, and in reports written before them
+    # 95 % intervals (probe.uncertainty.precision_recall_f1_intervals): precision and recall Wilson, F1 at the ends
+    # of theirs at 97.5 % (Bonferroni); null where the value is, and in reports written before them
     precision_ci: Optional[Interval] = None
     recall_ci: Optional[Interval] = None
     f1_ci: Optional[Interval] = None

@@ -44,7 +44,7 @@ __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "B
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
            "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text", "class_mean",
            "paired_class_delta_interval", "small_class_variance", "stratified_variance_missed", "widen_interval",
-           "SMALL_CLASS_IMAGES", "FEW_CHANGED_IMAGES", "holm", "precision_recall_f1_intervals", "F1_RESAMPLES"]
+           "SMALL_CLASS_IMAGES", "FEW_CHANGED_IMAGES", "holm", "precision_recall_f1_intervals"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -822,55 +822,35 @@ def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes
     return wilson_interval(successes, np.bincount(labels, minlength=num_classes), level)
 
 
-# The F1 interval's bootstrap over test images: this many resamples, drawn from a generator seeded with F1_SEED (the
-# same predictions give the same interval), in chunks of at most _F1_CHUNK_CELLS (resample, image) cells.
-F1_RESAMPLES = 400
-F1_SEED = 0
-_F1_CHUNK_CELLS = 2_000_000
-
-
 def precision_recall_f1_intervals(labels: np.ndarray, predicted: np.ndarray, num_classes: int,
-                                  level: float = DEFAULT_LEVEL, resamples: int = F1_RESAMPLES,
-                                  seed: int = F1_SEED) -> dict[str, np.ndarray]:
+                                  level: float = DEFAULT_LEVEL) -> dict[str, np.ndarray]:
     """(K, 2) intervals of each class's ``precision``, ``recall`` and ``f1`` of ``predicted`` (S, n) on ``labels``
     (n,), the values ``probe.metrics.precision_recall_f1`` gives on the confusion summed over the S seeds; ``nan``
     where the value is undefined. The unit is a test image, not an image of one seed: an image seen by S seeds counts
     once, with the share of seeds that predicted each class (seed means, as the accuracy's interval reads them).
 
     Precision TP/(TP+FP) and recall TP/(TP+FN) are proportions: Wilson score intervals (:func:`wilson_interval`) of
-    TP/S successes in (TP+FP)/S and (TP+FN)/S trials (recall's is the class's accuracy interval). F1 =
-    2TP/(2TP+FP+FN) is no proportion: the percentile interval of a bootstrap over test images (n drawn with
-    replacement, ``resamples`` times, seeded with ``seed``), where a resample without the class's images and
-    predictions is left out. Like any percentile bootstrap it cannot widen what few images say: a class whose few
-    images are all right and never predicted elsewhere reads [1, 1]."""
-    import scipy.sparse  # a (2K, n) matrix of each image's share in each class's TP and F1 denominator
-
+    TP/S successes in (TP+FP)/S and (TP+FN)/S trials (recall's is the class's accuracy interval). F1 = 2PR/(P+R) is
+    no proportion but grows with each of P and R: its interval is F1 at the lower ends and at the upper ends of their
+    Wilson intervals at level 1 − (1 − ``level``)/2 each, which hold together with at least ``level`` (Bonferroni),
+    whatever ties P to R; a precision undefined (the class never predicted) counts as [0, 1] there. A percentile
+    bootstrap over test images had read [1, 1] for a class whose few images were all right and never predicted
+    elsewhere (a review)."""
     labels = np.asarray(labels, dtype=np.int64)
     predicted = np.atleast_2d(np.asarray(predicted, dtype=np.int64))
-    seeds, n = predicted.shape
     hit = (predicted == labels[None, :]).mean(axis=0)
     tp = np.bincount(labels, weights=hit, minlength=num_classes)
     support = np.bincount(labels, minlength=num_classes)
-    called = np.bincount(predicted.ravel(), minlength=num_classes) / seeds
-    # rows 0..K−1: TP of class k; rows K..2K−1: TP+FP + TP+FN of class k (F1 = 2TP / that)
-    shares = scipy.sparse.csr_matrix(
-        (np.concatenate([hit, np.ones(n), np.full(seeds * n, 1.0 / seeds)]),
-         (np.concatenate([labels, num_classes + labels, num_classes + predicted.ravel()]),
-          np.tile(np.arange(n), seeds + 2))),
-        shape=(2 * num_classes, n))
-    f1 = np.empty((resamples, num_classes))
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _F1_CHUNK_CELLS // max(n, 1))
-    for start in range(0, resamples, chunk):
-        rows = min(chunk, resamples - start)
-        drawn = (np.arange(rows)[:, None] * n + rng.integers(0, n, size=(rows, n))).ravel()
-        sums = shares @ np.bincount(drawn, minlength=rows * n).reshape(rows, n).T.astype(np.float64)
-        with np.errstate(all="ignore"):
-            f1[start:start + rows] = (2 * sums[:num_classes] / sums[num_classes:]).T
-    f1_ci = percentile_interval(f1, level).T
-    f1_ci[called + support == 0] = np.nan
+    called = np.bincount(predicted.ravel(), minlength=num_classes) / len(predicted)
+    both = 1.0 - (1.0 - level) / 2  # each of the two intervals F1's is made of
+    precision, recall = wilson_interval(tp, called, both), wilson_interval(tp, support, both)
+    precision = np.where(np.isnan(precision), [0.0, 1.0], precision)  # never predicted: any precision
+    with np.errstate(all="ignore"):
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))  # 0 where both ends are 0
+    f1[support == 0] = np.nan  # recall undefined: F1 is the precision's alone, 0 wherever the class was predicted
+    f1[(support == 0) & (called > 0)] = 0.0
     return {"precision": wilson_interval(tp, called, level), "recall": wilson_interval(tp, support, level),
-            "f1": f1_ci}
+            "f1": f1}
 
 
 class OwnIntervals(NamedTuple):

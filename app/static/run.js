@@ -956,8 +956,8 @@
         + "this page uses; this run's own thirds (its warnings, its report) can differ. " : "")
       + `Accuracy: the mean over ${seeds > 1 ? `the ${seeds} seeds` : "the seed"}, with its 95 % Wilson interval over the `
       + "class's test images; precision, recall, F1 and support from every seed's test predictions (scikit-learn's "
-      + "definitions), each with its 95 % interval as its tooltip (precision and recall Wilson, F1 a seeded bootstrap "
-      + "over test images; an image counts once, whatever the seeds). "
+      + "definitions), each with its 95 % interval as its tooltip (precision and recall Wilson, F1 theirs at their "
+      + "intervals' ends, each at 97.5 %; an image counts once, whatever the seeds). "
       + "Shipped: the class's test accuracy under the probe that ships, the first seed's (what predict and probe.zip give)"
       + (seeds > 1 ? ", which can sit far from the seeds' mean on few images. " : ", the accuracy itself with one seed. ")
       + "Stability: in how many bootstrap resamples of the ranking split the class kept its third. rₖ: "
