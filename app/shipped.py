@@ -350,6 +350,15 @@ def reproduces(run_dir, probe, got: CachePredictions, split: str) -> dict | None
     return {"equal": equal, "images": images}
 
 
+def _applied(loader, report, run_dir):
+    """``loader.load(run_dir)`` (a ``RunProbe``); its ValueError names the run (``report``'s id) as the routes of one
+    run do: compare said a damaged seen_sources.npz without saying whose (an attack round)."""
+    try:
+        return loader.load(run_dir)
+    except ValueError as exc:
+        raise ValueError(f"run {report.run_id or run_dir!r} cannot be applied: {exc}") from None
+
+
 def compare_on_cache(base, other, run_dirs: tuple, path: str, split: str, name: str) -> tuple[Any, list[str]]:
     """Two runs' shipped probes (their reports ``base`` / ``other`` and ``run_dirs``) on ``split`` of the cache at
     ``path`` (``name``: how the caller calls it), paired on the images of classes the runs have →
@@ -358,7 +367,8 @@ def compare_on_cache(base, other, run_dirs: tuple, path: str, split: str, name: 
     from probe.deploy import RunProbe
 
     check_same_classes(base, other)
-    got = predict_cache([RunProbe.load(run) for run in run_dirs], path, split, name=name)
+    got = predict_cache([_applied(RunProbe, report, run) for report, run in zip((base, other), run_dirs)], path,
+                        split, name=name)
     warnings = list(dict.fromkeys(got[0].warnings + got[1].warnings))
     (rows, base_known), (_, other_known) = got[0].known(), got[1].known()  # the same classes: the same rows
     left = len(got[0].labels) - len(rows)

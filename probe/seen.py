@@ -27,7 +27,6 @@ probe trained or selected on no longer go without a word (a new-user round).
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -39,7 +38,6 @@ import numpy as np
 __all__ = ["SEEN_FILE", "SEEN_SPLITS", "SPLIT_FOLDERS", "SeenSources", "common_folder", "content_keys",
            "repeated_rests", "row_keys", "source_digests"]
 
-logger = logging.getLogger(__name__)
 
 SEEN_FILE = "seen_sources.npz"
 _CONTENT = "content_"  # before a split's name: its content keys in SEEN_FILE
@@ -149,24 +147,46 @@ class SeenSources:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> SeenSources | None:
-        """The run's digests; None where it stored none (a run before them, sources unknown) or the file cannot be
-        read (damaged: the scores then stand without the check, and the log says so)."""
+        """The run's digests; None where it stored none (a run before them, sources unknown, or a probe shipped
+        without the file). A file that cannot be read, or whose arrays are not those :meth:`save` writes (sorted
+        unique uint64 digests, a boolean ``relative``), is a ValueError naming it: the scores on other caches went
+        without the seen-images check, their words about training images dropped silently (an attack round)."""
         path = Path(run_dir) / SEEN_FILE
         if not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                ambiguous = np.asarray(data["ambiguous"] if "ambiguous" in data.files else [], dtype=np.uint64)
-                tails = np.asarray(data["tails"], dtype=np.uint64) if "tails" in data.files else None
-                splits = [split for split in SEEN_SPLITS if split in data.files]
-                contents = ({split: np.asarray(data[f"{_CONTENT}{split}"], dtype=np.uint64) for split in splits}
-                            if all(f"{_CONTENT}{split}" in data.files for split in splits) else None)
-                return cls({split: np.asarray(data[split], dtype=np.uint64) for split in splits},
-                           bool(data["relative"]) if "relative" in data.files else False, ambiguous, tails, contents)
+                stored = {name: data[name] for name in data.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
-            logger.warning("%s cannot be read (%s): scores on other caches go without the seen-images check",
-                           path, exc)
-            return None
+            raise ValueError(f"{SEEN_FILE} cannot be read (damaged or cut short? {exc}); remove it to score "
+                             "without the check of the images the run trained on") from None
+        try:
+            return cls._of_stored(stored)
+        except ValueError as exc:
+            raise ValueError(f"{SEEN_FILE} is not as a run writes it ({exc}); remove it to score without the check "
+                             "of the images the run trained on") from None
+
+    @classmethod
+    def _of_stored(cls, stored: dict[str, np.ndarray]) -> SeenSources:
+        """:meth:`load`'s arrays checked as :meth:`save` writes them; ValueError naming the first that is not."""
+        splits = [split for split in SEEN_SPLITS if split in stored]
+        if not splits:
+            raise ValueError(f"it holds none of {', '.join(SEEN_SPLITS)}")
+        relative = stored.get("relative", np.array(False))  # runs before it kept whole paths
+        if relative.shape != () or relative.dtype != np.bool_:
+            raise ValueError("'relative' is not one true or false")
+        kept = [name for name in ("ambiguous", "tails", *(f"{_CONTENT}{split}" for split in splits))
+                if name in stored]
+        for name in (*splits, *kept):
+            keys = stored[name]
+            if keys.ndim != 1 or keys.dtype != np.uint64 or (len(keys) > 1 and not (keys[1:] > keys[:-1]).all()):
+                raise ValueError(f"{name!r} is not a list of sorted, unique 64-bit digests")
+        contents = [f"{_CONTENT}{split}" in stored for split in splits]
+        if any(contents) and not all(contents):
+            raise ValueError("it keeps the contents of some of its splits only")
+        return cls({split: stored[split] for split in splits}, bool(relative),
+                   stored.get("ambiguous", np.zeros(0, dtype=np.uint64)), stored.get("tails"),
+                   {split: stored[f"{_CONTENT}{split}"] for split in splits} if all(contents) else None)
 
     def overlap(self, sources: Iterable[str], shared: str = "") -> dict[str, int]:
         """How many of ``sources`` (each counted once) each split holds: ``{"train": n, "val": m}``; ``shared``:

@@ -775,3 +775,42 @@ def test_scores_on_the_runs_own_test_split_say_the_reports_check_as_predict_does
                                           "ratio": found["ratio"], "images": found["test_images"], "sampled": None,
                                           "near_ci": None,
                                           "near": found["near"] + (found["identical"] or 0)}, got
+
+
+@pytest.mark.parametrize("damage", ["cut short", "scalar train", "float val", "objects"])
+def test_a_seen_file_damaged_on_disk_is_a_422_and_exit_2_naming_it(fresh_finished, damage, capsys):
+    """A run's seen_sources.npz edited or cut short on disk was passed over with a log line: every score on another
+    cache went without the check of the images the run trained on, without a word (an attack round). Every route
+    and command that applies the probe now refuses it naming the file, and leaves it as it is."""
+    import hashlib
+
+    from app.cli import main
+
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    path = Path(client.app.state.store.get_run(run_id)["path"]) / "seen_sources.npz"
+    if damage == "cut short":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        with np.load(path) as data:
+            arrays = dict(data)
+        arrays["train" if damage == "scalar train" else "val"] = {
+            "scalar train": lambda: arrays["train"][0], "float val": lambda: arrays["val"] + 0.5,
+            "objects": lambda: np.array([{}], dtype=object)}[damage]()
+        with open(path, "wb") as out:
+            np.savez(out, **arrays)
+    stored = hashlib.sha256(path.read_bytes()).hexdigest()
+    for url in (f"/api/runs/{run_id}/scores?cache={cache_id}", f"/api/runs/{run_id}/predicted?cache={cache_id}",
+                f"/api/runs/{run_id}/predictions.csv?cache={cache_id}", f"/api/runs/{run_id}/probe.zip",
+                f"/api/runs/{run_id}/scores/failures?cache={cache_id}&class=cat",
+                f"/api/compare?base={fresh_finished.erm}&other={run_id}&cache={cache_id}"):
+        resp = client.get(url)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        assert f"run {run_id!r} cannot be applied: seen_sources.npz " in resp.json()["detail"], (url, resp.text)
+        assert str(client.app.state.settings.data_dir) not in resp.text
+    features = client.app.state.store.get_cache(cache_id)["path"]
+    capsys.readouterr()
+    assert main(["predict", str(path.parent), "--features", features, "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seen_sources.npz" in err[0] and "remove it to score without the check" in err[0], err
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == stored

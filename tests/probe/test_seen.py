@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 
 from probe.seen import SEEN_FILE, SeenSources, source_digests
 
@@ -28,7 +29,52 @@ def test_overlap_counts_each_scored_image_once_per_split(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # written under another name, then renamed
     for damaged in (b"PK\x03\x04 cut off", b""):  # damaged or empty (an EOFError, a 500 on every score route)
         (tmp_path / SEEN_FILE).write_bytes(damaged)
-        assert SeenSources.load(tmp_path) is None  # no check, no error
+        with pytest.raises(ValueError, match=f"^{SEEN_FILE} cannot be read .*remove it to score without the check"):
+            SeenSources.load(tmp_path)  # said, naming the file: the check went without a word
+
+
+def _tampered(arrays: dict, damage: str) -> dict:
+    """``arrays`` of a saved SeenSources with ``damage`` done to one of them."""
+    name, _, how = damage.partition(":")
+    keys = arrays[name]
+    edits = {"0-d": lambda: keys[0], "2-d": lambda: keys.reshape(1, -1), "float": lambda: keys.astype(float),
+             "nan": lambda: np.full(3, np.nan), "negative": lambda: -np.arange(1, 4), "huge": lambda: np.full(3, 1e300),
+             "text": lambda: np.array(["a", "b"]), "unsorted": lambda: keys[::-1],
+             "repeated": lambda: np.r_[keys, keys],
+             "bool": lambda: np.array([True, False]), "gone": None}
+    changed = {k: v for k, v in arrays.items() if k != name}
+    return changed if how == "gone" else {**changed, name: edits[how]()}
+
+
+@pytest.mark.parametrize("damage", [f"{name}:{how}" for name in ("train", "val", "ambiguous", "tails", "content_train")
+                                    for how in ("0-d", "2-d", "float", "nan", "negative", "huge", "text", "unsorted",
+                                                "repeated", "bool")]
+                         + ["relative:2-d", "relative:text", "relative:float", "content_val:gone", "train:gone+val"])
+def test_a_seen_file_whose_arrays_were_edited_is_a_value_error_naming_it(tmp_path, damage):
+    """Arrays edited on disk (0-d, of another type or shape, unsorted, not one flag) were read as they came, or
+    dropped with the whole check in a log line: every score on another cache then went without the word that its
+    images were the run's training images (an attack round). Each is a ValueError naming the file and the array."""
+    seen = SeenSources.of({"train": [f"train/c/{i}" for i in range(10)], "val": ["val/c/0", "val/c/1"]},
+                          contents={"train": np.arange(160, dtype=np.uint8).reshape(10, 16),
+                                    "val": np.arange(32, dtype=np.uint8).reshape(2, 16)})
+    seen.save(tmp_path)
+    with np.load(tmp_path / SEEN_FILE) as data:
+        arrays = dict(data)
+    if damage == "train:gone+val":
+        arrays = {k: v for k, v in arrays.items() if k not in ("train", "val")}
+    else:
+        arrays = _tampered(arrays, damage)
+    with open(tmp_path / SEEN_FILE, "wb") as out:
+        np.savez(out, **arrays)
+    with pytest.raises(ValueError, match=f"^{SEEN_FILE} is not as a run writes it"):
+        SeenSources.load(tmp_path)
+
+
+def test_a_seen_file_of_objects_is_refused_unpickled(tmp_path):
+    with open(tmp_path / SEEN_FILE, "wb") as out:
+        np.savez(out, train=np.array([{"a": 1}], dtype=object), relative=np.array(True))
+    with pytest.raises(ValueError, match=f"^{SEEN_FILE} cannot be read .*allow_pickle"):
+        SeenSources.load(tmp_path)
 
 
 def test_paths_are_keyed_below_the_folders_their_cache_shares(tmp_path):
