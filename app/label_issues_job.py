@@ -227,24 +227,28 @@ def _whole(text: str) -> StoredIssues:
 
 def _through_index(path: Path) -> StoredIssues | None:
     """The result at ``path`` read through its index (:func:`_write`): its head alone, then each page's own rows, each
-    checked as it is read; None where there is no index of this very file (none written, or the file rewritten)."""
+    checked as it is read; None where there is no index of this very file (none written, the file rewritten, or an
+    index that is not as :func:`_write` writes it: :func:`_index_holds`)."""
     import zipfile
 
     import numpy as np
 
     try:
         with np.load(index_file(path)) as index:
-            spans, labels, (size, changed, head) = index["spans"], index["labels"], index["described"]
+            spans, labels, described = index["spans"], index["labels"], index["described"]
         stat = path.stat()
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    if (size, changed) != (stat.st_size, stat.st_mtime_ns) or spans.shape != (len(labels), 2):
+    if not _index_holds(spans, labels, described, stat):
         return None
-    with open(path, "rb") as file:
-        document = _stored(file.read(int(head)).decode("ascii", errors="replace") + "]}")
+    try:  # a head's length that is not the file's: the file, read whole, says whether it is damaged
+        with open(path, "rb") as file:
+            document = _stored(file.read(int(described[2])).decode("ascii", errors="replace") + "]}")
+    except ValueError:
+        return None
     names = document["class_names"]
     if len(labels) and not 0 <= labels.min() <= labels.max() < len(names):
-        raise ValueError("its index labels rows with classes it does not have")
+        return None  # labels of classes the file does not have: the file, read whole, says which rows it holds
     row_layout, defaults = _layout()[1:]
 
     def read(at) -> list[dict[str, Any]]:
@@ -259,6 +263,23 @@ def _through_index(path: Path) -> StoredIssues | None:
         return rows
 
     return StoredIssues({k: v for k, v in document.items() if k != "rows"}, labels, read)
+
+
+def _index_holds(spans, labels, described, stat: os.stat_result) -> bool:
+    """Whether an index's arrays are as :func:`_write` writes them of the file whose ``stat`` is given: integer
+    ``spans`` (n, 2), each between the head's end and the file's, ``labels`` (n,) and ``described`` (its size, its
+    modification time, its head's length). Edited ones (0-d, float, negative, out of the file, bool) answered a 500
+    on a page of likely wrong labels, or a 404 saying a whole result damaged (an attack round)."""
+    import numpy as np
+
+    integers = all(np.issubdtype(a.dtype, np.integer) for a in (spans, labels, described))
+    if not integers or described.shape != (3,) or labels.ndim != 1 or spans.shape != (len(labels), 2):
+        return False
+    size, changed, head = (int(n) for n in described)
+    if (size, changed) != (stat.st_size, stat.st_mtime_ns) or not 0 < head <= size:
+        return False
+    return not len(spans) or bool((spans[:, 0] >= head).all() and (spans[:, 0] <= spans[:, 1]).all()
+                                  and (spans[:, 1] <= size).all())
 
 
 def _stored(text: str) -> dict[str, Any]:

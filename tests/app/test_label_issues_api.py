@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app_testutils import wait_job
@@ -526,3 +527,39 @@ def test_a_value_error_of_another_signature_during_the_fits_is_said_as_one(fresh
     assert job["status"] == "failed", job
     # an error of the fits names itself, not a run that 'cannot be refitted as it is now' (said of any ValueError)
     assert job["error"] == f"ValueError: run {run['id']!r}'s folds could not be fitted: a damaged fold at 3", job
+
+
+_INDEX_DAMAGES = {
+    "spans 0-d": ("spans", lambda a: a[0, 0]), "spans negative": ("spans", lambda a: -a),
+    "spans huge": ("spans", lambda a: np.full(a.shape, 2**64 - 1, np.uint64)), "spans bool": ("spans", lambda a: a > 0),
+    "spans nan": ("spans", lambda a: np.full(a.shape, np.nan)), "spans past the end": ("spans", lambda a: a + 10**6),
+    "labels 0-d": ("labels", lambda a: a[0]), "labels 2-d": ("labels", lambda a: a.reshape(-1, 2)),
+    "labels float": ("labels", lambda a: a + 0.5), "labels nan": ("labels", lambda a: np.full(a.shape, np.nan)),
+    "labels negative": ("labels", lambda a: a - 20), "labels text": ("labels", lambda a: a.astype(str)),
+    "labels bool": ("labels", lambda a: a > 0), "described 0-d": ("described", lambda a: a[0]),
+    "head past the end": ("described", lambda a: np.array([a[0], a[1], a[0] + 99])),
+    "head cut": ("described", lambda a: np.array([a[0], a[1], 5])),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_INDEX_DAMAGES))
+def test_an_index_whose_arrays_were_edited_is_passed_over(tmp_path, damage):
+    """A result's .index.npz with an array edited (0-d, float, bool, negative, out of the file): a page of likely
+    wrong labels answered a 500 (TypeError, UFuncTypeError, iteration over a 0-d array) or a 404 saying the whole
+    result damaged (an attack round). The index is checked as _write writes it where it is read, and one that is
+    not is passed over: the result, read whole, gives the same pages; neither file is changed."""
+    import hashlib
+
+    from app.label_issues_job import _document, _whole, index_file
+
+    path, _ = _large_result(tmp_path, 50)
+    expected = {(c, o): _whole(path.read_text()).page(c, o, 7) for c, o in ((None, 0), (None, 45), (3, 1))}
+    with np.load(index_file(path)) as data:
+        arrays = dict(data)
+    name, edit = _INDEX_DAMAGES[damage]
+    arrays[name] = edit(arrays[name])
+    with open(index_file(path), "wb") as out:
+        np.savez(out, **arrays)
+    stored = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (path, index_file(path))]
+    assert {(c, o): _document(path).page(c, o, 7) for c, o in expected} == expected
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in (path, index_file(path))] == stored
