@@ -28,7 +28,9 @@ class CachePredictions:
     confidence: Any
     sources: list[str]
     warnings: list[str]
-    labelled: bool = True  # False: unlabelled images (every label UNKNOWN_CLASS, every name ""), nothing to score
+    # False: nothing to score: unlabelled images (every name "") or labels of none of the run's classes (every
+    # label UNKNOWN_CLASS either way)
+    labelled: bool = True
     probabilities: Any = None  # (n, K) float32 every class's softmax probability, when asked for
     truth: Any = None  # probe.deploy.TrueClass of labelled images: NLL and top-k of the scores
 
@@ -200,10 +202,10 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
             probe, source, split, sources, list(cache.class_names) == list(probe.class_names), shared, repeated,
             digests)
         mapping = probe.label_map(cache.class_names) if labelled else np.full(cache.num_classes, UNKNOWN_CLASS)
-        if labelled and (mapping == UNKNOWN_CLASS).all():
-            raise ValueError(f"none of the cache's classes ({_names(cache.class_names)}) is one of the run's "
-                             f"({_names(probe.class_names)}).")
-        checked.append((warnings, mapping))
+        scored = labelled and bool((mapping != UNKNOWN_CLASS).any())
+        if labelled and not scored:
+            warnings.append(_unscored(cache.class_names, probe.class_names, unlabelled))
+        checked.append((warnings, mapping, scored))
     labels = cache.labels(split)
     if len(labels) == 0:
         raise ValueError(f"split {split!r} of {name or path} holds no image" + ("" if labelled else
@@ -215,12 +217,24 @@ def predict_cache(probes: list, path: str, split: str, unlabelled: bool = False,
                          f"is {cells:,} numbers, over the {max_cells:,} this service returns: use `mr2probe predict "
                          "--probabilities` on the cache, or leave probabilities out")
     proba = [np.empty((len(labels), len(p.class_names)), np.float32) if probabilities else None for p in probes]
-    truths = [TrueClass(mapping[labels]) if labelled else None for _, mapping in checked]
+    truths = [TrueClass(mapping[labels]) if scored else None for _, mapping, scored in checked]
     with cache.reading(split) as features:  # read one inference chunk at a time, never the whole split
         predicted = [probe.predict_with_confidence(features, out, truth)
                      for probe, out, truth in zip(probes, proba, truths)]
-    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, labelled, out, truth)
-            for got, (warnings, mapping), out, truth in zip(predicted, checked, proba, truths)]
+    return [CachePredictions(source, mapping[labels], names, *got, sources, warnings, scored, out, truth)
+            for got, (warnings, mapping, scored), out, truth in zip(predicted, checked, proba, truths)]
+
+
+def _unscored(cache_classes: list[str], run_classes: list[str], listed: bool) -> str:
+    """What :func:`predict_cache` says of a labelled cache none of whose classes is one of the run's: a warning
+    where its predictions are only ``listed`` (predict, /predicted, predictions.csv: predicting needs no labels,
+    and they were refused; a new-user round); else raised, as there is nothing to score."""
+    disjoint = f"none of the cache's classes ({_names(cache_classes)}) is one of the run's ({_names(run_classes)})"
+    if not listed:
+        raise ValueError(f"{disjoint}: nothing to score; `mr2probe predict` lists its predictions without scores "
+                         '(the run page\'s "Count predictions" and "Predictions (.csv)").')
+    return (f"{disjoint}: its labels cannot score these predictions, so no accuracy is given; they are counted as "
+            "for unlabelled images (each image's own label kept in the CSV's true column, correct empty).")
 
 
 def _own_cache(probe, source) -> bool:

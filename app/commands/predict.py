@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         summary["warnings"] += near_lines
         print(json.dumps({**head, **summary, "predicted": [s.model_dump(mode="json") for s in summary["predicted"]]},
                          indent=2) if args.json else "\n".join([_unlabelled_summary(args, probe, summary["predicted"],
-                                                                                    got.confidence), *said]))
+                                                                                    got), *said]))
         return 0
     scores, beside = scored
     if args.json:
@@ -145,12 +145,15 @@ def _name_cell(name: str, width: int) -> str:
     return set_cell_size(cut_name(name, width), width)
 
 
-def _unlabelled_summary(args: argparse.Namespace, probe, shares, confidence) -> str:
-    """How many unlabelled images each predicted class got, most first (at most ``--limit`` classes), with the
-    mean confidence; the classes never predicted; how many predictions are unsure (below 50 %)."""
+def _unlabelled_summary(args: argparse.Namespace, probe, shares, got: CachePredictions) -> str:
+    """How many unlabelled images (or images of none of the run's classes) each predicted class got, most first (at
+    most ``--limit`` classes), with the mean confidence; the classes never predicted; how many predictions are unsure
+    (below 50 %)."""
+    confidence = got.confidence
     predicted = [s for s in shares if s.n]
     width = _name_width([s.name for s in predicted[:args.limit]], len("predicted class"))
-    lines = [_title(args, probe, f"{len(confidence):,} unlabelled images, nothing to score them against"),
+    what = "images of none of the run's classes" if any(got.names) else "unlabelled images"
+    lines = [_title(args, probe, f"{len(confidence):,} {what}, nothing to score them against"),
              f"{'predicted class':<{width}} {'images':>7} {'share %':>8} {'mean confidence %':>18}"]
     lines += [f"{_name_cell(s.name, width)} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
               for s in predicted[:args.limit]]

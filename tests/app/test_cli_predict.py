@@ -350,10 +350,6 @@ def test_bad_requests_are_one_line_errors(run, tmp_path, capsys):
     assert main(["predict", str(out), "--features", str(cache), "--out", ""]) == 2  # not silently ignored
     assert "is a folder" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no temporary file left
-    rng = np.random.default_rng(4)
-    strangers = _cache(tmp_path / "s.h5", {"test": _split(rng, np.arange(2), "t")}, ["x", "y"])
-    assert main(["predict", str(out), "--features", str(strangers)]) == 2
-    assert "none of the cache's classes (x, y) is one of the run's (apple, bus, cat, dog)" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), "--features", str(cache)]) == 2
     assert "no report.json" in capsys.readouterr().err
 
@@ -1072,3 +1068,27 @@ def test_class_names_with_white_space_at_an_end_show_in_failures_and_the_report(
     assert main(["failures", str(tmp_path / "run"), "--limit", "40"]) == 0
     said = capsys.readouterr().out
     assert 'labelled "cat "' in said and 'predicted "cat "' in said and "labelled cat " in said, said
+
+
+def test_a_labelled_cache_of_none_of_the_runs_classes_is_predicted_unscored(run, tmp_path, capsys):
+    """predict refused a labelled cache none of whose classes is the run's ("none of the cache's classes … is one of
+    the run's"), though predicting needs no labels (a new-user round): its images are predicted and counted as
+    unlabelled ones are, with a warning saying why no accuracy is given; the CSV keeps each image's own label."""
+    import json
+
+    _, out = run
+    rng = np.random.default_rng(4)
+    strangers = _cache(tmp_path / "s.h5", {"test": _split(rng, np.arange(2), "t")}, ["x", "y"])
+    said = "none of the cache's classes (x, y) is one of the run's (apple, bus, cat, dog): its labels cannot score"
+    assert main(["predict", str(out), "--features", str(strangers), "--json"]) == 0
+    captured = capsys.readouterr()
+    got = json.loads(captured.out)
+    assert got["labelled"] is False and "accuracy" not in got and sum(p["n"] for p in got["predicted"]) == 2
+    assert any(w.startswith(said) for w in got["warnings"]) and f"warning: {said}" in captured.err
+    csv_out = tmp_path / "p.csv"
+    assert main(["predict", str(out), "--features", str(strangers), "--out", str(csv_out)]) == 0
+    rows = list(csv.DictReader(csv_out.open()))
+    assert sorted(r["true"] for r in rows) == ["x", "y"] and all(r["correct"] == "" for r in rows)
+    assert f"warning: {said}" in capsys.readouterr().err
+    assert main(["predict", str(out), "--features", str(strangers)]) == 0
+    assert "2 images of none of the run's classes, nothing to score them against" in capsys.readouterr().out

@@ -170,3 +170,31 @@ def test_a_listed_sample_that_cannot_be_shown_is_a_422(fresh_finished, monkeypat
         resp = thumb(source)
         assert resp.status_code == 422 and resp.json()["detail"].startswith(f"sample '{source}' cannot be shown: {why}")
     assert thumb("odd/none.png").status_code == 404
+
+
+def test_a_labelled_cache_of_none_of_the_runs_classes_is_predicted_unscored(fresh_finished):
+    """/predicted and predictions.csv refused a labelled cache none of whose classes is the run's, though predicting
+    needs no labels (a new-user round): its images are predicted as unlabelled ones are, with a warning saying why no
+    accuracy is given; /scores, which has nothing to score, says where the predictions are."""
+    from app_testutils import tiny_zip_bytes
+
+    client, run = fresh_finished.client, fresh_finished.mr2
+    data = tiny_zip_bytes(2, 2, classes=("dog", "frog"), root="pets")
+    ds = client.post("/api/datasets", files={"file": ("pets.zip", data, "application/zip")}, data={"name": "pets"})
+    assert ds.status_code == 201, ds.text
+    job = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds.json()["id"], "encoder": "effnet-lite0"})
+    job = wait_job(client, job.json()["id"])
+    assert job["status"] == "succeeded", job
+    cache = job["result"]["cache_id"]
+    said = "none of the cache's classes (dog, frog) is one of the run's (airplane, cat, ship): its labels cannot score"
+    counted = client.get(f"/api/runs/{run}/predicted", params={"cache": cache})
+    assert counted.status_code == 200, counted.text
+    body = counted.json()
+    assert body["images"] == 4 and sum(p["n"] for p in body["predicted"]) == 4
+    assert [w for w in body["warnings"] if w.startswith(said)], body["warnings"]
+    listed = client.get(f"/api/runs/{run}/predictions.csv", params={"cache": cache})
+    assert listed.status_code == 200, listed.text
+    rows = list(csv.DictReader(io.StringIO(listed.text)))
+    assert sorted(r["true"] for r in rows) == ["dog", "dog", "frog", "frog"] and {r["correct"] for r in rows} == {""}
+    scored = client.get(f"/api/runs/{run}/scores", params={"cache": cache})
+    assert scored.status_code == 422 and "nothing to score; `mr2probe predict` lists its predictions" in scored.text
