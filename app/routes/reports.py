@@ -383,6 +383,12 @@ def _near_train(store: Store, run: dict, cache: str, split: str) -> tuple[Any, l
                       open_cache(_cache_path(store, cache, scored=False)), split)
 
 
+def _cache_named(cache: str) -> str:
+    """How a scored cache is named in what the routes answer (its messages, a comparison's ``scored_on``): /compare
+    named it unquoted where /scores quoted it."""
+    return f"cache {cache!r}"
+
+
 def _cache_path(store: Store, cache: str, scored: bool) -> str:
     """The cache's file; a cache of unlabelled images is a 422 where its images would be ``scored``."""
     row = store.get_cache(cache)
@@ -404,7 +410,7 @@ def _predicted(store: Store, run_id: str, cache: str, split: str, scored: bool =
     run, path = store.get_run(run_id), _cache_path(store, cache, scored)
     probe = _shipped(run)
     try:
-        (got,) = predict_cache([probe], path, split, unlabelled=not scored, name=f"cache {cache!r}",
+        (got,) = predict_cache([probe], path, split, unlabelled=not scored, name=_cache_named(cache),
                                probabilities=probabilities, max_cells=MAX_PROBABILITY_CELLS)
     except ValueError as exc:  # CacheMismatch too: a file that is not a finished cache
         raise HTTPException(422, str(exc)) from None
@@ -575,7 +581,7 @@ def _compared(base: str, other: str, folders: list[str], path: str | None, split
             _COMPARISONS.put(key, comparison)
         else:
             comparison, comparison.warnings = compare_on_cache(*reports, tuple(folders), path, split,
-                                                               f"cache {cache}")
+                                                               _cache_named(cache))
     return comparison
 
 

@@ -365,7 +365,8 @@ def test_compare_on_a_cache_scores_both_shipped_probes(finished):
     body = resp.json()
     first = {run: Predictions.load(finished.settings.runs_dir / run) for run in (finished.erm, finished.mr2)}
     images = len(first[finished.erm].labels)
-    assert body["scored_on"] == f"cache {cache_id}, split test ({images} images)"
+    assert body["scored_on"] == f"cache {cache_id!r}, split test ({images} images)"  # named as /scores names it
+
     for side, run in (("base", finished.erm), ("other", finished.mr2)):
         stored = first[run]
         assert body["metrics"]["overall"][side] == pytest.approx(float((stored.predicted[0] == stored.labels).mean()))
