@@ -1111,6 +1111,12 @@ class Report(_Model):
     warnings: list[str] = Field(default_factory=list, description="plain-language cautions: small validation, "
                                 "unstable groups, failed candidates, ...")
 
+    @property
+    def named(self) -> str:
+        """How a run that refers to this one as its reference names it: "reference run ID", or "reference run"
+        for one trained in memory, without a folder (its run_id None: "the reference run None's groups")."""
+        return f"reference run {self.run_id}" if self.run_id else "reference run"
+
     def probe_config(self):
         """The run's request as a :class:`probe.ProbeConfig`, to train it again: ``config`` less what the run
         added (``selected``, ``loss_options_used``). ``run_probe`` on the same cache (``features.cache``, checked
@@ -1222,8 +1228,8 @@ def _grouping(reference: Report | None, groups: dict[str, list[int]]) -> Groupin
         split = "cv" if reference.grouping.split == "cv" else "val"  # the groups are the reference's, ranked there
         source = ("validation per-class accuracy" if split != "cv" or cv is None else
                   f"out-of-fold per-class accuracy ({cv.describe()})")
-        return Grouping(source="reference", reference_run=ref_id, split=split, note=f"groups from the reference run "
-                        f"{ref_id}'s {source}", groups=indices)
+        return Grouping(source="reference", reference_run=ref_id, split=split,
+                        note=f"groups from the {reference.named}'s {source}", groups=indices)
     return Grouping(source="self", reference_run=None, groups=indices,
                     note="groups from the run's own validation accuracy (seed mean), ranked by the run itself")
 

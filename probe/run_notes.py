@@ -139,7 +139,7 @@ def other_features(reference: Report | None, features: FeatureSource | None) -> 
     theirs = None if reference is None else reference.features
     if not FeatureSource.differ(theirs, features):
         return []
-    return [f"Reference run {reference.run_id} used other features ({theirs.describe()}) than this run "
+    return [f"The {reference.named} used other features ({theirs.describe()}) than this run "
             f"({features.describe()}): its validation accuracy ranks this run's classes into the thirds and sets "
             "the floor of the hard criterion; pass a reference trained on the same cache to compare like with like."]
 
@@ -152,7 +152,7 @@ def other_metric(reference: Report | None, config: ProbeConfig) -> list[str]:
     if theirs is None or config.select != "hard" or theirs == config.overall_metric:
         return []
     names = {"accuracy": "accuracy over the images", "balanced": "balanced accuracy"}
-    return [f"Reference run {reference.run_id} chose its configuration on {names[theirs]}; this run measures overall "
+    return [f"The {reference.named} chose its configuration on {names[theirs]}; this run measures overall "
             f"as {names[config.overall_metric]}, yet compares with, and falls back on, that configuration. Train the "
             f"reference with --overall-metric {config.overall_metric} too (the launch form does) to compare like "
             "with like."]

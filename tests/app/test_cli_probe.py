@@ -414,7 +414,7 @@ def test_a_reference_trained_on_other_features_is_named_in_a_warning(erm_dir, ca
     assert main(["train", "--features", str(cache), "--out", str(out), "--loss", "mr2", "--reference",
                  str(reference), *FAST]) == 0
     warnings = json.loads((out / "report.json").read_text())["warnings"]
-    assert (f"Reference run erm used other features (openclip:ViT-B-32, cache 0123456789ab… (clip.h5)) than "
+    assert (f"The reference run erm used other features (openclip:ViT-B-32, cache 0123456789ab… (clip.h5)) than "
             f"this run (synthetic, cache t ({cache})): its validation accuracy ranks") in " ".join(warnings)
     text = capsys.readouterr().out
     assert f"features: synthetic, cache t ({cache})" in text and "used other features" in text

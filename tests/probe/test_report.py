@@ -127,6 +127,14 @@ def test_reference_grouping_is_named():
     assert rep["grouping"]["split"] == "val"
 
 
+def test_an_unnamed_reference_is_not_called_none():
+    """An in-memory reference (run_probe's reference=, no folder) has no run id: the note said "groups from the
+    reference run None's validation per-class accuracy"."""
+    reference = _report().model_copy(update={"run_id": None})
+    rep = _report(reference=reference).model_dump(mode="json")
+    assert rep["grouping"]["note"] == "groups from the reference run's validation per-class accuracy"
+
+
 def test_cross_validated_reference_grouping_is_named_out_of_fold():
     """A reference that cross-validated ranked its classes out of fold on train + val, not on validation (the
     groups run_probe takes from it, probe.run._reference_floor): the note says so."""

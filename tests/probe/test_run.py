@@ -565,12 +565,15 @@ def test_balanced_overall_metric_scores_selection_and_the_imbalance_warning_poin
     # a reference chosen on accuracy under a balanced hard selection: said (it is the fallback); alike: nothing said
     cfg = ProbeConfig(**{**base, "wd_grid": [0.0]}, preset="disparity", overall_metric="balanced")
     other = [w for w in _run_probe(skewed, NAMES, cfg, reference=_run_probe(skewed, NAMES, ProbeConfig(
-        **{**base, "wd_grid": [0.0]}))).warnings if w.startswith("Reference run")]
-    assert len(other) == 1 and "chose its configuration on accuracy over the images; this run measures overall as " \
+        **{**base, "wd_grid": [0.0]}))).warnings if w.startswith("The reference run")]
+    assert len(other) == 1 and other[0].startswith("The reference run chose its configuration on accuracy over the "
+                                                   "images; this run measures overall as ")  # in memory: no "None"
+    assert "balanced accuracy" in other[0] and "--overall-metric balanced too" in other[0]
+    assert "chose its configuration on accuracy over the images; this run measures overall as " \
         "balanced accuracy" in other[0] and "--overall-metric balanced too" in other[0]
     alike = _run_probe(skewed, NAMES, cfg, reference=_run_probe(skewed, NAMES, ProbeConfig(
         **{**base, "wd_grid": [0.0]}, overall_metric="balanced")))
-    assert not [w for w in alike.warnings if w.startswith("Reference run")]
+    assert not [w for w in alike.warnings if w.startswith("The reference run")]
 
 
 def test_the_overall_criterion_scores_and_chooses_alike_with_or_without_a_reference():
