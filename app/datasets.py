@@ -7,6 +7,7 @@ what ``open_dataset`` found.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import re
 import shutil
@@ -321,19 +322,24 @@ def dataset_problem(row: dict[str, Any]) -> str | None:
     return None
 
 
-def open_for_extraction(row: dict[str, Any], options: dict[str, Any],
-                        training: bool = True, fingerprint: bool = True) -> tuple[Any, str | None]:
+def open_for_extraction(row: dict[str, Any], options: dict[str, Any], fingerprint: bool = True) -> Any:
     """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,
-    ``max_per_class``; the API's defaults where absent), and :func:`classes_without_message` of the result: why no
-    job can run on it, or None. What the extract step checks before it encodes, and a request before its job.
-    Raises PathMissing or PathOutsideRoot for a data set removed or moved since its registration
-    (:func:`check_files`): a job whose data set was removed during its queue wait failed with 'data set
+    ``max_per_class``; the API's defaults where absent): what the extract step encodes, and a request checks before
+    its job (:func:`kept_problem`). Raises PathMissing or PathOutsideRoot for a data set removed or moved since its
+    registration (:func:`check_files`): a job whose data set was removed during its queue wait failed with 'data set
     /server/path does not exist.', naming no data set."""
     check_files(row)
-    data = open_registered(row["path"], is_unlabelled(row), fingerprint,
+    return open_registered(row["path"], is_unlabelled(row), fingerprint,
                            val_fraction=options.get("val_fraction", DEFAULT_VAL_FRACTION), seed=options.get("seed", 0),
                            max_per_class=options.get("max_per_class"))
-    return data, classes_without_message(dataset_counts(data), list(data.class_names), training)
+
+
+def kept_problem(counts: dict[str, list[int]], class_names: list[str], drop: list[str]) -> str | None:
+    """Why a train job leaving out the classes ``drop`` (its ``drop_classes``, checked as names before) cannot run on
+    splits of ``counts``: :func:`classes_without_message` of the classes it keeps, or None."""
+    kept = [k for k, name in enumerate(class_names) if name not in set(drop)]
+    return classes_without_message({split: [c[k] for k in kept] for split, c in counts.items()},
+                                   [class_names[k] for k in kept])
 
 
 def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
@@ -402,9 +408,11 @@ def is_test_set(counts: dict[str, list[int]]) -> bool:
 
 def classes_without_message(counts: dict[str, list[int]], class_names: list[str],
                             training: bool = True) -> str | None:
-    """Why no job can run on a data set whose split ``counts`` leave a class without a train or test image; None if
-    every class has both, for unlabelled images (:func:`is_unlabelled`: no class, only extracted), and without
-    ``training`` (registration, extraction) for a labelled test set alone (:func:`is_test_set`)."""
+    """Why a train job cannot run on splits whose ``counts`` leave a class without a train or test image (a probe
+    is trained and scored on every class), naming the classes and the fix (add images, or ``drop_classes``); None if
+    every class has both, and for unlabelled images (:func:`is_unlabelled`: no class, only extracted). Without
+    ``training`` (registration, extraction: the CLI extracts such a data set too) the same classes as a warning, and
+    None for a labelled test set alone (:func:`is_test_set`)."""
     if is_unlabelled({"class_names": class_names}) or (not training and is_test_set(counts)):
         return None
     if is_test_set(counts):
@@ -413,11 +421,18 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
     empty = classes_without(counts, class_names)
     if not empty:
         return None
-    subject = f"class {_names(empty)} has" if len(empty) == 1 else f"classes {_names(empty)} have"
+    one = len(empty) == 1
+    subject = f"class {_names(empty)} has" if one else f"classes {_names(empty)} have"
     folders = " or ".join(f"{split}/" for split in ("train", "test") if classes_without(counts, class_names, (split,)))
-    return (f"{subject} no train or no test image once split (images per class: "
-            f"{_split_sizes(counts, class_names, empty)}); a probe is trained and scored on every class: add images "
-            f"(a class folder under {folders}, or at least 2 images in a data set without splits) or remove the class")
+    add = f"add images (a class folder under {folders}, or at least 2 images in a data set without splits)"
+    drop = f'"drop_classes": {json.dumps(empty, ensure_ascii=False)}'
+    them = "it" if one else "them"
+    said = (f"{subject} no train or no test image once split (images per class: "
+            f"{_split_sizes(counts, class_names, empty)}); a probe is trained and scored on every class: ")
+    if training:
+        return said + f"{add}, or leave {them} out of the job with {drop}"
+    return said + (f"every train job on it must leave {them} out with {drop} (the launch form's \"Leave out "
+                   f"classes\") (or {add}; extracting keeps {them})")
 
 
 class AlreadyRegistered(ValueError):
@@ -441,14 +456,14 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
     with ``feature_cache.open_images`` (any folders, no classes). Returns the row and whether it is new: the same
     folder with the same content, or an upload of the same content and classes, is the data set already there.
 
-    A data set where a class has no train or no test image is refused here: every job on it would fail (a probe
-    is trained on every class and scored on every class), and it would fail only after its extraction.
+    A data set where a class has no train or no test image is registered as the CLI extracts it, its warnings saying
+    so (:func:`classes_without_message`): a train job on it must leave those classes out (``drop_classes``).
 
     Raises:
         feature_cache.UnsafeArchive, feature_cache.DatasetError: the data set is refused.
         AlreadyRegistered: the same directory and content under another name than the ``name`` given.
     """
-    from feature_cache import DatasetError, NoClassFolders
+    from feature_cache import NoClassFolders
 
     try:
         data = open_registered(path, unlabelled)
@@ -456,9 +471,6 @@ def register_dataset(store: Store, path: Path, *, name: str | None, source: str,
         raise NoClassFolders(f"{exc} Here: unlabelled=true with the upload or registration (the dashboard's "
                              "\"unlabelled images\" box) extracts them for a finished run to predict.") from None
     counts = dataset_counts(data)
-    problem = classes_without_message(counts, list(data.class_names), training=False)
-    if problem:
-        raise DatasetError(problem)
     skipped = list(getattr(data, "skipped", []) or [])
     values = dict(name=name or path.name, source=source, path=str(path),
                   class_names=list(data.class_names), counts=counts, fingerprint=getattr(data, "fingerprint", None),
@@ -486,7 +498,9 @@ def registration_warnings(data: Any, counts: dict[str, list[int]]) -> list[str]:
     show before a job is launched; they were said only in the extraction job's messages."""
     from feature_cache.options import cautions
 
-    return [text for kind, text in cautions(data, "options.val_fraction", None, counts) if kind == "warning"]
+    small = classes_without_message(counts, list(data.class_names), training=False)
+    return ([small] if small else []) + [text for kind, text in cautions(data, "options.val_fraction", None, counts)
+                                         if kind == "warning"]
 
 
 def _names(classes: list[str], shown: int = 5) -> str:

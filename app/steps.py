@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from probe.label_issues import DEFAULT_METHOD
 
 from .caches import cache_file, cache_problem
-from .datasets import changed_since_registration, open_for_extraction
+from .datasets import changed_since_registration, classes_without_message, dataset_counts, kept_problem, \
+    open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource, device_resource
 from .status import NotFound
 from .store import left_out_json, new_id
@@ -83,14 +84,16 @@ def _jsonable(value: Any) -> Any:
 
 # -- steps ---------------------------------------------------------------------------------------------
 def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: dict[str, Any],
-                 start: float = 0.0, span: float = 1.0) -> dict[str, Any]:
-    """Extract (or reuse) the feature cache of a data set with one encoder; returns the cache row.
+                 start: float = 0.0, span: float = 1.0, drop: list[str] | None = None) -> dict[str, Any]:
+    """Extract (or reuse) the feature cache of a data set with one encoder; returns the cache row. ``drop``: the
+    classes a pipeline's probes leave out (None: an extraction alone, which says of a class without a train or test
+    image, as ``mr2probe extract`` does).
 
     Raises:
-        feature_cache.DatasetError: a class has no train or test image (the data set's files changed since its
-            request refused such a data set; said so, naming it), checked before anything is extracted; or every one
-            of a class's train or test files failed to decode (``feature_cache.extract.check_decodable``, before a
-            cache is written).
+        feature_cache.DatasetError: a class the pipeline trains on has no train or test image (the data set's files
+            changed since its request refused such a data set; said so, naming it), checked before anything is
+            extracted; or every one of a class's train or test files failed to decode
+            (``feature_cache.extract.check_decodable``, before a cache is written).
     """
     from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
                                plan_extraction, rotated_note, skipped_summary)
@@ -103,14 +106,19 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     device = ctx.settings.resolved_device()
 
     ctx.progress(start, "opening data set")
-    data, problem = open_for_extraction(dataset, options, training=False)  # a pipeline's request checked the rest
+    data = open_for_extraction(dataset, options)
+    counts, names = dataset_counts(data), list(data.class_names)
+    problem = (classes_without_message(counts, names, training=False) if drop is None
+               else kept_problem(counts, names, drop))
     changed = changed_since_registration(dataset, data)
     if changed:
         ctx.message(changed)
     share = options.get("val_fraction", DEFAULT_VAL_FRACTION)  # the request's, with its default filled in
     for _, text in cautions(data, "options.val_fraction", None if share == DEFAULT_VAL_FRACTION else share):
         ctx.message(text)
-    if problem:  # the request was checked against the data set: it lost images since (a line naming none of it)
+    if problem and drop is None:
+        ctx.message(f"warning: {problem}")
+    elif problem:  # the request was checked against the data set: it lost images since (a line naming none of it)
         raise DatasetError(f"data set {dataset_id!r} changed since this job was requested: {problem}")
     ctx.check_stop()
     ctx.progress(start, f"building encoder {encoder_name}")
@@ -415,7 +423,7 @@ def handle_pipeline(ctx: JobContext) -> dict[str, Any]:
     cache_id = done.get("cache_id") or given
     if cache_id is None:
         cache_id = extract_step(ctx, req["dataset_id"], req["encoder"], req.get("options") or {},
-                                0.0, extract_span)["id"]
+                                0.0, extract_span, list(probes[0].get("drop_classes") or []))["id"]
         ctx.record(cache_id=cache_id)
     elif given is None:
         ctx.message(f"resuming after extraction (cache {cache_id})")

@@ -240,26 +240,24 @@ def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
                              "holds unlabelled images, every one of them is extracted")
 
 
-def _check_split_options(dataset: dict[str, Any], options: Any,
-                         training: bool = True) -> tuple[str, dict[str, list[int]]]:
+def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, dict[str, list[int]]]:
     """Split options other than the registration's (a cap per class, another val share) can leave a class without
-    a train or test image, which the extraction would refuse after its queue wait: the data set is opened with
-    them (its file listing, no image decoded) and checked now. So is a data set registered by path, whose folder
-    may have changed since (a class added or removed failed the job after its wait; an attack round). Returns the
-    field that set the splits and their images per class (the registration's, or those of the files now)."""
+    a train or test image, which a pipeline's probes refuse (:func:`validate_job` checks the classes they keep),
+    and no validation image: the data set is opened with them (its file listing, no image decoded) and checked
+    now. So is a data set registered by path, whose folder may have changed since (a class added or removed failed
+    the job after its wait; an attack round). Returns the field that set the splits and their images per class (the
+    registration's, or those of the files now)."""
     defaults = type(options)()
     default_splits = options.max_per_class is None and options.val_fraction == defaults.val_fraction
     if is_unlabelled(dataset) or (default_splits and dataset.get("source") != "path"):
         return "dataset_id", dataset["counts"]
     try:
         # the listing alone: the content digest reads every file whole (400 images, 120 MB, per job request; a review)
-        data, problem = open_for_extraction(dataset, options.model_dump(), training, fingerprint=False)
+        data = open_for_extraction(dataset, options.model_dump(), fingerprint=False)
         changed_since_registration(dataset, data)  # other classes: refused (images added or removed: a message)
     except (OSError, ValueError) as exc:  # the files changed since registration (DatasetError is a ValueError)
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
     field = "dataset_id" if default_splits else "options"  # what set these splits
-    if problem:
-        raise RequestInvalid(field, problem)
     counts = dataset_counts(data)
     capped = None if options.max_per_class is None else no_validation(data, counts, options.max_per_class,
                                                                       "max_per_class")
@@ -432,16 +430,15 @@ def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, stor
         raise RequestInvalid("dataset_id", str(exc)) from None
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
-    training = job.kind == "pipeline"  # an extraction alone also takes a labelled test set (new images to score)
-    problem = classes_without_message(dataset["counts"], dataset["class_names"], training)
-    if problem:
-        raise RequestInvalid("dataset_id", problem)
-    split_field, counts = _check_split_options(dataset, job.options, training)
+    split_field, counts = _check_split_options(dataset, job.options)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
         fields = [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)]  # the first: the others' reference
         counts, names = _kept("probes[0]", _one_drop(fields), counts, list(dataset["class_names"]))
+        problem = classes_without_message(counts, names)  # a class it keeps without a train or test image
+        if problem:
+            raise RequestInvalid(split_field, problem)
         payload["probes"] = [_probe(field, p, spec.default_head, spec.num_features, len(names), referenced)
                              for field, p, referenced in fields]
         for (field, _, referenced), probe in zip(fields, payload["probes"]):

@@ -481,9 +481,11 @@ def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip
         assert crafted.status_code == 201 and crafted.json()["id"] != first.json()["id"]
 
 
-def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
-    """Every job on such a data set would fail after its extraction: registration (path or upload) answers 422 naming
-    the class and its split sizes, keeps nothing, and a data set stored before this check is refused at job time."""
+def test_a_class_without_test_images_registers_and_a_train_job_must_drop_it(tmp_path):
+    """A class of too few images (here no test image): registration (path or upload) refused it with a 422 that said
+    every job on it would fail, while `mr2probe extract` extracts it and train takes --drop-class. It registers now,
+    its warnings naming the class and drop_classes (the launch form shows them); an extraction runs, saying so; a
+    train job that keeps the class is refused before it exists, naming it and the fix; one that drops it is taken."""
     root = tmp_path / "root"
     unzip(tiny_zip_bytes(4, 2), root)
     for image in (root / "tiny" / "test" / "ship").iterdir():
@@ -497,16 +499,28 @@ def test_a_class_without_test_images_is_refused_before_any_job(tmp_path):
     with TestClient(create_app(settings)) as client:
         for resp in (client.post("/api/datasets", json={"path": "tiny"}),
                      client.post("/api/datasets", files={"file": ("no_ship.zip", archive.getvalue())})):
-            assert resp.status_code == 422, resp.text
-            detail = resp.json()["detail"]
-            assert detail.startswith("class 'ship' has no train or no test image") and "'ship' train 3, val 1, test 0" in detail
-        assert client.get("/api/datasets").json() == [] and list(settings.uploads_dir.glob("*")) == []
-        store = client.app.state.store
-        row = store.add_dataset(name="old", source="path", path=str(root / "tiny"), class_names=sorted(CLASSES),
-                                counts={"train": [4, 4, 4], "test": [2, 2, 0]}, fingerprint="d", skipped=0)
-        resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": row["id"], "probes": [ERM]})
-        assert resp.status_code == 422 and "dataset_id" in resp.text and "'ship'" in resp.text, resp.text
+            assert resp.status_code == 201, resp.text
+            warned = [w for w in resp.json()["warnings"] if "'ship'" in w]
+            assert len(warned) == 1 and warned[0].startswith("class 'ship' has no train or no test image"), warned
+            assert "'ship' train 3, val 1, test 0" in warned[0] and '"drop_classes": ["ship"]' in warned[0]
+        ds = resp.json()
+        assert client.get(f"/api/datasets/{ds['id']}").json()["warnings"] == resp.json()["warnings"]
+        refused = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"], "probes": [ERM]})
+        detail = refused.json()["detail"]
+        assert refused.status_code == 422 and detail.startswith("dataset_id: class 'ship' has no train or no test "
+                                                                "image"), refused.text
+        assert 'leave it out of the job with "drop_classes": ["ship"]' in detail
         assert client.get("/api/jobs").json() == []
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        assert [m["text"] for m in job["messages"] if m["text"].startswith("warning: class 'ship'")], job["messages"]
+        cache = client.get("/api/caches").json()[0]["id"]
+        keeps = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": ERM})
+        assert keeps.status_code == 422 and '"drop_classes": ["ship"]' in keeps.json()["detail"], keeps.text
+        dropped = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache,
+                                                 "config": {**ERM, "drop_classes": ["ship"]}})
+        assert dropped.status_code == 202, dropped.text
+        wait_job(client, dropped.json()["id"])
 
 
 def test_the_registration_answer_carries_what_an_extraction_would_warn_of_the_data_set(tmp_path, tiny_zip):
@@ -539,9 +553,9 @@ def test_the_registration_answer_carries_what_an_extraction_would_warn_of_the_da
 
 
 def test_a_data_set_that_lost_a_class_after_registration_is_refused_before_a_job(tmp_path):
-    """The files under a registered path changed (class 'ship' lost its test images): the request is refused with
-    the registration's message naming the class (the job was accepted, then failed; an attack round), and no
-    encoder is built or cache file written."""
+    """The files under a registered path changed (class 'ship' lost its test images): a train request that keeps
+    the class is refused with the registration's message naming the class (the job was accepted, then failed; an
+    attack round), and no encoder is built or cache file written."""
     root = tmp_path / "root"
     unzip(tiny_zip_bytes(4, 2), root)
     settings = make_settings(tmp_path / "state", data_root=root)
@@ -550,7 +564,7 @@ def test_a_data_set_that_lost_a_class_after_registration_is_refused_before_a_job
         for image in (root / "tiny" / "test" / "ship").iterdir():
             image.unlink()
         (root / "tiny" / "test" / "ship").rmdir()
-        resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]})
+        resp = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": ds["id"], "probes": [ERM]})
         assert resp.status_code == 422 and "class 'ship' has no train or no test image" in resp.json()["detail"]
         assert client.get("/api/jobs").json() == []
         assert client.get("/api/caches").json() == [] and not list(settings.caches_dir.rglob("*.h5*"))

@@ -110,15 +110,17 @@ def test_a_data_set_removed_after_submit_fails_its_extraction_naming_it(fresh_fi
         return real(*args, **kwargs)
 
     monkeypatch.setattr(app.steps, "extract_step", removed_then_step)
-    job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset["id"],
-                                                          "options": {"max_per_class": 2}}).json()["id"])
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": dataset["id"],
+                                                          "options": {"max_per_class": 2},
+                                                          "probes": [{"loss": "ce"}]}).json()["id"])
     assert job["status"] == "failed", job
     assert job["error"] == (f"PathMissing: data set {dataset['id']!r} has no files on the server any more (removed or "
                             "moved since it was registered); register it again"), job["error"]
 
 
 def test_a_data_set_left_without_a_class_s_test_images_after_submit_fails_naming_it(fresh_finished, monkeypatch):
-    """A class's test images removed from the data set during the queue wait: the extraction failed with
+    """A class's test images removed from the data set during a pipeline's queue wait (its probes keep the class):
+    the extraction failed with
     'DatasetError: class 'ship' has no train or no test image once split ...', naming no data set and not saying
     that it changed after the request was checked."""
     import zipfile
@@ -138,8 +140,9 @@ def test_a_data_set_left_without_a_class_s_test_images_after_submit_fails_naming
         return real(*args, **kwargs)
 
     monkeypatch.setattr(app.steps, "extract_step", emptied_then_step)
-    job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset["id"],
-                                                          "options": {"max_per_class": 2}}).json()["id"])
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": dataset["id"],
+                                                          "options": {"max_per_class": 2},
+                                                          "probes": [{"loss": "ce"}]}).json()["id"])
     assert job["status"] == "failed", job
     assert job["error"].startswith(f"DatasetError: data set {dataset['id']!r} changed since this job was requested: "
                                    "class 'ship' has no train or no test image once split"), job["error"]

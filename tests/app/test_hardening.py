@@ -899,8 +899,8 @@ def test_a_pipelines_later_probes_take_the_first_as_their_reference(service):
 
 def test_split_options_that_empty_a_class_are_refused_before_a_job_exists(service):
     """A data set without split folders is split by the product: a cap of 1 image per class leaves each class one
-    image, in train or in test, never both. The extraction would refuse that after its queue wait; the request is
-    refused now, naming it."""
+    image, in train or in test, never both, and no validation image: a probe would refuse its cache (as
+    `mr2probe extract --max-per-class 1` is refused); the request is refused now, naming the least cap that works."""
     import io
     import zipfile
 
@@ -916,7 +916,7 @@ def test_split_options_that_empty_a_class_are_refused_before_a_job_exists(servic
                                                "options": {"max_per_class": 1}, **extra})
         assert resp.status_code == 422, resp.text
         assert resp.json()["detail"].startswith("options: "), resp.text
-        assert "no train or no test image once split" in resp.json()["detail"]
+        assert "max_per_class 1 leaves no validation image" in resp.json()["detail"]
     assert service.get("/api/jobs").json() == []
     resp = service.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "options": {"max_per_class": 3}})
     assert resp.status_code == 202, resp.text
@@ -929,7 +929,12 @@ def test_a_class_without_images_is_named_with_the_split_to_add_them_to():
     no_train = classes_without_message({"train": [2, 0], "val": [1, 0], "test": [1, 1]}, ["cat", "dog"])
     assert no_train == ("class 'dog' has no train or no test image once split (images per class: 'dog' train 0, "
                         "val 0, test 1); a probe is trained and scored on every class: add images (a class folder "
-                        "under train/, or at least 2 images in a data set without splits) or remove the class")
+                        "under train/, or at least 2 images in a data set without splits), or leave it out of the "
+                        'job with "drop_classes": ["dog"]')
+    warned = classes_without_message({"train": [2, 0], "val": [1, 0], "test": [1, 1]}, ["cat", "dog"], False)
+    assert warned.endswith('every train job on it must leave it out with "drop_classes": ["dog"] (the launch '
+                           "form's \"Leave out classes\") (or add images (a class folder under train/, or at least 2 "
+                           "images in a data set without splits); extracting keeps it)")
     both = classes_without_message({"train": [2, 0, 3], "test": [1, 1, 0]}, ["cat", "dog", "eel"])
     assert "classes 'dog', 'eel' have" in both and "(a class folder under train/ or test/, or" in both
     assert classes_without_message({"train": [2, 1], "test": [1, 1]}, ["cat", "dog"]) is None
@@ -1155,7 +1160,7 @@ def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job
 
     row = service.app.state.store.get_dataset(ds["id"])
     with pytest.raises(DatasetError, match="its classes are now 'airplane', 'cat', 'fox', 'ship'"):
-        changed_since_registration(row, open_for_extraction(row, {})[0])
+        changed_since_registration(row, open_for_extraction(row, {}))
 
 
 def test_a_full_queue_is_a_429_even_for_requests_at_once(tmp_path):

@@ -133,9 +133,11 @@ def test_unlabelled_flag_is_checked_before_anything_is_stored(fresh_finished):
     assert len(list(settings.uploads_dir.iterdir())) == len(before)  # the refused upload's folder is gone
     resp = client.post("/api/datasets", json={"path": "x", "unlabelled": "yes"})  # strict: a string is no bool
     assert resp.status_code == 422 and "unlabelled" in resp.text
-    # "false" is the labelled upload: an unlabelled tree has no class folders
+    # "false" is the labelled upload: the unlabelled tree's folders read as classes, 'deep' (one image) too small to
+    # train on, registered with the warning that train jobs must leave it out (as `mr2probe extract` reads it)
     resp = _upload(client, unlabelled="false")
-    assert resp.status_code == 422, resp.text
+    assert resp.status_code == 201 and resp.json()["labelled"] is True, resp.text
+    assert resp.json()["class_names"] == ["batch1", "deep"] and '"drop_classes": ["deep"]' in resp.json()["warnings"][0]
 
 
 def test_a_listed_sample_that_cannot_be_shown_is_a_422(fresh_finished, monkeypatch):
