@@ -28,6 +28,13 @@ class PoolIssues:
     method: str                  # of probe.label_issues.METHODS
     listed: np.ndarray           # (n,) bool: the images the method lists (probe.label_issues.label_issue_mask)
 
+    @property
+    def accuracy(self) -> float:
+        """The refit's out-of-fold accuracy on the whole pool (``probe.label_issues.out_of_fold_accuracy``)."""
+        from probe.label_issues import out_of_fold_accuracy
+
+        return out_of_fold_accuracy(self.predictions)
+
     def total(self, class_index: int | None) -> int:
         """How many images the method lists (labelled ``class_index``; of every class where None)."""
         return len(self.predictions.failures(class_index, among=self.listed))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probe.label_issues import DEFAULT_METHOD, METHODS
+from probe.label_issues import DEFAULT_METHOD, METHODS, weak_refit_caution
+from probe.numbers import percent
 
 from .caches import cache_file
 from .jobs import JobCancelled, JobContext, device_resource
@@ -122,22 +123,26 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
                 f"{cache_row['id']}, each image scored by the fold model that did not train on it")
     try:
         # of one run (read_run): a run replaced during the fits had the old run's listing stored as its own
-        total, images = read_run(run["path"], lambda: _fit_and_store(ctx, run, cache_row, target))
+        total, images, accuracy = read_run(run["path"], lambda: _fit_and_store(ctx, run, cache_row, target))
     except BaseException as exc:
         _remove(ctx.settings, target)  # never a half-written or a cancelled job's result
         if ctx.should_stop():
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
     method = request_method(req)
-    ctx.message(f"{total} of {images} train + val images {METHODS[method]}, out of fold: "
-                f"GET /api/runs/{run['id']}/label-issues?method={method} lists them")
+    ctx.message(f"{total} of {images} train + val images {METHODS[method]}, out of fold (out-of-fold accuracy "
+                f"{percent(accuracy, 1)} %): GET /api/runs/{run['id']}/label-issues?method={method} lists them")
+    caution = weak_refit_caution(accuracy)
+    if caution:
+        ctx.message(f"warning: {caution}")
     ctx.progress(1.0, "done")
     return {"label_issues": str(target.relative_to(run["path"]))}
 
 
-def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, Any], target: Path) -> tuple[int, int]:
+def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, Any], target: Path
+                   ) -> tuple[int, int, float]:
     """:func:`handle_label_issues`'s fit of the run's report as it is now, and its result written: how many rows
-    it lists, of how many images."""
+    it lists, of how many images, and the refit's out-of-fold accuracy."""
     import numpy as np
 
     from .label_issues import fit_label_issues, refit_pool
@@ -158,9 +163,10 @@ def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, An
     rows = found.rows_of(None, None)
     _write(target, {"format": FORMAT, "run_id": run["id"], "job_id": ctx.job_id, "folds": found.folds,
                     "method": found.method, "params": found.params, "class_names": found.class_names,
-                    "images": np.bincount(labels, minlength=len(found.class_names)).tolist(), "rows": rows})
+                    "images": np.bincount(labels, minlength=len(found.class_names)).tolist(),
+                    "accuracy": found.accuracy, "rows": rows})
     ctx.check_stop()
-    return len(rows), len(labels)
+    return len(rows), len(labels), found.accuracy
 
 
 def discard_label_issues(job: dict[str, Any], store: Store, settings: Settings) -> None:
@@ -292,6 +298,7 @@ def _stored(text: str) -> dict[str, Any]:
     if len(document["images"]) != len(document["class_names"]):
         raise ValueError(f"{len(document['images'])} image counts for {len(document['class_names'])} classes")
     document.setdefault("method", None)  # written before the choice
+    document.setdefault("accuracy", None)  # written before it was kept
     for name, default in defaults.items():
         for row in document["rows"]:
             row.setdefault(name, default)
@@ -314,6 +321,7 @@ def _layout() -> tuple[Any, Any, dict[str, Any]]:
                             for name, field in fields.items()})
     document = TypedDict("Document", {
         "format": Literal[FORMAT], "method": NotRequired[Optional[LabelIssuesMethod]],  # type: ignore[valid-type]
+        "accuracy": NotRequired[Optional[float]],  # written since the refit's accuracy was said
         "folds": int, "params": dict[str, float], "class_names": list[str], "images": list[int], "rows": list[row]})
     return (TypeAdapter(document), TypeAdapter(row),
             {name: field.default for name, field in fields.items() if not field.is_required()})

@@ -624,6 +624,10 @@ class LabelIssuesOut(BaseModel):
                                       "every class's)")
     images: int = Field(..., description="train + val images (of that label) scored out of fold")
     total: int = Field(..., description="of them, those the method lists")
+    accuracy: Optional[float] = Field(None, description="the refit's out-of-fold accuracy on every train + val image "
+                                      "(null: a result stored before it was kept)")
+    caution: Optional[str] = Field(None, description="where that accuracy is too low for the listing to be read as "
+                                   "wrong labels (probe.label_issues.weak_refit_caution): why; else null")
     limit: int
     offset: int
     items: list[LabelIssueItem]

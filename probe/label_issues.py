@@ -35,7 +35,7 @@ from .predictions import Predictions
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "check_method", "check_folds", "out_of_fold_probabilities",
            "label_issue_predictions", "confident_thresholds", "confident_joint", "confident_learning_issues",
-           "label_issue_mask"]
+           "label_issue_mask", "PLAUSIBLE_NOISE", "out_of_fold_accuracy", "weak_refit_caution"]
 
 PREDICTED_NEQ_GIVEN, CONFIDENT_LEARNING = "predicted-neq-given", "confident-learning"
 # the one list of the methods' names (CLI --method, the service's job request), each with what it lists
@@ -45,6 +45,11 @@ METHODS = {
                         "as the calibrated confident joint counts)",
 }
 DEFAULT_METHOD = PREDICTED_NEQ_GIVEN
+# The most wrong labels a labelled data set plausibly holds: Northcutt, Athalye & Mueller ("Pervasive Label Errors
+# in Test Sets", NeurIPS 2021) estimated 0.15 % to 10.1 % (QuickDraw) in ten benchmark test sets, 3.3 % on average.
+# A refit that errs on more than twice this share of the pool out of fold errs more often on its own than on all
+# the wrong labels there could be: most of what it lists as predicted otherwise than labelled is its own mistake.
+PLAUSIBLE_NOISE = 0.10
 _FLOAT_EPSILON = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
 _MISSING_CLASS_THRESHOLD = 2.0  # cleanlab's threshold of a class no image is labelled (never reached)
 _BLOCK_ELEMENTS = 1 << 20  # probabilities copied at a time (8 MB of float64)
@@ -252,3 +257,23 @@ def label_issue_mask(probabilities: np.ndarray, labels: np.ndarray, method: str 
     if check_method(method) == CONFIDENT_LEARNING:
         return confident_learning_issues(probabilities, labels)
     return np.asarray(probabilities).argmax(axis=1) != np.asarray(labels)
+
+
+def out_of_fold_accuracy(predictions) -> float:
+    """The share of the pool's images (``probe.Predictions`` of :func:`label_issue_predictions`) whose out-of-fold
+    prediction is their label."""
+    return float(np.mean(predictions.predicted[0] == predictions.labels)) if len(predictions.labels) else float("nan")
+
+
+def weak_refit_caution(accuracy: float | None) -> str | None:
+    """Why a listing found by a refit right on only ``accuracy`` of its pool out of fold is mostly the refit's own
+    errors, not wrong labels (its errors past twice :data:`PLAUSIBLE_NOISE`); None above that bar or unknown (a
+    result stored before the accuracy was)."""
+    from .numbers import is_missing, percent
+
+    if is_missing(accuracy) or 1 - accuracy <= 2 * PLAUSIBLE_NOISE:
+        return None
+    return (f"The refit is right on only {percent(accuracy, 1)} % of these images out of fold: it errs on "
+            f"{percent(1 - accuracy, 1)} %, past twice the {percent(PLAUSIBLE_NOISE, 0)} % of wrong labels a data set "
+            "plausibly holds, so the images listed are more likely the probe's own errors than wrong labels; a "
+            "stronger probe (another encoder, more images per class) lists them more reliably.")

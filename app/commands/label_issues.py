@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 HELP = ("list the likeliest wrong labels among a run's train + val images: its chosen configuration fitted k-fold "
         "on its cache (first seed, no sweep), each image scored by the fold model that did not train on it; those "
@@ -40,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
     from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
-    from probe.label_issues import METHODS
+    from probe.label_issues import METHODS, weak_refit_caution
     from probe.names import shown_name
+    from probe.numbers import percent
     from probe.rundir import read_run
 
     from ..label_issues import MAX_LIMIT
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     check_data_folder(args.data)
     index, found = read_run(args.run_dir, lambda: _found(args))
     rows = full_paths(found.rows_of(index, args.limit), args.data)  # the paths to fix the folders by
+    caution = weak_refit_caution(found.accuracy)
+    if caution:  # before the listing, which it qualifies
+        print(f"warning: {caution}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -67,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
              else ", likeliest wrong labels first:")
     print(f"{'every class' if index is None else args.class_name}: {total} of {of} train + val images "
           f"{METHODS[found.method]}, out of fold ({found.folds} folds of the run's configuration, {chosen}, "
-          f"first seed{inside}){shown}")
+          f"first seed; out-of-fold accuracy {percent(found.accuracy, 1)} % on all {len(predictions.labels)} images"
+          f"{inside}){shown}")
     for row in rows:  # escaped, as failures prints them
         where = printable(row["source"]) if row["source"] is not None else f"{row['split']} row {row['row']}"
         print(f"  p(label) {share(row['label_probability'])}  labelled {shown_name(row['true']):<20} predicted "

@@ -205,6 +205,8 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
                  store: Store = Depends(get_store)) -> LabelIssuesOut:
     """Reads the stored result (the fits ran in the job); 404 for an unknown run or one without a finished
     label_issues job (the message says how to start one), 422 for a class the run does not have."""
+    from probe.label_issues import weak_refit_caution
+
     from ..label_issues_job import newest_result
 
     run = store.get_run(run_id)
@@ -218,7 +220,8 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
     images = found["images"]
     return LabelIssuesOut(run_id=run_id, job_id=job["id"], finished_at=job["finished_at"], folds=found["folds"],
                           method=found["method"], params=found["params"], class_name=class_name,
-                          images=sum(images) if index is None else images[index], total=total, limit=limit,
+                          images=sum(images) if index is None else images[index], total=total,
+                          accuracy=found["accuracy"], caution=weak_refit_caution(found["accuracy"]), limit=limit,
                           offset=offset, items=_with_thumbnails(rows, _dataset_of(store, run)))
 
 

@@ -823,7 +823,10 @@
     let ended = false;  // a page came back empty (a newer result, shorter): no more to ask for
     const update = () => {
       summary.textContent = `${count(data.total)} of ${count(data.images)} ${of} ${listed}, out of fold `
-        + `(${data.folds} folds of the run's configuration${params ? `, ${params}` : ""}; job ${data.job_id})`
+        + `(${data.folds} folds of the run's configuration${params ? `, ${params}` : ""}`
+        + (data.accuracy == null ? ""
+          : `; out-of-fold accuracy ${(100 * data.accuracy).toFixed(1)} % on every train + val image`)
+        + `; job ${data.job_id})`
         + (items.length ? (items.length < data.total ? `; the ${count(items.length)} likeliest wrong labels:` : ", likeliest wrong label first:") : ".");
       next.textContent = `Show the next ${count(Math.min(LABEL_ISSUES_SHOWN, data.total - items.length))}`;
       next.hidden = ended || items.length >= data.total;
@@ -840,7 +843,10 @@
       update();
     };
     update();
-    return [summary, gallery, h("p", {}, next)];
+    // a weak refit: the listing is mostly its own errors (GET .../label-issues: caution, probe.label_issues' words)
+    const caution = data.caution ? h("div", { class: "warning-box", id: "label-issues-caution", role: "status" },
+      h("strong", {}, "Warning"), " ", data.caution) : null;
+    return [caution, summary, gallery, h("p", {}, next)].filter(Boolean);
   }
 
   /** "Likely wrong labels": a button that starts a label_issues job on the run (POST /api/jobs; the k-fold fits run in

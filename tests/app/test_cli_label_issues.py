@@ -78,6 +78,33 @@ def test_class_limit_and_the_table(noisy, capsys):
     assert dogs[0]["source"] in lines[1]
 
 
+def test_the_refits_accuracy_is_said_and_a_weak_refits_listing_is_called_its_own_errors(noisy, tmp_path, capsys):
+    """A weak probe (out-of-fold accuracy near chance) listed most of its images as likely wrong labels, and nothing
+    said they were mostly its own mistakes: the header says the refit's out-of-fold accuracy, and below the bar
+    (probe.label_issues.weak_refit_caution) a warning says the listing is more likely the probe's errors."""
+    from probe.label_issues import weak_refit_caution
+
+    _, run, _ = noisy
+    assert main(["label-issues", str(run), "--limit", "1"]) == 0
+    said = capsys.readouterr()
+    assert "; out-of-fold accuracy " in said.out.splitlines()[0] and "% on all 320 images" in said.out.splitlines()[0]
+    assert "warning" not in said.err  # 25 % of the cats relabelled dogs: a strong refit, its listing stands
+    rng = np.random.default_rng(1)  # features with no class in them: the refit guesses
+    splits = {name: (rng.normal(0, 1, (4 * m, D)).astype(np.float32), np.repeat(np.arange(K), m),
+                     [f"{name}/{i}.jpg" for i in range(4 * m)])
+              for name, m in (("train", 30), ("val", 10), ("test", 10))}
+    write_cache(tmp_path / "noise.h5", splits, NAMES, {"encoder": "synthetic", "default_head": "linear",
+                                                       "normalized": False, "fingerprint": "n"}, dtype="float32")
+    assert main(["train", "--features", str(tmp_path / "noise.h5"), "--out", str(tmp_path / "weak"), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["label-issues", str(tmp_path / "weak"), "--limit", "1"]) == 0
+    said = capsys.readouterr()
+    accuracy = float(said.out.splitlines()[0].split("; out-of-fold accuracy ")[1].split(" %")[0]) / 100
+    assert accuracy < 0.6 and weak_refit_caution(accuracy) is not None
+    assert said.err.strip() == f"warning: {weak_refit_caution(accuracy)}"
+    assert "more likely the probe's own errors than wrong labels" in said.err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--folds", "1"], "--folds must be in [2, 20], got 1"),
     (["--folds", "21"], "--folds must be in [2, 20], got 21"),
