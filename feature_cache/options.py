@@ -140,8 +140,32 @@ def cautions(data: Any, option: str, share: float | None, counts: dict[str, list
             ("warning", lookalike_names_warning(list(data.class_names)) if labelled else None),
             *(("warning", text) for text in data_warnings(data)),
             ("warning", _imbalance(data, counts) if labelled else None),
+            ("warning", _unvalidated(data, counts) if labelled else None),
             ("note", carved_test_note(data))]  # None for unlabelled images
     return [(kind, text) for kind, text in said if text]
+
+
+def _unvalidated(data: Any, counts: dict[str, list[int]] | None) -> str | None:
+    """The run's warning of classes without a validation image (``probe.splits.without_validation``), said of a
+    labelled data set as split where a probe trained on it (its classes with train and test images; the others
+    left out) selects on validation with the default cross-validation: a class of 2 images (train 1, test 1) was
+    said only by its runs (a long-tailed round)."""
+    from probe.config import DEFAULT_CV_FOLDS
+    from probe.splits import classes_without_validation, cv_folds, without_validation
+
+    from .datasets import dataset_counts
+
+    counts = dataset_counts(data) if counts is None else counts
+    names = list(data.class_names)
+    none = [0] * len(names)
+    kept = [k for k in range(len(names)) if (counts.get("train") or none)[k] and (counts.get("test") or none)[k]]
+    split = {name: [n[k] for k in kept] for name, n in counts.items()}
+    fraction = data.params["val_fraction"]
+    empty = classes_without_validation(split, fraction, [names[k] for k in kept])
+    if not empty or cv_folds(split, fraction, DEFAULT_CV_FOLDS):
+        return None
+    return ("a probe trained on this cache selects its configuration on the validation split, not cross-validated "
+            f"(a class has fewer than 2 train + val images to fold): {without_validation(empty)}")
 
 
 def data_warnings(data: Any) -> list[str]:

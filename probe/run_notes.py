@@ -17,7 +17,7 @@ from .names import listed
 from .numbers import percent, signed_points
 from .report import FeatureSource, Report
 from .selection import format_delta, past_budget, same_score
-from .splits import Splits
+from .splits import Splits, without_validation
 from .uncertainty import p_text
 
 
@@ -115,11 +115,9 @@ def _balanced_without_classes(splits: Splits, class_names: list[str], overall_me
     empty = [class_names[k] for k in np.flatnonzero(counts == 0)]
     if overall_metric != "balanced" or cross_validated or not empty or len(empty) == len(class_names):
         return []
-    one = len(empty) == 1
     return [f"The configuration was chosen on the balanced accuracy of {len(class_names) - len(empty)} of the "
-            f"{len(class_names)} classes: {listed(empty, 5)} {'has' if one else 'have'} no validation image, so "
-            f"{'its' if one else 'their'} accuracy played no part in the choice (balanced accuracy averages the "
-            "classes a split holds); the test figures average every class the test split holds."]
+            f"{len(class_names)} classes: {without_validation(empty)} (balanced accuracy averages the classes a split "
+            "holds); the test figures average every class the test split holds."]
 
 
 def _grid_edges(config: ProbeConfig, selected: dict[str, float]) -> list[str]:

@@ -88,6 +88,21 @@ def _per_class_splits(counts: dict[str, list[int]], fraction: float) -> tuple[np
     return train - val, val
 
 
+def classes_without_validation(counts: dict[str, list[int]], fraction: float, class_names: Sequence[str]) -> list[str]:
+    """The classes a run on splits of ``counts`` gets no validation image of (the val split's, else carved from
+    train: :func:`validation_images`), in class order; none where it gets none of any class (the run fails)."""
+    val = _per_class_splits(counts, fraction)[1]
+    return [name for name, n in zip(class_names, val) if n == 0] if val.sum() else []
+
+
+def without_validation(classes: Sequence[str]) -> str:
+    """What it means that ``classes`` have no validation image: a run's report (``probe.run_notes``) and an
+    extraction (``feature_cache.options.cautions``) say it in these words."""
+    one = len(classes) == 1
+    return (f"{listed(list(classes), 5)} {'has' if one else 'have'} no validation image, so "
+            f"{'its' if one else 'their'} accuracy plays no part in choosing the configuration")
+
+
 def training_rows(counts: dict[str, list[int]], fraction: float) -> int:
     """The rows the final fits of a run on splits of ``counts`` train on (train, less what is carved for val)."""
     return int(_per_class_splits(counts, fraction)[0].sum())

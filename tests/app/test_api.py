@@ -523,6 +523,25 @@ def test_a_class_without_test_images_registers_and_a_train_job_must_drop_it(tmp_
         wait_job(client, dropped.json()["id"])
 
 
+def test_an_extraction_job_says_which_classes_get_no_validation_image(tmp_path):
+    """A class of 2 images (train 1, test 1, val 0): the runs said its accuracy played no part in choosing the
+    configuration, the extraction job nothing. Its messages (and the registration's warnings) say it now, in the
+    runs' words (probe.splits.without_validation)."""
+    from probe.splits import without_validation
+    from testdata import make_tree
+
+    root = tmp_path / "root"
+    make_tree(root / "few", {"ant": 2, "bee": 8, "cat": 8}, splits=("",))
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", json={"path": "few"}).json()
+        said = [w for w in ds["warnings"] if "no validation image" in w]
+        assert len(said) == 1 and said[0].endswith(without_validation(["ant"])), ds["warnings"]
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        assert [m["text"] for m in job["messages"] if "no validation image" in m["text"]] == said, job["messages"]
+
+
 def test_the_registration_answer_carries_what_an_extraction_would_warn_of_the_data_set(tmp_path, tiny_zip):
     """A test/ folder copied from train/ was warned of only in the extraction job's messages: the registration
     answer (which the launch form shows) and the data sets list now carry the extraction's warnings; a data set

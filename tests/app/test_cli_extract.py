@@ -254,6 +254,30 @@ def test_classes_of_very_different_sizes_are_a_warning_before_the_extraction(tmp
     assert "Imbalanced" not in seen[1].err
 
 
+def test_a_class_without_a_validation_image_is_a_warning_before_the_extraction(tmp_path, capsys, monkeypatch):
+    """A class of 2 images (train 1, test 1, val 0) in a data set too small to cross-validate: its runs said its
+    accuracy played no part in the choice of configuration, its extraction nothing. The extraction says it before
+    any image is encoded, in the runs' words (probe.splits.without_validation); a data set where every class gets
+    a validation image, or one a probe cross-validates, gets none."""
+    import feature_cache
+    from probe.splits import without_validation
+    from testdata import make_tree as tree
+
+    seen = []
+    monkeypatch.setattr(feature_cache, "extract", lambda *a, **k: seen.append(capsys.readouterr()) or exit(3))
+    two = tree(tmp_path / "two", {"ant": 2, "bee": 8, "cat": 8}, splits=("",))
+    six = tree(tmp_path / "six", {"ant": 6, "bee": 8, "cat": 8}, splits=("",))
+    for data in (two, six):
+        with pytest.raises(SystemExit):
+            command.run(parse(["--data", str(data), "--out", str(tmp_path / f"{data.name}.h5"), "--no-progress"]))
+    (warning,) = [line for line in seen[0].err.splitlines() if "no validation image" in line]
+    assert warning == ("warning: a probe trained on this cache selects its configuration on the validation split, "
+                       "not cross-validated (a class has fewer than 2 train + val images to fold): "
+                       f"{without_validation(['ant'])}")
+    assert warning.endswith("ant has no validation image, so its accuracy plays no part in choosing the configuration")
+    assert "no validation image" not in seen[1].err
+
+
 def test_an_out_path_that_cannot_be_written_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
     """--out where no file can be written failed only after the encoder was built, naming its own lock file
     ('/proc/x.h5.lock'; found by an outside round): refused first, naming the path."""

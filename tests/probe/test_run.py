@@ -957,11 +957,11 @@ def test_a_balanced_choice_on_a_validation_split_without_a_class_says_so(data):
     said = [w for w in run_probe(without, NAMES, ProbeConfig(**base, overall_metric="balanced"))["warnings"]
             if w.startswith("The configuration was chosen on the balanced accuracy")]
     assert said == [f"The configuration was chosen on the balanced accuracy of {K - 1} of the {K} classes: "
-                    f"{NAMES[2]} has no validation image, so its accuracy played no part in the choice (balanced "
-                    "accuracy averages the classes a split holds); the test figures average every class the test "
-                    "split holds."]
+                    f"{NAMES[2]} has no validation image, so its accuracy plays no part in choosing the "
+                    "configuration (balanced accuracy averages the classes a split holds); the test figures average "
+                    "every class the test split holds."]
     for split, metric in ((without, "accuracy"), (data, "balanced")):
-        assert not any("played no part in the choice" in w
+        assert not any("plays no part in choosing" in w
                        for w in run_probe(split, NAMES, ProbeConfig(**base, overall_metric=metric))["warnings"])
 
 
