@@ -833,9 +833,10 @@ def precision_recall_f1_intervals(labels: np.ndarray, predicted: np.ndarray, num
     TP/S successes in (TP+FP)/S and (TP+FN)/S trials (recall's is the class's accuracy interval). F1 = 2PR/(P+R) is
     no proportion but grows with each of P and R: its interval is F1 at the lower ends and at the upper ends of their
     Wilson intervals at level 1 − (1 − ``level``)/2 each, which hold together with at least ``level`` (Bonferroni),
-    whatever ties P to R; a precision undefined (the class never predicted) counts as [0, 1] there. A percentile
-    bootstrap over test images had read [1, 1] for a class whose few images were all right and never predicted
-    elsewhere (a review)."""
+    whatever ties P to R; a precision or recall undefined (the class never predicted, or without test images) counts
+    as [0, 1] there. A percentile bootstrap over test images had read [1, 1] for a class whose few images were all
+    right and never predicted elsewhere (a review), and a class predicted but without test images read F1 0 [0, 0],
+    as if its recall were known (a review)."""
     labels = np.asarray(labels, dtype=np.int64)
     predicted = np.atleast_2d(np.asarray(predicted, dtype=np.int64))
     hit = (predicted == labels[None, :]).mean(axis=0)
@@ -844,11 +845,10 @@ def precision_recall_f1_intervals(labels: np.ndarray, predicted: np.ndarray, num
     called = np.bincount(predicted.ravel(), minlength=num_classes) / len(predicted)
     both = 1.0 - (1.0 - level) / 2  # each of the two intervals F1's is made of
     precision, recall = wilson_interval(tp, called, both), wilson_interval(tp, support, both)
-    precision = np.where(np.isnan(precision), [0.0, 1.0], precision)  # never predicted: any precision
+    precision, recall = (np.where(np.isnan(ends), [0.0, 1.0], ends) for ends in (precision, recall))  # undefined: any
     with np.errstate(all="ignore"):
         f1 = np.nan_to_num(2 * precision * recall / (precision + recall))  # 0 where both ends are 0
-    f1[support == 0] = np.nan  # recall undefined: F1 is the precision's alone, 0 wherever the class was predicted
-    f1[(support == 0) & (called > 0)] = 0.0
+    f1[(support == 0) & (called == 0)] = np.nan  # neither present nor predicted: F1 undefined
     return {"precision": wilson_interval(tp, called, level), "recall": wilson_interval(tp, support, level),
             "f1": f1}
 

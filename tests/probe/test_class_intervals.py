@@ -101,3 +101,14 @@ def test_the_report_rows_and_csv_carry_the_intervals_and_old_rows_read_without()
     report = type("R", (), {"per_class": [old, new], "grouping": type("G", (), {"stability": None})()})()
     written = list(csv.DictReader(io.StringIO(report_csv(report))))
     assert written[0]["precision_ci_lo"] == "" and float(written[1]["precision_ci_hi"]) == pytest.approx(0.75)
+
+
+def test_a_class_predicted_but_without_test_images_has_an_f1_interval_of_some_width():
+    """Class 2 has no test image but was predicted 4 times: its F1 is 0 on this test set, but its recall is unknown
+    (any value in [0, 1]), so its F1 interval is F1 at its precision's upper end and recall 1, not [0, 0]."""
+    labels = np.array([0] * 10 + [1] * 10)
+    predicted = np.array([[0] * 8 + [2] * 2 + [1] * 8 + [2] * 2])
+    ci = precision_recall_f1_intervals(labels, predicted, 3)
+    upper = wilson_interval(0, 4, 0.975)[1]
+    assert ci["f1"][2] == pytest.approx([0.0, 2 * upper / (upper + 1)])
+    assert ci["f1"][2][1] > 0.5
