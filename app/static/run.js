@@ -962,7 +962,7 @@
         + "this page uses; this run's own thirds (its warnings, its report) can differ. " : "")
       + `Accuracy: the mean over ${seeds > 1 ? `the ${seeds} seeds` : "the seed"}, with its 95 % Wilson interval over the `
       + "class's test images; precision, recall, F1 and support from every seed's test predictions (scikit-learn's "
-      + "definitions), each with its 95 % interval as its tooltip (precision and recall Wilson, F1 theirs at their "
+      + "definitions), each with its 95 % interval (precision and recall Wilson, F1 theirs at their "
       + "intervals' ends, each at 97.5 %; an image counts once, whatever the seeds). "
       + "Shipped: the class's test accuracy under the probe that ships, the first seed's (what predict and probe.zip give)"
       + (seeds > 1 ? ", which can sit far from the seeds' mean on few images. " : ", the accuracy itself with one seed. ")
@@ -999,12 +999,12 @@
     // scored 16.7 %; a new-user round)
     cols.push(["shipped", (r) => pct((r.accuracy_per_seed || [])[0])]);  // as every view shows it, one seed or more
     if (cmp) cols.push(["compared", (r) => pctCi((cmpRow[r.index] || {}).base, (cmpRow[r.index] || {}).base_ci)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
-    // each value's 95 % interval as its tooltip (precision_ci, recall_ci, f1_ci; none in reports from before them)
-    const withCi = (text, ci, say = ciText) => (ciOk(ci)
-      ? h("span", { title: `95 % interval ${say(ci)}` }, text) : text);
-    if (has("precision")) cols.push(["precision", (r) => withCi(pct(r.precision), r.precision_ci)],
-      ["recall", (r) => withCi(pct(r.recall), r.recall_ci)],
-      ["F1", (r) => withCi(num(r.f1, 3), r.f1_ci, (ci) => `[${num(ci[0], 2)}, ${num(ci[1], 2)}]`)]);
+    // each value with its 95 % interval beside it, as accuracy's (precision_ci, recall_ci, f1_ci; none in reports from
+    // before them): a tooltip alone was out of reach of a keyboard and of a phone's touch (a review)
+    const f1Ci = (value, ci) => [num(value, 3),
+      ciOk(ci) ? h("span", { class: "ci" }, ` [${num(ci[0], 2)}, ${num(ci[1], 2)}]`) : null];
+    if (has("precision")) cols.push(["precision", (r) => pctCi(r.precision, r.precision_ci)],
+      ["recall", (r) => pctCi(r.recall, r.recall_ci)], ["F1", (r) => f1Ci(r.f1, r.f1_ci)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
     // what a user reads first comes first: the confusions and the counts were behind the scroll at 1,400 px, the
     // margins and statistics in view (a dashboard-only round)

@@ -1740,7 +1740,9 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
     # stability of the groups shown: the compared ERM run's, whose groups these are (this run's 60 % is its own)
     erm_stability = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["grouping"]["stability"]
-    assert "50.0%" in row and f"{percent(erm_stability[1], 1)}%" in row and f"{names[2]} 50.0%" in row
+    # precision and recall with their 95 % intervals in the cell (a review: tooltips only had hidden them)
+    assert any(text.startswith("50.0% [") for text in row), row
+    assert f"{percent(erm_stability[1], 1)}%" in row and f"{names[2]} 50.0%" in row
     # gallery: each thumbnail of a class with mistakes loaded (fetched into a blob: URL); a run that gets every
     # test image right says so (the three colours of the launched set are easy)
     expected = _gallery_of_a_failing_class(driver, base, run)
@@ -4463,3 +4465,25 @@ def test_the_launch_pages_job_messages_stay_readable_in_a_scrolling_log(driver, 
             "message 30")
     finally:
         _delete_jobs(store, [job])
+
+
+def test_run_page_shows_precision_recall_and_f1_intervals_in_their_cells(driver, live_server, finished):
+    """Each class's precision, recall and F1 read with their 95 % intervals beside them, as accuracy's: as tooltips
+    alone (a span's title) a keyboard or a phone's touch never showed them (a review)."""
+    from probe.numbers import fixed
+
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    rows = {r["name"]: r for r in httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()["per_class"]}
+    shown = driver.js("""const heads = Array.from(document.querySelectorAll('#per-class-table th'),
+            (t) => t.textContent);
+        const at = ['precision', 'recall', 'F1'].map((name) => heads.indexOf(name));
+        return Array.from(document.querySelectorAll('#per-class-table tbody tr'),
+            (r) => [r.dataset.class, ...at.map((i) => r.cells[i].textContent)]);""")
+    assert shown
+    for name, precision, recall, f1 in shown:
+        row = rows[name]
+        for text, key in ((precision, "precision"), (recall, "recall")):
+            lo, hi = row[f"{key}_ci"]
+            assert text == f"{percent(row[key], 1)}% [{percent(lo, 1)}%, {percent(hi, 1)}%]", (name, key, text)
+        lo, hi = row["f1_ci"]
+        assert f1 == f"{fixed(row['f1'], 3)} [{fixed(lo, 2)}, {fixed(hi, 2)}]", (name, f1)
