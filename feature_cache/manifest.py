@@ -59,26 +59,33 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
 class _Labels:
     """Each row's class name: its label, or, for an integer label beside a names column (``NAME_COLUMNS``), that
     column's name, the same for every row of that integer (a manifest of ``label`` 0..9 and ``label_name`` had
-    classes '0'..'9', its names unread; a new-user round)."""
+    classes '0'..'9', its names unread; a new-user round). ``named`` (integer label → its name and where it was
+    first named) is shared by a train and a test manifest read together: each file's names held alone, test.csv's
+    label 0 named 'dog' where train.csv's was 'cat' swapped the two classes' test images without a word, and a
+    test.csv without the names column had classes '0', '1' beside train.csv's 'cat', 'dog' (a review); its integers
+    take the names the other file gave them."""
 
-    def __init__(self, path: Path, header: list[str], col_label: int):
-        self.path, self.col_label = path, col_label
+    def __init__(self, path: Path, header: list[str], col_label: int, named: dict[str, tuple[str, Path, int]]):
+        self.path, self.col_label, self.named = path, col_label, named
         self.col_name = next((header.index(n) for n in NAME_COLUMNS if n in header and header.index(n) != col_label),
                              None)
-        self.named: dict[str, tuple[str, int]] = {}  # integer label → (its name, the row that named it first)
-        self.numbers: dict[str, str] = {}  # name → the integer label it names
+        self.numbers = {name: number for number, (name, *_) in named.items()}  # name → the integer label it names
 
     def __call__(self, row: list[str], line: int) -> str:
         label = row[self.col_label].strip()
-        if self.col_name is None or not re.fullmatch(r"[+-]?\d+", label):
+        if not re.fullmatch(r"[+-]?\d+", label) or (self.col_name is None and str(int(label)) not in self.named):
             return class_name(label)
-        name, number = class_name(row[self.col_name].strip()), str(int(label))
+        number = str(int(label))
+        if self.col_name is None:  # named by the manifest read with this one
+            return self.named[number][0]
+        name = class_name(row[self.col_name].strip())
         if not name:
             raise DatasetError(f"{self.path}: row {line}: label {label} has an empty name in the names column.")
-        first, where = self.named.setdefault(number, (name, line))
+        first, where, row_first = self.named.setdefault(number, (name, self.path, line))
         other = self.numbers.setdefault(name, number)
         if name != first or other != number:
-            said = (f"label {label} is named {name!r} here but {first!r} at row {where}" if name != first else
+            at = f"row {row_first}" if where == self.path else f"{where.name} row {row_first}"
+            said = (f"label {label} is named {name!r} here but {first!r} at {at}" if name != first else
                     f"labels {other} and {label} are both named {name!r}")
             raise DatasetError(f"{self.path}: row {line}: {said}: each integer label needs one name of its own in the "
                                "names column.")
@@ -127,12 +134,14 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def read_manifest(
-    path: Path, image_extensions: frozenset[str], *, split: str | None = None, seen: set[str] | None = None
+    path: Path, image_extensions: frozenset[str], *, split: str | None = None, seen: set[str] | None = None,
+    named: dict[str, tuple[str, Path, int]] | None = None,
 ) -> tuple[FileListReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
     """Parse a manifest → (reader, {split: {class: [files]}}, skipped, layout).
 
     ``split`` puts every row in that split (a split column is then ignored); ``seen`` is shared by manifests
-    read together, so a file listed twice is skipped once as a repeat.
+    read together, so a file listed twice is skipped once as a repeat, and so is ``named``, so that an integer
+    label has one name in both (``_Labels``).
     """
     root = path.resolve().parent
     skipped: list[tuple[str, str]] = []
@@ -147,7 +156,8 @@ def read_manifest(
                 f"and a label column ({', '.join(LABEL_COLUMNS)}), and optionally a split column "
                 f"({', '.join(SPLIT_COLUMNS)}: train / val / test); got {header}."
             )
-        col_split, labels = _column(header, SPLIT_COLUMNS), _Labels(path, header, col_label)
+        named = {} if named is None else named
+        col_split, labels = _column(header, SPLIT_COLUMNS), _Labels(path, header, col_label, named)
         for line, row in rows:
             if not row or all(not cell.strip() for cell in row):
                 continue
@@ -209,9 +219,10 @@ def read_manifest_pair(
 ) -> tuple[FileListReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
     """A train and a test manifest given together (``folder/train.csv``, ``folder/test.csv``) → one data set."""
     seen: set[str] = set()
+    named: dict[str, tuple[str, Path, int]] = {}  # integer label → its name, one in both files (_Labels)
     train_csv, test_csv = (folder / name for name in MANIFEST_PAIR)
-    _, train, skipped, _ = read_manifest(train_csv, image_extensions, split="train", seen=seen)
-    _, test, test_skipped, _ = read_manifest(test_csv, image_extensions, split="test", seen=seen)
+    _, train, skipped, _ = read_manifest(train_csv, image_extensions, split="train", seen=seen, named=named)
+    _, test, test_skipped, _ = read_manifest(test_csv, image_extensions, split="test", seen=seen, named=named)
     given = {**train, **test}
     names = [f for classes in given.values() for files in classes.values() for f in files]
     return FileListReader(folder, names), given, skipped + test_skipped, "manifest-pair"

@@ -914,3 +914,25 @@ def test_integer_labels_beside_a_column_that_names_no_label_are_read_as_they_are
             rows.append(f"{label}_{i}.png,{label},{f'{label}_{i}.png' if column == 'name' else 'animal'},{split}")
     (tmp_path / "m.csv").write_text(f"image,label,{column},split\n" + "\n".join(rows))
     assert open_dataset(tmp_path / "m.csv", val_fraction=0.0).class_names == ["0", "1", "2"]
+
+
+def test_a_train_and_test_manifest_pair_gives_an_integer_label_one_name_in_both(tmp_path):
+    """train.csv and test.csv read together share their names: test.csv's label 0 named 'dog' where train.csv's is
+    'cat' swapped the two classes' test images without a word, and a test.csv without the names column (a Kaggle
+    test file) had classes '0', '1' beside train's 'cat', 'dog', refused as classes without images (a review)."""
+    train, test = [], []
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(4):
+            write_image(tmp_path / "imgs" / f"{name}{i}.png", label, i)
+            (train if i < 3 else test).append((f"imgs/{name}{i}.png", label, name))
+    (tmp_path / "train.csv").write_text("image,label,label_name\n" + "".join(f"{p},{y},{n}\n" for p, y, n in train))
+    (tmp_path / "test.csv").write_text("image,label\n" + "".join(f"{p},{y}\n" for p, y, _ in test))
+    data = open_dataset(tmp_path, val_fraction=0.0)
+    assert data.class_names == ["cat", "dog"]
+    assert [(s.source, data.class_names[s.label]) for s in data.splits["test"]] == [
+        ("imgs/cat3.png", "cat"), ("imgs/dog3.png", "dog")]
+    swapped = "".join(f"{p},{y},{('dog', 'cat')[y]}\n" for p, y, _ in test)
+    (tmp_path / "test.csv").write_text("image,label,label_name\n" + swapped)
+    with pytest.raises(DatasetError, match=r"test\.csv: row 2: label 0 is named 'dog' here but 'cat' at train\.csv "
+                       "row 2"):
+        open_dataset(tmp_path, val_fraction=0.0)
