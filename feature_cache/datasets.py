@@ -844,8 +844,9 @@ def unread_manifest_warning(data: LabelledImages, shown: int = 3) -> str | None:
     found = sorted({source for source, _ in data.skipped if source.lower().endswith(".csv")})
     if not found:
         return None
-    return (f"{listed([repr(f) for f in found], shown)} was not read: the labels are the class folders' names "
-            f"({listed([repr(c) for c in data.class_names], 5)}). If it is a CSV manifest of the labels, give that "
+    were, one = ("were", "one") if len(found) > 1 else ("was", "it")
+    return (f"{listed([repr(f) for f in found], shown)} {were} not read: the labels are the class folders' names "
+            f"({listed([repr(c) for c in data.class_names], 5)}). If {one} is a CSV manifest of the labels, give that "
             "file itself as the data set (mr2probe extract --data FILE.csv, or its path registered as a folder or "
             "CSV on the server): a manifest inside a folder or archive of images is not read")
 

@@ -148,3 +148,10 @@ def test_an_uploads_csv_manifest_beside_its_folders_is_said_unread(tmp_path):
         assert "give that file itself as the data set" in said[0] and str(tmp_path) not in said[0]
         plain = _upload(client, {"notes.txt": b"x"})
         assert not any("was not read" in w for w in plain["warnings"])
+
+
+def test_several_unread_csv_files_are_said_unread_in_the_plural(tmp_path):
+    """Two CSV files beside the class folders read "'tiny/a.csv', 'tiny/b.csv' was not read" (a review)."""
+    with TestClient(create_app(make_settings(tmp_path), start_worker=False)) as client:
+        ds = _upload(client, {"a.csv": b"image,label\n", "b.csv": b"image,label\n"})
+        assert any(w.startswith("'tiny/a.csv', 'tiny/b.csv' were not read: ") for w in ds["warnings"]), ds["warnings"]
