@@ -19,7 +19,7 @@ from .predictions import PREDICTIONS_FILE
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import TERMINAL_CLASSES, class_table, print_table, text_console
 from .selection import SIGN_TEST_ALPHA, past_budget
-from .uncertainty import observed_class_accuracy, own_intervals, p_text
+from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
@@ -577,16 +577,9 @@ def _add_own_intervals(comparison: Comparison, base, other) -> None:
         own = {"overall": intervals.overall, **intervals.groups,
                "worst_class": next((classes[row.index] for row in comparison.per_class if row.name == worst), None)}
         for key, metric in comparison.metrics.items():
-            setattr(metric, f"{side}_ci", _interval(own.get(key)))
+            setattr(metric, f"{side}_ci", interval_or_none(own.get(key)))
         for row, interval in zip(comparison.per_class, classes):
-            setattr(row, f"{side}_ci", _interval(interval))
-
-
-def _interval(values) -> list[float] | None:
-    """``[lo, hi]`` as floats, or None for none or one not defined (a class without images, an empty third)."""
-    if values is None or not np.all(np.isfinite(values)):
-        return None
-    return [float(v) for v in values]
+            setattr(row, f"{side}_ci", interval_or_none(interval))
 
 
 def _held_back(comparison: Comparison, metric: str) -> str:

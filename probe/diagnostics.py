@@ -16,7 +16,7 @@ import numpy as np
 
 from .metrics import precision_recall_f1, top_confusions
 from .predictions import Predictions
-from .uncertainty import own_intervals, precision_recall_f1_intervals
+from .uncertainty import interval_or_none, own_intervals, precision_recall_f1_intervals
 
 __all__ = ["TOP_CONFUSIONS", "TestDiagnostics", "test_diagnostics", "split_disagreement_warning", "SPLIT_GAP_POINTS",
            "SPLIT_GAP_ALPHA"]
@@ -47,15 +47,10 @@ def test_diagnostics(predictions: Predictions, class_names: list[str],
     prf_ci = precision_recall_f1_intervals(predictions.labels, predictions.predicted, num_classes)
     rows = [{"accuracy_ci": intervals[k].tolist(), "precision": prf["precision"][k], "recall": prf["recall"][k],
              "f1": prf["f1"][k], "support": int(prf["support"][k]) // len(predictions.predicted),
-             **{f"{name}_ci": _interval(prf_ci[name][k]) for name in prf_ci},
+             **{f"{name}_ci": interval_or_none(prf_ci[name][k]) for name in prf_ci},
              "top_confusions": [{"index": j, "name": class_names[j], "rate": rate} for j, rate in top[k]]}
             for k in range(num_classes)]
     return TestDiagnostics(confusion, rows, own.overall.tolist(), own.groups)
-
-
-def _interval(ci: np.ndarray) -> list[float] | None:
-    """``[lo, hi]`` as floats, or None for an undefined value's interval (``nan``)."""
-    return None if np.isnan(ci).any() else [float(v) for v in ci]
 
 
 # A class whose validation and test accuracies lie at least this many points apart, beyond chance (Fisher's exact

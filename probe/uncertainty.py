@@ -44,7 +44,8 @@ __all__ = ["DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "snap_zero", "row_bin_sums", "B
            "simultaneous_lower_bounds", "delta_intervals", "group_intervals", "GROUP_DRAWS", "OwnIntervals",
            "own_intervals", "SIGN_FLIP_DRAWS", "SIGN_FLIP_FLOOR", "p_text", "class_mean",
            "paired_class_delta_interval", "small_class_variance", "stratified_variance_missed", "widen_interval",
-           "SMALL_CLASS_IMAGES", "FEW_CHANGED_IMAGES", "holm", "precision_recall_f1_intervals"]
+           "SMALL_CLASS_IMAGES", "FEW_CHANGED_IMAGES", "holm", "precision_recall_f1_intervals",
+           "interval_or_none"]
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -820,6 +821,14 @@ def class_accuracy_interval(correct: np.ndarray, labels: np.ndarray, num_classes
     labels = np.asarray(labels, dtype=np.int64)
     successes = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64), minlength=num_classes)
     return wilson_interval(successes, np.bincount(labels, minlength=num_classes), level)
+
+
+def interval_or_none(values) -> list[float] | None:
+    """``[lo, hi]`` as floats, or None for none or one not defined (a class without images, an empty third, a value
+    undefined): how a report stores an interval."""
+    if values is None or not np.all(np.isfinite(values)):
+        return None
+    return [float(v) for v in values]
 
 
 def precision_recall_f1_intervals(labels: np.ndarray, predicted: np.ndarray, num_classes: int,
