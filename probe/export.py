@@ -140,7 +140,9 @@ def _per_class_rows(report: dict, name: Callable[[str], str] = str) -> list[list
 
 PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",
                     "shipped (first seed) %",
-                    "val accuracy %", "precision %", "recall %", "F1", CONFUSIONS_HEADER, "r²", "γ", "output margin"]
+                    # [95 %]: each of the three with its 95 % interval in brackets, unsaid before (a review)
+                    "val accuracy %", "precision % [95 %]", "recall % [95 %]", "F1 [95 %]", CONFUSIONS_HEADER,
+                    "r²", "γ", "output margin"]
 # Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
 # and the per-class table's confusions stand for it.
 MATRIX_MAX_CLASSES = 20

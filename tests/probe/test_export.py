@@ -151,6 +151,10 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
         assert f"- {_cell(warning)}" in text
         assert f"<li>{html.escape(warning)}</li>" in page
     rows = {row[0]: row for row in _md_table(text, "class")}
+    # the header says what the brackets after precision, recall and F1 are (unsaid before; a review)
+    header = next(line for line in text.splitlines() if line.startswith("| class | group |"))
+    assert "| precision % [95 %] | recall % [95 %] | F1 [95 %] |" in header, header
+    assert "<th>precision % [95 %]</th>" in page
     for r in report["per_class"]:
         row = rows[_cell(r["name"])]
         lo, hi = r["accuracy_ci"]
@@ -223,7 +227,7 @@ def test_the_confusions_column_says_they_are_shares_of_the_class_s_own_images(re
 
     header = "most often predicted as (% of its test images)"
     terminal = format_report(Report.model_validate(report), width=250)
-    assert f"| F1 | {header} |" in report_markdown(report) and f"<th>{header}</th>" in report_html(report)
+    assert f"| F1 [95 %] | {header} |" in report_markdown(report) and f"<th>{header}</th>" in report_html(report)
     assert header in terminal and "test predictions" not in terminal
     counts = np.array(report["confusion"]["counts"])
     for r in report["per_class"]:  # a row of the confusion matrix (true class r), not a column
