@@ -179,3 +179,33 @@ def test_the_architecture_s_extract_signature_and_result_are_the_code_s():
     assert documented == code.replace("cache_dir, batch_size", "cache_dir, *, batch_size")
     fields = re.search(r"returns `ExtractResult\(([^)`]*)\)`", text).group(1)
     assert fields.split(", ") == [f.name for f in dataclasses.fields(ExtractResult)]
+
+
+def test_the_architecture_s_app_layout_lists_every_job_kind_and_job_state_group():
+    """docs/ARCHITECTURE.md gave JOB_KINDS as {"extract", "probe", "pipeline"}, without label_issues, and status.py's
+    groups of states without UNSUCCESSFUL (a README round): the set is the code's, in order, and each group is named."""
+    import re
+
+    from app import status
+    from app.steps import JOB_KINDS
+
+    text = " ".join((ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").split())
+    kinds = re.search(r"JOB_KINDS \{([^}]*)\}", text).group(1)
+    assert [kind.strip().strip('"') for kind in kinds.split(",")] == list(JOB_KINDS)
+    groups = re.search(r"status\.py JobStatus and the states by what follows them \(([^;]*);", text).group(1)
+    assert sorted(groups.split(", ")) == sorted(name for name, value in vars(status).items()
+                                                if name.isupper() and isinstance(value, tuple))
+
+
+def test_the_architecture_names_every_word_the_dashboard_s_words_script_serves(tmp_path):
+    """The `/words.js` row of docs/ARCHITECTURE.md listed ten of its thirteen keys (not `heatmap_classes`,
+    `compared_runs`, `label_issue_methods`) and `job_states` without `unsuccessful` (a README round)."""
+    import json
+
+    from app.routes.dashboard import words_script
+
+    script = words_script().body.decode()
+    words = json.loads(script[script.index("(") + 1:script.rindex(")")])
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `/words.js`"))
+    assert not [key for key in [*words, *words["job_states"]] if f"`{key}`" not in row]
