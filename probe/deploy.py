@@ -29,7 +29,7 @@ from .posthoc import PosthocLogitBias
 from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, TemperatureScaling, load_report
 from .rundir import read_run
 from .seen import SEEN_FILE, SeenSources
-from .uncertainty import wilson_interval
+from .uncertainty import interval_or_none, precision_recall_f1_intervals, wilson_interval
 
 __all__ = ["RunProbe", "TrueClass", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
            "UNKNOWN_CLASS", "PROBE_FILES"]
@@ -223,6 +223,12 @@ class ClassScore(BaseModel):
     precision: Num
     recall: Num
     f1: Num
+    # 95 % intervals (probe.uncertainty.precision_recall_f1_intervals, as a report's per-class rows); None in answers
+    # from before them and where the value is undefined
+    precision_ci: Optional[NumList] = Field(None, description="95 % Wilson score interval of the precision")
+    recall_ci: Optional[NumList] = Field(None, description="95 % Wilson score interval of the recall")
+    f1_ci: Optional[NumList] = Field(None, description="95 % interval of F1 (at the ends of precision's and "
+                                     "recall's, each at 97.5 %)")
 
 
 # Scores carry their confusion matrix up to this many classes (a 1000-class one is a million counts in every answer).
@@ -260,6 +266,15 @@ class Scores(BaseModel):
 
 def _ci(successes: float, trials: int) -> list[float] | None:
     return None if trials == 0 else wilson_interval(successes, trials).tolist()
+
+
+def _class_intervals(labels: np.ndarray, predicted: np.ndarray, k: int) -> dict[str, list]:
+    """Each of the ``k`` classes' ``precision_ci``, ``recall_ci`` and ``f1_ci`` (``interval_or_none`` of
+    :func:`probe.uncertainty.precision_recall_f1_intervals`) of ``predicted`` on ``labels``, where label ``k`` marks
+    an image of a class the probe does not have: one more true class, so each precision counts those images as
+    wrong, as the point value does."""
+    intervals = precision_recall_f1_intervals(labels, predicted, k + 1)
+    return {f"{key}_ci": [interval_or_none(row) for row in value[:k]] for key, value in intervals.items()}
 
 
 def scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -319,9 +334,11 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     prf = {key: value[:k] for key, value in precision_recall_f1(full).items()}
     cm = full[:k, :k]
     correct, support = np.diag(cm).astype(np.float64), cm.sum(axis=1)
+    ci = _class_intervals(np.where(known, labels, k), predicted, k)
     per_class = [ClassScore(name=name, n=int(support[i]), accuracy=prf["recall"][i],
                             accuracy_ci=_ci(correct[i], int(support[i])), precision=prf["precision"][i],
-                            recall=prf["recall"][i], f1=prf["f1"][i]) for i, name in enumerate(class_names)]
+                            recall=prf["recall"][i], f1=prf["f1"][i], **{key: v[i] for key, v in ci.items()})
+                 for i, name in enumerate(class_names)]
     n = int(known.sum())
     stray = full[k]  # the unknown classes' row: where their images went (a precision the matrix alone left unexplained)
     calibration = None

@@ -116,6 +116,17 @@ def test_another_labelled_cache_matches_classes_by_name(run, tmp_path, capsys):
     assert scores["accuracy"] == pytest.approx(right / 11)
     per_class = {c["name"]: c["n"] for c in scores["per_class"]}
     assert per_class == {"apple": 6, "bus": 0, "cat": 0, "dog": 5}
+    # each class's precision, recall and F1 with its interval (precision_recall_f1_intervals; a zebra image wrong
+    # wherever predicted, one more true class): --json gave them bare
+    from probe.uncertainty import precision_recall_f1_intervals
+
+    names = [c["name"] for c in scores["per_class"]]
+    known = [names.index(r["true"]) if r["true"] in names else len(names) for r in rows]
+    want = precision_recall_f1_intervals(np.array(known), np.array([names.index(r["predicted"]) for r in rows]),
+                                         len(names) + 1)
+    for key in ("precision", "recall", "f1"):
+        for row, ends in zip(scores["per_class"], want[key]):
+            assert (row[f"{key}_ci"] is None) if np.isnan(ends).any() else np.allclose(row[f"{key}_ci"], ends), key
 
 
 @pytest.mark.parametrize("attrs, d, message", [

@@ -277,6 +277,14 @@ def test_scores_of_a_run_on_a_registered_cache(finished):
     near = NearTrain(**body["near_train"])
     assert lo <= body["accuracy"] <= hi and body["warnings"] == ([near.describe()] if near.near else [])
     assert [c["name"] for c in body["per_class"]] == load_report(finished.settings.runs_dir / finished.mr2).class_names
+    # each class's precision, recall and F1 with the report's intervals (precision_recall_f1_intervals) of these
+    # predictions: they were bare
+    from probe.uncertainty import precision_recall_f1_intervals
+
+    want = precision_recall_f1_intervals(stored.labels, stored.predicted[0], len(body["per_class"]))
+    for key in ("precision", "recall", "f1"):
+        for row, ends in zip(body["per_class"], want[key]):
+            assert (row[f"{key}_ci"] is None) if np.isnan(ends).any() else np.allclose(row[f"{key}_ci"], ends), key
     train = client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": run["cache_id"], "split": "train"})
     assert train.status_code == 200 and train.json()["matches_report"] is None
 

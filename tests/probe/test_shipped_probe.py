@@ -487,3 +487,27 @@ def test_a_run_replaced_while_it_is_loaded_is_read_again_whole(data, tmp_path, m
     head = real(out)
     np.testing.assert_array_equal(probe.trainer.decision_function(data["test"][0]),
                                   head.decision_function(data["test"][0]))
+
+
+def test_scored_precision_recall_and_f1_carry_the_reports_intervals():
+    """Scores on another cache gave each class's precision, recall and F1 bare, where a report's rows carry their
+    95 % intervals: the same function's (probe.uncertainty.precision_recall_f1_intervals), an image of a class the
+    probe does not have counted as one more true class (wrong wherever predicted, as the precision's point value)."""
+    from probe.deploy import UNKNOWN_CLASS
+    from probe.uncertainty import precision_recall_f1_intervals
+
+    labels = np.array([0] * 6 + [1] * 4 + [UNKNOWN_CLASS] * 3)
+    predicted = np.array([0, 0, 0, 0, 1, 2, 1, 1, 1, 0, 0, 1, 1])
+    scores = score_predictions(labels, predicted, ["a", "b", "c"], ["a"] * 6 + ["b"] * 4 + ["z"] * 3)
+    want = precision_recall_f1_intervals(np.where(labels < 0, 3, labels), predicted, 4)
+    for key in ("precision", "recall", "f1"):
+        got = [getattr(c, f"{key}_ci") for c in scores.per_class]
+        assert np.allclose(got[:2], want[key][:2]), key
+    # class c: no image of its own, predicted once (wrongly): no recall, a precision's interval
+    assert scores.per_class[2].recall_ci is None
+    assert scores.per_class[2].precision_ci == pytest.approx(want["precision"][2].tolist())
+    assert scores.per_class[0].recall_ci == pytest.approx(scores.per_class[0].accuracy_ci)
+    for c in scores.per_class[:2]:  # each interval holds its point value
+        for key in ("precision", "recall", "f1"):
+            lo, hi = getattr(c, f"{key}_ci")
+            assert lo <= getattr(c, key) <= hi
