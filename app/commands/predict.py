@@ -207,8 +207,16 @@ def _predicted_absent(scores) -> list[str]:
             + listed([name + count(name) for name in absent], 10) + "."]
 
 
+def _with_ci(text: str, ci: list | None) -> str:
+    """``text`` (a value in per cent) and its 95 % interval (``interval_text``), alone without one."""
+    from probe.report import interval_text
+
+    return f"{text} {interval_text(ci)}" if ci else text
+
+
 def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict | None) -> str:
     from probe.report import interval_text
+    from probe.report_text import with_interval
 
     lines = [_title(args, probe, f"{images:,} images")]
     if scores.unknown:
@@ -224,10 +232,13 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
     present = sorted((c for c in scores.per_class if c.n), key=lambda c: (c.accuracy, c.name))
     shown = present[:args.limit]
     width = _name_width([c.name for c in shown], 20)
-    lines.append(f"{'class':<{width}} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} {'precision %':>11} "
-                 f"{'F1':>6}")  # F1 a fraction, as mr2probe report shows it (it was in percent here)
+    # precision and F1 each with its 95 % interval as the report's table gives them (they were bare; F1 a fraction,
+    # as mr2probe report shows it: it was in percent here)
+    lines.append(f"{'class':<{width}} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} "
+                 f"{'precision % [95 %]':>19} {'F1 [95 %]':>18}")
     lines += [f"{_name_cell(c.name, width)} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
-              f"{_pct(c.precision):>11} {'—' if c.f1 is None else fixed(c.f1, 3):>6}" for c in shown]
+              f"{_with_ci(_pct(c.precision), c.precision_ci):>19} {with_interval(c.f1, c.f1_ci, fraction=True):>18}"
+              for c in shown]
     if len(present) > len(shown):
         lines.append(f"… {len(present) - len(shown)} more classes ({_MORE}).")
     lines += _predicted_absent(scores)

@@ -13,7 +13,7 @@ import pytest
 import probe.near_duplicates as nd
 from app.cli import main
 from feature_cache import open_cache, write_cache
-from probe.numbers import percent
+from probe.numbers import interval_text, percent
 from probe.predictions import Predictions
 
 NAMES = ["apple", "bus", "cat", "dog"]
@@ -66,13 +66,20 @@ def test_own_test_split_reproduces_the_report(run, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     # F1 as a fraction, as mr2probe report shows it (it was in percent here; a new-user round)
     header = next(line for line in text.splitlines() if line.startswith("class "))
-    assert header.split()[-3:] == ["precision", "%", "F1"]
+    assert header.split()[-7:] == ["precision", "%", "[95", "%]", "F1", "[95", "%]"]
     rows_shown = text.splitlines()[text.splitlines().index(header) + 1:][:3]
-    assert all(re.fullmatch(r"(0|1)\.\d{3}|—", line.split()[-1]) for line in rows_shown), rows_shown
+    assert all(re.search(r" ((0|1)\.\d{3} \[[01]\.\d\d, [01]\.\d\d\]|—)$", line) for line in rows_shown), rows_shown
     assert accuracy == pytest.approx(report["seeds"]["metrics"]["overall"]["per_seed"][0])
     # the calibration of the scored images, here the report's own (a new-user round: scores had none)
     assert main(["predict", str(out), "--features", str(cache), "--json"]) == 0
-    scored = json.loads(capsys.readouterr().out)["calibration"]
+    answer = json.loads(capsys.readouterr().out)
+    scored = answer["calibration"]
+    # each shown class's precision and F1 with the intervals --json gives (precision_recall_f1_intervals): bare before
+    by_name = {c["name"]: c for c in answer["per_class"]}
+    for line in rows_shown:
+        c = by_name[line.split()[0]]
+        assert line.endswith(f" {percent(c['precision'], 1)} {interval_text(c['precision_ci'])} "
+                             f"{c['f1']:.3f} [{c['f1_ci'][0]:.2f}, {c['f1_ci'][1]:.2f}]"), (line, c)
     assert scored["ece"] == pytest.approx(report["calibration"]["ece"], abs=1e-5)
     # NLL and top-k from the true classes' logits, read chunk by chunk (they were null: a shipping round)
     assert scored["nll"] == pytest.approx(report["calibration"]["nll"], rel=1e-5)
