@@ -17,6 +17,10 @@
   // A run's name as a numeric column's header: wrapped (style.css th.run-name), the whole name in its tooltip; a
   // long name on one line pushed a two-column table's numbers out of its card.
   const runHead = (name) => h("th", { class: "num run-name", title: name }, name);
+  // an F1 (0–1) with its 95 % interval beside it where it has one, two decimals (probe.report_text.with_interval):
+  // the report's per-class table and the score table of another cache
+  const f1Ci = (value, ci) => [num(value, 3),
+    ciOk(ci) ? h("span", { class: "ci" }, ` [${num(ci[0], 2)}, ${num(ci[1], 2)}]`) : null];
 
   // ---- header: warnings, verdicts, selection, KPIs ------------------------------------------------
   function warningsBox(report, cmp) {
@@ -672,7 +676,9 @@
     const rows = s.per_class.filter((c) => c.n > 0 || isNum(c.precision)).sort(worstFirst)
       .map((c) => h("tr", { "data-class": c.name }, h("td", {}, Dash.shownName(c.name)), h("td", { class: "num" }, count(c.n)),
         h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)),
-        h("td", { class: "num" }, pct(c.precision)), h("td", { class: "num" }, num(c.f1, 3))));
+        // precision and F1 with their intervals (GET .../scores' precision_ci, f1_ci), as the report's table: bare before
+        h("td", { class: "num", "data-col": "precision" }, pctCi(c.precision, c.precision_ci)),
+        h("td", { class: "num", "data-col": "f1" }, f1Ci(c.f1, c.f1_ci))));
     const unknown = Object.entries(s.unknown || {});
     const same = s.matches_report;
     return [
@@ -687,7 +693,8 @@
       ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       same ? h("p", { class: "muted", id: "score-matches" }, "This is the run's own test split: the predictions equal "
         + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
-      table(["class", ...["images", "accuracy [95 % interval]", "precision", "F1"].map((x) => h("th", { class: "num" }, x))],
+      table(["class", ...["images", "accuracy [95 % interval]", "precision [95 %]", "F1 [95 %]"]
+        .map((x) => h("th", { class: "num" }, x))],
         rows, "No image of this run's classes.", { id: "score-table" }),
       ...scoredConfusion(s),
     ].filter(Boolean);
@@ -1001,8 +1008,6 @@
     if (cmp) cols.push(["compared", (r) => pctCi((cmpRow[r.index] || {}).base, (cmpRow[r.index] || {}).base_ci)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
     // each value with its 95 % interval beside it, as accuracy's (precision_ci, recall_ci, f1_ci; none in reports from
     // before them): a tooltip alone was out of reach of a keyboard and of a phone's touch (a review)
-    const f1Ci = (value, ci) => [num(value, 3),
-      ciOk(ci) ? h("span", { class: "ci" }, ` [${num(ci[0], 2)}, ${num(ci[1], 2)}]`) : null];
     if (has("precision")) cols.push(["precision", (r) => pctCi(r.precision, r.precision_ci)],
       ["recall", (r) => pctCi(r.recall, r.recall_ci)], ["F1", (r) => f1Ci(r.f1, r.f1_ci)]);
     if (has("support")) cols.push(["support", (r) => count(r.support)]);
