@@ -144,15 +144,15 @@
         cache ? count(cacheImages(cache)) : "–"),
       // each accuracy with its 95 % interval over the test images where the report has one: ranked by point
       // estimates alone, a noisy winner read as the one to ship (a new-user round)
-      // (overall and balanced under the number, the thirds' in its tooltip: five inline pushed the table out of
-      // its card)
+      // (each under its number, not beside it: five inline pushed the table out of its card; the thirds' had been
+      // in a tooltip alone, out of reach of a keyboard and of a phone's touch)
       window.Words.metrics.filter((k) => k !== "worst_class").map((k) => {
         const ci = k === "overall" ? s.overall_ci : (s.group_ci || {})[k];
         const shown = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
         const text = shown ? `[${num(100 * ci[0], 1)}, ${num(100 * ci[1], 1)}]` : null;
         return h("td", { class: "num", "data-sort": sortKey(s[k]), "data-ci": shown ? k : null,
                          title: shown ? `95 % interval over the test images: ${text} %` : null }, pct(s[k]),
-          shown && (k === "overall" || k === "balanced") ? h("div", { class: "muted ci" }, text) : null);
+          shown ? h("div", { class: "muted ci" }, text) : null);
       }),
       h("td", { "data-col": "worst", "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),

@@ -2560,6 +2560,12 @@ def test_the_runs_list_shows_each_accuracy_with_its_interval(driver, live_server
     assert shown == f"[{percent(lo, 1)}, {percent(hi, 1)}]"
     assert [k for k, _ in cells] == ["overall"] + [k for k in ("balanced", "easy", "medium", "hard")
                                                    if report["summary"]["group_ci"].get(k)]
+    # each third's interval under its number as overall's, readable without hovering (it was in the tooltip alone)
+    under = driver.js(f"""return Array.from(document.querySelectorAll('tr[data-run="{finished.erm}"] td[data-ci]'))
+        .map(td => [td.dataset.ci, td.querySelector('.ci') && td.querySelector('.ci').textContent])""")
+    intervals = {"overall": report["summary"]["overall_ci"], **report["summary"]["group_ci"]}
+    assert {"easy", "medium", "hard"} <= {k for k, _ in under}
+    assert under == [[k, f"[{percent(intervals[k][0], 1)}, {percent(intervals[k][1], 1)}]"] for k, _ in under]
     # what each probe is, under its name, an ERM run called so (a dashboard-only round)
     probes = driver.js(f"""return ['{finished.erm}', '{finished.mr2}'].map(id =>
         document.querySelector(`tr[data-run="${{id}}"] [data-col=probe]`).textContent)""")
