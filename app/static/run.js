@@ -676,7 +676,7 @@
     const rows = s.per_class.filter((c) => c.n > 0 || isNum(c.precision)).sort(worstFirst)
       .map((c) => h("tr", { "data-class": c.name }, h("td", {}, Dash.shownName(c.name)), h("td", { class: "num" }, count(c.n)),
         h("td", { class: "num" }, pct(c.accuracy) + interval(c.accuracy_ci)),
-        // precision and F1 with their intervals (GET .../scores' precision_ci, f1_ci), as the report's table: bare before
+        // precision and F1 with their intervals (GET .../scores' precision_ci, f1_ci), as the report's table
         h("td", { class: "num", "data-col": "precision" }, pctCi(c.precision, c.precision_ci)),
         h("td", { class: "num", "data-col": "f1" }, f1Ci(c.f1, c.f1_ci))));
     const unknown = Object.entries(s.unknown || {});

@@ -2862,11 +2862,12 @@ def test_the_run_page_scores_the_shipped_probe_on_a_cache(driver, live_server, f
     # each class's precision and F1 with the API's intervals (precision_ci, f1_ci), as the report's table: bare before
     from probe.numbers import fixed
 
-    shown = driver.js("return [...document.querySelectorAll('#score-table tbody tr')].map((r) => "
-                      "[r.querySelector('[data-col=precision]').textContent, r.querySelector('[data-col=f1]').textContent])")
+    shown = driver.js("return [...document.querySelectorAll('#score-table tbody tr')].map((r) => ['precision', "
+                      "'f1'].map((k) => r.querySelector(`[data-col=${k}]`).textContent))")
     pc = lambda v: f"{percent(v, 1)}%"  # noqa: E731
-    assert shown == [[f"{pc(c['precision'])} [{pc(c['precision_ci'][0])}, {pc(c['precision_ci'][1])}]",
-                      f"{fixed(c['f1'], 3)} [{fixed(c['f1_ci'][0], 2)}, {fixed(c['f1_ci'][1], 2)}]"] for c in worst_first]
+    f1 = lambda c: f"{fixed(c['f1'], 3)} [{fixed(c['f1_ci'][0], 2)}, {fixed(c['f1_ci'][1], 2)}]"  # noqa: E731
+    assert shown == [[f"{pc(c['precision'])} [{pc(c['precision_ci'][0])}, {pc(c['precision_ci'][1])}]", f1(c)]
+                     for c in worst_first]
     matches = driver.js("return document.getElementById('score-matches').textContent")
     assert "equal the report's first seed on" in matches
     # the scored images' confusion matrix, each cell's count the API's (a new cache's confusions were not shown)
