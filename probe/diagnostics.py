@@ -5,8 +5,8 @@ and of balanced accuracy and each third's (each class's Jeffreys posterior, :fun
 Counts and rates use the predictions of every seed (the confusion matrix is summed over seeds, so precision and
 recall are those of the pooled predictions, with intervals that count a test image once,
 :func:`probe.uncertainty.precision_recall_f1_intervals`); the accuracy interval is that of the seed-mean accuracy
-the report shows (:func:`probe.uncertainty.class_accuracy_interval`: a binomial proportion, where a bootstrap of a few images
-gives zero-width intervals).
+the report shows (:func:`probe.uncertainty.class_accuracy_interval`: a binomial proportion, where a bootstrap of a
+few images gives zero-width intervals).
 """
 from __future__ import annotations
 

@@ -898,7 +898,8 @@ def test_integer_labels_take_their_names_from_a_names_column(tmp_path):
     (tmp_path / "two.csv").write_text("image,label,class_name,split\n" + "\n".join(rows).replace(",1,dog,", ",1,cat,"))
     with pytest.raises(DatasetError, match=r"row 6: labels 0 and 1 are both named 'cat'"):
         open_dataset(tmp_path / "two.csv")
-    (tmp_path / "named.csv").write_text("image,label,label_name,split\n" + "\n".join(rows).replace(",0,cat,", ",cat,x,"))
+    named = "\n".join(rows).replace(",0,cat,", ",cat,x,")  # a label that is no integer: read as it is
+    (tmp_path / "named.csv").write_text("image,label,label_name,split\n" + named)
     assert open_dataset(tmp_path / "named.csv").class_names == ["cat", "dog"]
 
 
