@@ -452,7 +452,9 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DE
     """(..., 2): the Wilson score interval ``[lo, hi]`` of the proportion successes / trials, elementwise.
 
     ``successes`` may be fractional (a mean over seeds of per-sample scores): the formula takes p̂ and n as they
-    are. ``nan`` where ``trials`` is 0.
+    are. ``nan`` where ``trials`` is 0. The interval always holds p̂, as the formula's does: at p̂ = 0 or 1 its
+    rounding had put the ends a hair past it (lo 1.7e-18 for 0 of 209, hi 1 − 1.1e-16 for 13 of 13), so a value
+    of 100 % lay outside its own interval.
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}.")
@@ -462,7 +464,8 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DE
         p = successes / trials
         centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
         half = np.sqrt(z2 * p * (1 - p) / trials + z2 * z2 / (4 * trials * trials)) / (1 + z2 / trials)
-    return np.clip(np.stack([centre - half, centre + half], axis=-1), 0.0, 1.0)
+        ends = [np.minimum(centre - half, p), np.maximum(centre + half, p)]  # nan stays nan
+    return np.clip(np.stack(ends, axis=-1), 0.0, 1.0)
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:

@@ -112,3 +112,32 @@ def test_a_class_predicted_but_without_test_images_has_an_f1_interval_of_some_wi
     upper = wilson_interval(0, 4, 0.975)[1]
     assert ci["f1"][2] == pytest.approx([0.0, 2 * upper / (upper + 1)])
     assert ci["f1"][2][1] > 0.5
+
+
+def test_a_wilson_interval_holds_its_proportion_at_0_and_1_too():
+    """The formula's ends at p̂ = 0 and 1 are exactly 0 and 1; rounding had put them a hair inside (lo 1.7e-18 for
+    0 of 209, hi 1 − 1.1e-16 for 13 of 13), so 100 % lay outside its own interval."""
+    n = np.arange(1, 3000)
+    for level in (0.95, 0.975):
+        assert np.all(wilson_interval(np.zeros_like(n), n, level)[:, 0] == 0.0), level
+        assert np.all(wilson_interval(n, n, level)[:, 1] == 1.0), level
+    assert np.isnan(wilson_interval(0, 0)).all()
+
+
+def test_every_point_lies_in_its_interval_on_random_confusions_with_classes_never_predicted():
+    """Precision, recall and F1 (the pooled point values) inside their intervals, undefined exactly where the point
+    is (precision of a class never predicted, recall of a class without images, F1 of one neither)."""
+    rng = np.random.default_rng(11)
+    for _ in range(500):
+        k, n, seeds = int(rng.integers(1, 7)), int(rng.integers(1, 40)), int(rng.integers(1, 4))
+        labels = rng.integers(0, k, n)
+        predicted = rng.integers(0, int(rng.integers(1, k + 1)), (seeds, n))  # the top classes never predicted
+        if rng.random() < 0.3:
+            predicted[:] = labels  # every value 1 (or undefined)
+        points = precision_recall_f1(sum(confusion_matrix(labels, p, k) for p in predicted))
+        ci = precision_recall_f1_intervals(labels, predicted, k)
+        for name in ("precision", "recall", "f1"):
+            value, lo, hi = points[name], ci[name][:, 0], ci[name][:, 1]
+            assert np.array_equal(np.isnan(value), np.isnan(lo)) and np.array_equal(np.isnan(lo), np.isnan(hi))
+            defined = ~np.isnan(value)
+            assert np.all((lo[defined] <= value[defined]) & (value[defined] <= hi[defined])), (name, value, lo, hi)
