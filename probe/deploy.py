@@ -264,10 +264,6 @@ class Scores(BaseModel):
         "top-k when the true classes' logits were read, TrueClass); null when no confidence was given")
 
 
-def _ci(successes: float, trials: int) -> list[float] | None:
-    return None if trials == 0 else wilson_interval(successes, trials).tolist()
-
-
 def _class_intervals(labels: np.ndarray, predicted: np.ndarray, k: int) -> dict[str, list]:
     """Each of the ``k`` classes' ``precision_ci``, ``recall_ci`` and ``f1_ci`` (``interval_or_none`` of
     :func:`probe.uncertainty.precision_recall_f1_intervals`) of ``predicted`` on ``labels``, where label ``k`` marks
@@ -335,9 +331,10 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
     cm = full[:k, :k]
     correct, support = np.diag(cm).astype(np.float64), cm.sum(axis=1)
     ci = _class_intervals(np.where(known, labels, k), predicted, k)
-    per_class = [ClassScore(name=name, n=int(support[i]), accuracy=prf["recall"][i],
-                            accuracy_ci=_ci(correct[i], int(support[i])), precision=prf["precision"][i],
-                            recall=prf["recall"][i], f1=prf["f1"][i], **{key: v[i] for key, v in ci.items()})
+    # a class's accuracy is its recall: the same value and the same interval
+    per_class = [ClassScore(name=name, n=int(support[i]), accuracy=prf["recall"][i], accuracy_ci=ci["recall_ci"][i],
+                            precision=prf["precision"][i], recall=prf["recall"][i], f1=prf["f1"][i],
+                            **{key: v[i] for key, v in ci.items()})
                  for i, name in enumerate(class_names)]
     n = int(known.sum())
     stray = full[k]  # the unknown classes' row: where their images went (a precision the matrix alone left unexplained)
@@ -353,7 +350,8 @@ def score_predictions(labels: np.ndarray, predicted: np.ndarray, class_names: li
         present, scored = np.unique(labels[known], return_inverse=True)  # a class without images is no draw
         interval = group_intervals((predicted == labels)[known].astype(float), scored, len(present), {})["balanced"]
         balanced_ci = [float(v) for v in interval] if all(np.isfinite(interval)) else None
-    return Scores(calibration=calibration, n=n, accuracy=None if n == 0 else correct.sum() / n, accuracy_ci=_ci(correct.sum(), n),
+    return Scores(calibration=calibration, n=n, accuracy=None if n == 0 else correct.sum() / n,
+                  accuracy_ci=interval_or_none(wilson_interval(correct.sum(), n)),
                   balanced=balanced_accuracy(prf["recall"]), balanced_ci=balanced_ci, per_class=per_class,
                   unknown=unknown,
                   unknown_predicted={class_names[j]: int(c) for j, c in enumerate(stray[:k]) if c},

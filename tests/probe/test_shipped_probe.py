@@ -294,6 +294,31 @@ def test_score_intervals_are_wilson_and_empty_classes_have_none():
     assert scores.balanced_ci == pytest.approx(expected) and scores.balanced_ci[0] < 0.8 <= scores.balanced_ci[1]
 
 
+def test_a_scored_class_s_accuracy_interval_is_its_recall_interval(monkeypatch):
+    """One definition: each class's accuracy_ci is read from its recall_ci (probe.uncertainty.
+    precision_recall_f1_intervals), the Wilson interval of its images right, as the overall accuracy's is of all."""
+    from probe.uncertainty import wilson_interval
+
+    # class 0: 5 of 6 right; class 1: 0 of 2 (never predicted); class 2: no images; 2 images of an unknown class
+    labels = np.array([0] * 6 + [1] * 2 + [UNKNOWN_CLASS] * 2)
+    predicted = np.array([0, 0, 0, 0, 0, 2, 0, 2, 0, 2])
+    scores = score_predictions(labels, predicted, ["a", "b", "c"])
+    expected = [wilson_interval(5, 6).tolist(), wilson_interval(0, 2).tolist(), None]
+    assert [row.accuracy_ci for row in scores.per_class] == expected == [row.recall_ci for row in scores.per_class]
+    assert scores.accuracy_ci == wilson_interval(5, 8).tolist()
+    import probe.deploy as deploy
+
+    real = deploy.precision_recall_f1_intervals
+
+    def shifted(*args, **kwargs):  # a change to the recall interval reaches the accuracy's
+        intervals = real(*args, **kwargs)
+        return {**intervals, "recall": intervals["recall"] * 0.5}
+
+    monkeypatch.setattr(deploy, "precision_recall_f1_intervals", shifted)
+    moved = score_predictions(labels, predicted, ["a", "b", "c"]).per_class[0]
+    assert moved.accuracy_ci == moved.recall_ci == pytest.approx(np.multiply(expected[0], 0.5).tolist())
+
+
 def test_a_run_written_over_another_keeps_none_of_its_files(data, tmp_path, caplog):
     """A second run into the same folder replaces the first: without a post-hoc bias of its own it leaves no
     posthoc_bias.json of the first behind (probe.zip ships that file), and its report.json is written last."""
