@@ -402,7 +402,10 @@ class EmaClassStats:
 
     def _blend(self, old: Tensor, batch: Tensor, present: Tensor, first: Tensor) -> Tensor:
         shape = (-1,) + (1,) * (old.dim() - 1)
-        ema = self.decay * old + (1.0 - self.decay) * batch
+        # decay·old + (1 − decay)·batch, written as a step towards the batch: a value blended with itself (a class
+        # of one training image) stays exactly itself. The sum form rounded it away a little at every step, and at
+        # decay 0.999 μ drifted 1.4e-4 off the image, a spread of 0.22 (68 ulps of E‖φ‖²) for a class of one image.
+        ema = old + (1.0 - self.decay) * (batch - old)
         new = torch.where(first.view(shape), batch, ema)
         return torch.where(present.view(shape), new, old)
 

@@ -189,6 +189,21 @@ def test_ema_spread_of_one_image_blended_with_itself_is_zero_not_its_rounding():
     assert float(ema.measured()[1][1]) == pytest.approx(exact, rel=1e-4)  # a real spread stays as it is
 
 
+def test_ema_of_one_image_stays_that_image_at_a_slow_decay():
+    """At decay 0.999 (ema_decay is the user's) the sum form decay·μ + (1 − decay)·φ rounded μ 1.4e-4 off the one
+    image it averaged, past the rounding allowance: a class of one training image read a spread of 0.217."""
+    torch.manual_seed(13)
+    x = torch.randn(1, 1280) * (0.44 + 13 * 0.3) + 1.3
+    ema = EmaClassStats(1, decay=0.999, track_spread=True, num_features=1280)
+    for _ in range(300):
+        ema.update(x, torch.tensor([0]))
+    assert torch.equal(ema._mean, x) and ema.spread()[0] == 0.0
+    blended = EmaClassStats(1, decay=0.999)  # the blend is still decay·old + (1 − decay)·batch
+    blended.update(torch.tensor([[1.0, 1.0]]), torch.tensor([0]))
+    blended.update(torch.tensor([[3.0, 0.0]]), torch.tensor([0]))
+    assert blended.r2()[0].item() == pytest.approx(0.999 * 2.0 + 0.001 * 9.0)
+
+
 def _gaussian_classes(seed=0, n_per=400, d=8, k=4):
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(k, d, generator=g) * 2.0
