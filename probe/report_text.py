@@ -223,6 +223,8 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
     console.print(_val_note(report))
     if any(row.precision is not None for row in report.per_class):
         print_table(console, _failures_table(rows, caption, width), width)
+        if any(row.precision is None for row in rows):
+            console.print(NEVER_PREDICTED)
     return console.export_text()
 
 
@@ -302,6 +304,11 @@ def print_table(console, table, width: int) -> None:
         console.print(table)
     finally:
         console.width = kept
+
+
+# What a precision of "—" in the terminal's table of errors means (printed bare, it read as a value left out)
+NEVER_PREDICTED = ("precision —: no test image was predicted as the class, so its precision TP / (TP + FP) is 0 / 0, "
+                   "undefined (scikit-learn's zero_division), with no interval; its F1 is 2·TP / (2·TP + FP + FN).")
 
 
 def with_interval(value: float | None, ci: list | None, fraction: bool = False) -> str:

@@ -818,3 +818,15 @@ def test_a_run_replaced_by_a_writer_killed_at_any_step_is_the_old_run_or_the_new
         _write_tagged(run, "new")  # the next command
         assert _files(run) == expected["new"], stop
     assert stop > 15  # every step was a kill once
+
+
+def test_a_precision_undefined_for_a_class_never_predicted_is_said_under_the_table():
+    """A class no test image was predicted as has no precision (0 / 0): the table of errors printed "—" with no
+    word of why, as if a value were left out."""
+    rep = _report()
+    for row, precision in zip(rep.per_class, (0.8, None, 0.9)):
+        row.precision, row.recall, row.f1 = precision, row.accuracy, row.accuracy
+    text = " ".join(format_report(rep, width=300).split())
+    assert "precision —: no test image was predicted as the class, so its precision TP / (TP + FP) is 0 / 0" in text
+    rep.per_class[1].precision = 0.5
+    assert "precision —" not in format_report(rep, width=300)
