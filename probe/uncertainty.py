@@ -856,13 +856,14 @@ def precision_recall_f1_intervals(labels: np.ndarray, predicted: np.ndarray, num
     support = np.bincount(labels, minlength=num_classes)
     called = np.bincount(predicted.ravel(), minlength=num_classes) / len(predicted)
     both = 1.0 - (1.0 - level) / 2  # each of the two intervals F1's is made of
-    precision, recall = wilson_interval(tp, called, both), wilson_interval(tp, support, both)
+    precision, recall = wilson_interval(tp, called, both), class_accuracy_interval(hit, labels, num_classes, both)
     precision, recall = (np.where(np.isnan(ends), [0.0, 1.0], ends) for ends in (precision, recall))  # undefined: any
     with np.errstate(all="ignore"):
         f1 = np.nan_to_num(2 * precision * recall / (precision + recall))  # 0 where both ends are 0
     f1[(support == 0) & (called == 0)] = np.nan  # neither present nor predicted: F1 undefined
-    return {"precision": wilson_interval(tp, called, level), "recall": wilson_interval(tp, support, level),
-            "f1": f1}
+    # recall is the class's accuracy: its interval is the accuracy's, one definition
+    return {"precision": wilson_interval(tp, called, level),
+            "recall": class_accuracy_interval(hit, labels, num_classes, level), "f1": f1}
 
 
 class OwnIntervals(NamedTuple):
