@@ -49,6 +49,7 @@ __all__ = ["ProbeConfig", "auto_epochs", "auto_batch_size", "default_grids", "DE
            "AFTER_TRAINING_FIELDS"]
 
 MAX_OVERALL_DROP = 100.0  # percentage points: the whole accuracy range
+MAX_OVERALL_DROP_BOUND = Interval(float, 0.0, MAX_OVERALL_DROP)  # ProbeConfig.max_overall_drop
 # k-fold cross-validation on small data (probe.crossval): 0 turns it off, else MIN_CV_FOLDS..MAX_CV_FOLDS folds.
 DEFAULT_CV_FOLDS = 5
 MIN_CV_FOLDS = 2  # one fold trains, one scores
@@ -138,6 +139,8 @@ def _bounds(name: str) -> dict[str, float]:
     """The JSON Schema bounds of a ProbeConfig field, from the one declaration of its constraint."""
     if name == "val_fraction":
         return VAL_FRACTION_BOUND.json_schema()
+    if name == "max_overall_drop":
+        return MAX_OVERALL_DROP_BOUND.json_schema()
     if name == "cv":  # 0 or MIN..MAX: the schema gives the range, the description the gap
         return {"minimum": 0, "maximum": MAX_CV_FOLDS}
     interval = next(c for c in TRAINER_PARAMS[_BOUNDED[name]] if isinstance(c, Interval))
@@ -156,7 +159,7 @@ def _published_schema(schema: dict[str, Any]) -> None:
     """ProbeConfig's published schema: the bounds every field is checked against (a client generated from it
     validated none of them: an OpenAPI-client round), and :func:`_schema_without_preset_defaults`."""
     properties = schema.get("properties", {})
-    for name in (*_BOUNDED, "val_fraction", "cv"):
+    for name in (*_BOUNDED, "val_fraction", "max_overall_drop", "cv"):
         branch = _bounded_branch(properties[name])
         if branch.get("type") == "array":  # at least one value, no repeats (ProbeConfig._grid, _seeds)
             branch.update(minItems=1, uniqueItems=True)
@@ -274,7 +277,7 @@ class ProbeConfig(BaseModel):
         "disparity-aware decision: a candidate replaces the reference (ERM) configuration only when the 95 % paired "
         "bootstrap interval of its validation hard-third gain is above 0 and that of its overall difference is "
         "above -max_overall_drop")
-    max_overall_drop: float = Field(0.0, ge=0.0, le=MAX_OVERALL_DROP, description="percentage points of overall "
+    max_overall_drop: float = Field(0.0, description="percentage points of overall "
                                     "accuracy the user will trade for the hard third (select='hard'); 0: none")
     overall_metric: Literal[OVERALL_METRICS] = Field(
         "accuracy", description="what 'overall' is where validation selects and decides (the ERM choice, the "
@@ -376,6 +379,14 @@ class ProbeConfig(BaseModel):
     @classmethod
     def _fraction(cls, value: float) -> float:
         return check("val_fraction", value, [VAL_FRACTION_BOUND])
+
+    @field_validator("max_overall_drop")
+    @classmethod
+    def _overall_drop(cls, value: float) -> float:
+        if not MAX_OVERALL_DROP_BOUND.accepts(value):  # in its unit: "[0, 100]" alone did not say points of what
+            raise ValueError(f"max_overall_drop must be between 0 and {MAX_OVERALL_DROP:g} points of overall "
+                             f"accuracy, got {value:g}.")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "ProbeConfig":

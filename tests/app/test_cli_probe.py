@@ -399,6 +399,9 @@ def test_invalid_configs_are_one_line_naming_the_field(cache, tmp_path, capsys):
     assert main([*base, "--epochs", "0"]) == 2  # the message names the field itself: no prefix, no "Value error"
     assert capsys.readouterr().err.strip() == \
         "mr2probe train: error: epochs must be an integer in [1, 10000], got 0."
+    assert main([*base, "--select", "hard", "--max-overall-drop", "-1"]) == 2  # in its unit, with the value
+    assert capsys.readouterr().err.strip() == "mr2probe train: error: max_overall_drop must be between 0 and 100 " \
+        "points of overall accuracy, got -1."
     assert not (tmp_path / "r").exists()
 
 

@@ -812,7 +812,7 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     driver.js("document.getElementById('launch-submit').click()")
     error = wait_for(lambda: driver.js("return document.getElementById('err-budget').textContent"), 60,
                      interval=0.2, what="the API's budget error shown")
-    assert error == "Input should be greater than or equal to 0" and "max_overall_drop" not in error
+    assert error == "max_overall_drop must be between 0 and 100 points of overall accuracy, got -5."
     assert len(httpx.get(base + "/api/datasets").json()) == 1
     _value(driver, "encoder", "effnet-lite0")
     _value(driver, "budget", "0")

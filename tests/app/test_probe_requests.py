@@ -24,6 +24,10 @@ _BAD_CONFIGS = [
     ({"cv": 1000}, "cv must be 0 (no cross-validation) or an integer in [2, 20], got 1000"),
     ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16, got 'fp16'"),
     ({"overall_metric": "macro"}, "Input should be 'accuracy' or 'balanced'"),
+    ({"select": "hard", "max_overall_drop": -1},
+     "max_overall_drop must be between 0 and 100 points of overall accuracy, got -1."),
+    ({"select": "hard", "max_overall_drop": 1e9},
+     "max_overall_drop must be between 0 and 100 points of overall accuracy, got 1e+09."),
     # integers beyond any float were a 500 (OverflowError; an attack round)
     ({"loss": "focal", "loss_options": {"gamma_focal": 10**400}}, "option gamma_focal must be a finite number, got 1000"),
     ({"loss": "group_dro", "loss_options": {"eta": 10**400}}, "option eta must be a finite number, got 1000"),

@@ -388,6 +388,20 @@ def test_settings_that_would_do_nothing_are_refused():
         ProbeConfig(**fine)
 
 
+@pytest.mark.parametrize("value, shown", [(-1, "-1"), (-0.5, "-0.5"), (1e9, "1e+09"), (100.5, "100.5")])
+def test_a_budget_out_of_range_is_named_in_its_unit(value, shown):
+    """max_overall_drop is points of overall accuracy in [0, MAX_OVERALL_DROP]: pydantic's "Input should be greater
+    than or equal to 0" gave neither the value nor the unit (a forms round); the published bounds stay."""
+    from probe.config import MAX_OVERALL_DROP
+
+    error = _error(max_overall_drop=value, select="hard")
+    assert f"max_overall_drop must be between 0 and {MAX_OVERALL_DROP:g} points of overall accuracy, got {shown}." \
+        in error and "Input should" not in error
+    schema = ProbeConfig.model_json_schema()["properties"]["max_overall_drop"]
+    assert (schema["minimum"], schema["maximum"]) == (0, MAX_OVERALL_DROP)
+    assert ProbeConfig(max_overall_drop=MAX_OVERALL_DROP, select="hard").max_overall_drop == MAX_OVERALL_DROP
+
+
 def test_numbers_are_numbers_not_strings_or_booleans():
     """Strict types (no silent coercion): "epochs": true was read as 1 and "cbar": "5" as 5; an int for a float
     field stays accepted (JSON has one number type)."""
