@@ -202,7 +202,9 @@ def _preset_overridden(name: str, settings: dict[str, Any], kept: dict[str, Any]
 class ProbeConfig(BaseModel):
     """One probe request. Grids are searched on the validation split; fixed values skip their grid."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True,
+    # NaN and ±inf reach the fields' validators, whose check refuses them naming the field and the value (pydantic's
+    # own refusal, "lr_grid.0: Input should be a finite number", gave neither; test_every_float_field_names_nan)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True, strict=True,
                               json_schema_extra=_published_schema)
 
     preset: _Name | None = Field(None, description="a name of probe.PRESETS (e.g. 'disparity', the recommended "

@@ -395,7 +395,8 @@ def test_progress_bar_redraws_at_its_interval_not_at_every_epoch(cache, tmp_path
 def test_invalid_configs_are_one_line_naming_the_field(cache, tmp_path, capsys):
     base = ["train", "--features", str(cache), "--out", str(tmp_path / "r"), "--no-progress"]
     assert main([*base, "--lr", "nan"]) == 2
-    assert capsys.readouterr().err.strip() == "mr2probe train: error: lr_grid.0: Input should be a finite number"
+    assert capsys.readouterr().err.strip() == \
+        "mr2probe train: error: lr_grid value (lr) must be a finite number, got nan."
     assert main([*base, "--epochs", "0"]) == 2  # the message names the field itself: no prefix, no "Value error"
     assert capsys.readouterr().err.strip() == \
         "mr2probe train: error: epochs must be an integer in [1, 10000], got 0."

@@ -48,6 +48,22 @@ def test_bad_probe_configs_are_422_before_a_job_exists(finished, config, fragmen
     assert client.get("/api/jobs").json() == jobs_before
 
 
+@pytest.mark.parametrize("config, message", [
+    ({"select": "hard", "max_overall_drop": float("nan")},
+     "max_overall_drop must be between 0 and 100 points of overall accuracy, got nan."),
+    ({"cbar_grid": [1.0, float("inf")]}, "cbar_grid value (cbar) must be a finite number, got inf."),
+])
+def test_nan_in_a_probe_request_is_422_naming_the_field_and_value(finished, config, message):
+    """A JSON body may carry NaN or Infinity (Python's json reads them): refused as an out-of-range value is, naming
+    the field and the value (pydantic's "Input should be a finite number" named neither; a forms round)."""
+    import json
+
+    body = json.dumps({"kind": "probe", "cache_id": "cache_any", "config": config})
+    resp = finished.client.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert [d["msg"].removeprefix("Value error, ") for d in resp.json()["detail"]] == [message]
+
+
 def test_cross_validation_folds_count_as_fits_on_the_cache_that_needs_them(finished):
     """128 candidates × 1 seed of 1,000 epochs pass the request's own bounds (129 fits); on a cache whose small
     validation split cross-validates, each candidate is fitted on every fold too (probe.ProbeConfig.total_fits, the

@@ -142,7 +142,7 @@ def test_a_null_option_is_its_default_and_is_not_stored():
 
 @pytest.mark.parametrize("trainer_kwargs, config_kwargs, words", [
     ({"epochs": MAX_EPOCHS + 1}, {"epochs": MAX_EPOCHS + 1}, "epochs must be an integer in [1, 10000]"),
-    ({"cbar": float("nan")}, {"cbar": float("nan")}, "finite number"),  # pydantic: "cbar\n Input should be a ..."
+    ({"cbar": float("nan")}, {"cbar": float("nan")}, "cbar must be a finite number, got nan"),
     ({"loss": "group_dro", "loss_options": {"eta": -1}}, {"loss": "group_dro", "loss_options": {"eta": -1}},
      "loss 'group_dro' option eta must be in (0, 100], got -1"),
     ({"head": "cosine", "head_options": {"logit_scale": -5}}, {"head": "cosine", "head_options": {"logit_scale": -5}},
@@ -400,6 +400,23 @@ def test_a_budget_out_of_range_is_named_in_its_unit(value, shown):
     schema = ProbeConfig.model_json_schema()["properties"]["max_overall_drop"]
     assert (schema["minimum"], schema["maximum"]) == (0, MAX_OVERALL_DROP)
     assert ProbeConfig(max_overall_drop=MAX_OVERALL_DROP, select="hard").max_overall_drop == MAX_OVERALL_DROP
+
+
+def _float_fields() -> list[str]:
+    return [name for name, field in ProbeConfig.model_fields.items() if "float" in str(field.annotation)]
+
+
+@pytest.mark.parametrize("name", _float_fields())
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_every_float_field_names_nan(name, value):
+    """NaN or ±inf in any number of a request is refused naming the field and the value, as an out-of-range one is
+    (pydantic's "Input should be a finite number" named neither: a forms round); every float field is covered."""
+    fields = {"max_overall_drop": {"select": "hard"}, "loss_options_grid": {"loss": "group_dro"}}.get(name, {})
+    annotation = str(ProbeConfig.model_fields[name].annotation)
+    given = {"eta": [value]} if name == "loss_options_grid" else [value] if "list" in annotation else value
+    error = _error(**{name: given}, **fields)
+    assert f"got {value}" in error and "Input should" not in error
+    assert (name if name != "loss_options_grid" else "option eta") in error
 
 
 def test_numbers_are_numbers_not_strings_or_booleans():
