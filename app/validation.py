@@ -280,6 +280,15 @@ def _kept(field: str, drop: list[str], counts: dict[str, list[int]], class_names
     return {split: [c[k] for k in kept] for split, c in counts.items()}, [class_names[k] for k in kept]
 
 
+def _named(configs: list[dict[str, Any]], drop: list[str], class_names: list[str]) -> list[dict[str, Any]]:
+    """``configs`` (stored probe configs) leaving out ``drop`` (checked by :func:`_kept`) by the classes' own names
+    (``probe.splits.dropped_names``: 'cat' is the class 'cat ' where no class is 'cat'), as ``mr2probe train``
+    stores them: the job's request and its runs' reports name the classes as the data set does."""
+    from probe.splits import dropped_names
+
+    return [{**c, "drop_classes": dropped_names(drop, class_names)} for c in configs] if drop else configs
+
+
 def _one_drop(probes: list[tuple[str, ProbeConfig, bool]]) -> list[str]:
     """The classes a job's probes leave out, the same for each: a pipeline's first probe is the others' reference,
     whose groups and floor are per class."""
@@ -333,8 +342,8 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     if reference_run:
         check_reference(store.get_run(reference_run), cache_row, names, drop)
     head = _cache_default_head(cache_row)
-    configs = [_probe(field, config, head, cache_row["num_features"], len(names), referenced)
-               for field, config, referenced in probes]
+    configs = _named([_probe(field, config, head, cache_row["num_features"], len(names), referenced)
+                      for field, config, referenced in probes], drop, list(cache_row["class_names"]))
     problem = classes_without_message(counts, names)
     if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
@@ -435,12 +444,13 @@ def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, stor
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
         fields = [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)]  # the first: the others' reference
-        counts, names = _kept("probes[0]", _one_drop(fields), counts, list(dataset["class_names"]))
+        drop = _one_drop(fields)
+        counts, names = _kept("probes[0]", drop, counts, list(dataset["class_names"]))
         problem = classes_without_message(counts, names)  # a class it keeps without a train or test image
         if problem:
             raise RequestInvalid(split_field, problem)
-        payload["probes"] = [_probe(field, p, spec.default_head, spec.num_features, len(names), referenced)
-                             for field, p, referenced in fields]
+        payload["probes"] = _named([_probe(field, p, spec.default_head, spec.num_features, len(names), referenced)
+                                    for field, p, referenced in fields], drop, list(dataset["class_names"]))
         for (field, _, referenced), probe in zip(fields, payload["probes"]):
             _check_validation(split_field, counts, probe, field, referenced, names)
         payload["reuse_reference"] = job.reuse_reference

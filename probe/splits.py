@@ -15,11 +15,12 @@ from .config import LEAVE_OUT, VAL_FRACTION_BOUND, ProbeConfig
 from .constraints import check
 from .crossval import within_class_rank
 from .metrics import integer_labels
-from .names import class_index, listed, lookalike_key, repeated
+from .names import class_index, class_name, listed, lookalike_key, repeated
 from .registry import NEEDS, get_loss_spec
 from .seen import SeenSources, common_folder
 
-__all__ = ["carve_validation", "without_classes", "kept_classes", "kept_rows", "given_rows"]
+__all__ = ["carve_validation", "without_classes", "kept_classes", "dropped_names", "dropped_index", "kept_rows",
+           "given_rows"]
 
 
 def carve_validation(features: np.ndarray, labels: np.ndarray, fraction: float, seed: int
@@ -193,16 +194,35 @@ def kept_contents(contents: Mapping[str, np.ndarray] | None, data: Mapping[str, 
             for split, rows in contents.items() if split in data}
 
 
+def dropped_index(name: str, class_names: Sequence[str]) -> int | None:
+    """The class ``name`` leaves out: the one it names (:func:`probe.names.class_index`: exactly, then composed), else
+    the one class whose name equals it with white space trimmed from both ends ('cat' for the class 'cat ', ' dog'
+    for 'dog': a form's comma-separated field or a shell adds or drops it); None where none or two do."""
+    index = class_index(name, class_names)
+    if index is not None:
+        return index
+    trimmed = [k for k, other in enumerate(class_names) if class_name(other).strip() == class_name(name).strip()]
+    return trimmed[0] if len(trimmed) == 1 else None
+
+
+def dropped_names(drop: Sequence[str], class_names: Sequence[str]) -> list[str]:
+    """The names in ``class_names`` of the classes ``drop`` (``ProbeConfig.drop_classes``) leaves out, in its order,
+    once each (:func:`dropped_index`): what a request stores, so that its report names the classes as the data
+    set does. Raises ValueError as :func:`kept_classes` does."""
+    kept_classes(drop, class_names)
+    return list(dict.fromkeys(class_names[dropped_index(name, class_names)] for name in drop))
+
+
 def kept_classes(drop: Sequence[str], class_names: Sequence[str]) -> list[int]:
     """The indices of the classes of ``class_names`` that ``drop`` (``ProbeConfig.drop_classes``) does not name, in
-    order; a name in decomposed Unicode names its composed class (:func:`probe.names.class_index`). Raises
-    ValueError naming a class that is not one of ``class_names``, or when fewer than two classes would be left."""
-    found = [class_index(name, class_names) for name in drop]
+    order; each name of ``drop`` as :func:`dropped_index` reads it. Raises ValueError naming a class that is not
+    one of ``class_names``, or when fewer than two classes would be left."""
+    found = [dropped_index(name, class_names) for name in drop]
     unknown = [name for name, index in zip(drop, found) if index is None]
     if unknown:
         close = [[c for c in class_names if lookalike_key(c) == lookalike_key(name)]  # 'B' for 'b', 'b ' for 'b'
                  or difflib.get_close_matches(name, class_names, n=1) for name in unknown]
-        hint = "".join(f" (did you mean {c[0]!r}?)" for c in close if c)
+        hint = "".join(f" (did you mean {' or '.join(repr(n) for n in c[:3])}?)" for c in close if c)
         raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "
                          f"{listed(list(class_names), 10)}")
     dropped = set(found)

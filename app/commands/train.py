@@ -267,6 +267,20 @@ def run(args: argparse.Namespace) -> int:
         return _train(args)
 
 
+def _left_out(config: Any, names: list[str]) -> Any:
+    """``config`` leaving out its ``drop_classes`` by their names in the cache (``probe.splits.dropped_names``: 'cat'
+    is the class 'cat ' where no class is 'cat'), said on stderr with any name read so; its report then names them
+    as the data set does, as the service's request stores them (app.validation)."""
+    from probe.names import class_name, shown_name
+    from probe.splits import dropped_index, dropped_names, kept_classes
+
+    kept, dropped = kept_classes(config.drop_classes, names), dropped_names(config.drop_classes, names)
+    taken = "".join(f"; {given!r} is the class {names[dropped_index(given, names)]!r}"
+                    for given in config.drop_classes if class_name(given) not in names)
+    print(f"left out: {', '.join(map(shown_name, dropped))} ({len(kept)} classes trained on{taken})", file=sys.stderr)
+    return config.model_copy(update={"drop_classes": dropped})
+
+
 def _train(args: argparse.Namespace) -> int:
     """:func:`run`'s work once --out is this process's."""
     from pydantic import ValidationError
@@ -285,10 +299,7 @@ def _train(args: argparse.Namespace) -> int:
     reference = load_report(args.reference) if args.reference else None
     data, names, sources = cache.training_data(), list(cache.class_names), cache.training_sources()
     if config.drop_classes:  # checked here, before the progress bar: run_probe leaves them out
-        from probe.splits import kept_classes
-
-        kept = kept_classes(config.drop_classes, names)
-        print(f"left out: {', '.join(config.drop_classes)} ({len(kept)} classes trained on)", file=sys.stderr)
+        config = _left_out(config, names)
     bar = tqdm(total=100, desc="train", unit="%", disable=args.no_progress, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 

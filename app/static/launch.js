@@ -404,7 +404,9 @@
     if (cv !== null) common.cv = cv;
     if ((document.getElementById("temperature-scaling") || {}).checked) common.temperature_scaling = true;  // only when set
     // only when set, the same for both probes (the first is the second's reference)
-    const drop = document.getElementById("drop-classes").value.split(",").map((x) => x.trim()).filter(Boolean);
+    // each name as typed: the server takes the class it names exactly, else the one it names trimmed ("cat " is a
+    // class of its own; " dog" after a comma is dog), as the CLI and the API do (probe.splits.dropped_index)
+    const drop = document.getElementById("drop-classes").value.split(",").filter((x) => x.trim() !== "");
     if (drop.length) common.drop_classes = drop;
     const metric = (document.getElementById("overall-metric") || {}).value;  // only when not the default
     if (metric && metric !== "accuracy") common.overall_metric = metric;

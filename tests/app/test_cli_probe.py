@@ -717,6 +717,11 @@ def test_a_class_without_test_images_is_left_out_with_drop_class(cache, tmp_path
     assert main(["train", "--features", str(lacking), "--out", str(out), "--drop-class", "cat", *FAST]) == 0
     said = capsys.readouterr()
     assert "left out: cat (3 classes trained on)" in said.err
+    # a name with white space around it is the one class it names trimmed, said so (the launch form's names)
+    assert main(["train", "--features", str(lacking), "--out", str(tmp_path / "spaced"), "--drop-class", " cat ",
+                 *FAST]) == 0
+    assert "left out: cat (3 classes trained on; ' cat ' is the class 'cat')" in capsys.readouterr().err
+    assert json.loads((tmp_path / "spaced" / "report.json").read_text())["config"]["drop_classes"] == ["cat"]
     # the report says so in each of its views (it read as a report of the whole cache)
     assert "left out: cat (their images in no split: the run is of the other classes)" in said.out
     from probe.export import report_html, report_markdown

@@ -67,6 +67,22 @@ def test_a_pipeline_on_a_cache_leaves_a_class_out_of_both_probes(service, tmp_pa
     assert Store(store.path).get_run(mr2["id"])["left_out"] == '["b"]'
 
 
+def test_a_class_is_left_out_by_its_name_with_white_space_trimmed_where_no_class_has_that_name(service, tmp_path):
+    """The launch form trimmed each name, so a class 'cat ' could not be left out from it while the CLI and the API
+    could; the form now sends names as typed, and each entry point takes the class a name names exactly, else the
+    one class it names trimmed (' b' after a comma is b), storing the class's own name."""
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    body = {"kind": "pipeline", "cache_id": cache["id"], "probes": [dict(ERM, drop_classes=[" b "]), MR2]}
+    body["probes"][1] = dict(MR2, drop_classes=[" b "])
+    resp = service.post("/api/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    job = wait_job(service, resp.json()["id"])
+    assert [p["drop_classes"] for p in job["request"]["probes"]] == [["b"], ["b"]]
+    assert job["status"] == "succeeded", job["error"]
+    run = service.get(f"/api/runs/{job['result']['run_ids'][0]}").json()
+    assert run["left_out"] == ["b"]
+
+
 @pytest.mark.parametrize("probes,field,says", [
     ([dict(ERM, drop_classes=["B"])], "probes[0].drop_classes", "no class named 'B' to leave out (did you mean 'b'?)"),
     ([dict(ERM, drop_classes=["a", "b"])], "probes[0].drop_classes", "leaves 1 class; a probe needs 2"),

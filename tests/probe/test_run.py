@@ -830,6 +830,20 @@ def test_a_class_left_out_by_its_decomposed_name_is_the_composed_class():
         without_classes({"test": (x, y)}, None, ["  CAT  ", "thé", "eau"], ["cat"])
 
 
+def test_a_class_is_left_out_by_its_exact_name_first_then_by_its_name_trimmed_when_only_one_class_fits():
+    """A name is the class it names exactly; else the one class whose name equals it trimmed ('cat' for 'cat ', a
+    form or a shell adds or drops the spaces); two such classes name none, and the refusal offers both."""
+    from probe.splits import dropped_names, kept_classes
+
+    assert dropped_names(["cat", " dog"], ["cat ", "dog", "cow", "ox"]) == ["cat ", "dog"]
+    assert dropped_names(["cat", "cat "], ["cat ", "dog", "cow"]) == ["cat "]  # one class, once
+    assert dropped_names(["cat "], ["cat", "cat ", "cow"]) == ["cat "]  # exact first: "cat " is a class of its own
+    assert dropped_names(["cat"], ["cat", "cat ", "cow"]) == ["cat"]
+    assert kept_classes([" cow"], ["cat", "cat ", "cow"]) == [0, 1]
+    with pytest.raises(ValueError, match=r"no class named 'cat' to leave out \(did you mean 'cat ' or ' cat'\?\)"):
+        kept_classes(["cat"], ["cat ", " cat", "cow"])
+
+
 def test_a_class_whose_test_labels_are_partly_another_class_is_named(data, erm):
     """Validation and test disagreeing on a class beyond chance is said (a noisy-label round: the report called such
     a class hard, nothing said of its labels): 30 of class 0's 60 test images labelled class 1 make class 1's test
