@@ -27,6 +27,7 @@ class PoolIssues:
     params: dict
     method: str                  # of probe.label_issues.METHODS
     listed: np.ndarray           # (n,) bool: the images the method lists (probe.label_issues.label_issue_mask)
+    note: str | None = None      # why the folds are fewer than the default (RefitPool.note)
 
     @property
     def accuracy(self) -> float:
@@ -118,11 +119,14 @@ class RefitPool:
     pool: list[str]
     x: np.ndarray
     y: np.ndarray
+    folds: int                     # probe.label_issues.resolve_folds: as asked, else the default or fewer
+    note: str | None               # why the folds are fewer than the default, where they are
 
 
-def refit_pool(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
+def refit_pool(run_dir: str | Path, features: str | Path | None = None, folds: int | None = None,
                named: str | None = None) -> RefitPool:
-    """The run in ``run_dir`` and its cache read and checked for a ``folds``-fold refit (:class:`RefitPool`).
+    """The run in ``run_dir`` and its cache read and checked for a ``folds``-fold refit (:class:`RefitPool`; None:
+    the default, or fewer on few-shot data, ``probe.label_issues.resolve_folds``).
 
     Raises:
         ValueError, FileNotFoundError: what means the run cannot be refitted as it is now: its report unreadable or
@@ -130,7 +134,7 @@ def refit_pool(run_dir: str | Path, features: str | Path | None = None, folds: i
             (:func:`run_cache`), the cache's classes not the run's, a class with fewer images than ``folds``.
     """
     from probe import load_report
-    from probe.label_issues import check_folds
+    from probe.label_issues import resolve_folds
     from probe.splits import without_classes
 
     report = load_report(run_dir)
@@ -145,13 +149,13 @@ def refit_pool(run_dir: str | Path, features: str | Path | None = None, folds: i
     pool = [split for split in ("train", "val") if split in data and len(data[split][1])]
     x = np.concatenate([np.asarray(data[split][0]) for split in pool])
     y = np.concatenate([np.asarray(data[split][1], dtype=np.int64) for split in pool])
-    check_folds(np.bincount(y, minlength=len(names)), folds, names)
-    return RefitPool(report, config, cache, given, data, sources, names, pool, x, y)
+    folds, note = resolve_folds(np.bincount(y, minlength=len(names)), folds, names)
+    return RefitPool(report, config, cache, given, data, sources, names, pool, x, y, folds, note)
 
 
-def fit_label_issues(refit: RefitPool, folds: int = 5, progress=None, method: str = DEFAULT_METHOD,
+def fit_label_issues(refit: RefitPool, progress=None, method: str = DEFAULT_METHOD,
                      device: str | None = None) -> PoolIssues:
-    """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``folds``-fold on ``refit``'s
+    """Fit the run's chosen configuration (first seed, its hyper-parameters fixed) ``refit.folds``-fold on its
     pool, on ``device`` (None: the run's), predict each image out of fold, and mark those ``method`` lists. Raises
     ValueError as :func:`probe.label_issues.out_of_fold_probabilities` does (a fold's fit that diverged)."""
     from probe.devices import resolve_device
@@ -162,17 +166,17 @@ def fit_label_issues(refit: RefitPool, folds: int = 5, progress=None, method: st
     params = {k: v for k, v in (report.config.get("selected") or {}).items() if v is not None}
     seed_precisions = report.environment.seed_precisions if report.environment is not None else []
     probabilities = out_of_fold_probabilities(
-        refit.x, y, len(refit.names), config, params, folds=folds, device=resolve_device(device or config.device),
+        refit.x, y, len(refit.names), config, params, folds=refit.folds, device=resolve_device(device or config.device),
         precision=seed_precisions[0] if seed_precisions else None, class_names=refit.names, progress=progress)
     paths = [path for split in pool for path in (refit.sources or {}).get(split, [])]
     return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), refit.names,
                       np.concatenate([np.full(len(data[s][1]), s) for s in pool]),
                       np.concatenate([kept_rows(refit.given[s][1], refit.cache.class_names, config.drop_classes)
                                       for s in pool]),
-                      folds, params, method, label_issue_mask(probabilities, y, method))
+                      refit.folds, params, method, label_issue_mask(probabilities, y, method), refit.note)
 
 
-def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int = 5,
+def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int | None = None,
                       progress=None, method: str = DEFAULT_METHOD, device: str | None = None,
                       named: str | None = None) -> PoolIssues:
     """:func:`fit_label_issues` of :func:`refit_pool`: the run's chosen configuration fitted ``folds``-fold on its
@@ -181,4 +185,4 @@ def find_label_issues(run_dir: str | Path, features: str | Path | None = None, f
     from probe.label_issues import check_method
 
     check_method(method)
-    return fit_label_issues(refit_pool(run_dir, features, folds, named), folds, progress, method, device)
+    return fit_label_issues(refit_pool(run_dir, features, folds, named), progress, method, device)

@@ -121,6 +121,8 @@ def handle_label_issues(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.0, "reading the run and its cache")
     ctx.message(f"fitting run {run['id']}'s configuration {req['folds']}-fold on the train + val images of cache "
                 f"{cache_row['id']}, each image scored by the fold model that did not train on it")
+    if req.get("folds_note"):  # folds not asked for, fewer than the default (app.validation; as the CLI says it)
+        ctx.message(f"note: {req['folds_note']}")
     try:
         # of one run (read_run): a run replaced during the fits had the old run's listing stored as its own
         total, images, accuracy = read_run(run["path"], lambda: _fit_and_store(ctx, run, cache_row, target))
@@ -155,7 +157,7 @@ def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, An
         said = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError  # a subclass may take
         raise said(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None  # other arguments
     try:
-        found = fit_label_issues(refit, req["folds"], _fold_progress(ctx), request_method(req), req.get("device"))
+        found = fit_label_issues(refit, _fold_progress(ctx), request_method(req), req.get("device"))
     except ValueError as exc:  # a fold's fit that diverged: the run as it is, fitted on its cache, failed
         raise ValueError(f"run {run['id']!r}'s folds could not be fitted: {exc}") from None
     ctx.check_stop()

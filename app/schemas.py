@@ -330,9 +330,10 @@ class LabelIssuesJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["label_issues"]
     run_id: RowId
-    folds: StrictInt = Field(DEFAULT_CV_FOLDS, ge=MIN_CV_FOLDS, le=MAX_CV_FOLDS,  # "3" is not 3 (as ExtractOptions)
-                       description="stratified folds of the run's train + val images, one fit each; at most the "
-                       "smallest class's images there")
+    folds: Optional[StrictInt] = Field(None, ge=MIN_CV_FOLDS, le=MAX_CV_FOLDS,  # "3" is not 3 (as ExtractOptions)
+                                 description="stratified folds of the run's train + val images, one fit each; at "
+                                 "most the smallest class's images there; default: "
+                                 f"{DEFAULT_CV_FOLDS}, or that smallest count where fewer (the job's log says so)")
     method: LabelIssuesMethod = Field(DEFAULT_METHOD, description=METHOD_DESCRIPTION)
     device: Optional[str] = Field(None, max_length=16, description="where the folds are fitted: auto (the service's "
                                   "device), cpu, cuda or cuda:N; default the device the run trained on (a run "

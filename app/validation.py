@@ -365,14 +365,15 @@ def _check_cache_encoder(encoder: str, cache_row: dict[str, Any]) -> None:
 
 def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
     """A label-issues job's request, checked as :func:`app.label_issues.find_label_issues` and
-    :func:`probe.label_issues.check_folds` would check it after the job's queue wait: a run whose report reads and
+    :func:`probe.label_issues.resolve_folds` would check it after the job's queue wait: a run whose report reads and
     describes its loss whole, on its registered cache's file as it was (its fingerprint), with at least ``folds``
-    train + val images of every class it kept. Stores the device the folds are fitted on (the job's slot, as a
-    probe job's): the request's, else the run's (refused on a host without it, with no way round: a run trained on
-    a GPU, its data directory moved to a CPU host)."""
+    train + val images of every class it kept. Stores the folds the job fits (``folds`` not given: the default, or
+    the smallest class's count where fewer, with ``folds_note`` saying so) and the device the folds are fitted on
+    (the job's slot, as a probe job's): the request's, else the run's (refused on a host without it, with no way
+    round: a run trained on a GPU, its data directory moved to a CPU host)."""
     from feature_cache import CacheMismatch
     from probe import load_report
-    from probe.label_issues import check_folds
+    from probe.label_issues import resolve_folds
 
     from .label_issues import check_loss, run_cache
 
@@ -404,10 +405,11 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
         raise RequestInvalid("run_id", f"cache {cache_row['id']!r} has other classes than run {job.run_id!r}")
     pool = [sum(counts.get(split, [0] * len(names))[k] for split in ("train", "val")) for k in range(len(names))]
     try:
-        check_folds(pool, job.folds, names)
+        folds, note = resolve_folds(pool, job.folds, names)
     except ValueError as exc:
         raise RequestInvalid("folds", str(exc)) from None
-    return {"run_id": job.run_id, "folds": job.folds, "method": job.method, "device": device}
+    return {"run_id": job.run_id, "folds": folds, "method": job.method, "device": device,
+            **({"folds_note": note} if note else {})}
 
 
 def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, store: Store,

@@ -33,7 +33,7 @@ from .metrics import softmax
 from .names import listed
 from .predictions import Predictions
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "check_method", "check_folds", "out_of_fold_probabilities",
+__all__ = ["METHODS", "DEFAULT_METHOD", "check_method", "check_folds", "resolve_folds", "out_of_fold_probabilities",
            "label_issue_predictions", "confident_thresholds", "confident_joint", "confident_learning_issues",
            "label_issue_mask", "PLAUSIBLE_NOISE", "out_of_fold_accuracy", "weak_refit_caution"]
 
@@ -87,6 +87,25 @@ def check_folds(counts, folds: int, class_names: list[str] | None = None) -> Non
                          f"{MIN_CV_FOLDS} images and trains on it. Train the run without "
                          f"{'it' if len(few) == 1 else 'them'} ({listed(few, 5)}: {LEAVE_OUT}) and list the other "
                          "classes' likely wrong labels from that run.")
+
+
+def resolve_folds(counts, folds: int | None, class_names: list[str] | None = None) -> tuple[int, str | None]:
+    """The folds of a refit on ``counts`` (train + val images per class) and a note where they are not the default:
+    ``folds`` as asked (:func:`check_folds`); None, not asked for: ``DEFAULT_CV_FOLDS``, or the smallest class's
+    count where it is fewer (at least ``MIN_CV_FOLDS``; below, check_folds says how to go on). The default refused
+    few-shot data it had not been asked for, where scikit-learn's StratifiedKFold warns and goes on; a count asked
+    for is refused instead (its message names the class, its count and the most folds), as it would not run."""
+    note = None
+    if folds is None:
+        counts = np.asarray(counts, dtype=np.int64)
+        rare, folds = int(np.argmin(counts)), DEFAULT_CV_FOLDS
+        if MIN_CV_FOLDS <= counts[rare] < DEFAULT_CV_FOLDS:
+            folds = int(counts[rare])
+            name = repr(class_names[rare]) if class_names is not None else str(rare)
+            note = (f"{folds} folds, not the default {DEFAULT_CV_FOLDS}: class {name} has {folds} images in train + "
+                    "val, and each fold needs one of every class")
+    check_folds(counts, folds, class_names)
+    return folds, note
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,

@@ -23,9 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", metavar="CACHE.h5", default=None,
                         help="the cache the run was trained on (default: the one its report names); checked by its "
                              "fingerprint")
-    parser.add_argument("--folds", type=int, default=DEFAULT_CV_FOLDS,
-                        help=f"stratified folds of train + val, {MIN_CV_FOLDS}..{MAX_CV_FOLDS} (default "
-                             f"{DEFAULT_CV_FOLDS}): one fit each")
+    parser.add_argument("--folds", type=int, default=None,
+                        help=f"stratified folds of train + val, {MIN_CV_FOLDS}..{MAX_CV_FOLDS}: one fit each "
+                             f"(default {DEFAULT_CV_FOLDS}, or the smallest class's images there where fewer, "
+                             "said in a note)")
     parser.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
                         help="which images to list: predicted-neq-given, every image whose out-of-fold prediction "
                              "is not its label; confident-learning, cleanlab's find_label_issues (prune_by_noise_rate: "
@@ -51,11 +52,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.limit <= MAX_LIMIT:
         raise ValueError(f"--limit must be in [1, {MAX_LIMIT}], got {args.limit}")
-    if not MIN_CV_FOLDS <= args.folds <= MAX_CV_FOLDS:
+    if args.folds is not None and not MIN_CV_FOLDS <= args.folds <= MAX_CV_FOLDS:
         raise ValueError(f"--folds must be in [{MIN_CV_FOLDS}, {MAX_CV_FOLDS}], got {args.folds}")
     check_data_folder(args.data)
     index, found = read_run(args.run_dir, lambda: _found(args))
     rows = full_paths(found.rows_of(index, args.limit), args.data)  # the paths to fix the folders by
+    if found.note:  # --folds not given, fewer than the default on few-shot data (as the service's job log says)
+        print(f"note: {found.note}", file=sys.stderr)
     caution = weak_refit_caution(found.accuracy)
     if caution:  # before the listing, which it qualifies
         print(f"warning: {caution}", file=sys.stderr)

@@ -863,7 +863,10 @@
   function labelIssuesPanel(report, runId, stored = []) {
     const body = h("div", { id: "label-issues-body" }, h("p", { class: "muted" }, "Loading…"));
     const watch = h("div", { id: "label-issues-job", "aria-live": "polite" });
-    const folds = h("input", { id: "label-issues-folds", type: "number", min: "2", max: "20", value: "5", size: 3 });
+    // empty: the service's default, 5 or the smallest class's train + val images where fewer (a 5 sent was refused
+    // on few-shot data; the job's log says the count it used)
+    const folds = h("input", { id: "label-issues-folds", type: "number", min: "2", max: "20", placeholder: "auto",
+      size: 3, title: "folds: empty for 5, or the smallest class's train + val images where fewer" });
     // which images a job lists (its request's method); the listing shown is the newest job's of the method chosen
     const method = h("select", { id: "label-issues-method", onchange: () => { if (found) show(); } },
       Object.keys(LABEL_ISSUE_METHODS.listed).map((m) => h("option", { value: m, title: LABEL_ISSUE_METHODS.listed[m],
@@ -911,7 +914,8 @@
     };
     const start = h("button", { type: "button", id: "label-issues-start", class: "primary", onclick: async () => {
       try {
-        const accepted = await sendJSON("/api/jobs", "POST", { kind: "label_issues", run_id: runId, folds: Number(folds.value),
+        const accepted = await sendJSON("/api/jobs", "POST", { kind: "label_issues", run_id: runId,
+          ...(folds.value.trim() !== "" ? { folds: Number(folds.value) } : {}),
           method: method.value });
         follow(accepted.id);
       } catch (e) { watch.replaceChildren(h("p", { class: "field-error", role: "alert" }, e.message)); }

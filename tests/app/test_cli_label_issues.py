@@ -221,3 +221,28 @@ def test_a_run_replaced_between_its_two_reads_is_listed_by_the_new_runs_classes(
     assert main(["label-issues", str(out), "--class", "dog", "--limit", "1000", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and {row["true"] for row in rows} == {"dog"}, rows[:2]  # the old index: [], no such class
+
+
+def test_few_shot_data_is_refitted_on_fewer_folds_than_the_default_with_a_note(tmp_path, capsys):
+    """A class of 3 train + val images: the default 5 folds were refused though --folds was never given (a forms
+    round); now 3 folds, said in a note, as the service's job says it; --folds 5 asked for is still refused, naming
+    the class, its count and the most folds."""
+    rng = np.random.default_rng(0)
+    splits = {}
+    for name, per in (("train", [8, 8, 2]), ("val", [2, 2, 1]), ("test", [4, 4, 4])):
+        y = np.concatenate([np.full(n, k) for k, n in enumerate(per)])
+        splits[name] = ((rng.normal(0, 1, (len(y), D)) + 3 * y[:, None]).astype(np.float32), y,
+                        [f"{name}/{i}.jpg" for i in range(len(y))])
+    write_cache(tmp_path / "few.h5", splits, ["a", "b", "c"], {"encoder": "synthetic", "default_head": "linear",
+                                                               "normalized": False, "fingerprint": "few"},
+                dtype="float32")
+    run = tmp_path / "run"
+    assert main(["train", "--features", str(tmp_path / "few.h5"), "--out", str(run), "--cv", "0", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["label-issues", str(run)]) == 0
+    said = capsys.readouterr()
+    assert "note: 3 folds, not the default 5: class 'c' has 3 images in train + val" in said.err
+    assert "(3 folds of the run's configuration" in said.out
+    assert main(["label-issues", str(run), "--folds", "5"]) == 2
+    assert "folds=5: class 'c' has 3 image(s) in train + val, and each fold needs one of every class; use at most 3 " \
+        "folds." in capsys.readouterr().err

@@ -590,3 +590,30 @@ def test_an_index_whose_arrays_were_edited_is_passed_over(tmp_path, damage):
     stored = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (path, index_file(path))]
     assert {(c, o): _document(path).page(c, o, 7) for c, o in expected} == expected
     assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in (path, index_file(path))] == stored
+
+
+def test_a_job_that_asks_no_folds_on_few_shot_data_uses_fewer_and_says_so(tmp_path):
+    """The default 5 folds refused a run whose smallest class has 4 train + val images though the request named no
+    folds (the run page sent 5 too): the job uses 4, its request and its log say so, as the CLI does; 5 asked for is
+    a 422 naming the class, its count and the most folds."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app_testutils import ERM, make_settings, synthetic_cache
+
+    with TestClient(create_app(make_settings(tmp_path / "state"))) as client:
+        cache = synthetic_cache(client.app.state.store, tmp_path, per_class={"train": 3, "val": 1, "test": 5})
+        probe = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache["id"], "config": dict(ERM, cv=0)})
+        run = wait_job(client, probe.json()["id"])["result"]["run_ids"][0]
+        resp = _start(client, run)
+        assert resp.status_code == 202, resp.text
+        job = wait_job(client, resp.json()["id"])
+        assert job["status"] == "succeeded", job
+        assert job["request"]["folds"] == 4 and job["what"] == f"likely wrong labels of run {run} (4 folds)"
+        note = "note: 4 folds, not the default 5: class 'a' has 4 images in train + val"
+        assert any(m["text"].startswith(note) for m in job["messages"]), job["messages"]
+        assert client.get(f"/api/runs/{run}/label-issues").json()["folds"] == 4
+        refused = _start(client, run, folds=5)
+        assert refused.status_code == 422 and refused.json()["detail"] == (
+            "folds: folds=5: class 'a' has 4 image(s) in train + val, and each fold needs one of every class; "
+            "use at most 4 folds.")

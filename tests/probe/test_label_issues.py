@@ -88,6 +88,23 @@ def test_the_same_seed_gives_the_same_probabilities_and_another_seed_other_folds
     assert not np.array_equal(first, out_of_fold_probabilities(x, y, K, config, PARAMS, folds=3, seed=1))
 
 
+def test_folds_not_asked_for_are_the_default_or_the_smallest_class_s_count_with_a_note():
+    """The default 5 folds refused few-shot data nobody had asked 5 folds of (a forms round): not asked for, the folds
+    are the smallest class's count where it is under the default, with a note naming it; asked for, they are refused
+    as before; under MIN_CV_FOLDS, still refused with how to leave the class out."""
+    from probe.label_issues import resolve_folds
+
+    names = ["a", "b", "c"]
+    assert resolve_folds([10, 10, 3], None, names) == (
+        3, "3 folds, not the default 5: class 'c' has 3 images in train + val, and each fold needs one of every class")
+    assert resolve_folds([10, 10, 30], None, names) == (5, None) and resolve_folds([10, 10, 3], 2, names) == (2, None)
+    with pytest.raises(ValueError, match=re.escape("folds=5: class 'c' has 3 image(s) in train + val, and each fold "
+                                                   "needs one of every class; use at most 3 folds.")):
+        resolve_folds([10, 10, 3], 5, names)
+    with pytest.raises(ValueError, match="Train the run without it"):
+        resolve_folds([10, 10, 1], None, names)
+
+
 def test_a_class_of_one_image_is_told_how_to_leave_it_out_not_to_use_one_fold():
     """A long-tailed set's class of one image: no fold count holds it out and trains on it. The error said "use at
     most 1 folds (or leave the class out)", a count the bound refuses and a way label-issues does not have; it names
