@@ -130,7 +130,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     plan = plan_extraction(data, encoder, cache_dir)
     registered = _registered_cache(ctx.store, _answering(plan))
     if registered is not None:
-        ctx.message(f"cache {registered['id']} reused: a file registered by path holds these features")
+        _say_registered_reused(ctx, registered)
         ctx.progress(start + span, "features ready")
         return registered
     _record_extraction(ctx, str(plan.path))
@@ -161,6 +161,18 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         ctx.message(rotated_note(result.rotated))
     ctx.progress(start + span, "features ready")
     return row
+
+
+def _say_registered_reused(ctx: JobContext, registered: dict[str, Any]) -> None:
+    """A registered cache reused: said, with what its extraction noted of EXIF-rotated photos (its ``rotated``
+    attribute), as a cache the job writes or reuses itself and ``mr2probe extract`` say it (a reuse said nothing)."""
+    from feature_cache import open_cache, rotated_note
+    from feature_cache.extract import rotated_of
+
+    ctx.message(f"cache {registered['id']} reused: a file registered by path holds these features")
+    rotated = rotated_of(open_cache(cache_file(registered)))
+    if rotated:
+        ctx.message(rotated_note(rotated))
 
 
 EARLIER_CACHES_NAMED = 3  # at most this many earlier caches of a data set and encoder are said not to be reused

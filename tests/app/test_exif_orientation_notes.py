@@ -52,3 +52,24 @@ def test_an_extraction_job_says_so_in_its_messages(tmp_path):
     assert job["status"] == "succeeded", job["error"]
     said = [m["text"] for m in job["messages"] if "EXIF" in m["text"]]
     assert len(said) == 1 and said[0].startswith(NOTE) and "train/chat/portrait été.jpg" in said[0]
+
+
+def test_a_job_that_reuses_a_registered_cache_says_so_too(tmp_path, capsys):
+    """A cache the user extracted with `mr2probe extract` and registered (POST /api/caches) is reused by an
+    extraction job of the same features; the job said nothing of its rotated photo, which the cache notes and the
+    CLI says on every reuse."""
+    root = tmp_path / "root"
+    photos(root / "photos")
+    assert main(["extract", "--data", str(root / "photos"), "--out", str(root / "c.h5"), "--workers", "0",
+                 "--device", "cpu", "--no-progress"]) == 0
+    capsys.readouterr()
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
+        dataset = client.post("/api/datasets", json={"path": "photos"}).json()
+        cache = client.post("/api/caches", json={"path": "c.h5"}).json()
+        job = wait_job(client, client.post("/api/jobs", json={
+            "kind": "extract", "dataset_id": dataset["id"], "encoder": "effnet-lite0"}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    texts = [m["text"] for m in job["messages"]]
+    assert f"cache {cache['id']} reused: a file registered by path holds these features" in texts
+    said = [text for text in texts if "EXIF" in text]
+    assert len(said) == 1 and said[0].startswith(NOTE) and "train/chat/portrait été.jpg" in said[0]
