@@ -180,8 +180,9 @@ def check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names:
                              "it need the same images; train the ERM reference on this cache")
     if theirs != class_names:
         left_out = "" if class_names == list(cache_row["class_names"]) else " less the classes this probe leaves out"
+        differ = first_class_difference(theirs, class_names, ("the run", "the cache"))
         raise RequestInvalid("reference_run", f"run {run['id']!r} has other classes than cache {cache_row['id']!r}"
-                             f"{left_out} ({first_class_difference(theirs, class_names)}): its groups and floor "
+                             f"{left_out} ({differ}): its groups and floor "
                              "cannot apply")
     if predictions is not None:
         _check_same_test_split(run, predictions, cache_row, drop)

@@ -364,12 +364,18 @@ def _metric(base: float | None, other: float | None) -> CompareMetric:
     return CompareMetric(base=base, other=other, delta=None if base is None or other is None else other - base)
 
 
-def first_class_difference(a: list[str], b: list[str]) -> str:
-    """Where two class lists part: their sizes and the first position whose names differ."""
+def first_class_difference(a: list[str], b: list[str], sides: tuple[str, str] = ("the first", "the second")) -> str:
+    """Where two class lists part: their sizes, then the classes only one of them has, named by ``sides`` (a class
+    added, removed or renamed between two extractions: the first position that differed, 'dog' against 'frog' for
+    a 'frog' folder added beside 'dog', hid what changed; a data-set-iteration round), else (the same classes in
+    another order) the first position whose names differ."""
     a, b = list(a), list(b)
+    only = [(side, [repr(n) for n in x if n not in set(y)]) for side, x, y in ((sides[0], a, b), (sides[1], b, a))]
+    if any(names for _, names in only):
+        return f"{len(a)} against {len(b)} classes; " + "; ".join(
+            f"only {side} has {listed(names, 10)}" for side, names in only if names)
     i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    first, second = (repr(names[i]) if i < len(names) else "(none)" for names in (a, b))
-    return f"{len(a)} against {len(b)} classes; the first difference is class {i}: {first} against {second}"
+    return f"{len(a)} against {len(b)} classes; the first difference is class {i}: {a[i]!r} against {b[i]!r}"
 
 
 # What a comparison without both runs' stored test predictions lacks, and why (an upgrade round: an older run
@@ -459,9 +465,14 @@ def check_same_classes(base: Report, other: Report) -> None:
     if list(base.class_names) != list(other.class_names):
         dropped = [(name, run.config.get("drop_classes") or []) for name, run in (("base", base), ("other", other))]
         why = "; ".join(f"the {name} run left out {listed(drop, 10)}" for name, drop in dropped if drop)
+        shared = set(base.class_names) & set(other.class_names)
+        fix = (f" ({why}: compare it with a run that left out the same classes)" if why else
+               " (to compare the classes both have, train a run again without the others (--drop-class NAME; the "
+               "API: drop_classes) and score both on one cache (--features CACHE.h5; the API: cache=ID))"
+               if shared else "")
         raise ValueError("runs have different classes and cannot be compared: "
-                         + first_class_difference(base.class_names, other.class_names)
-                         + (f" ({why}: compare it with a run that left out the same classes)" if why else ""))
+                         + first_class_difference(base.class_names, other.class_names,
+                                                  ("the base run", "the other run")) + fix)
 
 
 def _overall_metric(base: Report, other: Report) -> str:

@@ -81,7 +81,8 @@ def _reference_floor(reference: Report, class_names: list[str]) -> tuple[dict[st
     it cross-validated) and its val overall (the floor)."""
     if list(reference.class_names) != list(class_names):
         raise ValueError("reference run has different classes than this run: "
-                         + first_class_difference(reference.class_names, class_names))
+                         + first_class_difference(reference.class_names, class_names,
+                                                  ("the reference run", "this run")))
     if reference.grouping.split == "cv":
         return {k: list(v) for k, v in reference.grouping.groups.items()}, reference.val.overall
     per_class = np.array(reference.val.per_class, dtype=float)  # None → nan

@@ -61,8 +61,31 @@ def test_deltas_use_base_groups():
 def test_different_classes_rejected():
     base = _rep("x", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0)
     other = _rep("y", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0, names=["a", "b", "z"])
-    with pytest.raises(ValueError, match="different classes and cannot be compared: 3 against 3 classes; the "
-                                         "first difference is class 2: 'c' against 'z'"):
+    with pytest.raises(ValueError, match="different classes and cannot be compared: 3 against 3 classes; only the "
+                                         "base run has 'c'; only the other run has 'z'"):
+        compare_reports(base, other)
+
+
+def test_a_class_added_or_removed_is_named_with_the_fix():
+    """A 'frog' folder added beside 'dog' (classes sorted): the refusal named the first position that differed,
+    "the first difference is class 1: 'dog' against 'frog'", as if dog had become frog, and no way on (a round
+    that iterates on a data set). It names the added class and how to compare the classes both have."""
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base = _rep("x", [1, 1, 1], groups, 1.0, names=["cat", "dog", "ship"])
+    other = _rep("y", [1, 1, 1, 1], {**groups, "hard": [2, 3]}, 1.0, names=["cat", "dog", "frog", "ship"])
+    with pytest.raises(ValueError) as err:
+        compare_reports(base, other)
+    text = str(err.value)
+    assert "3 against 4 classes; only the other run has 'frog' (" in text and "'dog'" not in text
+    assert "--drop-class NAME" in text and "--features CACHE.h5" in text
+    with pytest.raises(ValueError, match="4 against 3 classes; only the base run has 'frog' "):
+        compare_reports(other, base)
+
+
+def test_classes_in_another_order_name_the_first_position():
+    base = _rep("x", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0)
+    other = _rep("y", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0, names=["a", "c", "b"])
+    with pytest.raises(ValueError, match="3 against 3 classes; the first difference is class 1: 'b' against 'c'"):
         compare_reports(base, other)
 
 
