@@ -184,6 +184,19 @@ def _case_hint(unknown: list[str], class_names: list[str]) -> str:
             + " (rename the labels or folders).")
 
 
+def _unknown_line(scores, class_names: list[str]) -> str:
+    """The images of classes the run does not have: how many of each, left out of accuracy but counted wrong in the
+    precision of the class each was predicted as (the line said "not scored" while cat's precision fell to 46 % on
+    frogs called cat; a data-set-iteration round), and a hint where a label may be one of the run's renamed."""
+    unknown = sum(scores.unknown.values())
+    line = (f"{unknown:,} image{'' if unknown == 1 else 's'} of classes the run does not have, not scored: "
+            + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown.items()) + ".")
+    if scores.unknown_predicted:
+        line += (" Each counts as a wrong prediction in the precision of the class it was predicted as: "
+                 + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown_predicted.items()) + ".")
+    return line + _case_hint(list(scores.unknown), class_names)
+
+
 def _predicted_absent(scores) -> list[str]:
     """A line naming the classes without an image here that images were predicted as, with how many where the
     confusion matrix is given: the table lists the classes with images, so those mistakes went nowhere it showed
@@ -220,10 +233,7 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
 
     lines = [_title(args, probe, f"{images:,} images")]
     if scores.unknown:
-        unknown = sum(scores.unknown.values())
-        lines.append(f"{unknown:,} image{'' if unknown == 1 else 's'} of classes the run does not have, not scored: "
-                     + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown.items()) + "."
-                     + _case_hint(list(scores.unknown), list(probe.class_names)))
+        lines.append(_unknown_line(scores, list(probe.class_names)))
     lines.append(f"Accuracy {_pct(scores.accuracy)} % {interval_text(scores.accuracy_ci)} over {scores.n:,} images; "
                  f"balanced accuracy {_pct(scores.balanced)} %"
                  + (f" {interval_text(scores.balanced_ci)}." if scores.balanced_ci else "."))

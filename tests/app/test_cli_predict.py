@@ -544,6 +544,26 @@ def test_one_image_of_an_unknown_class_is_one_image(run, tmp_path, capsys):
     assert "\n1 image of classes the run does not have, not scored: zebra (1)." in capsys.readouterr().out
 
 
+def test_images_of_an_unknown_class_are_named_in_the_precision_they_count_against(run, tmp_path, capsys):
+    """'15 images of classes the run does not have, not scored: frog (15).' and cat's precision 46 %: the frogs
+    called cat counted against it, which nothing said (a data-set-iteration round: a class added to the folder)."""
+    import csv
+
+    _, out = run
+    labels = np.array([0, 0, 1, 1, 1])
+    split = _split(np.random.default_rng(3), np.array([3, 0])[labels], "new")
+    cache = _cache(tmp_path / "added.h5", {"test": (split[0], labels, split[2])}, ["dog", "zebra"])
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache), "--out", str(tmp_path / "p.csv")]) == 0
+    text = capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    went = [name for name in NAMES if any(r["predicted"] == name and r["true"] == "zebra" for r in rows)]
+    counts = ", ".join(f"{name} ({sum(r['predicted'] == name for r in rows if r['true'] == 'zebra')})"
+                       for name in went)
+    assert ("\n3 images of classes the run does not have, not scored: zebra (3). Each counts as a wrong prediction in "
+            f"the precision of the class it was predicted as: {counts}.\n") in text
+
+
 def test_probabilities_add_every_class_column_as_predict_proba(run, tmp_path, capsys):
     """--probabilities: a column p(<class>) per class, the run's probe's softmax (scikit-learn's predict_proba):
     rows sum to 1, their maximum is the confidence and its class the prediction (a new-user round missed them)."""
