@@ -194,7 +194,24 @@ def _unknown_line(scores, class_names: list[str]) -> str:
     if scores.unknown_predicted:
         line += (" Each counts as a wrong prediction in the precision of the class it was predicted as: "
                  + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown_predicted.items()) + ".")
-    return line + _case_hint(list(scores.unknown), class_names)
+    return line + (_case_hint(list(scores.unknown), class_names) or _renamed_hint(scores))
+
+
+def _renamed_hint(scores) -> str:
+    """A hint where most images of classes the run lacks went to one of its classes without images here: a class
+    folder renamed since the run ('dog' to 'puppy') read as a class the run lacks, and its old name as a class
+    without images, with no word on why (a data-set-iteration round)."""
+    absent = {c.name for c in scores.per_class if not c.n}
+    went = {name: n for name, n in scores.unknown_predicted.items() if name in absent}
+    if not went:
+        return ""
+    name, n = max(went.items(), key=lambda item: item[1])
+    unknown = sum(scores.unknown.values())
+    if 2 * n <= unknown:
+        return ""
+    return (f" Most of them ({n:,} of {unknown:,}) were predicted as {name!r}, which has no images here: a class "
+            "renamed since the run? Labels match the run's classes by name: give it its old name back (rename the "
+            "folder or labels and extract again).")
 
 
 def _predicted_absent(scores) -> list[str]:

@@ -561,7 +561,23 @@ def test_images_of_an_unknown_class_are_named_in_the_precision_they_count_agains
     counts = ", ".join(f"{name} ({sum(r['predicted'] == name for r in rows if r['true'] == 'zebra')})"
                        for name in went)
     assert ("\n3 images of classes the run does not have, not scored: zebra (3). Each counts as a wrong prediction in "
-            f"the precision of the class it was predicted as: {counts}.\n") in text
+            f"the precision of the class it was predicted as: {counts}.") in text
+
+
+def test_a_class_renamed_since_the_run_gets_a_hint(run, tmp_path, capsys):
+    """A class folder renamed after the run ('dog' to 'puppy'): its images were 'of classes the run does not have'
+    and dog 'a class without images here', with no word on why (a data-set-iteration round)."""
+    _, out = run
+    labels = np.repeat(np.arange(4), 3)
+    split = _split(np.random.default_rng(3), labels, "new")
+    cache = _cache(tmp_path / "renamed.h5", {"test": (split[0], labels, split[2])}, ["apple", "bus", "cat", "puppy"])
+    capsys.readouterr()
+    assert main(["predict", str(out), "--features", str(cache)]) == 0
+    text = capsys.readouterr().out
+    assert ("images of classes the run does not have, not scored: puppy (3). Each counts as a wrong prediction in the "
+            "precision of the class it was predicted as: dog (3). Most of them (3 of 3) were predicted as 'dog', "
+            "which has no images here: a class renamed since the run? Labels match the run's classes by name: give "
+            "it its old name back (rename the folder or labels and extract again).\n") in text
 
 
 def test_probabilities_add_every_class_column_as_predict_proba(run, tmp_path, capsys):
