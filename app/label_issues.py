@@ -78,7 +78,11 @@ def run_cache(report, run_dir: str | Path, features: str | Path | None = None, n
             raise ValueError(f"run {name}'s cache {recorded!r} is not a file here (moved, or a service cache id): "
                              + (f"give it as {option} CACHE.h5" if option else f"put it back at {path}"))
         cache = open_cache(path)
-        what, advice = named or f"run {name}'s cache {path}", "" if named or option else ": replaced since"
+        # written over since the run (deleted and extracted again from a changed data set, as the refusal to
+        # extract onto it advises): the way on named, as for a file moved (a data-set-iteration round)
+        what, advice = named or f"run {name}'s cache {path}", "" if named else (
+            f": written over since the run; give the cache it was trained on, {option} CACHE.h5, or train the run "
+            "again on this one" if option else ": replaced since")
     else:
         cache = open_cache(features)
         what, advice = named or f"{option} {features}", "" if named else ": give the run's own cache"

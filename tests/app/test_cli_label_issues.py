@@ -136,8 +136,12 @@ def test_a_run_whose_cache_moved_needs_features(noisy, tmp_path, capsys):
     assert _rows(capsys, tmp_path / "run", "--features", cache_path)  # the same features elsewhere
     _write(moved, fingerprint="other")  # another cache at the path the run recorded: not given as --features
     assert main(["label-issues", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
     assert f"error: run run's cache {moved} holds other features (fingerprint other…) than run run was trained on (" \
-        in capsys.readouterr().err
+        in err
+    # the way on, named (a data-set-iteration round: the cache deleted and extracted again from the changed folder)
+    assert err.endswith("…): written over since the run; give the cache it was trained on, --features CACHE.h5, or "
+                        "train the run again on this one\n")
 
 
 def test_the_classes_a_run_left_out_stay_out(noisy, tmp_path, capsys):
