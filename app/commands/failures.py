@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from probe.rundir import read_run
 
     from ..label_issues import run_cache
-    from . import check_data_folder, full_paths, share
+    from . import check_data_folder, full_paths, share, warn_changed
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, args.limit, predicted), report.config,
                            lambda: run_cache(report, args.run_dir, option=None))
     rows = full_paths(rows, args.data)
+    if args.data is not None:
+        warn_changed(rows, lambda: run_cache(report, args.run_dir, option=None).digests("test"))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -746,6 +746,41 @@ def test_failures_data_resolves_the_folder_a_zip_was_made_from(tmp_path, capsys)
             "digits (the cache records paths inside the data set, such as digits/test/") in captured.err
 
 
+def test_failures_data_warns_of_files_replaced_since_the_extraction(tmp_path, capsys):
+    """A test image replaced by another under the same name after the run: `failures --data` listed the new file as
+    the image the run got wrong (a data-set-iteration round). The listed files are checked against the cache's
+    content digests, and one warning names those that changed."""
+    from feature_cache.datasets import content_digest
+
+    rng = np.random.default_rng(7)
+    y = {name: np.repeat(np.arange(len(NAMES)), m) for name, m in (("train", 10), ("test", 10))}
+    splits, digests = {}, {}
+    for s, labels in y.items():
+        x, _, _ = _split(rng, labels, s)
+        splits[s] = (x, labels, [f"{s}/{NAMES[c]}/{i}.png" for i, c in enumerate(labels)])
+        for path in splits[s][2]:
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_bytes(path.encode())
+        digests[s] = np.array([list(content_digest(path.encode())) for path in splits[s][2]], np.uint8)
+    splits["val"] = (np.zeros((0, D), np.float32), np.zeros(0, np.int64), [])
+    digests["val"] = np.zeros((0, 16), np.uint8)
+    out = tmp_path / "run"
+    assert main(["train", "--features", str(_cache(tmp_path / "c.h5", splits, NAMES, digests=digests)), "--out",
+                 str(out), "--epochs", "1", "--lr", "0.05", "--wd", "0", "--seeds", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["failures", str(out), "--json", "--data", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    listed = [row["source"] for row in json.loads(captured.out)]
+    assert len(listed) >= 2 and "warning" not in captured.err
+    with open(listed[1], "ab") as replaced:
+        replaced.write(b"another image")
+    assert main(["failures", str(out), "--json", "--data", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == (
+        f"warning: 1 of the {len(listed)} listed files changed since the run's cache was extracted (such as "
+        f"{listed[1]}), so the images there are not those the run scored: extract the folder again and score the "
+        "run on it (mr2probe predict RUN --features CACHE.h5)\n")
+
+
 def test_images_predicted_as_a_class_absent_from_the_split_are_said(run, tmp_path, capsys):
     """The table lists the classes with images: 2 of 30 val images called a class without val images showed
     93.3 % beside every listed precision at 100 %, and nowhere the class they went to (an extremes round)."""
