@@ -99,6 +99,11 @@ def _data_root(data: Path, sources: list[str]) -> Path:
         if all(source.startswith(f"{folder.name}/") and (folder.parent / source).is_file() for source in sources):
             return folder.parent
     first = missing[0]
+    if len(missing) < len(sources):  # the folder holds the others: these left it since the extraction, and --data
+        # was right (a class folder renamed read 'must be the folder these paths start in'; a data-set-iteration round)
+        print(f"warning: {len(missing)} of the {len(sources)} listed files are no longer under --data {data} (such as "
+              f"{data / first}): moved, renamed or removed since the run's cache was extracted", file=sys.stderr)
+        return data
     print(f"warning: {len(missing)} of the {len(sources)} listed files do not exist under --data {data} (such as "
           f"{data / first}): --data must be the folder these paths start in, the one holding "
           f"{first.split('/')[0]} (the cache records paths inside the data set, such as {first})", file=sys.stderr)

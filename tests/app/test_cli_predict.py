@@ -779,6 +779,14 @@ def test_failures_data_warns_of_files_replaced_since_the_extraction(tmp_path, ca
         f"warning: 1 of the {len(listed)} listed files changed since the run's cache was extracted (such as "
         f"{listed[1]}), so the images there are not those the run scored: extract the folder again and score the "
         "run on it (mr2probe predict RUN --features CACHE.h5)\n")
+    # a listed file moved away since (its class folder renamed): --data is right, the file left it; the warning said
+    # '--data must be the folder these paths start in' (a data-set-iteration round)
+    moved = tmp_path / "elsewhere.png"
+    os.replace(listed[0], moved)
+    assert main(["failures", str(out), "--json", "--data", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.startswith(
+        f"warning: 1 of the {len(listed)} listed files are no longer under --data {tmp_path} (such as {listed[0]}): "
+        "moved, renamed or removed since the run's cache was extracted\n")
 
 
 def test_images_predicted_as_a_class_absent_from_the_split_are_said(run, tmp_path, capsys):
