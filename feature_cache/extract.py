@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from probe.allocator import keep_freed_memory, release_freed_memory, worker_init
 from probe.files import exclusive
+from probe.names import listed
 from .archives import DECODE_FAILURE, UNREAD_IMAGE, is_link_or_special
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, LabelledImages, Sample, open_dataset
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_VAL_FRACTION, MAX_BATCH_SIZE, MAX_WORKERS
@@ -494,7 +495,24 @@ def plan_differences(cache: Any, plan: ExtractionPlan) -> list[str]:
     """:func:`cache_differences` of the cache ``cache`` (a :class:`FeatureCache`) and the request ``plan``, the
     stored feature dtype included: the fingerprint covers it and no attribute records it, so a cache of
     ``--dtype float32`` refused for a float16 request named no difference at all."""
-    return cache_differences({**cache.attrs, "dtype": cache.dtype}, {**plan.attrs, "dtype": plan.dtype})
+    return [_data_change(cache, plan.data) if item.startswith("dataset_fingerprint ") else item
+            for item in cache_differences({**cache.attrs, "dtype": cache.dtype}, {**plan.attrs, "dtype": plan.dtype})]
+
+
+def _data_change(cache: Any, data: LabelledImages) -> str:
+    """What changed between the data set a cache was extracted from and ``data`` as it is now, in words: its
+    images per split and the classes only one of them has. Two content hashes ('dataset_fingerprint (there
+    'b614ce8f…', requested '35bf0044…')') left a user who had added images to a class to work out what they meant
+    (a data-set-iteration round)."""
+    def sizes(counts: Mapping[str, int]) -> str:
+        return ", ".join(f"{split} {n:,}" for split, n in counts.items())
+
+    there, now = list(cache.class_names), list(data.class_names)
+    classes = [f"classes only {when}: {listed([repr(c) for c in names if c not in other], 10)}"
+               for when, names, other in (("there", there, now), ("now", now, there)) if set(names) - set(other)]
+    return ("the data set's files (added, removed, renamed or edited since that cache was extracted, or another "
+            f"folder or archive: there {sizes(cache.split_sizes)}; now {sizes(data.counts())}"
+            + "".join(f"; {c}" for c in classes) + ")")
 
 
 def _move_aside(path: Path) -> Path:

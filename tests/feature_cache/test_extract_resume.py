@@ -87,6 +87,23 @@ def test_out_holding_another_cache_is_refused_and_untouched(tree, tmp_path):
     assert not (tmp_path / "mine.h5.partial").exists()
 
 
+def test_out_of_a_changed_data_set_says_what_changed(tree, tmp_path):
+    """The data set changed since the --out cache was extracted from it: the refusal named two content hashes,
+    "dataset_fingerprint (there 'b614ce8f…', requested '35bf0044…')" (a data-set-iteration round). It says the data
+    set's files changed, with the images per split then and now and the classes only one of them has."""
+    out = tmp_path / "mine.h5"
+    run(tree, None, out=out)
+    (tree / "train" / "bee").rename(tree / "train" / "wasp")
+    (tree / "test" / "bee").rename(tree / "test" / "wasp")
+    write_image(tree / "train" / "wasp" / "new.png", 0, 78)
+    with pytest.raises(CacheMismatch) as err:
+        run(tree, None, out=out)
+    assert ("it differs in the data set's files (added, removed, renamed or edited since that cache was extracted, "
+            "or another folder or archive: there train 15, val 3, test 9; now train 16, val 3, test 9; classes only "
+            "there: 'bee'; classes only now: 'wasp')); choose another --out or delete the file.") in str(err.value)
+    assert "dataset_fingerprint" not in str(err.value)
+
+
 @pytest.mark.parametrize("workers", [0, 2])  # 2: on a CPU the worker processes encode (EncodingCollate)
 def test_should_stop_then_resume_encodes_only_the_rest(tree, tmp_path, workers):
     reference = all_splits(run(tree, tmp_path / "ref").path)
