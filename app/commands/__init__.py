@@ -60,27 +60,27 @@ def full_paths(rows: list[dict], data) -> list[dict]:
 
 
 def warn_changed(rows: list[dict], digests) -> None:
-    """One warning on stderr naming the listed files (``rows`` of :func:`full_paths`, each ``index`` its row of the
-    cache's split) whose bytes differ from those the cache encoded (``digests()``: the split's content digests; a
-    cache that cannot be read, or one written before digests, checks nothing): a file replaced by another of the
-    same name since the extraction listed as the image the run got wrong (a data-set-iteration round)."""
-    from feature_cache.datasets import content_digest
-
-    try:
-        known = digests()
-    except (KeyError, OSError, ValueError):
-        return
-    listed = [row for row in rows if row["source"] is not None and os.path.isfile(row["source"])]
-    if known is None or not listed:
-        return
+    """One warning on stderr naming the listed files (``rows`` of :func:`full_paths`: each of its ``split``, test
+    where none, at its ``row`` of the cache's split, else its ``index``) whose bytes differ from those the cache
+    encoded (``digests(split)``: the split's content digests; a cache that cannot be read, or one written before
+    digests, checks nothing): a file replaced by another of the same name since the extraction listed as the image
+    the run got wrong (a data-set-iteration round)."""
     from pathlib import Path
 
-    changed = [row["source"] for row in listed
-               if content_digest(Path(row["source"]).read_bytes()) != bytes(known[row["index"]])]
+    from feature_cache.datasets import content_digest
+
+    listed = [row for row in rows if row["source"] is not None and os.path.isfile(row["source"])]
+    try:
+        known = {split: digests(split) for split in {row.get("split", "test") for row in listed}}
+    except (KeyError, OSError, ValueError):
+        return
+    changed = [row["source"] for row in listed if known[row.get("split", "test")] is not None
+               and content_digest(Path(row["source"]).read_bytes())
+               != bytes(known[row.get("split", "test")][row.get("row", row["index"])])]
     if changed:
         print(f"warning: {len(changed)} of the {len(listed)} listed files changed since the run's cache was extracted "
-              f"(such as {changed[0]}), so the images there are not those the run scored: extract the folder again and "
-              "score the run on it (mr2probe predict RUN --features CACHE.h5)", file=sys.stderr)
+              f"(such as {changed[0]}), so the images there are not those the run scored: extract the folder again "
+              "for the images as they are now", file=sys.stderr)
 
 
 def _data_root(data: Path, sources: list[str]) -> Path:

@@ -41,14 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
+    from probe import load_report
     from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
     from probe.label_issues import METHODS, weak_refit_caution
     from probe.names import shown_name
     from probe.numbers import percent
     from probe.rundir import read_run
 
-    from ..label_issues import MAX_LIMIT
-    from . import check_data_folder, full_paths, share
+    from ..label_issues import MAX_LIMIT, run_cache
+    from . import check_data_folder, full_paths, share, warn_changed
 
     if not 1 <= args.limit <= MAX_LIMIT:
         raise ValueError(f"--limit must be in [1, {MAX_LIMIT}], got {args.limit}")
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     rows = full_paths(found.rows_of(index, args.limit), args.data)  # the paths to fix the folders by
     if found.note:  # --folds not given, fewer than the default on few-shot data (as the service's job log says)
         print(f"note: {found.note}", file=sys.stderr)
+    if args.data is not None:
+        warn_changed(rows, lambda split: run_cache(load_report(args.run_dir), args.run_dir,
+                                                   args.features).digests(split))
     caution = weak_refit_caution(found.accuracy)
     if caution:  # before the listing, which it qualifies
         print(f"warning: {caution}", file=sys.stderr)

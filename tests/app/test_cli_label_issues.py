@@ -14,8 +14,11 @@ FAST = ["--epochs", "40", "--lr", "0.05", "--wd", "0", "--seeds", "1", "--no-pro
 CAT, DOG = 2, 3
 
 
-def _write(path, fingerprint="t", seed=0):
-    """A cache whose train and val label 25 % of the cats as dogs; returns the (split, row) of each flip."""
+def _write(path, fingerprint="t", seed=0, images=None):
+    """A cache whose train and val label 25 % of the cats as dogs; returns the (split, row) of each flip. With
+    ``images`` (a folder), each source is written there as a small file and the cache holds its content digest."""
+    from feature_cache.datasets import content_digest
+
     rng = np.random.default_rng(seed)
     means = rng.normal(0, 1, (K, D))
     means *= 5.0 / np.linalg.norm(means, axis=1, keepdims=True)
@@ -28,9 +31,33 @@ def _write(path, fingerprint="t", seed=0):
             y[rows] = DOG
             flips |= {(name, int(r)) for r in rows}
         splits[name] = (x, y, [f"{name}/{i}.jpg" for i in range(len(y))])
+    digests = None
+    if images is not None:
+        for _, _, sources in splits.values():
+            for source in sources:
+                (images / source).parent.mkdir(parents=True, exist_ok=True)
+                (images / source).write_bytes(source.encode())
+        digests = {name: np.array([list(content_digest(s.encode())) for s in sources], np.uint8)
+                   for name, (_, _, sources) in splits.items()}
     write_cache(path, splits, NAMES, {"encoder": "synthetic", "default_head": "linear", "normalized": False,
-                                      "fingerprint": fingerprint}, dtype="float32")
+                                      "fingerprint": fingerprint}, dtype="float32", digests=digests)
     return flips
+
+
+def test_data_warns_of_listed_files_replaced_since_the_extraction(tmp_path, capsys):
+    """A train image replaced by another of the same name after the run: `label-issues --data` listed the new
+    file as the one whose label looks wrong (a data-set-iteration round); one warning names those that changed."""
+    _write(tmp_path / "feats.h5", images=tmp_path / "images")
+    assert main(["train", "--features", str(tmp_path / "feats.h5"), "--out", str(tmp_path / "erm"), *FAST]) == 0
+    rows = _rows(capsys, tmp_path / "erm", "--data", tmp_path / "images")
+    assert len(rows) >= 2
+    with open(rows[1]["source"], "ab") as replaced:
+        replaced.write(b"another image")
+    capsys.readouterr()
+    assert main(["label-issues", str(tmp_path / "erm"), "--data", str(tmp_path / "images"), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: 1 of the {len(rows)} listed files changed since the run's cache was extracted (such as "
+            f"{rows[1]['source']}), so the images there are not those the run scored") in err
 
 
 @pytest.fixture(scope="module")

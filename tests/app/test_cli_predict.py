@@ -777,8 +777,8 @@ def test_failures_data_warns_of_files_replaced_since_the_extraction(tmp_path, ca
     assert main(["failures", str(out), "--json", "--data", str(tmp_path)]) == 0
     assert capsys.readouterr().err == (
         f"warning: 1 of the {len(listed)} listed files changed since the run's cache was extracted (such as "
-        f"{listed[1]}), so the images there are not those the run scored: extract the folder again and score the "
-        "run on it (mr2probe predict RUN --features CACHE.h5)\n")
+        f"{listed[1]}), so the images there are not those the run scored: extract the folder again for the images "
+        "as they are now\n")
     # a listed file moved away since (its class folder renamed): --data is right, the file left it; the warning said
     # '--data must be the folder these paths start in' (a data-set-iteration round)
     moved = tmp_path / "elsewhere.png"
