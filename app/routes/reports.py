@@ -115,7 +115,7 @@ def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted
 
     run = store.get_run(run_id)
     report, predictions = read_run(run["path"], lambda: _with_predictions(store, run))  # of one run
-    index, target = _cell(report.class_names, class_name, predicted, report.config.get("drop_classes"))
+    index, target = _cell(report.class_names, class_name, predicted, lambda: report.config.get("drop_classes"))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config,
                            lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
     rows = _with_thumbnails(rows, _dataset_of(store, run))
@@ -137,16 +137,31 @@ def _with_predictions(store: Store, run: dict) -> tuple[Report, Any]:
         raise HTTPException(422, str(exc)) from None
 
 
-def _cell(class_names: list[str], class_name: str | None, predicted: str | None, left_out: list[str] | None = None
-          ) -> tuple[int | None, int | None]:
+def _cell(class_names: list[str], class_name: str | None, predicted: str | None,
+          left_out: Callable[[], list[str] | None] = lambda: None) -> tuple[int | None, int | None]:
     """``probe.report_text.confusion_cell`` of the query's class names; 422 naming the one that is not a class (or
-    one of the run's ``left_out`` classes)."""
+    one of the classes the run left out, ``left_out()``, read only then: a label-issues page reads no report)."""
     from probe.report_text import confusion_cell
 
+    fields = ("class:", "predicted:")
     try:
-        return confusion_cell(class_names, class_name, predicted, ("class:", "predicted:"), left_out or ())
+        return confusion_cell(class_names, class_name, predicted, fields)
+    except ValueError:
+        pass
+    try:
+        return confusion_cell(class_names, class_name, predicted, fields, left_out() or ())
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+def _left_out(store: Store, run_id: str) -> list[str] | None:
+    """The classes the run left out (its report's ``drop_classes``); None where its report cannot be read."""
+    from probe import load_report
+
+    try:
+        return load_report(store.get_run(run_id)["path"]).config.get("drop_classes")
+    except (OSError, ValueError):
+        return None
 
 
 def _with_thumbnails(rows: list[dict], dataset_id: str | None) -> list[dict]:
@@ -179,7 +194,7 @@ def _scored_failures(store: Store, run_id: str, cache: str, split: str, class_na
     """The shipped probe's mistakes on a class of the cache's split, over its images of the run's classes; each
     item's ``index`` is its row in that split."""
     _, probe, got = _predicted(store, run_id, cache, split)
-    index, target = _cell(probe.class_names, class_name, predicted)
+    index, target = _cell(probe.class_names, class_name, predicted, lambda: _left_out(store, run_id))
     known, scored = got.known()
     rows = scored.failure_rows(index, probe.class_names, limit, target)
     for row in rows:
@@ -213,7 +228,7 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
     try:
         job, stored = newest_result(store, run, method)
         found = stored.head
-        index, _ = _cell(list(found["class_names"]), class_name, None)
+        index, _ = _cell(list(found["class_names"]), class_name, None, lambda: _left_out(store, run_id))
         total, rows = stored.page(index, offset, limit)  # the page's rows alone, where the result has its index
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None

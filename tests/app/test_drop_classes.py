@@ -179,3 +179,23 @@ def test_a_run_that_left_a_class_out_is_not_compared_with_one_of_every_class_and
     resp = service.get("/api/compare", params={"base": runs[0], "other": runs[1]})
     assert resp.status_code == 422
     assert "(the other run left out b: compare it with a run that left out the same classes)" in resp.text
+
+
+def test_likely_wrong_labels_and_scored_failures_of_a_left_out_class_say_it_was_left_out(service, tmp_path):
+    """An attack round: GET /api/runs/{id}/failures said a class the run left out was left out, but its likely
+    wrong labels and its mistakes on a cache (/scores/failures, whose cache has the class) answered "'a' is not a
+    class of this run", as if the name were mistyped."""
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    body = {"kind": "pipeline", "cache_id": cache["id"], "probes": [dict(ERM, drop_classes=["a"])]}
+    run = wait_job(service, service.post("/api/jobs", json=body).json()["id"])["result"]["run_ids"][0]
+    issues = service.post("/api/jobs", json={"kind": "label_issues", "run_id": run, "folds": 2}).json()["id"]
+    assert wait_job(service, issues)["status"] == "succeeded"
+    left_out = "'a' was left out of this run (drop_classes, --drop-class): none of its images is in any split"
+    for path, params in ((f"/api/runs/{run}/label-issues", {"class": "a"}),
+                         (f"/api/runs/{run}/scores/failures", {"cache": cache["id"], "class": "a"}),
+                         (f"/api/runs/{run}/scores/failures", {"cache": cache["id"], "class": "b", "predicted": "a"})):
+        resp = service.get(path, params=params)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"] == f"{'predicted' if 'predicted' in params else 'class'}: {left_out}"
+    unknown = service.get(f"/api/runs/{run}/label-issues", params={"class": "zebra"})
+    assert unknown.status_code == 422 and "'zebra' is not a class of this run" in unknown.json()["detail"]
