@@ -311,20 +311,24 @@ def _stored(text: str) -> dict[str, Any]:
 def _layout() -> tuple[Any, Any, dict[str, Any]]:
     """The result file's layout as a pydantic ``TypeAdapter`` of typed dicts (its rows of ``LabelIssueItem``'s
     fields, one definition), that of one row, and the defaults of the row fields it may leave out."""
-    from typing import Literal, Optional
+    from typing import Annotated, Literal, Optional
 
-    from pydantic import TypeAdapter
+    from pydantic import NonNegativeInt, TypeAdapter
     from typing_extensions import NotRequired, TypedDict
 
-    from .schemas import LabelIssueItem, LabelIssuesMethod
+    from .schemas import LabelIssueItem, LabelIssuesMethod, LabelIssuesOut
 
-    fields = LabelIssueItem.model_fields
-    row = TypedDict("Row", {name: field.annotation if field.is_required() else NotRequired[field.annotation]
+    def typed(field):  # a field's type with its constraints (a probability in [0, 1], a row >= 0)
+        return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+    fields, out = LabelIssueItem.model_fields, LabelIssuesOut.model_fields
+    row = TypedDict("Row", {name: typed(field) if field.is_required() else NotRequired[typed(field)]
                             for name, field in fields.items()})
     document = TypedDict("Document", {
         "format": Literal[FORMAT], "method": NotRequired[Optional[LabelIssuesMethod]],  # type: ignore[valid-type]
-        "accuracy": NotRequired[Optional[float]],  # written since the refit's accuracy was said
-        "folds": int, "params": dict[str, float], "class_names": list[str], "images": list[int], "rows": list[row]})
+        "accuracy": NotRequired[typed(out["accuracy"])],  # written since the refit's accuracy was said
+        "folds": typed(out["folds"]), "params": typed(out["params"]), "class_names": list[str],
+        "images": list[NonNegativeInt], "rows": list[row]})
     return (TypeAdapter(document), TypeAdapter(row),
             {name: field.default for name, field in fields.items() if not field.is_required()})
 

@@ -596,15 +596,20 @@ class FailuresOut(BaseModel):
     items: list[FailureItem]
 
 
+# A probability or an accuracy: a stored label-issues result of NaN, infinities or values past [0, 1] (a file
+# edited or damaged) was served, "-inf %" in its caution and null where the schema gives a number (an attack round)
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
 class LabelIssueItem(BaseModel):
     split: Literal["train", "val"] = Field(..., description="the image's split in the run's cache")
-    row: int = Field(..., description="the image's row in that split of the cache")
+    row: int = Field(..., ge=0, description="the image's row in that split of the cache")
     source: Optional[str] = Field(None, description="path of the image in its data set (null where the cache "
                                   "records none)")
     true: str = Field(..., description="its label")
     predicted: str = Field(..., description="the out-of-fold prediction (another class than its label)")
-    confidence: float = Field(..., description="out-of-fold probability of the prediction")
-    label_probability: float = Field(..., description="out-of-fold probability of its label: the items are "
+    confidence: Share = Field(..., description="out-of-fold probability of the prediction")
+    label_probability: Share = Field(..., description="out-of-fold probability of its label: the items are "
                                      "ordered by it, lowest (likeliest wrong label) first")
     thumbnail_url: Optional[str] = None
 
@@ -618,14 +623,15 @@ class LabelIssuesOut(BaseModel):
     run_id: str
     job_id: str = Field(..., description="the label_issues job that found them")
     finished_at: Optional[str] = Field(None, description="when that job finished")
-    folds: int
+    folds: int = Field(..., ge=MIN_CV_FOLDS)
     method: LabelIssuesMethod = Field(..., description=METHOD_DESCRIPTION)
-    params: dict[str, float] = Field(..., description="the run's chosen hyper-parameters, fitted as they are")
+    params: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        ..., description="the run's chosen hyper-parameters, fitted as they are")
     class_name: Optional[str] = Field(..., alias="class", description="the label the images were filtered to (null: "
                                       "every class's)")
     images: int = Field(..., description="train + val images (of that label) scored out of fold")
     total: int = Field(..., description="of them, those the method lists")
-    accuracy: Optional[float] = Field(None, description="the refit's out-of-fold accuracy on every train + val image "
+    accuracy: Optional[Share] = Field(None, description="the refit's out-of-fold accuracy on every train + val image "
                                       "(null: a result stored before it was kept)")
     caution: Optional[str] = Field(None, description="where that accuracy is too low for the listing to be read as "
                                    "wrong labels (probe.label_issues.weak_refit_caution): why; else null")

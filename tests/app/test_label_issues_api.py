@@ -617,3 +617,29 @@ def test_a_job_that_asks_no_folds_on_few_shot_data_uses_fewer_and_says_so(tmp_pa
         assert refused.status_code == 422 and refused.json()["detail"] == (
             "folds: folds=5: class 'a' has 4 image(s) in train + val, and each fold needs one of every class; "
             "use at most 4 folds.")
+
+
+_OUT_OF_RANGE = {"accuracy": float("nan"), "folds": 1, "params": {"lr": float("inf")}, "images": [-5] + [2] * 9,
+                 "confidence": float("nan"), "label_probability": -float("inf"), "row": -1}
+
+
+@pytest.mark.parametrize("field", sorted(_OUT_OF_RANGE))
+@pytest.mark.parametrize("indexed", [True, False])
+def test_a_result_holding_numbers_out_of_their_range_is_said_damaged(tmp_path, field, indexed):
+    """A stored result edited or damaged to hold NaN, an infinity or a value past its range (an accuracy or a
+    probability outside [0, 1], fewer than 2 folds, a negative count or row) was served: "-inf %" in the page's
+    caution, and null where the schema gives a number (an attack round). It is a damaged result now (the route's
+    404), read through its index or whole."""
+    from app.label_issues_job import _document, _write, index_file
+
+    path, document = _large_result(tmp_path, 50)
+    document["accuracy"] = 0.9
+    if field in ("confidence", "label_probability", "row"):
+        document["rows"][0][field] = _OUT_OF_RANGE[field]
+    else:
+        document[field] = _OUT_OF_RANGE[field]
+    _write(path, document)
+    if not indexed:
+        index_file(path).unlink()
+    with pytest.raises((LookupError, ValueError)):  # newest_result: a LookupError saying damaged, the route's 404
+        _document(path).page(None, 0, 7)
