@@ -199,3 +199,31 @@ def test_likely_wrong_labels_and_scored_failures_of_a_left_out_class_say_it_was_
         assert resp.json()["detail"] == f"{'predicted' if 'predicted' in params else 'class'}: {left_out}"
     unknown = service.get(f"/api/runs/{run}/label-issues", params={"class": "zebra"})
     assert unknown.status_code == 422 and "'zebra' is not a class of this run" in unknown.json()["detail"]
+
+
+def test_a_pipeline_leaving_out_a_class_named_in_decomposed_unicode_runs(service, tmp_path):
+    """An attack round: the request's check takes a class named in decomposed Unicode (NFD, as macOS writes file
+    names) as its composed class, but the extraction matched the names exactly: a pipeline leaving out 'café', a
+    class without test images, was accepted and then failed after its queue wait, "data set ... changed since this
+    job was requested: class 'café' has no train or no test image". It runs now."""
+    import io
+    import unicodedata
+    import zipfile
+
+    from app_testutils import tiny_zip_bytes
+
+    source = zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(4, 2, classes=("airplane", "cat", "café"))))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        for member in source.namelist():
+            if not member.startswith("tiny/test/café/"):
+                out.writestr(member, source.read(member))
+    ds = service.post("/api/datasets", files={"file": ("t.zip", archive.getvalue())}).json()
+    assert "café" in ds["class_names"] and any("'café'" in w for w in ds["warnings"]), ds
+    decomposed = unicodedata.normalize("NFD", "café")
+    body = {"kind": "pipeline", "dataset_id": ds["id"], "probes": [dict(ERM, drop_classes=[decomposed])]}
+    resp = service.post("/api/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    job = wait_job(service, resp.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert service.get(f"/api/reports/{job['result']['run_ids'][0]}").json()["class_names"] == ["airplane", "cat"]
