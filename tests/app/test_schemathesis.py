@@ -65,6 +65,22 @@ def _find_label_issues(run_id: str) -> None:
     store.finish(issues["id"], JobStatus.succeeded)
 
 
+def _cache_of_other_classes(store) -> dict:
+    """A cache of classes x, y, z, none of the runs' (a, b, c): predicted unscored (GET /api/runs/{id}/predicted,
+    /predictions.csv), nothing to score (/scores, /scores/failures)."""
+    import numpy as np
+    from feature_cache import write_cache
+
+    rng, names = np.random.default_rng(0), ["x", "y", "z"]
+    split = (rng.normal(size=(6, 8)).astype(np.float32), np.repeat(np.arange(3), 2), [f"{i}.png" for i in range(6)])
+    path = write_cache(_STATE / "other_classes.h5", {"test": split}, names, {
+        "encoder": "synthetic", "default_head": "linear", "normalized": False, "fingerprint": "e" * 64})
+    ds = store.add_dataset(name="o", source="path", path=str(_STATE), class_names=names, counts={"test": [2] * 3},
+                           fingerprint="o", skipped=0)
+    return store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="e" * 64,
+                           num_features=8, class_names=names, counts={"test": 6}, job_id=None)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def existing_ids() -> dict[str, str]:
     """Rows the generated requests can meet: an uploaded data set, a cache, a finished run, a queued job."""
@@ -92,7 +108,8 @@ def existing_ids() -> dict[str, str]:
 
     listed = open_dataset(store.get_dataset(resp.json()["id"])["path"]).splits["train"][0].source
     yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "other_run_id": other["id"],
-           "job_id": queued["id"], "class": "a", "other_class": "b", "source": listed}
+           "job_id": queued["id"], "class": "a", "other_class": "b", "source": listed,
+           "other_classes_cache_id": _cache_of_other_classes(store)["id"]}
     print(f"\nschemathesis: {sum(CASES.values())} cases, {len(OPERATIONS)} operations, {len(RUNS)} operation-modes "
           f"+ {len(WITH_IDS)} with existing ids")
 
@@ -137,3 +154,30 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
 
     check()
     assert statuses == {200}
+
+
+# A run's shipped probe on a cache of none of its classes: listed unscored, or nothing to score (a 422)
+UNSCORED = {"/predicted": 200, "/predictions.csv": 200, "/scores": 422, "/scores/failures": 422}
+
+
+@pytest.mark.parametrize("operation", [pytest.param(op, id=op.label) for op in OPERATIONS if op.method.upper() == "GET"
+                                       and op.path.endswith(tuple(UNSCORED))])
+def test_a_cache_of_none_of_the_runs_classes_conforms_to_the_schema(operation, existing_ids):
+    """The newest path of these routes, a labelled cache none of whose classes is the run's (predicted, unscored,
+    where it had been refused), was left out of the generated cases: the fixture's caches were all of the runs'
+    classes. Its answers are checked against the schema too: 200 where the predictions are listed, 422 where there
+    is nothing to score."""
+    path_parameters = {"run_id": existing_ids["run_id"]}
+    query = {"cache": existing_ids["other_classes_cache_id"], "split": "test"}
+    if operation.path.endswith("/failures"):
+        query["class"] = existing_ids["class"]
+    statuses = set()
+
+    @given(case=operation.as_strategy(path_parameters=path_parameters, query=query))
+    @settings(max_examples=3, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    def check(case):
+        CASES[f"unscored {operation.label}"] = CASES.get(f"unscored {operation.label}", 0) + 1
+        statuses.add(case.call_and_validate(checks=[not_a_server_error, response_schema_conformance]).status_code)
+
+    check()
+    assert statuses == {next(code for suffix, code in UNSCORED.items() if operation.path.endswith(suffix))}
