@@ -335,9 +335,10 @@ class LabelIssuesJob(BaseModel):
                                  "most the smallest class's images there; default: "
                                  f"{DEFAULT_CV_FOLDS}, or that smallest count where fewer (the job's log says so)")
     method: LabelIssuesMethod = Field(DEFAULT_METHOD, description=METHOD_DESCRIPTION)
-    device: Optional[str] = Field(None, max_length=16, description="where the folds are fitted: auto (the service's "
-                                  "device), cpu, cuda or cuda:N; default the device the run trained on (a run "
-                                  "trained on a GPU, its data directory moved to a host without one: cpu)")
+    # "" was taken as absent, the run's device, without a word (an attack round): a device is named, or left out
+    device: Optional[str] = Field(None, min_length=1, max_length=16, description="where the folds are fitted: auto "
+                                  "(the service's device), cpu, cuda or cuda:N; default the device the run trained "
+                                  "on (a run trained on a GPU, its data directory moved to a host without one: cpu)")
 
 
 JobCreate = Annotated[Union[ExtractJob, ProbeJob, PipelineJob, LabelIssuesJob], Field(discriminator="kind")]

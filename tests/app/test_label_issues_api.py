@@ -110,6 +110,8 @@ def test_a_label_issues_request_is_checked_before_a_job_exists(fresh_finished):
         "use at most 6 folds.")
     extra = _start(client, run["id"], limit=5)
     assert extra.status_code == 422 and "limit" in json.dumps(extra.json()["detail"])
+    blank = _start(client, run["id"], device="")  # was taken as absent (the run's device) without a word
+    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"][-1] == "device", blank.text
     report_file = Path(run["path"]) / "report.json"
     report = json.loads(report_file.read_text())
     report_file.write_text(json.dumps({**report, "features": {**report["features"], "fingerprint": "0" * 64}}))
