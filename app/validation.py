@@ -291,11 +291,12 @@ def _named(configs: list[dict[str, Any]], drop: list[str], class_names: list[str
 
 
 def _one_drop(probes: list[tuple[str, ProbeConfig, bool]]) -> list[str]:
-    """The classes a job's probes leave out, the same for each: a pipeline's first probe is the others' reference,
-    whose groups and floor are per class."""
+    """The classes a job's probes leave out, the same for each, in any order (the classes a run keeps are in the
+    cache's order whatever theirs; the same classes named in another order were refused as others, an attack round):
+    a pipeline's first probe is the others' reference, whose groups and floor are per class."""
     drops = [config.drop_classes for _, config, _ in probes]
     for (field, _, _), drop in zip(probes[1:], drops[1:]):
-        if [class_name(n) for n in drop] != [class_name(n) for n in drops[0]]:
+        if sorted(class_name(n) for n in drop) != sorted(class_name(n) for n in drops[0]):
             said = [listed([repr(n) for n in d], 10) if d else "no class" for d in (drop, drops[0])]
             raise RequestInvalid(f"{field}.drop_classes", f"leaves out {said[0]}, the first probe {said[1]}: every "
                                  "probe of a pipeline leaves out the same classes (the first probe's run gives the "
