@@ -229,24 +229,28 @@ def test_a_pipeline_leaving_out_a_class_named_in_decomposed_unicode_runs(service
     assert service.get(f"/api/reports/{job['result']['run_ids'][0]}").json()["class_names"] == ["airplane", "cat"]
 
 
+def _cache_of(store, folder, names: list[str]) -> dict:
+    """A registered synthetic 8-d cache of the classes ``names`` (train 10, val 4, test 5 rows each)."""
+    import numpy as np
+    from feature_cache import write_cache
+
+    k, rng, sizes = len(names), np.random.default_rng(0), {"train": 10, "val": 4, "test": 5}
+    splits = {split: (rng.normal(size=(k * n, 8)).astype(np.float32) + np.repeat(np.arange(k), n)[:, None],
+                      np.repeat(np.arange(k), n), [f"{split}{i}.png" for i in range(k * n)])
+              for split, n in sizes.items()}
+    path = write_cache(folder / "classes.h5", splits, names, {"encoder": "synthetic", "default_head": "linear",
+                                                              "normalized": False, "fingerprint": "f" * 64})
+    ds = store.add_dataset(name="classes", source="path", path=str(folder), class_names=names,
+                           counts={split: [n] * k for split, n in sizes.items()}, fingerprint="d", skipped=0)
+    return store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="f" * 64,
+                           num_features=8, class_names=names, counts={s: k * n for s, n in sizes.items()}, job_id=None)
+
+
 def test_a_pipeline_whose_probes_leave_out_the_same_classes_in_another_order_runs(service, tmp_path):
     """An attack round: probes leaving out 'a' and 'b', named in another order by the second, were refused with
     "leaves out 'b', 'a', the first probe 'a', 'b': every probe of a pipeline leaves out the same classes"; the
     classes a run keeps are in the cache's order whatever the order they are named in. Both runs are of c and d."""
-    import numpy as np
-    from feature_cache import write_cache
-
-    store, names = service.app.state.store, ["a", "b", "c", "d"]
-    rng, sizes = np.random.default_rng(0), {"train": 10, "val": 4, "test": 5}
-    splits = {split: (rng.normal(size=(4 * n, 8)).astype(np.float32) + np.repeat(np.arange(4), n)[:, None],
-                      np.repeat(np.arange(4), n), [f"{split}{i}.png" for i in range(4 * n)])
-              for split, n in sizes.items()}
-    path = write_cache(tmp_path / "four.h5", splits, names, {"encoder": "synthetic", "default_head": "linear",
-                                                             "normalized": False, "fingerprint": "f" * 64})
-    ds = store.add_dataset(name="four", source="path", path=str(tmp_path), class_names=names,
-                           counts={split: [n] * 4 for split, n in sizes.items()}, fingerprint="d", skipped=0)
-    cache = store.add_cache(dataset_id=ds["id"], encoder="synthetic", path=str(path), fingerprint="f" * 64,
-                            num_features=8, class_names=names, counts={s: 4 * n for s, n in sizes.items()}, job_id=None)
+    cache = _cache_of(service.app.state.store, tmp_path, ["a", "b", "c", "d"])
     body = {"kind": "pipeline", "cache_id": cache["id"],
             "probes": [dict(ERM, drop_classes=["a", "b"]), dict(MR2, drop_classes=["b", "a"])]}
     resp = service.post("/api/jobs", json=body)
