@@ -59,8 +59,13 @@ CREATE TABLE IF NOT EXISTS skipped_files (
 
 
 def left_out_json(config: dict[str, Any]) -> str:
-    """The runs column ``left_out`` of a run's config: its ``drop_classes``, sorted, as JSON."""
-    return json.dumps(sorted(config.get("drop_classes") or []))
+    """The runs column ``left_out`` of a run's config: its ``drop_classes`` composed (``probe.names.class_name``, as
+    the run's classes are), sorted, as JSON. As given, a class named in decomposed Unicode was another list than the
+    same class named composed, and the run page called two runs of the same classes not comparable (an attack
+    round)."""
+    from probe.names import class_name
+
+    return json.dumps(sorted(class_name(name) for name in config.get("drop_classes") or []))
 
 
 def _from_selection(column: str):
