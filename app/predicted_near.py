@@ -75,9 +75,11 @@ def near_lines(runs: list[tuple[str, Any, Callable]], cache, split: str) -> list
     the runs make more than one group. ``mr2probe compare --features`` and the API's ``/compare?cache=``."""
     from probe.names import listed
 
+    from .store import left_out_json
+
     groups: dict[tuple, list] = {}
-    for name, report, own_cache in runs:
-        key = (report.features and report.features.fingerprint, tuple(sorted(report.config.get("drop_classes") or [])))
+    for name, report, own_cache in runs:  # the classes left out as the runs list says them: 'café' in either form
+        key = (report.features and report.features.fingerprint, left_out_json(report.config))
         groups.setdefault(key, []).append((name, report, own_cache))
     lines = []
     for members in groups.values():

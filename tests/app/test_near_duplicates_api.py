@@ -181,3 +181,21 @@ def test_a_sampled_runs_pairs_say_the_identical_ones_outside_the_sample_as_the_c
     assert first.startswith(f"{body['total'] - body['outside_sample']} of 25 sampled test images")
     assert f"; {body['outside_sample']} more test image" in first
     assert client.get("/api/runs/leaky/near-duplicates").json()["outside_sample"] == 0
+
+
+def test_runs_leaving_out_one_class_named_in_either_unicode_form_are_checked_once(monkeypatch):
+    """An attack round: /compare?cache= checks the cache against the train and val images once per distinct (run
+    cache, classes left out), but grouped the runs by drop_classes as given: two runs leaving out 'café', named
+    composed and decomposed, were checked twice and the line said twice, each prefixed with its run. They are one
+    group now, as the runs list names their left-out classes."""
+    import unicodedata
+    from types import SimpleNamespace
+
+    from app import predicted_near
+
+    monkeypatch.setattr(predicted_near, "near_train", lambda report, own, cache, split: (None, ["not checked: why"]))
+    features = SimpleNamespace(fingerprint="f" * 64)
+    runs = [(name, SimpleNamespace(features=features, config={"drop_classes": drop}), None)
+            for name, drop in (("run_a", [unicodedata.normalize("NFC", "café"), "b"]),
+                               ("run_b", ["b", unicodedata.normalize("NFD", "café")]))]
+    assert predicted_near.near_lines(runs, None, "test") == [(["run_a", "run_b"], "not checked: why")]
