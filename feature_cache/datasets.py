@@ -157,8 +157,14 @@ class LabelledImages:
         """:meth:`load_image`'s image and the :func:`content_digest` of the bytes it was decoded from (of its pixels
         for readers holding decoded pixels: idx), read once: what an extraction records of each row.
         ``decode_size``: see :func:`decode_opened` (an extraction passes its transform's)."""
-        image, data = self._opened(sample, checked=True)
-        return decode_opened(image, decode_size), content_digest(image.tobytes() if data is None else data)
+        image, digest = self.open_with_digest(sample, checked=True)
+        return decode_opened(image, decode_size), digest
+
+    def open_with_digest(self, sample: Sample, checked: bool = False) -> tuple[Any, bytes]:
+        """:meth:`open_image`'s image and the :func:`content_digest` of the bytes it was opened from (of its pixels
+        for readers holding decoded pixels: idx), read once: the digest a cache recorded of it where unchanged."""
+        image, data = self._opened(sample, checked)
+        return image, content_digest(image.tobytes() if data is None else data)
 
     def open_image(self, sample: Sample, checked: bool = False):
         """One sample as a PIL image whose header is read and whose pixels are not decoded yet (its size known

@@ -11,8 +11,9 @@ import threading
 from collections import OrderedDict
 
 from .datasets import LabelledImages, Sample, decode_opened, to_rgb
+from .errors import FileChanged
 
-__all__ = ["THUMBNAIL_SIZE", "Thumbnailer"]
+__all__ = ["THUMBNAIL_SIZE", "Thumbnailer", "changed_since_extraction"]
 
 THUMBNAIL_SIZE = 128  # longest side in pixels; smaller images are not enlarged
 # Previews kept per data set (a gallery page asks for the same ones again), at most this many bytes: counted in
@@ -26,19 +27,25 @@ class Thumbnailer:
     def __init__(self, data: LabelledImages):
         self.data = data
         self._listed = {s.source for samples in data.splits.values() for s in samples}
-        self._made: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._made: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()  # by (content digest, size)
         self._lock = threading.Lock()  # the service's request threads share one Thumbnailer per data set
         self._bytes = 0
 
     def __contains__(self, source: str) -> bool:
         return source in self._listed
 
-    def png(self, source: str, size: int = THUMBNAIL_SIZE) -> bytes:
-        """The sample ``source`` as PNG bytes, longest side at most ``size`` pixels.
+    def png(self, source: str, size: int = THUMBNAIL_SIZE, digest: bytes | None = None) -> bytes:
+        """The sample ``source`` as PNG bytes, longest side at most ``size`` pixels, made of the bytes read now and
+        kept by their content: a file rewritten since (same name, same size) is shown as it is now.
+
+        Args:
+            digest: the :func:`~feature_cache.datasets.content_digest` a cache recorded of ``source`` (its
+                ``digests``): the file's bytes must still be those (else :class:`FileChanged`, nothing shown).
 
         Raises:
             KeyError: the data set does not list ``source``.
             ValueError: ``size`` is not in 8..512.
+            FileChanged: the file's bytes are not those of ``digest`` (:func:`changed_since_extraction`).
             OSError: the file no longer decodes.
             PIL.Image.DecompressionBombError: it would decode to more than ``datasets.MAX_DECODED_PIXELS``.
         """
@@ -46,13 +53,18 @@ class Thumbnailer:
             raise KeyError(f"{source!r} is not a sample of this data set")
         if not 8 <= size <= 512:
             raise ValueError(f"size must lie in 8..512 pixels, got {size}.")
-        key = (source, size)
+        image, found = self.data.open_with_digest(Sample(source, -1))
+        if digest is not None and found != digest:
+            raise FileChanged(changed_since_extraction(source))
+        # kept by content, not by name: a preview kept by (source, size) showed the old picture of a file replaced
+        # by another of the same name until the data set's top folder changed (a review)
+        key = (found, size)
         with self._lock:
             made = self._made.get(key)
             if made is not None:
                 self._made.move_to_end(key)
                 return made
-        made = self._png(source, size)
+        made = _png(image, size)
         with self._lock:
             if key not in self._made:
                 self._made[key] = made
@@ -61,13 +73,21 @@ class Thumbnailer:
                 self._bytes -= len(self._made.popitem(last=False)[1])
         return made
 
-    def _png(self, source: str, size: int) -> bytes:
-        # decoded as an extraction decodes, under the same pixel bound and in its words (a JPEG at 1/2 .. 1/8 of its
-        # size, any image reduced while at least twice the preview): a 12,000 × 12,000 PNG of zeros, 420 KB zipped,
-        # decoded 432 MB for each request of its 128-pixel preview, eight at once 14 s and 1.7 GB (an attack round)
-        image = decode_opened(self.data.open_image(Sample(source, -1)), (size, size))
-        image = image if image.mode == "L" else to_rgb(image)
-        image.thumbnail((size, size))
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        return buf.getvalue()
+
+def changed_since_extraction(source: str) -> str:
+    """Why the preview of ``source`` is not shown: its file's bytes differ from those its cache encoded."""
+    return (f"the image {source!r} changed since its features were extracted: the file there now is not the image "
+            "the cache encoded (nor the one a run on it scored); extract the data set again to see it as it is now")
+
+
+def _png(image, size: int) -> bytes:
+    """The opened ``image`` decoded as an extraction decodes, under the same pixel bound and in its words (a JPEG at
+    1/2 .. 1/8 of its size, any image reduced while at least twice the preview), as PNG bytes of at most ``size``
+    pixels a side: a 12,000 × 12,000 PNG of zeros, 420 KB zipped, decoded 432 MB for each request of its 128-pixel
+    preview, eight at once 14 s and 1.7 GB (an attack round)."""
+    image = decode_opened(image, (size, size))
+    image = image if image.mode == "L" else to_rgb(image)
+    image.thumbnail((size, size))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

@@ -73,7 +73,10 @@ def test_a_preview_never_decodes_more_than_its_pixel_bound_and_is_made_once(tree
         thumbs.png("train/bee/wide.png")
     monkeypatch.setattr(datasets, "MAX_DECODED_PIXELS", 400 * 300)
     opened = []
-    monkeypatch.setattr(thumbs.data, "open_image", lambda s, real=thumbs.data.open_image: opened.append(s) or real(s))
+    from feature_cache import thumbnails  # decoded once: the file is read again, to be kept by its content
+
+    monkeypatch.setattr(thumbnails, "decode_opened", lambda *a, real=thumbnails.decode_opened: opened.append(a)
+                        or real(*a))
     first = thumbs.png("train/bee/wide.png")
     assert _png_size(first) == (128, 96) and thumbs.png("train/bee/wide.png") == first and len(opened) == 1
     assert _png_size(thumbs.png("train/bee/wide.png", size=64)) == (64, 48) and len(opened) == 2
@@ -82,6 +85,7 @@ def test_a_preview_never_decodes_more_than_its_pixel_bound_and_is_made_once(tree
 def test_the_previews_kept_are_bounded_in_bytes(tree, monkeypatch):
     """256 previews of 512 px held 160 MB a data set (a review): the kept ones are bounded in bytes, oldest out."""
     from feature_cache import thumbnails
+    from feature_cache.datasets import content_digest
 
     thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
     one = len(thumbs.png("train/ant/000.png"))
@@ -89,4 +93,31 @@ def test_the_previews_kept_are_bounded_in_bytes(tree, monkeypatch):
     for name in ("train/ant/001.png", "train/ant/002.png", "train/ant/003.png"):
         thumbs.png(name)
     assert thumbs._bytes <= 2 * one + max(map(len, thumbs._made.values())) and len(thumbs._made) <= 3
-    assert ("train/ant/000.png", 128) not in thumbs._made  # the oldest went first
+    digests = [content_digest((tree / "train" / "ant" / f"00{i}.png").read_bytes()) for i in range(4)]
+    assert len(set(digests)) == 4 and (digests[0], 128) not in thumbs._made  # the oldest went first (kept by content)
+    assert (digests[3], 128) in thumbs._made
+
+
+def test_a_file_rewritten_in_place_is_shown_as_it_is_now_or_refused_against_its_digest(tree):
+    """Previews are kept by the file's content, not its name: a file rewritten with another picture of the same
+    size and modification time is shown as it is now (the kept preview of its old bytes was served); with the
+    digest a cache recorded of the old bytes, it is refused with FileChanged naming it."""
+    import os
+
+    from feature_cache.datasets import content_digest
+    from feature_cache.errors import FileChanged
+
+    path = tree / "train" / "ant" / "000.png"
+    old, stat = path.read_bytes(), path.stat()
+    thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
+    before = thumbs.png("train/ant/000.png")
+    assert thumbs.png("train/ant/000.png", digest=content_digest(old)) == before
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 12), (255, 0, 255)).save(buf, format="PNG")
+    assert len(buf.getvalue()) <= len(old)
+    path.write_bytes(buf.getvalue() + b"\0" * (len(old) - len(buf.getvalue())))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    now = thumbs.png("train/ant/000.png")
+    assert now != before and Image.open(io.BytesIO(now)).convert("RGB").getpixel((0, 0)) == (255, 0, 255)
+    with pytest.raises(FileChanged, match="'train/ant/000.png' changed since its features were extracted"):
+        thumbs.png("train/ant/000.png", digest=content_digest(old))
