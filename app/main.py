@@ -100,6 +100,7 @@ DATABASE_BUSY = ("locked", "readonly", "read-only", "disk is full", "disk I/O er
 def _error_table() -> dict[type[BaseException], tuple[int, str]]:
     """Every exception the API answers with a 4xx: (status, prefix of the detail). Most specific first."""
     from feature_cache import CacheMismatch, DatasetError, UnsafeArchive
+    from feature_cache.errors import ImageChanged
     from probe.files import OutputBusy
 
     return {
@@ -112,6 +113,7 @@ def _error_table() -> dict[type[BaseException], tuple[int, str]]:
         PathOutsideRoot: (403, ""),
         UploadTooLarge: (413, ""),
         NoSpace: (507, ""),
+        ImageChanged: (409, ""),  # a thumbnail of a file other than its cache encoded (its digest)
         UnsafeArchive: (400, "refused: "),  # an archive or manifest: unsafe (a bomb, a path out) or unreadable
         UploadError: (422, ""),
         DatasetError: (422, ""),

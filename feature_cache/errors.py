@@ -40,6 +40,11 @@ class FileChanged(DatasetChanged):
     archive replaced since (a zip a DataLoader worker reopens must be the file listed)."""
 
 
+class ImageChanged(FileChanged):
+    """A listed image whose bytes are not those its cache encoded (its recorded content digest): a thumbnail asked
+    for with that digest is refused (the service's 409), not shown as the image a run on the cache scored."""
+
+
 class UnsafeArchive(ValueError):
     """An archive breaks a safety rule (path escape, a member that is not a file, folder or link, size /
     member-count / ratio limit); link members are skipped, not refused.

@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 
 from .datasets import LabelledImages, Sample, decode_opened, to_rgb
-from .errors import FileChanged
+from .errors import ImageChanged
 
 __all__ = ["THUMBNAIL_SIZE", "Thumbnailer", "changed_since_extraction"]
 
@@ -40,12 +40,12 @@ class Thumbnailer:
 
         Args:
             digest: the :func:`~feature_cache.datasets.content_digest` a cache recorded of ``source`` (its
-                ``digests``): the file's bytes must still be those (else :class:`FileChanged`, nothing shown).
+                ``digests``): the file's bytes must still be those (else :class:`~feature_cache.errors.ImageChanged`, nothing shown).
 
         Raises:
             KeyError: the data set does not list ``source``.
             ValueError: ``size`` is not in 8..512.
-            FileChanged: the file's bytes are not those of ``digest`` (:func:`changed_since_extraction`).
+            ImageChanged: the file's bytes are not those of ``digest`` (:func:`changed_since_extraction`).
             OSError: the file no longer decodes.
             PIL.Image.DecompressionBombError: it would decode to more than ``datasets.MAX_DECODED_PIXELS``.
         """
@@ -55,7 +55,7 @@ class Thumbnailer:
             raise ValueError(f"size must lie in 8..512 pixels, got {size}.")
         image, found = self.data.open_with_digest(Sample(source, -1))
         if digest is not None and found != digest:
-            raise FileChanged(changed_since_extraction(source))
+            raise ImageChanged(changed_since_extraction(source))
         # kept by content, not by name: a preview kept by (source, size) showed the old picture of a file replaced
         # by another of the same name until the data set's top folder changed (a review)
         key = (found, size)

@@ -11,12 +11,14 @@ import zipfile
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlencode
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from feature_cache.datasets import CONTENT_DIGEST_SIZE  # torch-free
 from probe.names import MAX_NAME
 from pydantic import ValidationError
 
@@ -283,7 +285,7 @@ def _indexed(path: str, modified: float, unlabelled: bool):
                     del _INDEXING[key]
 
 
-def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes:
+def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int, digest: bytes | None) -> bytes:
     from PIL import Image
 
     from feature_cache import DatasetError
@@ -295,7 +297,7 @@ def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes
     if isinstance(thumbs, DatasetError):  # kept by _thumbnailer: raised afresh, without the last raise's trace
         raise thumbs.with_traceback(None)
     try:
-        return thumbs.png(source, size)
+        return thumbs.png(source, size, digest)  # ImageChanged: another picture than the cache's, a 409 (app.main)
     except KeyError:  # not a listed sample
         raise NotFound("samples", source) from None
     except PermissionError as exc:  # a listed file now a symlink out of the data set: 403 as every path out (422
@@ -306,16 +308,35 @@ def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int) -> bytes
                            f"{str(exc)[:200]}") from None
 
 
+DIGEST_QUERY = "digest"  # the thumbnail URL's query parameter: the image's content digest in its cache, as hex
+DigestQuery = Query(None, alias=DIGEST_QUERY, pattern=f"^[0-9a-f]{{{2 * CONTENT_DIGEST_SIZE}}}$",
+                    description="the image's content digest recorded by its cache (lower-case hex, as the API's "
+                    "thumbnail URLs give it): where the file's bytes differ now, a 409 says so instead of showing "
+                    "another picture than the one the cache encoded")
+
+
+def thumbnail_url(dataset_id: str | None, source: str | None, digest: bytes | None = None) -> str | None:
+    """The URL of the thumbnail of the data set's image ``source``, with the ``digest`` its cache recorded where
+    known (the route then refuses a file changed since); None without a data set or a source."""
+    if not dataset_id or source is None:
+        return None
+    query = {"source": source, **({DIGEST_QUERY: digest.hex()} if digest is not None else {})}
+    return f"/api/datasets/{dataset_id}/thumbnail?{urlencode(query)}"
+
+
 @router.get("/datasets/{dataset_id}/thumbnail", response_class=Response, responses={
-    **ERROR_RESPONSES, 200: download("image/png", "a PNG, longest side <= size")},
+    **ERROR_RESPONSES, 200: download("image/png", "a PNG, longest side <= size"),
+    409: {"model": ErrorOut, "description": "the file's bytes are not those of `digest`: it changed since the "
+          "extraction (extract the data set again)"}},
     summary="A small PNG of one sample the data set lists (only listed sources; anything else is a 404)")
 async def thumbnail(request: Request, dataset_id: IdPath,
                     source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),
-                    size: int = Query(128, ge=8, le=512), store: Store = Depends(get_store)) -> Response:
+                    size: int = Query(128, ge=8, le=512), digest: str | None = DigestQuery,
+                    store: Store = Depends(get_store)) -> Response:
     row = store.get_dataset(dataset_id)
     check_in_place(row)
     png = await in_slot(request, "thumbnail_limiter", THUMBNAIL_SLOTS, _thumbnail_png, row["path"],
-                        is_unlabelled(row), source, size)
+                        is_unlabelled(row), source, size, None if digest is None else bytes.fromhex(digest))
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +27,7 @@ from ..datasets import is_unlabelled
 from ..kept import Kept, file_identity
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, offset_query, page, set_total
 from ..removal import delete
+from .datasets import thumbnail_url
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
                        LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut,
                        RunUpdate, ScoresOut, download)
@@ -118,7 +118,7 @@ def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted
     index, target = _cell(report.class_names, class_name, predicted, lambda: report.config.get("drop_classes"))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config,
                            lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
-    rows = _with_thumbnails(rows, _dataset_of(store, run))
+    rows = _with_thumbnails(rows, _thumbnails(store, run["cache_id"], ("test",)))
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
                        total=len(predictions.failures(index, predicted=target)), items=rows)
 
@@ -164,19 +164,44 @@ def _left_out(store: Store, run_id: str) -> list[str] | None:
         return None
 
 
-def _with_thumbnails(rows: list[dict], dataset_id: str | None) -> list[dict]:
-    """Failure rows with the thumbnail URL of each image that names its source in the data set."""
+def _with_thumbnails(rows: list[dict], thumbnail: Callable[[str | None], str | None]) -> list[dict]:
+    """Failure rows with the thumbnail URL (``thumbnail(source)``, :func:`_thumbnails`) of each image that names its
+    source in the data set."""
     for row in rows:
-        if dataset_id and row["source"] is not None:
-            row["thumbnail_url"] = _thumbnail_url(dataset_id, row["source"])
+        url = thumbnail(row["source"])
+        if url is not None:
+            row["thumbnail_url"] = url
     return rows
 
 
-def _thumbnail_url(dataset_id: str | None, source: str | None) -> str | None:
-    """The thumbnail URL of the data set's image ``source``; None without either."""
-    if not dataset_id or source is None:
-        return None
-    return f"/api/datasets/{dataset_id}/thumbnail?{urlencode({'source': source})}"
+def _thumbnails(store: Store, cache_id: str, splits: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """The thumbnail URL of an image of the cache's ``splits`` by its source: of the cache's data set, with the
+    content digest the cache recorded of it (where it keeps one), so that a file replaced since the extraction is
+    refused (409) rather than shown as the image the cache encoded and its runs scored (a review); None for a cache
+    the service does not know (registered outside it) or an image without a source."""
+    try:
+        row = store.get_cache(cache_id)
+    except KeyError:
+        return lambda source: None
+    digests = _source_digests(cache_file(row), splits)
+    return lambda source: thumbnail_url(row["dataset_id"], source, digests.get(source))
+
+
+def _source_digests(path: str | Path, splits: tuple[str, ...]) -> dict[str, bytes]:
+    """The content digest of each image of the cache's ``splits`` by its source; {} where the cache keeps none (one
+    written before digests), lacks a split, or cannot be read: its thumbnails are then shown as the files are."""
+    from feature_cache import open_cache
+
+    found: dict[str, bytes] = {}
+    try:
+        cache = open_cache(path)
+        for split in set(splits) & set(cache.splits):
+            digests = cache.digests(split)
+            if digests is not None:
+                found.update(zip(cache.sources(split), map(bytes, digests)))
+    except (KeyError, OSError, ValueError):
+        return {}
+    return found
 
 
 @router.get("/runs/{run_id}/scores/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
@@ -201,7 +226,7 @@ def _scored_failures(store: Store, run_id: str, cache: str, split: str, class_na
         row["index"] = int(known[row["index"]])
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
                        total=len(scored.failures(index, predicted=target)),
-                       items=_with_thumbnails(rows, store.get_cache(cache)["dataset_id"]))
+                       items=_with_thumbnails(rows, _thumbnails(store, cache, (split,))))
 
 
 LabelIssuesClassQuery = Query(None, alias="class", min_length=1, max_length=200,
@@ -237,7 +262,8 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
                           method=found["method"], params=found["params"], class_name=class_name,
                           images=sum(images) if index is None else images[index], total=total,
                           accuracy=found["accuracy"], caution=weak_refit_caution(found["accuracy"]), limit=limit,
-                          offset=offset, items=_with_thumbnails(rows, _dataset_of(store, run)))
+                          offset=offset, items=_with_thumbnails(rows, _thumbnails(store, run["cache_id"],
+                                                                                  ("train", "val"))))
 
 
 NearDuplicatesOffsetQuery = offset_query("pairs to skip, most similar first")
@@ -257,9 +283,9 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
     found, pairs = read_run(run["path"], lambda: _pairs(store, run))  # of one run: a train --force between mixed two
     if pairs is None or found is None:
         raise HTTPException(404, no_pairs_message(repr(run_id), checked=found is not None))
-    dataset_id = _dataset_of(store, run)
-    items = [{**pair, "test_thumbnail_url": _thumbnail_url(dataset_id, pair["test"]),
-              "seen_thumbnail_url": _thumbnail_url(dataset_id, pair["seen"])} for pair in pairs[offset:offset + limit]]
+    thumbnail = _thumbnails(store, run["cache_id"], ("test", "train", "val"))
+    items = [{**pair, "test_thumbnail_url": thumbnail(pair["test"]), "seen_thumbnail_url": thumbnail(pair["seen"])}
+             for pair in pairs[offset:offset + limit]]
     return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
                              rule=rule_text(found.threshold, found.encoder, found.ratio), test_images=found.test_images,
                              sampled=found.sampled, total=len(pairs), limit=limit,
@@ -277,13 +303,6 @@ def _pairs(store: Store, run: dict) -> tuple:
         return found, read_pairs(run["path"], found and found.test_images)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-
-
-def _dataset_of(store: Store, run: dict) -> str | None:
-    try:
-        return store.get_cache(run["cache_id"])["dataset_id"]
-    except KeyError:  # a run of a cache registered outside the service
-        return None
 
 
 STANDALONE_FILE = "apply_probe.py"  # probe/standalone.py in probe.zip

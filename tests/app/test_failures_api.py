@@ -823,3 +823,57 @@ def test_a_seen_file_damaged_on_disk_is_a_422_and_exit_2_naming_it(fresh_finishe
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seen_sources.npz" in err[0] and "remove it to score without the check" in err[0], err
     assert hashlib.sha256(path.read_bytes()).hexdigest() == stored
+
+
+def test_a_thumbnail_refuses_a_file_replaced_since_extraction(tmp_path, tiny_zip):
+    """Each thumbnail URL of a run's images carries the content digest its cache recorded: a file replaced since by
+    another picture of the same name (same size, same modification time) is answered 409 naming it, instead of
+    being shown as the image the run got wrong; without the digest (an older client) it shows the file as it is
+    now, never the picture a memo kept of the old bytes (a review: both showed another image than the run's)."""
+    import os
+    from urllib.parse import parse_qs, urlsplit
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app_testutils import ERM, make_settings, unzip, wait_job
+
+    unzip(tiny_zip, tmp_path / "root")
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=tmp_path / "root"))) as client:
+        dataset = client.post("/api/datasets", json={"path": "tiny"}).json()
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": dataset["id"],
+                                                              "encoder": "effnet-lite0", "probes": [ERM]}).json()["id"])
+        item = client.get(f"/api/runs/{job['result']['run_ids'][0]}/failures", params={"limit": 1}).json()["items"][0]
+        query = parse_qs(urlsplit(item["thumbnail_url"]).query)
+        assert query["source"] == [item["source"]] and len(query["digest"][0]) == 32
+        shown = client.get(item["thumbnail_url"])
+        assert shown.status_code == 200 and client.get(item["thumbnail_url"]).content == shown.content
+        plain = item["thumbnail_url"].split("&digest=")[0]
+        assert client.get(plain).content == shown.content
+
+        path = tmp_path / "root" / "tiny" / item["source"]
+        old, stat, folder = path.read_bytes(), path.stat(), path.parent.stat()
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), (255, 0, 255)).save(buf, format=Image.open(path).format)
+        assert len(buf.getvalue()) < len(old)
+        path.write_bytes(buf.getvalue() + b"\0" * (len(old) - len(buf.getvalue())))  # same size: trailing bytes
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        os.utime(path.parent, ns=(folder.st_atime_ns, folder.st_mtime_ns))
+
+        changed = client.get(item["thumbnail_url"])
+        assert changed.status_code == 409 and changed.headers["content-type"] == "application/json"
+        detail = changed.json()["detail"]
+        assert repr(item["source"]) in detail and "changed since" in detail and "extract" in detail
+        now = client.get(plain)
+        assert now.status_code == 200 and now.content != shown.content
+        assert Image.open(io.BytesIO(now.content)).convert("RGB").getpixel((0, 0))[1] < 30  # the magenta now there
+
+
+@pytest.mark.parametrize("digest", ["", "ab", "ab" * 17, "zz" * 16, "AB" * 16, "ab" * 15 + "a "])
+def test_a_thumbnail_digest_that_is_no_digest_is_refused(finished, digest):
+    item = finished.client.get(f"/api/runs/{finished.erm}/failures", params={"limit": 1}).json()["items"][0]
+    resp = finished.client.get(f"/api/datasets/{finished.dataset['id']}/thumbnail",
+                               params={"source": item["source"], "digest": digest})
+    error = resp.json()["detail"][0]
+    assert resp.status_code == 422 and error["loc"] == ["query", "digest"]
+    assert error["type"] == "string_pattern_mismatch", error  # a parameter of the route, its value refused

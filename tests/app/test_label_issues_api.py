@@ -48,6 +48,12 @@ def test_a_label_issues_job_stores_what_find_label_issues_finds(fresh_finished):
     assert [{k: v for k, v in item.items() if k != "thumbnail_url"} for item in items] == expected
     assert all(item["thumbnail_url"].startswith(f"/api/datasets/{fresh_finished.dataset['id']}/thumbnail?source=")
                for item in items)
+    from feature_cache import open_cache  # each URL carries the digest the cache recorded of its image's row
+
+    cache = open_cache(store.get_cache(run["cache_id"])["path"])
+    assert all(item["thumbnail_url"].endswith(f"&digest={bytes(cache.digests(item['split'])[item['row']]).hex()}")
+               for item in items)
+    assert all(client.get(item["thumbnail_url"]).status_code == 200 for item in items[:3])
     name = expected[0]["true"]
     one = client.get(f"/api/runs/{run['id']}/label-issues", params={"class": name, "limit": 1, "offset": 0}).json()
     mine = [row for row in expected if row["true"] == name]

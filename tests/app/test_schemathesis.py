@@ -106,9 +106,11 @@ def existing_ids() -> dict[str, str]:
         queued = store.add_job("extract", {"dataset_id": resp.json()["id"], "encoder": "effnet-lite0", "options": {}})
     from feature_cache import open_dataset
 
-    listed = open_dataset(store.get_dataset(resp.json()["id"])["path"]).splits["train"][0].source
+    opened = open_dataset(store.get_dataset(resp.json()["id"])["path"])
+    listed = opened.splits["train"][0]
     yield {"dataset_id": resp.json()["id"], "cache_id": cache["id"], "run_id": run["id"], "other_run_id": other["id"],
-           "job_id": queued["id"], "class": "a", "other_class": "b", "source": listed,
+           "job_id": queued["id"], "class": "a", "other_class": "b", "source": listed.source,
+           "digest": opened.open_with_digest(listed)[1].hex(),  # its content digest: a thumbnail of the file as it is
            "other_classes_cache_id": _cache_of_other_classes(store)["id"]}
     print(f"\nschemathesis: {sum(CASES.values())} cases, {len(OPERATIONS)} operations, {len(RUNS)} operation-modes "
           f"+ {len(WITH_IDS)} with existing ids")
@@ -137,7 +139,8 @@ def test_existing_rows_conform_to_the_schema(operation, existing_ids):
     queries = {"/compare": {"base": existing_ids["run_id"], "other": existing_ids["run_id"], **scored},
                "/compare/many": {"base": existing_ids["run_id"], "other": [existing_ids["other_run_id"]], **scored},
                "/scores/failures": {**cell, **scored}, "/failures": cell,
-               "/thumbnail": {"source": existing_ids["source"]}, "/scores": scored, "/predictions": scored,
+               "/thumbnail": {"source": existing_ids["source"], "digest": existing_ids["digest"]},
+               "/scores": scored, "/predictions": scored,
                "/predicted": scored,  # the label_issues job named no method: it ran the default
                "/label-issues": {"class": existing_ids["class"], "method": "predicted-neq-given"}}
     if operation.path.endswith("/label-issues"):
