@@ -465,15 +465,24 @@
     return seconds === null ? "" : `about ${duration(seconds)} left at the current rate`;
   }
 
+  const CHANGED_STATUSES = [409, 410];  // a thumbnail's file changed since extraction (GET .../thumbnail?digest=)
   /** An <img> whose bytes are fetched with the bearer token and shown from a blob: URL. One that cannot be had says
    *  so in a few words, the server's reason on hover: the reason in its text filled every tile of a gallery with the
-   *  data set's whole error, 60 words a tile (a many-classes round). */
+   *  data set's whole error, 60 words a tile (a many-classes round). A file changed since its extraction (409/410)
+   *  is a placeholder that says so, in place of the image. */
   function authImage(url, alt) {
     const img = h("img", { alt, class: "thumb", loading: "lazy" });
     api(url).then((r) => r.blob()).then((blob) => {
       img.src = URL.createObjectURL(blob);
       img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
     }).catch((e) => {
+      if (e instanceof ApiError && CHANGED_STATUSES.includes(e.status) && img.parentNode) {
+        // a file replaced since its extraction (the thumbnail's digest): the server's reason in the tile, where
+        // another picture than the one the run scored was shown (a review)
+        img.replaceWith(h("span", { class: "thumb changed", role: "img", "aria-label": `${alt}: ${e.message}`,
+          title: e.message }, e.message));
+        return;
+      }
       img.alt = `${alt} (image unavailable)`;
       img.title = `image unavailable: ${e.message}`;
       img.classList.add("broken");
