@@ -118,7 +118,7 @@ def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted
     index, target = _cell(report.class_names, class_name, predicted, lambda: report.config.get("drop_classes"))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config,
                            lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
-    rows = _with_thumbnails(rows, _thumbnails(store, run["cache_id"], ("test",)))
+    rows = _with_thumbnails(rows, store, run["cache_id"], "test")
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
                        total=len(predictions.failures(index, predicted=target)), items=rows)
 
@@ -164,44 +164,53 @@ def _left_out(store: Store, run_id: str) -> list[str] | None:
         return None
 
 
-def _with_thumbnails(rows: list[dict], thumbnail: Callable[[str | None], str | None]) -> list[dict]:
-    """Failure rows with the thumbnail URL (``thumbnail(source)``, :func:`_thumbnails`) of each image that names its
-    source in the data set."""
+def _with_thumbnails(rows: list[dict], store: Store, cache_id: str, split: str) -> list[dict]:
+    """Listed rows with the thumbnail URL (:func:`_thumbnails`) of each image that names its source in the data set;
+    each row's image is its ``row`` (else ``index``) of its ``split`` (else ``split``) in the cache ``cache_id``."""
+    def place(row: dict) -> tuple[str, int]:
+        return row.get("split", split), row["row"] if "row" in row else row["index"]
+
+    thumbnail = _thumbnails(store, cache_id, [place(row) for row in rows])
     for row in rows:
-        url = thumbnail(row["source"])
+        url = thumbnail(row["source"], *place(row))
         if url is not None:
             row["thumbnail_url"] = url
     return rows
 
 
-def _thumbnails(store: Store, cache_id: str, splits: tuple[str, ...]) -> Callable[[str | None], str | None]:
-    """The thumbnail URL of an image of the cache's ``splits`` by its source: of the cache's data set, with the
-    content digest the cache recorded of it (where it keeps one), so that a file replaced since the extraction is
-    refused (409) rather than shown as the image the cache encoded and its runs scored (a review); None for a cache
-    the service does not know (registered outside it) or an image without a source."""
+def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]]) -> Callable[..., str | None]:
+    """The thumbnail URL of the image ``source`` at (split, row) of ``wanted`` in the cache: of the cache's data set,
+    with the content digest the cache recorded at that row where it keeps one and its source there is ``source``,
+    so that a file replaced since the extraction is refused (409) rather than shown as the image the cache encoded
+    and its runs scored (a review); None for a cache the service does not know (registered outside it) or an image
+    without a source. Only the rows listed are read (a label-issues page of a 1.28M-image cache read every source)."""
     try:
         row = store.get_cache(cache_id)
     except KeyError:
-        return lambda source: None
-    digests = _source_digests(cache_file(row), splits)
-    return lambda source: thumbnail_url(row["dataset_id"], source, digests.get(source))
+        return lambda source, split, index: None
+    known = _row_digests(row, wanted)
+
+    def url(source: str | None, split: str, index: int) -> str | None:
+        found = known.get((split, index))  # a row whose source is another (a run's rows mapped wrong): no digest
+        return thumbnail_url(row["dataset_id"], source, found[1] if found and found[0] == source else None)
+    return url
 
 
-def _source_digests(path: str | Path, splits: tuple[str, ...]) -> dict[str, bytes]:
-    """The content digest of each image of the cache's ``splits`` by its source; {} where the cache keeps none (one
-    written before digests), lacks a split, or cannot be read: its thumbnails are then shown as the files are."""
+def _row_digests(cache_row: dict, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, bytes]]:
+    """``FeatureCache.row_digests`` of each split's rows of ``wanted`` in the cache of ``cache_row``, by (split, row);
+    {} where its file cannot be read (gone, moved, replaced: the listing is still given, its thumbnails shown as the
+    files are)."""
     from feature_cache import open_cache
 
-    found: dict[str, bytes] = {}
+    by_split: dict[str, list[int]] = {}
+    for split, index in wanted:
+        by_split.setdefault(split, []).append(index)
     try:
-        cache = open_cache(path)
-        for split in set(splits) & set(cache.splits):
-            digests = cache.digests(split)
-            if digests is not None:
-                found.update(zip(cache.sources(split), map(bytes, digests)))
+        cache = open_cache(cache_file(cache_row))
+        return {(split, r): found for split, rows in by_split.items() if split in cache.splits
+                for r, found in cache.row_digests(split, rows).items()}
     except (KeyError, OSError, ValueError):
         return {}
-    return found
 
 
 @router.get("/runs/{run_id}/scores/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
@@ -226,7 +235,7 @@ def _scored_failures(store: Store, run_id: str, cache: str, split: str, class_na
         row["index"] = int(known[row["index"]])
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
                        total=len(scored.failures(index, predicted=target)),
-                       items=_with_thumbnails(rows, _thumbnails(store, cache, (split,))))
+                       items=_with_thumbnails(rows, store, cache, split))
 
 
 LabelIssuesClassQuery = Query(None, alias="class", min_length=1, max_length=200,
@@ -262,8 +271,7 @@ def label_issues(run_id: IdPath, class_name: str | None = LabelIssuesClassQuery,
                           method=found["method"], params=found["params"], class_name=class_name,
                           images=sum(images) if index is None else images[index], total=total,
                           accuracy=found["accuracy"], caution=weak_refit_caution(found["accuracy"]), limit=limit,
-                          offset=offset, items=_with_thumbnails(rows, _thumbnails(store, run["cache_id"],
-                                                                                  ("train", "val"))))
+                          offset=offset, items=_with_thumbnails(rows, store, run["cache_id"], "train"))
 
 
 NearDuplicatesOffsetQuery = offset_query("pairs to skip, most similar first")
@@ -283,14 +291,21 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
     found, pairs = read_run(run["path"], lambda: _pairs(store, run))  # of one run: a train --force between mixed two
     if pairs is None or found is None:
         raise HTTPException(404, no_pairs_message(repr(run_id), checked=found is not None))
-    thumbnail = _thumbnails(store, run["cache_id"], ("test", "train", "val"))
-    items = [{**pair, "test_thumbnail_url": thumbnail(pair["test"]), "seen_thumbnail_url": thumbnail(pair["seen"])}
-             for pair in pairs[offset:offset + limit]]
+    shown = pairs[offset:offset + limit]
+    thumbnail = _thumbnails(store, run["cache_id"], [place for pair in shown for place in _pair_places(pair)])
+    items = [{**pair, "test_thumbnail_url": thumbnail(pair["test"], *test),
+              "seen_thumbnail_url": thumbnail(pair["seen"], *seen)}
+             for pair in shown for test, seen in [_pair_places(pair)]]
     return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
                              rule=rule_text(found.threshold, found.encoder, found.ratio), test_images=found.test_images,
                              sampled=found.sampled, total=len(pairs), limit=limit,
                              outside_sample=outside_sample(pairs, found.test_images, found.sampled), offset=offset,
                              items=items)
+
+
+def _pair_places(pair: dict) -> tuple[tuple[str, int], tuple[str, int]]:
+    """Where a near-duplicate pair's two images are in the run's cache: (split, row) of its test and seen image."""
+    return ("test", pair["test_row"]), (pair["seen_split"], pair["seen_row"])
 
 
 def _pairs(store: Store, run: dict) -> tuple:

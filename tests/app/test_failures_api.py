@@ -877,3 +877,36 @@ def test_a_thumbnail_digest_that_is_no_digest_is_refused(finished, digest):
     error = resp.json()["detail"][0]
     assert resp.status_code == 422 and error["loc"] == ["query", "digest"]
     assert error["type"] == "string_pattern_mismatch", error  # a parameter of the route, its value refused
+
+
+def test_thumbnail_urls_carry_the_digest_of_the_listed_row_alone(tmp_path):
+    """A listed image's URL carries the digest its cache recorded at the image's own row (read for the listed rows
+    alone), only where the cache's source there is the image's: a row mapped wrong (a run's rows read as another
+    split's) carried another image's digest, a 409 for an unchanged file; a cache file gone leaves the URLs plain."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from feature_cache import write_cache
+    from app.routes.reports import _with_thumbnails
+
+    rng = np.random.default_rng(0)
+    sources = {split: [f"{split}/{c}/{i}.png" for c in "ab" for i in range(3)] for split in ("train", "test")}
+    data = {split: (rng.normal(size=(6, 4)).astype(np.float32), np.repeat([0, 1], 3), names)
+            for split, names in sources.items()}
+    digests = {split: rng.integers(0, 256, (6, 16), dtype=np.uint8) for split in data}
+    path = write_cache(tmp_path / "c.h5", data, ["a", "b"], {"encoder": "synthetic", "default_head": "linear",
+                                                              "normalized": False, "fingerprint": "f"},
+                       dtype="float32", digests=digests)
+
+    class Store:
+        def get_cache(self, cache_id):
+            return {"id": cache_id, "path": str(path), "dataset_id": "ds_1", "source": None}
+
+    def urls(rows):
+        return [parse_qs(urlsplit(row["thumbnail_url"]).query) for row in _with_thumbnails(rows, Store(), "c", "test")]
+
+    rows = [{"index": 4, "source": "test/b/1.png"}, {"split": "train", "row": 2, "source": "train/a/2.png"},
+            {"index": 1, "source": "test/b/1.png"}]  # the last: the row holds test/a/1.png
+    assert [u.get("digest") for u in urls(rows)] == [[digests["test"][4].tobytes().hex()],
+                                                     [digests["train"][2].tobytes().hex()], None]
+    path.unlink()
+    assert [u.get("digest") for u in urls(rows)] == [None] * 3

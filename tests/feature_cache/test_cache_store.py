@@ -342,3 +342,17 @@ def test_write_cache_keeps_the_content_digests_it_is_given_and_refuses_others(tm
         with pytest.raises(ValueError, match=says):
             write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS, digests=bad)
         assert list(tmp_path.iterdir()) == []
+
+
+def test_row_digests_reads_the_listed_rows_source_and_digest_alone(tmp_path):
+    """A gallery's thumbnail URLs carry each listed image's digest: read for the listed rows alone (every source of a
+    1.28M-image split was read for each page), equal to those rows of sources() and digests(); rows past the split
+    are skipped, and a cache without digests gives none."""
+    data = splits(np.random.default_rng(5))
+    digests = {split: np.random.default_rng(6).integers(0, 256, (len(labels), 16), dtype=np.uint8)
+               for split, (_, labels, _) in data.items()}
+    cache = open_cache(write_cache(tmp_path / "h.h5", data, ["a", "b", "c"], ATTRS, digests=digests))
+    n = len(data["test"][1])
+    found = cache.row_digests("test", [n - 1, 0, 0, n, -1])
+    assert found == {r: (cache.sources("test")[r], bytes(digests["test"][r])) for r in (0, n - 1)}
+    assert open_cache(write_cache(tmp_path / "plain.h5", data, ["a", "b", "c"], ATTRS)).row_digests("test", [0]) == {}
