@@ -576,6 +576,19 @@ def _skipped_summary(skipped: list[tuple[str, str]], shown: int = 3) -> str:
 
 
 _NAMED = 10  # the classes a refusal names; the rest counted (probe.names.listed)
+# How a CSV manifest is given as a data set: the refusal and the warning of one left unread in a folder or archive
+GIVE_MANIFEST = "mr2probe extract --data FILE.csv, or its path registered as a folder or CSV on the server"
+
+
+def _unread_manifest(path: Path, skipped: list[tuple[str, str]]) -> str:
+    """The sentence of a refusal of ``path`` read as class folders that holds a CSV file, skipped: how to read it as
+    the manifest instead, or "". A folder holding its manifest was read as class folders, the CSV unmentioned (a
+    new-user round); a zip of the same files, uploaded, still said nothing of it (a review)."""
+    found = sorted(source for source, _ in skipped if source.lower().endswith(".csv"))
+    if not found:
+        return ""
+    where = path / found[0] if path.is_dir() else f"{found[0]} in {path.name}, once unpacked"
+    return f" A manifest here is read only when named itself: {where} ({GIVE_MANIFEST})."
 
 
 def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str,
@@ -594,7 +607,6 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     _check_printable(path, class_names)  # before any message names them; a folder of skipped files reads empty
     if len(class_names) < 2 and not (set(given) == {"test"} and class_names):
         # a labelled test set alone scores a trained probe: new images of the one class it fails on are such a set
-        manifests = sorted(p.name for p in path.glob("*.csv")) if path.is_dir() else []
         # images in no class folder, or directly in the one top folder ('incoming/a.png': that folder zipped)
         loose = layout == "single-tree" and (not class_names or any(
             f.split("/")[:-1] == class_names for classes in given.values() for f in classes[class_names[0]]))
@@ -603,8 +615,7 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
         raise (NoClassFolders if loose else DatasetError)(
             f"{path}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'}); "
             "a probe needs at least 2 classes."
-            # a folder holding its manifest was read as class folders, the CSV unmentioned (a new-user round)
-            + (f" A manifest here is read only when named itself: {path / manifests[0]}." if manifests else "")
+            + _unread_manifest(path, skipped)
             + (" If these are unlabelled images, for a trained probe to predict, read them as such (`mr2probe "
                "extract --unlabelled`)." if loose else "")
         )
@@ -853,8 +864,7 @@ def unread_manifest_warning(data: LabelledImages, shown: int = 3) -> str | None:
     were, one = ("were", "one") if len(found) > 1 else ("was", "it")
     return (f"{listed([repr(f) for f in found], shown)} {were} not read: the labels are the class folders' names "
             f"({listed([repr(c) for c in data.class_names], 5)}). If {one} is a CSV manifest of the labels, give that "
-            "file itself as the data set (mr2probe extract --data FILE.csv, or its path registered as a folder or "
-            "CSV on the server): a manifest inside a folder or archive of images is not read")
+            f"file itself as the data set ({GIVE_MANIFEST}): a manifest inside a folder or archive of images is not read")
 
 
 def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:

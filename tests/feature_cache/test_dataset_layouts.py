@@ -623,9 +623,24 @@ def test_a_folder_holding_its_manifest_says_to_name_the_manifest(tmp_path):
     for i in range(3):
         write_image(tmp_path / "imgs" / f"{i}.png", i % 2, i)
     (tmp_path / "manifest.csv").write_text("path,label\nimgs/0.png,a\nimgs/1.png,b\nimgs/2.png,a\n")
+    how = r" \(mr2probe extract --data FILE\.csv, or its path registered as a folder or CSV on the server\)\."
     with pytest.raises(DatasetError, match=r"found 1 class folder\(s\) \(imgs\); a probe needs at least 2 classes\. "
-                                           r"A manifest here is read only when named itself: .*manifest\.csv\."):
+                                           r"A manifest here is read only when named itself: .*manifest\.csv" + how):
         open_dataset(tmp_path)
+
+
+def test_a_zip_of_flat_images_and_their_manifest_says_how_to_read_the_manifest(tmp_path):
+    """A zip of images in no folder beside their labels.csv was refused as 0 class folders, the manifest unmentioned,
+    where the same files in a folder named it (a review): the archive's refusal names it and how to give it."""
+    for i in range(4):
+        write_image(tmp_path / "flat" / f"{i}.png", i % 2, i)
+    (tmp_path / "flat" / "labels.csv").write_text("path,label\n" + "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(4)))
+    with pytest.raises(DatasetError) as raised:
+        open_dataset(zip_dir(tmp_path / "flat", tmp_path / "flat.zip"))
+    assert ("found 0 class folder(s) (none); a probe needs at least 2 classes. A manifest here is read only when "
+            "named itself: labels.csv in flat.zip, once unpacked (mr2probe extract --data FILE.csv, or its path "
+            "registered as a folder or CSV on the server).") in str(raised.value)
+    assert open_dataset(tmp_path / "flat" / "labels.csv").class_names == ["a", "b"]  # as the message says
 
 
 def test_empty_files_are_skipped_at_registration(tmp_path):
