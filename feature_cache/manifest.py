@@ -209,6 +209,21 @@ def read_manifest(
     return FileListReader(root, names), {s: {c: sorted(f) for c, f in cl.items()} for s, cl in given.items()}, skipped, layout
 
 
+def _read_names(path: Path, named: dict[str, tuple[str, Path, int]]) -> bool:
+    """Put in ``named`` the integer labels that ``path``'s names column names (``_Labels``), reading no image;
+    whether it has such a column. A row the full read refuses is left to it."""
+    with closing(_rows(path)) as rows:
+        header = [_header_name(h) for h in next(rows, (1, []))[1]]
+        col_label = _column(header, LABEL_COLUMNS)
+        labels = None if col_label is None else _Labels(path, header, col_label, named)
+        if labels is None or labels.col_name is None:
+            return False
+        for line, row in rows:
+            if len(row) >= len(header) and row[col_label].strip():
+                labels(row, line)
+    return True
+
+
 def has_manifest_pair(folder: Path) -> bool:
     """Whether ``folder`` holds a train and a test manifest (``MANIFEST_PAIR``)."""
     return all((folder / name).is_file() for name in MANIFEST_PAIR)
@@ -221,6 +236,10 @@ def read_manifest_pair(
     seen: set[str] = set()
     named: dict[str, tuple[str, Path, int]] = {}  # integer label → its name, one in both files (_Labels)
     train_csv, test_csv = (folder / name for name in MANIFEST_PAIR)
+    # test.csv's names column names train.csv's bare integer labels too: read first, its classes 'cat', 'dog' were
+    # refused as having no training images beside train.csv's '0', '1' (a review)
+    if not _read_names(train_csv, named):
+        _read_names(test_csv, named)
     _, train, skipped, _ = read_manifest(train_csv, image_extensions, split="train", seen=seen, named=named)
     _, test, test_skipped, _ = read_manifest(test_csv, image_extensions, split="test", seen=seen, named=named)
     given = {**train, **test}

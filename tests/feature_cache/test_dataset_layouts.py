@@ -952,3 +952,31 @@ def test_a_train_and_test_manifest_pair_gives_an_integer_label_one_name_in_both(
     with pytest.raises(DatasetError, match=r"test\.csv: row 2: label 0 is named 'dog' here but 'cat' at train\.csv "
                        "row 2"):
         open_dataset(tmp_path, val_fraction=0.0)
+
+
+def _manifest_pair(folder: Path, train: str, test: str) -> Path:
+    """train.csv and test.csv of images imgs/<name><i>.png (i 0-2 train, 3 test) of classes cat, dog, owl, with the
+    header and rows given (``{p}``: the path, ``{y}``: the integer label, ``{n}``: the name)."""
+    rows = {"train": [], "test": []}
+    for label, name in enumerate(("cat", "dog", "owl")):
+        for i in range(4):
+            write_image(folder / "imgs" / f"{name}{i}.png", label, i)
+            rows["train" if i < 3 else "test"].append(dict(p=f"imgs/{name}{i}.png", y=label, n=name))
+    for split, row in (("train", train), ("test", test)):
+        header, line = row.split("\n")
+        (folder / f"{split}.csv").write_text(header + "\n" + "".join(line.format(**r) + "\n" for r in rows[split]))
+    return folder
+
+
+def test_a_names_column_in_test_csv_alone_names_train_csvs_integer_labels(tmp_path):
+    """A names column in test.csv alone: its classes 'cat', 'dog', 'owl' were refused as having no training images
+    beside train.csv's '0', '1', '2' (a review), where one in train.csv alone names test.csv's integers."""
+    bare, named = "path,label\n{p},{y}", "path,label,label_name\n{p},{y},{n}"
+    for train, test in ((bare, named), (named, bare)):
+        data = open_dataset(_manifest_pair(tmp_path, train, test), val_fraction=0.0)
+        assert data.class_names == ["cat", "dog", "owl"]
+        assert {split: sorted((s.source, data.class_names[s.label]) for s in data.splits[split])
+                for split in ("train", "test")} == {
+            "train": [(f"imgs/{n}{i}.png", n) for n in ("cat", "dog", "owl") for i in range(3)],
+            "test": [(f"imgs/{n}3.png", n) for n in ("cat", "dog", "owl")]}
+
