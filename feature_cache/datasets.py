@@ -56,7 +56,7 @@ from .defaults import DEFAULT_VAL_FRACTION, MAX_SEED
 from .errors import DatasetError, NoClassFolders
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
-from .manifest import has_manifest_pair, read_manifest, read_manifest_pair
+from .manifest import MANIFEST_PAIR, has_manifest_pair, read_manifest, read_manifest_pair
 
 __all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXTENSIONS", "SPLITS", "SPLIT_FOLDERS",
            "UNLABELLED", "ARCHIVE_SUFFIXES", "TAR_SUFFIXES"]
@@ -636,9 +636,24 @@ def _class_names(path: Path, given: dict[str, dict[str, list[str]]], layout: str
     missing = [c for c in class_names if "train" in given and c not in given["train"]]
     if missing:
         untested = [c for c in class_names if "test" in given and c not in given["test"]]
-        raise DatasetError(f"{path}: class(es) {listed(missing, _NAMED)} have no training images."
-                           + (f" Class(es) {listed(untested, _NAMED)} have no test images either." if untested else ""))
+        raise DatasetError(_untrained(path, layout, missing, untested))
     return class_names
+
+
+def _untrained(path: Path, layout: str, missing: list[str], untested: list[str]) -> str:
+    """The refusal of classes ``missing`` training images, ``untested`` those without test images, of a data set at
+    ``path``; a manifest pair's names the file that lacks each (its class names only in test.csv were said to have
+    'no training images', train.csv's same classes numbered '0', '1' 'no test images either': a review)."""
+    if layout != "manifest-pair":
+        return (f"{path}: class(es) {listed(missing, _NAMED)} have no training images."
+                + (f" Class(es) {listed(untested, _NAMED)} have no test images either." if untested else ""))
+    train, test = MANIFEST_PAIR
+    said = (f"{path}: class(es) {listed(missing, _NAMED)} are in {test} but not in {train}: a probe needs training "
+            "images of every class it is tested on")
+    if not untested:
+        return said + f"; add their rows to {train} or leave their rows out of {test}."
+    return (said + f", and class(es) {listed(untested, _NAMED)} are in {train} but not in {test}: are the labels "
+            "written alike in both files?")
 
 
 def _split(pools: dict[str, list[Sample]], max_per_class: int | None, val_fraction: float,

@@ -980,3 +980,21 @@ def test_a_names_column_in_test_csv_alone_names_train_csvs_integer_labels(tmp_pa
             "train": [(f"imgs/{n}{i}.png", n) for n in ("cat", "dog", "owl") for i in range(3)],
             "test": [(f"imgs/{n}3.png", n) for n in ("cat", "dog", "owl")]}
 
+
+def test_classes_of_one_manifest_of_a_pair_name_the_file_that_lacks_them(tmp_path):
+    """Classes in test.csv only were said to have 'no training images', and labels written otherwise in train.csv
+    'no test images either' (a review): the refusal says which file holds them and which lacks them."""
+    _manifest_pair(tmp_path, "path,label\n{p},{n}", "path,label\n{p},{n}")
+    (tmp_path / "train.csv").write_text("path,label\n" + "".join(f"imgs/cat{i}.png,cat\nimgs/dog{i}.png,dog\n"
+                                                                  for i in range(3)))
+    with pytest.raises(DatasetError) as raised:
+        open_dataset(tmp_path, val_fraction=0.0)
+    assert str(raised.value) == (f"{tmp_path}: class(es) owl are in test.csv but not in train.csv: a probe needs "
+                                 "training images of every class it is tested on; add their rows to train.csv or "
+                                 "leave their rows out of test.csv.")
+    _manifest_pair(tmp_path, "path,label\n{p},{y}", "path,label\n{p},{n}")
+    with pytest.raises(DatasetError) as raised:
+        open_dataset(tmp_path, val_fraction=0.0)
+    assert str(raised.value) == (f"{tmp_path}: class(es) cat, dog, owl are in test.csv but not in train.csv: a probe "
+                                 "needs training images of every class it is tested on, and class(es) 0, 1, 2 are "
+                                 "in train.csv but not in test.csv: are the labels written alike in both files?")
