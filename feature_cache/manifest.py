@@ -133,15 +133,30 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             raise DatasetError(f"{path}: line {reader.line_num} is not valid CSV ({exc}).") from exc
 
 
+def _row_split(path: Path, line: int, cell: str, split: str | None) -> str:
+    """The split a row's split column gives, which must be ``split`` where the file is one (one of a pair,
+    ``MANIFEST_PAIR``): a train.csv whose split column set val and test rows apart was read as training data
+    throughout without a word (a review). Refused, not warned of: training on the images a user held out would
+    spoil every figure measured on them, and a warning scrolls by before an hours-long extraction."""
+    given = _SPLITS.get(cell.strip().lower(), "")
+    if not given:
+        raise DatasetError(f"{path}: row {line}: split {cell!r} is not one of train, val, test.")
+    if split is not None and given != split:
+        raise DatasetError(f"{path}: row {line}: split {cell!r} in {path.name} of a {' / '.join(MANIFEST_PAIR)} "
+                           f"pair, every row of which is {split} data (validation images are carved from "
+                           f"{MANIFEST_PAIR[0]}): leave the row out, or the split column.")
+    return given
+
+
 def read_manifest(
     path: Path, image_extensions: frozenset[str], *, split: str | None = None, seen: set[str] | None = None,
     named: dict[str, tuple[str, Path, int]] | None = None,
 ) -> tuple[FileListReader, dict[str, dict[str, list[str]]], list[tuple[str, str]], str]:
     """Parse a manifest → (reader, {split: {class: [files]}}, skipped, layout).
 
-    ``split`` puts every row in that split (a split column is then ignored); ``seen`` is shared by manifests
-    read together, so a file listed twice is skipped once as a repeat, and so is ``named``, so that an integer
-    label has one name in both (``_Labels``).
+    ``split`` puts every row in that split (a split column must then say that split: ``_row_split``); ``seen``
+    is shared by manifests read together, so a file listed twice is skipped once as a repeat, and so is
+    ``named``, so that an integer label has one name in both (``_Labels``).
     """
     root = path.resolve().parent
     skipped: list[tuple[str, str]] = []
@@ -174,12 +189,8 @@ def read_manifest(
             if not label:
                 raise DatasetError(f"{path}: row {line}: empty label for {raw!r}.")
             row_split = split or "train"
-            if col_split is not None and split is None:
-                row_split = _SPLITS.get(row[col_split].strip().lower(), "")
-                if not row_split:
-                    raise DatasetError(
-                        f"{path}: row {line}: split {row[col_split]!r} is not one of train, val, test."
-                    )
+            if col_split is not None:
+                row_split = _row_split(path, line, row[col_split], split)
             classes = given.setdefault(row_split, {})
             classes.setdefault(label, [])
             if unprintable(name):

@@ -998,3 +998,25 @@ def test_classes_of_one_manifest_of_a_pair_name_the_file_that_lacks_them(tmp_pat
     assert str(raised.value) == (f"{tmp_path}: class(es) cat, dog, owl are in test.csv but not in train.csv: a probe "
                                  "needs training images of every class it is tested on, and class(es) 0, 1, 2 are "
                                  "in train.csv but not in test.csv: are the labels written alike in both files?")
+
+
+def test_a_split_column_of_a_manifest_pair_that_says_another_split_is_refused(tmp_path):
+    """A split column in train.csv of a pair, setting rows apart as val or test, was ignored without a word, those
+    images trained on (a review): a row whose split is not its file's is refused naming it; one that says its
+    file's split is read."""
+    _manifest_pair(tmp_path, "path,label,split\n{p},{n},train", "path,label,split\n{p},{n},test")
+    assert {k: len(v) for k, v in open_dataset(tmp_path, val_fraction=0.0).splits.items()} == {
+        "train": 9, "val": 0, "test": 3}
+    rows = (tmp_path / "train.csv").read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join(rows[:3] + [rows[3].replace(",train", ",Val")] + rows[4:]) + "\n")
+    with pytest.raises(DatasetError) as raised:
+        open_dataset(tmp_path, val_fraction=0.0)
+    assert str(raised.value) == (f"{tmp_path / 'train.csv'}: row 4: split 'Val' in train.csv of a train.csv / "
+                                 "test.csv pair, every row of which is train data (validation images are carved "
+                                 "from train.csv): leave the row out, or the split column.")
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text((tmp_path / "test.csv").read_text().replace("owl3.png,owl,test",
+                                                                                   "owl3.png,owl,train"))
+    with pytest.raises(DatasetError, match=r"test\.csv: row 4: split 'train' in test\.csv of a train\.csv / test\.csv "
+                                           "pair, every row of which is test data"):
+        open_dataset(tmp_path, val_fraction=0.0)
