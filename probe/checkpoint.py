@@ -172,6 +172,46 @@ def unreadable(path, exc: BaseException) -> str:
             f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _part(value) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("name"), str) and isinstance(value.get("options"), dict)
+
+
+# What read_checkpoint reads of head.json: each field's test and what it must be. A field missing or of another type
+# was a KeyError, AttributeError or TypeError where it was used (params: in ProbeTrainer.load), a 500 of every route
+# that applies the run, or a ValueError that did not name the file ("invalid literal for int()"; a review).
+_FIELDS = {
+    "params": (lambda v: isinstance(v, dict), "an object of the trainer's parameters"),
+    "num_features": (lambda v: _whole(v) and v > 0, "a whole number above 0"),
+    "num_classes": (lambda v: _whole(v) and v > 0, "a whole number above 0"),
+    "classes": (lambda v: isinstance(v, list) and all(map(_whole, v)), "a list of whole numbers"),
+    "class_counts": (lambda v: isinstance(v, list) and all(map(_whole, v)), "a list of whole numbers"),
+    "head": (_part, 'an object with a "name" and "options"'),
+    "adapter": (lambda v: v is None or _part(v), 'null or an object with a "name" and "options"'),
+    "loss": (_part, 'an object with a "name" and "options"'),
+    "p": (_number, "a number"),
+    "stats_mode": (lambda v: isinstance(v, str), "a string"),
+    **{name: (lambda v: isinstance(v, list) and all(x is None or _number(x) for x in v), "a list of numbers")
+       for name in ("gamma", "r2", "spread", "history")},
+}
+
+
+def _check_fields(meta: dict[str, Any], meta_path: Path) -> None:
+    """Raise ValueError naming ``meta_path`` and the first of :data:`_FIELDS` missing or of another type."""
+    for name, (valid, what) in _FIELDS.items():
+        if name not in meta:
+            raise ValueError(f"{meta_path.name} has no {name!r}")
+        if not valid(meta[name]):
+            raise ValueError(f"{meta_path.name}'s {name!r} is not {what} (got {json.dumps(meta[name])[:50]})")
+
+
 def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read what :func:`write_checkpoint` wrote: ``(params, state)`` for ``ProbeTrainer(**params)
     ._set_fitted_state(state)``.
@@ -202,6 +242,7 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ValueError(f"{meta_path} has format_version {version}; this library reads up to "
                          f"{FORMAT_VERSION} (saved by mr2probe {meta.get('library_version')}).")
     try:
+        _check_fields(meta, meta_path)  # read as damaged, in the words of a file cut short
         tensors = load_file(str(weights_path))
         state = {name: meta[name] for name in ("num_features", "num_classes", "classes", "loss", "p", "stats_mode",
                                                "class_counts")}

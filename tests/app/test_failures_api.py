@@ -563,6 +563,33 @@ def test_a_head_json_that_cannot_rebuild_the_head_is_a_422(fresh_finished, damag
         assert str(fresh_finished.settings.data_dir) not in detail
 
 
+@pytest.mark.parametrize("params", ["missing", [], None, "lr=0.1"])
+def test_a_head_json_without_usable_params_is_a_422_of_every_route_that_applies_the_run(fresh_finished, params):
+    """head.json whose params were missing, a list, null or a string answered every route that applies the run with
+    a 500 (KeyError in probe.checkpoint, AttributeError in ProbeTrainer.load; a review): the 422 of a damaged head."""
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    path = Path(client.app.state.store.get_run(run_id)["path"]) / "head.json"
+    head = json.loads(path.read_text())
+    if params == "missing":
+        del head["params"]
+    else:
+        head["params"] = params
+    path.write_text(json.dumps(head))
+    name = client.get(f"/api/reports/{run_id}").json()["class_names"][0]
+    said = (f"run {run_id!r} cannot be applied: head.safetensors / head.json cannot be read as a saved probe "
+            "(damaged or cut short?): ValueError: head.json")
+    for url in (f"/api/runs/{run_id}/probe.zip", f"/api/runs/{run_id}/scores?cache={cache_id}",
+                f"/api/runs/{run_id}/predicted?cache={cache_id}",
+                f"/api/runs/{run_id}/predictions.csv?cache={cache_id}",
+                f"/api/runs/{run_id}/scores/failures?cache={cache_id}&class={name}",
+                f"/api/compare?base={fresh_finished.erm}&other={run_id}&cache={cache_id}"):
+        resp = client.get(url)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        assert resp.json()["detail"].startswith(said), (url, resp.text)
+        assert "'params'" in resp.json()["detail"] and str(fresh_finished.settings.data_dir) not in resp.text
+
+
 def test_a_scored_caches_failures_with_their_thumbnails(finished):
     """GET /api/runs/{id}/scores/failures: the shipped probe's mistakes on a class of a cache's split (the failure
     gallery of new images; it had none), most confident first, each image's row of the split and its thumbnail;

@@ -1,5 +1,6 @@
 """Saved probes: safetensors + JSON sidecar round trip gives identical logits."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -260,3 +261,48 @@ def test_a_full_disk_while_saving_the_weights_is_an_os_error_naming_the_file(tmp
     assert caught.value.errno == errno.ENOSPC
     assert f"cannot write {tmp_path / 'head.safetensors'}: No space left on device" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+
+# head.json's keys that a saved probe cannot be read without; the others (format_version, read as 0 where missing,
+# library_version, class_names, forward) are read where present
+_REQUIRED_KEYS = ["params", "num_features", "num_classes", "classes", "head", "adapter", "loss", "p", "stats_mode",
+                  "gamma", "r2", "spread", "class_counts", "history"]
+_MISSING = object()
+
+
+@pytest.fixture(scope="module")
+def saved_head(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved")
+    x, y = _data()
+    ProbeTrainer(epochs=1).fit(x, y).save(folder, class_names=["a", "b", "c"])
+    return folder, (folder / "head.json").read_text()
+
+
+@pytest.mark.parametrize("value", [_MISSING, None, [], "x", {}, 1.5, True], ids=["missing", "null", "list", "string",
+                                                                                 "object", "float", "bool"])
+@pytest.mark.parametrize("key", _REQUIRED_KEYS + ["format_version", "library_version", "class_names", "forward"])
+def test_every_head_json_key_missing_or_of_another_type_is_a_value_error_naming_the_file(saved_head, tmp_path,
+                                                                                          key, value):
+    """head.json without usable params (missing, a list, null, a string) was a KeyError or an AttributeError outside
+    the reader's checks, a 500 of every service route that applies the run; a string num_features a ValueError
+    'invalid literal for int()' that named no file (a review). Each key missing or of another type either loads
+    (a value of its type, or a key read only where present) or is a ValueError naming head.json and the key; a
+    required key missing is always refused."""
+    import shutil
+
+    folder, text = saved_head
+    shutil.copy(folder / "head.safetensors", tmp_path / "head.safetensors")
+    meta = json.loads(text)
+    if value is _MISSING:
+        del meta[key]
+    else:
+        meta[key] = value
+    (tmp_path / "head.json").write_text(json.dumps(meta))
+    try:
+        load_probe(tmp_path)
+    except ValueError as exc:
+        assert re.match(r"head\.(safetensors / head\.)?json (cannot be read as|is not) a saved probe", str(exc)), exc
+        assert key in str(exc), exc
+    else:
+        assert not (value is _MISSING and key in _REQUIRED_KEYS)

@@ -71,10 +71,21 @@ def test_export_from_the_cli_writes_the_graph_and_refuses_an_unfinished_run(scal
     assert main(["export", str(scaled_run), "--out", str(scaled_run / "head.json")]) == 2  # a file of the run
 
 
+def _edit_head(run, drop: str | None = None, **values) -> None:
+    """Set ``values`` in a run's head.json, and remove its key ``drop``."""
+    head = {**json.loads((run / "head.json").read_text()), **values}
+    head.pop(drop, None)
+    (run / "head.json").write_text(json.dumps(head))
+
+
 @pytest.mark.parametrize("damage, said", [
     (lambda run: (run / "head.safetensors").write_bytes((run / "head.safetensors").read_bytes()[:100]),
      "head.safetensors / head.json cannot be read as a saved probe (damaged or cut short?): SafetensorError"),
     (lambda run: (run / "head.json").write_text("[]"), "head.json is not a saved probe (format 'list'"),
+    # params a list or missing: an AttributeError and a KeyError traceback (a review)
+    (lambda run: _edit_head(run, params=[]), "head.safetensors / head.json cannot be read as a saved probe (damaged "
+     "or cut short?): ValueError: head.json's 'params' is not an object of the trainer's parameters (got [])"),
+    (lambda run: _edit_head(run, params=None, drop="params"), "head.json has no 'params'"),
 ])
 def test_export_names_a_damaged_head_as_predict_does(scaled_run, tmp_path, capsys, damage, said):  # noqa: F811
     """`mr2probe export` of a run whose head.safetensors was cut short ended in safetensors' traceback, and one
