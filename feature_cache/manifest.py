@@ -63,7 +63,7 @@ class _Labels:
     first named) is shared by a train and a test manifest read together: each file's names held alone, test.csv's
     label 0 named 'dog' where train.csv's was 'cat' swapped the two classes' test images without a word, and a
     test.csv without the names column had classes '0', '1' beside train.csv's 'cat', 'dog' (a review); its integers
-    take the names the other file gave them."""
+    take the names the other file gave them (test.csv's read first where only it has the column: read_manifest_pair)."""
 
     def __init__(self, path: Path, header: list[str], col_label: int, named: dict[str, tuple[str, Path, int]]):
         self.path, self.col_label, self.named = path, col_label, named
