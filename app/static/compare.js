@@ -28,7 +28,7 @@
                 title: row.time_comparable === false ? "not the same setting as the base: the ratio mixes both" : null },
         row.time_ratio === null ? "–" : `${row.time_ratio.toFixed(2)}×${row.time_comparable === false ? "*" : ""}`)));
     return window.Dash.table(["run", ...METRICS.map((k) => k.replace("_", " ")), "time ×"], rows, "No runs to compare.",
-      { id: "many-table" });
+      { id: "many-table", caption: "Each run against the base run" });
   }
 
   /** The base run's own accuracies, each with its 95 % interval (the API's base_ci) as every other value here has

@@ -192,9 +192,14 @@
    * table, its body for the caller to fill, as a paged `sortable`'s). */
   function table(headers, rows, empty, attrs) {
     if (!rows.length && empty !== null) return h("p", { class: "muted empty" }, empty);
-    return h("table", attrs || {},
-      h("thead", {}, h("tr", {}, headers.map((x) => (x instanceof Node ? x : h("th", { class: NUMERIC_HEADERS.has(x) ? "num" : "" }, x))))),
-      h("tbody", {}, rows));
+    // each header a column's (scope), the table named by its caption, said first by a screen reader (a keyboard and
+    // screen reader round: no caption, no scope)
+    const { caption, ...rest } = attrs || {};
+    const heads = headers.map((x) => (x instanceof Node ? x
+      : h("th", { class: NUMERIC_HEADERS.has(x) ? "num" : "" }, x)));
+    heads.forEach((th) => th.setAttribute("scope", "col"));
+    return h("table", rest, caption ? h("caption", { class: "sr-only" }, caption) : null,
+      h("thead", {}, h("tr", {}, heads)), h("tbody", {}, rows));
   }
 
   /** Click-to-sort for a table built by `table`: a header click sorts the body rows by that column (a cell's

@@ -369,7 +369,10 @@
       if (box.innerHTML !== nodes.map((n) => n.outerHTML).join("")) keepFocus(box, () => box.replaceChildren(...nodes));
     };
     into("jobs", ...[box(
-      table(["job", "kind", "queued", "status", "progress", "stage", "made", actionsHead()], jobs.map((j) => jobRow(j, ctx)), ["No jobs yet: ", launch, "."])),
+      table(["job", "kind", "queued", "status", "progress", "stage", "made", actionsHead()],
+        jobs.map((j) => jobRow(j, ctx)),
+        ["No jobs yet: ", launch, "."],
+        { caption: "Jobs" })),
       jobsNote(jobs)].filter(Boolean));
     // the runs and data sets (they show nothing of the jobs) are built only from lists read again, or where they read
     // otherwise than they were built: built and compared at every 2 s poll, 1,600 runs held the page's thread ~1.4 s
@@ -379,11 +382,12 @@
     const html = same ? shown.html : {};
     const boxes = {
       runs: () => [box(
-        sortsOnTheServer(sortable(table(runHeaders(), runs.map((r) => runRow(r, ctx)), "No finished runs yet.", { id: "runs-table" }), runOrder))),
+        sortsOnTheServer(sortable(table(runHeaders(), runs.map((r) => runRow(r, ctx)), "No finished runs yet.",
+          { id: "runs-table", caption: "Finished runs" }), runOrder))),
         runs.length > 1 ? compareBar(runs, ctx.caches) : null, runsCutNote(runs, kept.query)],
       datasets: () => [box(
         table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", actionsHead()], datasets.map((d) => datasetRow(d, ctx)),
-              "No data sets yet: upload one from the launch page.")),
+              "No data sets yet: upload one from the launch page.", { caption: "Data sets" })),
         cutNote(datasets, "data sets", "/api/datasets"), cutNote(caches, "feature caches", "/api/caches")],
     };
     for (const [id, build] of Object.entries(boxes)) {

@@ -271,7 +271,8 @@
     // what each margin is (a new-user round: "ideal 101.5" and "1.200" beside numbers without a word)
     return [table(heads, rows.map(([l, v, ov, ideal, d]) =>
       h("tr", {}, h("td", { class: "wrap" }, l), h("td", { class: "num" }, num(v, d)), other ? h("td", { class: "num" }, num(ov, d)) : null,
-        h("td", { class: "num" }, ideal === undefined ? "" : ideal === null ? "—" : num(ideal, d)))), "", { id: "margin-table" }),
+        h("td", { class: "num" }, ideal === undefined ? "" : ideal === null ? "—" : num(ideal, d)))), "",
+      { id: "margin-table", caption: "Margins of the shipped probe" }),
       h("p", { class: "muted note", id: "margin-note" }, "Class margin: the smallest angle between two classes' weight "
         + "vectors (ideal: K vectors spread evenly, arccos(−1/(K−1)), where their width d is at least K−1; 90° for "
         + "K/2 ≤ d < K−1; none shown below). Min sample margin: the smallest sample margin of a "
@@ -664,9 +665,10 @@
       c.verdict_text ? h("p", { id: "score-verdict" }, c.verdict_text) : null,
       ...(c.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       table(["metric", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
-        rows, "", { id: "score-compare-table" }),
+        rows, "", { id: "score-compare-table", caption: "Both shipped probes on the scored images" }),
       classRows.length ? table(["class", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
-        classRows, "", { id: "score-compare-classes" }) : null, more].filter(Boolean);
+        classRows, "", { id: "score-compare-classes", caption: "The classes whose accuracy moved most" }) : null,
+      more].filter(Boolean);
   }
 
   function scoreNodes(s) {
@@ -695,7 +697,8 @@
         + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
       table(["class", ...["images", "accuracy [95 % interval]", "precision [95 %]", "F1 [95 %]"]
         .map((x) => h("th", { class: "num" }, x))],
-        rows, "No image of this run's classes.", { id: "score-table" }),
+        rows, "No image of this run's classes.",
+        { id: "score-table", caption: "Per-class accuracy on the scored images" }),
       ...scoredConfusion(s),
     ].filter(Boolean);
   }
@@ -712,7 +715,7 @@
         + `probe gives each class; ${count(p.unsure)} of them below ${Math.round(100 * p.unsure_below)} % confidence.`),
       ...(p.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       table(["predicted class", ...["images", "share", "mean confidence"].map((x) => h("th", { class: "num" }, x))],
-        rows, "No image.", { id: "predicted-table" }),
+        rows, "No image.", { id: "predicted-table", caption: "Predicted classes of the unlabelled images" }),
       never.length ? h("p", { class: "muted", id: "predicted-never" }, `Never predicted: ${never.join(", ")}.`) : null,
     ].filter(Boolean);
   }
@@ -1060,7 +1063,8 @@
     // in a box of its own with a sticky header: wider than its card (comparing, at 1,400 px), its only horizontal
     // scrollbar was the card's, under a table of 100 to 200 rows (a scale round)
     const body = h("div", { class: "table-scroll" }, sortable(
-      table(heads, paged ? [] : all.map(rowOf), paged ? null : "", { id: "per-class-table" }),
+      table(heads, paged ? [] : all.map(rowOf), paged ? null : "",
+        { id: "per-class-table", caption: "Per-class test metrics" }),
       { col: null, desc: true },
       paged ? { size: PER_CLASS_ROWS, nav, noun: "classes", items: all, row: rowOf, key: keyOf, find: (r) => r.name }
         : null));

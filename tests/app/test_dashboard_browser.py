@@ -3525,6 +3525,25 @@ def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finishe
     assert driver.js("return document.querySelector('#runs-table th[aria-sort=descending]').textContent") == "hard"
 
 
+TABLES = """return Array.from(document.querySelectorAll('main table')).map(t => [t.id,
+    t.caption ? t.caption.textContent : null, Array.from(t.tHead.rows[0].cells).every(c => c.getAttribute('scope') === 'col')]);"""
+
+
+def test_every_table_has_a_caption_and_headers_of_its_columns(driver, live_server, finished):
+    """A keyboard and screen reader round: no table of the dashboard had a caption (a screen reader's list of tables
+    said "table, 4 columns" for each) nor scope on its header cells."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    tables = driver.js(TABLES)
+    assert {"per-class-table", "margin-table"} <= {t[0] for t in tables}
+    assert [t for t in tables if not (t[1] and t[2])] == []
+    assert dict((t[0], t[1]) for t in tables)["per-class-table"] == "Per-class test metrics"
+    _open(driver, f"{live_server}/", "home")
+    wait_for(lambda: driver.js("return document.querySelector('#runs-table') !== null"), 30, interval=0.2,
+             what="runs listed")
+    tables = driver.js(TABLES)
+    assert sorted(t[1] for t in tables) == ["Data sets", "Finished runs", "Jobs"] and all(t[2] for t in tables)
+
+
 CONTROLS = "select, textarea, input:not([type=hidden]):not([type=radio]):not([type=checkbox])"
 
 
