@@ -241,12 +241,10 @@
     };
     ths.forEach((th, i) => {
       th.classList.add("sortable");
-      th.title = "sort by this column";
-      // a keyboard sorts too: Tab to a header, Enter or Space (a keyboard-only round: the headers took clicks only)
-      th.tabIndex = 0;
-      th.addEventListener("keydown", (ev) => {
-        if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); th.click(); }
-      });
+      // a button in each header, its order in the header's aria-sort: Tab, then Enter or Space, sorts (a header made
+      // focusable was said as "column header" with no action to take; a keyboard and screen reader round)
+      const title = "sort by this column";
+      th.replaceChildren(h("button", { type: "button", class: "sort", title }, ...th.childNodes));
       th.addEventListener("click", () => {
         // paged, from the data (the body can hold a spacer row first, or no row at all)
         const first = body.rows[0], numeric = page ? every.length > 0 && typeof page.key(every[0], i) === "number"

@@ -3510,8 +3510,14 @@ def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finishe
     driver.js("const t = document.getElementById('per-class-table'); t.closest('section.card').querySelector('h2')"
               ".setAttribute('tabindex', '-1'); t.closest('section.card').querySelector('h2').focus()")
     driver.keys(TAB)
-    assert driver.js("return document.activeElement.textContent") == "class"
-    driver.js("Array.from(document.querySelectorAll('#per-class-table th')).find(t => t.textContent === 'recall').focus()")
+    assert driver.js("const a = document.activeElement; return [a.tagName, a.textContent, a.parentElement.tagName]") == \
+        ["BUTTON", "class", "TH"]
+    # a button a screen reader names and says it can press, in a column header whose aria-sort says the order (a
+    # focusable header was said as "column header, class" with no action; a keyboard and screen reader round)
+    assert driver.ax("#per-class-table th:nth-child(2) button") == {"role": "button", "name": "group",
+                                                                   "description": "sort by this column"}
+    driver.js("Array.from(document.querySelectorAll('#per-class-table th')).find(t => t.textContent === 'recall')"
+              ".querySelector('button').focus()")
     driver.keys(ENTER)
     assert driver.js("return document.querySelector('#per-class-table th[aria-sort=descending]').textContent") == "recall"
     assert driver.js(order) == by_recall
@@ -3520,7 +3526,8 @@ def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finishe
     _open(driver, f"{live_server}/", "home")
     wait_for(lambda: driver.js("return document.querySelector('#runs-table') !== null"), 30, interval=0.2,
              what="runs listed")
-    driver.js("Array.from(document.querySelectorAll('#runs-table th')).find(t => t.textContent === 'hard').focus()")
+    driver.js("Array.from(document.querySelectorAll('#runs-table th')).find(t => t.textContent === 'hard')"
+              ".querySelector('button').focus()")
     driver.keys(ENTER)
     assert driver.js("return document.querySelector('#runs-table th[aria-sort=descending]').textContent") == "hard"
 
