@@ -649,7 +649,13 @@
       document.title = `mr2probe · job ${job.id} ${job.status}`;  // the tab says which job, and how it stands
       // the job's progress above the form, in view once it shows (scrolled while still hidden, it stayed out of
       // view at 800 px, and the user clicked again; a dashboard-only round)
-      if (launchedHere && !shown) { shown = true; panel.scrollIntoView({ block: "start" }); }
+      // and the focus on it: the submit button, disabled or replaced with the form, left it on the page's body, and a
+      // keyboard user started again from the top (a keyboard and screen reader round)
+      if (launchedHere && !shown) {
+        shown = true;
+        panel.scrollIntoView({ block: "start" });
+        panel.focus({ preventScroll: true });
+      }
       if (job.status === "succeeded" && url && sawActive) { location.assign(url); return; }
       if (Dash.ACTIVE.has(job.status)) timer = setTimeout(tick, POLL_MS);  // an interrupted job waits for Resume
     };
@@ -666,7 +672,8 @@
     if (asked && !(await window.Dash.listedRow(caches, "/api/caches", asked))) {
       showBanner(`Cache ${asked} is not on this server any more: choose another.`, true);
     }
-    const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden" });
+    const panel = h("section", { class: "card", id: "job-watch", hidden: "hidden", tabindex: "-1",
+      "aria-label": "the job" });
     let stop = () => {};
     const mount = (list, picked) => {
       const form = buildForm(choices, list, caches, params.get("cache"), picked);

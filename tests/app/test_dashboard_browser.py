@@ -1288,6 +1288,32 @@ def test_launch_page_watches_and_cancels_a_job(driver, launch_service, tmp_path)
     assert "not found" in driver.js("return document.getElementById('job-error').textContent")
 
 
+def test_a_job_started_from_the_keyboard_takes_the_focus_to_its_progress(driver, launch_service):
+    """A keyboard and screen reader round: Enter on "Start the pipeline" left the focus on the page's body (the
+    button disabled, the form built again), and Tab started again from the header; the watched job's panel now
+    takes it."""
+    if not launch_service.launched:
+        pytest.skip("needs the data set of test_launch_form_takes_an_upload_to_the_report")
+    base = launch_service.base
+    _open(driver, f"{base}/launch", "launch")
+    driver.click("#source-existing")
+    _value(driver, "epochs", "3000")  # slow: cancelled below
+    driver.js("document.getElementById('launch-submit').focus()")
+    driver.keys(ENTER)
+    wait_for(lambda: driver.js("return !document.getElementById('job-watch').hidden"), 60, interval=0.1,
+             what="job watched")
+    job = driver.js("return new URLSearchParams(location.search).get('job')")
+    try:
+        assert driver.js("return document.activeElement.id") == "job-watch"
+        assert driver.ax("#job-watch")["name"] == "the job"
+        driver.keys(TAB)  # the next stop is in the panel: its Cancel
+        assert driver.js("return document.activeElement.id") == "job-cancel"
+    finally:
+        httpx.delete(f"{base}/api/jobs/{job}")
+        wait_for(lambda: httpx.get(f"{base}/api/jobs/{job}").json()["status"] not in ("queued", "running"), 120,
+                 interval=0.3, what="job ended")
+
+
 def _job_row(store, status: str, progress: float, request: dict | None = None, result: dict | None = None,
              kind: str = "probe") -> str:
     """A job (a probe job unless ``kind``) written straight into the shared ``finished`` service's store (a worker
