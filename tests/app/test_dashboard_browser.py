@@ -494,6 +494,18 @@ def test_the_run_page_and_the_launch_form_fit_a_375_px_phone(driver, live_server
             _open(driver, url, ready)
             assert driver.js(beyond) == [0, []], url
             driver.screenshot(tmp_path / f"{ready}_375.png")
+        # the confused pairs' counts inside their card (its three columns ran past it: the card scrolled sideways to
+        # show them; a small-screen round)
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+        assert driver.js("""const names = Array.from(document.querySelector('#gallery-class').options, (o) => o.value);
+            const report = { class_names: names, per_class: [], seeds: {}, confusion: { counts: names.map((_, i) =>
+                names.map((_, j) => (i === j ? 5 : i === 0 && j === 1 ? 2 : 0))) } };
+            document.getElementById('confused-pairs').replaceWith(RunPage.panels.confusedList(report)[0]);
+            const list = document.getElementById('confused-pairs'), card = list.closest('section');
+            const edge = card.getBoundingClientRect().right;
+            return [list.querySelectorAll('li').length > 0, card.scrollWidth - card.clientWidth,
+                    Array.from(list.querySelectorAll('li > *')).filter((e) => e.getBoundingClientRect().right > edge).length];
+            """) == [True, 0, 0]
     finally:
         driver.window(1400, 1800)
 
