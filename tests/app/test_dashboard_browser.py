@@ -3570,6 +3570,24 @@ def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finishe
     assert driver.js("return document.querySelector('#runs-table th[aria-sort=descending]').textContent") == "hard"
 
 
+def test_the_first_tab_stop_skips_the_header_to_the_pages_content(driver, live_server, finished):
+    """A keyboard and screen reader round: every page began with the header's six stops (brand, two links, the
+    token's field and buttons) before its own controls, on every page and after every link followed."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    driver.js("document.activeElement.blur()")
+    driver.keys(TAB)
+    link = driver.js("const a = document.activeElement, b = a.getBoundingClientRect(); "
+                     "return [a.className, a.getAttribute('href'), b.top >= 0 && b.bottom <= innerHeight && b.width > 0]")
+    assert link == ["skip-link", "#main", True]  # shown while it has the focus
+    assert driver.ax("a.skip-link")["name"] == "Skip to the page's content"
+    driver.keys(ENTER)
+    assert driver.js("return document.activeElement.id") == "main"
+    driver.keys(TAB)  # the page's own first control, not the header's brand
+    assert driver.js("return document.activeElement.id") == "run-edit-open"
+    assert driver.js("const b = document.querySelector('a.skip-link').getBoundingClientRect(); "
+                     "return b.bottom <= 0")  # out of view once the focus left it
+
+
 TABLES = """return Array.from(document.querySelectorAll('main table')).map(t => [t.id,
     t.caption ? t.caption.textContent : null, Array.from(t.tHead.rows[0].cells).every(c => c.getAttribute('scope') === 'col')]);"""
 
