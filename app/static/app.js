@@ -20,7 +20,12 @@
     window.Home.stop();
     const path = location.pathname;
     const run = path.match(/^\/runs\/([^/]+)\/?$/);
-    document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === (run ? "/" : path)));
+    // the page's own link marked for a screen reader too (aria-current; its highlight alone said nothing)
+    for (const a of document.querySelectorAll("header nav a")) {
+      const here = a.getAttribute("href") === (run ? "/" : path);
+      a.classList.toggle("active", here);
+      if (here) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    }
     const done = run ? window.RunPage.render(main, decodeURIComponent(run[1]))
       : /^\/launch\/?$/.test(path) ? window.Launch.render(main)
       : /^\/compare\/?$/.test(path) ? window.ComparePage.render(main) : window.Home.render(main);

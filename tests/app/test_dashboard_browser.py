@@ -3588,6 +3588,15 @@ def test_the_first_tab_stop_skips_the_header_to_the_pages_content(driver, live_s
                      "return b.bottom <= 0")  # out of view once the focus left it
 
 
+def test_the_header_says_which_page_is_open(driver, live_server, finished):
+    """A keyboard and screen reader round: the open page's link in the header was only highlighted in colour."""
+    current = "return Array.from(document.querySelectorAll('header nav a'), (a) => a.getAttribute('aria-current'))"
+    for url, ready, marked in ((f"{live_server}/launch", "launch", [None, "page"]),
+                               (f"{live_server}/runs/{finished.mr2}", "run", ["page", None])):
+        _open(driver, url, ready)
+        assert driver.js(current) == marked, url
+
+
 TABLES = """return Array.from(document.querySelectorAll('main table')).map(t => [t.id,
     t.caption ? t.caption.textContent : null, Array.from(t.tHead.rows[0].cells).every(c => c.getAttribute('scope') === 'col')]);"""
 
