@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
-          canResume, when, deleteButton, isNum, num, cacheImages, cacheState, keepFocus } = window.Dash;
+          canResume, when, deleteButton, isNum, num, cacheImages, cacheState, keepFocus, say } = window.Dash;
   const POLL_MS = 2000;
 
   function splitCounts(cache) {
@@ -103,13 +103,21 @@
         picked.clear();
         document.querySelectorAll("#runs-table input.pick").forEach((box) => { box.checked = false; });
         redrawBar(runs, caches);
+        // the button is gone with the ticks: the focus on the first run's box (it fell to the page's body)
+        const first = document.querySelector("#runs-table input.pick");
+        if (first) first.focus();
       } }, "clear")] : null);
   }
 
   /** The bar again after a tick, without reading the lists again. */
   function redrawBar(runs, caches) {
     const bar = document.getElementById("compare-bar");
-    if (bar) bar.replaceWith(compareBar(runs, caches));
+    if (!bar) return;
+    const fresh = compareBar(runs, caches);
+    bar.replaceWith(fresh);
+    // what the ticks lead to, said (the link to compare them came and went without a word; a keyboard and screen
+    // reader round)
+    say(fresh.firstChild.textContent);
   }
 
 

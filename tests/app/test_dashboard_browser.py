@@ -3588,6 +3588,25 @@ def test_the_first_tab_stop_skips_the_header_to_the_pages_content(driver, live_s
                      "return b.bottom <= 0")  # out of view once the focus left it
 
 
+def test_ticking_runs_says_what_they_lead_to_and_clear_keeps_the_focus(driver, live_server, finished):
+    """A keyboard and screen reader round: ticking two runs brought "Compare 1 run against ..." without a word, and
+    "clear", gone with the ticks, left the focus on the page's body."""
+    _open(driver, f"{live_server}/", "home")
+    said = "return document.getElementById('said-status').textContent"
+    for run in (finished.erm, finished.mr2):
+        wait_for(lambda: driver.js(f"return document.querySelector('#runs-table tr[data-run=\"{run}\"] input.pick')"
+                                   " !== null"), 30, interval=0.2, what="runs listed")
+        driver.js(f"document.querySelector('#runs-table tr[data-run=\"{run}\"] input.pick').focus()")
+        driver.keys(" ")
+    assert driver.js(said) == driver.js("return document.getElementById('compare-picked').textContent")
+    assert driver.js(said).startswith("Compare 1 run against ")
+    driver.js("document.getElementById('compare-clear').focus()")
+    driver.keys(ENTER)
+    assert driver.js("const a = document.activeElement; return [a.tagName, a.className, a.checked]") == \
+        ["INPUT", "pick", False]
+    assert driver.js(said).startswith("Tick two runs or more")
+
+
 def test_the_header_says_which_page_is_open(driver, live_server, finished):
     """A keyboard and screen reader round: the open page's link in the header was only highlighted in colour."""
     current = "return Array.from(document.querySelectorAll('header nav a'), (a) => a.getAttribute('aria-current'))"
