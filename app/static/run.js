@@ -1121,7 +1121,11 @@
       h("button", { type: "submit", class: "primary" }, "Save"), " ",
       // the focus back on the button that opened the form (hidden with it, it fell to the page's body; a keyboard-only
       // round)
-      h("button", { type: "button", onclick: () => { form.hidden = true; open.focus(); } }, "Cancel"), " ", error);
+      h("button", { type: "button", onclick: () => shut() }, "Cancel"), " ", error);
+    // Escape cancels too, and the button says whether the form is open (aria-expanded): Escape did nothing, and a
+    // screen reader heard nothing of the form opening (a keyboard and screen reader round)
+    const shut = () => { form.hidden = true; open.setAttribute("aria-expanded", "false"); open.focus(); };
+    form.addEventListener("keydown", (ev) => { if (ev.key === "Escape") { ev.preventDefault(); shut(); } });
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       try {
@@ -1129,8 +1133,9 @@
         location.reload();
       } catch (e) { error.textContent = e.message; }
     });
-    const open = h("button", { type: "button", id: "run-edit-open", onclick: () => { form.hidden = false; name.focus(); } },
-      run.note ? "Edit name and note" : "Rename or add a note");
+    const unfold = () => { form.hidden = false; open.setAttribute("aria-expanded", "true"); name.focus(); };
+    const open = h("button", { type: "button", id: "run-edit-open", "aria-expanded": "false",
+      "aria-controls": "run-edit", onclick: unfold }, run.note ? "Edit name and note" : "Rename or add a note");
     return h("div", { class: "run-notes" }, shown, open, form);
   }
 

@@ -3851,6 +3851,17 @@ def test_cancelling_a_runs_note_form_gives_the_focus_back_to_its_button(driver, 
     driver.keys(ENTER)
     assert driver.js("return [document.getElementById('run-edit').hidden, document.activeElement.id]") == [
         True, "run-edit-open"]
+    # Escape cancels as well, from any field, and the button says whether its form is open (a keyboard and screen
+    # reader round: Escape did nothing, and the form's opening was not said)
+    expanded = "return document.getElementById('run-edit-open').getAttribute('aria-expanded')"
+    assert driver.js(expanded) == "false"
+    driver.keys(ENTER)
+    assert driver.js(expanded) == "true"
+    driver.js("document.getElementById('run-note-input').focus()")
+    driver.keys("\ue00c")  # Escape
+    assert driver.js("return [document.getElementById('run-edit').hidden, document.activeElement.id]") == [
+        True, "run-edit-open"]
+    assert driver.js(expanded) == "false"
 
 
 ARROW_DOWN = "\ue015"
