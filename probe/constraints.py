@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Interval", "Options", "Name", "Device", "Boolean", "Numbers", "Instance", "check", "describe",
-           "MAX_NAME_LENGTH", "DEVICE_PATTERN"]
+__all__ = ["Interval", "Options", "Name", "Device", "Boolean", "Numbers", "Instance", "Text", "Items", "check",
+           "describe", "MAX_NAME_LENGTH", "DEVICE_PATTERN"]
 
 # Longest accepted name (loss, head, adapter, device, preset, option): names are short identifiers, and a
 # megabyte-long "name" should not travel into error messages and logs.
@@ -173,6 +173,62 @@ class Instance:
         return self.label
 
 
+# A pattern longer than this is not quoted in a message (a name's class of refused characters is 580 bytes of escapes)
+MAX_SHOWN_PATTERN = 40
+
+
+def _count(low: int, high: int | None, unit: str) -> str:
+    """``low``..``high`` ``unit`` in words: "1 to 64 characters", "at most 64 characters", "at least 1 character"."""
+    plural = unit if high == 1 or (high is None and low == 1) else unit + "s"
+    if high is None:
+        return f"at least {low} {plural}"
+    if low == 0:
+        return f"at most {high} {plural}"
+    return f"{low} to {high} {plural}" if low != high else f"{high} {plural}"
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string of ``min_length``..``max_length`` characters (None: unbounded) in which ``pattern`` (a regular
+    expression) matches; the pattern is quoted in messages where it is short."""
+
+    min_length: int = 0
+    max_length: int | None = None
+    pattern: str | None = None
+
+    def accepts(self, value: Any) -> bool:
+        if not isinstance(value, str) or len(value) < self.min_length:
+            return False
+        if self.max_length is not None and len(value) > self.max_length:
+            return False
+        try:
+            return self.pattern is None or re.search(self.pattern, value) is not None
+        except re.error:  # a pattern of another dialect: not checked here
+            return True
+
+    def describe(self) -> str:
+        bounded = self.min_length or self.max_length is not None
+        text = f"a string of {_count(self.min_length, self.max_length, 'character')}" if bounded else "a string"
+        if self.pattern and len(self.pattern) <= MAX_SHOWN_PATTERN:
+            text += f" matching {self.pattern}"
+        return text
+
+
+@dataclass(frozen=True)
+class Items:
+    """A list of ``min_items``..``max_items`` values (None: unbounded)."""
+
+    min_items: int = 0
+    max_items: int | None = None
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list) and self.min_items <= len(value) <= (self.max_items or len(value))
+
+    def describe(self) -> str:
+        bounded = self.min_items or self.max_items is not None
+        return f"a list of {_count(self.min_items, self.max_items, 'value')}" if bounded else "a list"
+
+
 def describe(constraints: list) -> str:
     """What a constraint list accepts, in words (``None`` → "None")."""
     return " or ".join("None" if c is None else c.describe() for c in constraints)
@@ -189,8 +245,10 @@ def check(name: str, value: Any, constraints: list) -> Any:
         return value
     if any(c is not None and c.accepts(value) for c in constraints):
         return value
-    if isinstance(value, str) and len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{name} must be at most {MAX_NAME_LENGTH} characters, got {len(value)}.")
+    texts = [c.max_length for c in constraints if isinstance(c, Text)]
+    longest = max(texts, default=MAX_NAME_LENGTH) if None not in texts else None
+    if isinstance(value, str) and longest is not None and len(value) > longest:
+        raise ValueError(f"{name} must be at most {longest} characters, got {len(value)}.")
     if _is_number(value, False) and not _finite(value) \
             and any(isinstance(c, Interval) and c.type is float for c in constraints):
         raise ValueError(f"{name} must be a finite number, got {_short(value)}.")
@@ -200,4 +258,6 @@ def check(name: str, value: Any, constraints: list) -> Any:
         extra = " (or None)" if None in constraints else ""
         raise ValueError(f"Unknown {kind.kind} {value!r}; available: {', '.join(kind.names())}{extra}.")
     shown = value if _is_number(value, False) and _finite(value) else _short(value)
+    if isinstance(value, list) and any(isinstance(c, Items) for c in constraints):
+        shown = f"{len(value)} values" if len(value) != 1 else "1 value"
     raise ValueError(f"{name} must be {describe(constraints)}, got {shown}.")

@@ -1,0 +1,27 @@
+"""probe.constraints' Text and Items: a string's length and form, a list's length, said as every other bound is."""
+import pytest
+
+from probe.constraints import Items, Text, check
+
+
+@pytest.mark.parametrize("value, constraints, message", [
+    ("", [Text(1, 64, "^[a-z]+$")], "run_id must be a string of 1 to 64 characters matching ^[a-z]+$, got ''."),
+    ("a b", [Text(1, 64, "^[a-z]+$")], "run_id must be a string of 1 to 64 characters matching ^[a-z]+$, got 'a b'."),
+    # the bound of the field, not the names' MAX_NAME_LENGTH (64): a 100-character path is no longer than 4096
+    ("a" * 100 + "\x00", [Text(1, 4096, "^[^\\x00]+$")], "matching ^[^\\x00]+$, got 'aaaa"),
+    ("a" * 201, [Text(1, 200), None], "run_id must be at most 200 characters, got 201."),
+    (5, [Text(0, 2000)], "run_id must be a string of at most 2000 characters, got 5."),
+    ([1] * 9, [Items(1, 8)], "run_id must be a list of 1 to 8 values, got 9 values."),
+    ([], [Items(1, 8)], "run_id must be a list of 1 to 8 values, got 0 values."),
+    ("x", [Items(0, 12)], "run_id must be a list of at most 12 values, got 'x'."),
+])
+def test_text_and_items_name_the_value_and_the_bound(value, constraints, message):
+    with pytest.raises(ValueError) as caught:
+        check("run_id", value, constraints)
+    assert message in str(caught.value)
+
+
+def test_text_and_items_accept_what_is_in_bounds():
+    assert check("name", "abc", [Text(1, 3, "^[a-c]+$")]) == "abc"
+    assert check("name", None, [Text(1, 3), None]) is None
+    assert check("probes", [1, 2], [Items(1, 8)]) == [1, 2]
