@@ -18,6 +18,7 @@ from . import __version__
 from .config import Settings, get_settings
 from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import known_query_only, require_token
+from .field_errors import operation_of, reword_errors
 from .messages import ClientMessages, given_spans
 from .middleware import BodyLimit, GZipUnlessRefused, HeadAsGet, SameOriginOnly, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
@@ -156,7 +157,10 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _jsonable_errors(list(exc.errors()), messages)
+        # each field's refusal names it, the value and what it accepts (app.field_errors)
+        spec = request.app.openapi()
+        errors = _jsonable_errors(reword_errors(list(exc.errors()), operation_of(spec, request.scope["path"],
+                                                                                 request.method), spec), messages)
         sent = request.headers.get("content-type", "")
         if "json" not in sent.lower():
             # a JSON body sent as text/plain, or with no Content-Type (FastAPI reads none as JSON: Python's requests

@@ -118,7 +118,9 @@ async def register_path(request: Request, store: Store, settings: Settings) -> t
     try:
         body = DatasetRegister.model_validate_json(await request.body())
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+        # under "body", as FastAPI's own errors of a JSON body: ("path",) read as the URL's path (app.field_errors)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+                                     ) from None
     path = resolve_under_root(body.path, settings.data_root, settings.managed_paths)
     return await run_in_threadpool(register_dataset, store, path, name=body.name, source="path",
                                    unlabelled=body.unlabelled)
