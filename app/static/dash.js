@@ -69,7 +69,11 @@
       return detail.map((d) => {
         const loc = (d.loc || []).filter((p) => p !== "body" && typeof p === "string" && !/^(pipeline|extract|probe)$/.test(p));
         // pydantic's "Value error, " prefix says nothing to a user
-        return (loc.length ? loc.join(".") + ": " : "") + String(d.msg || JSON.stringify(d)).replace(/^Value error, /, "");
+        const msg = String(d.msg || JSON.stringify(d)).replace(/^Value error, /, "");
+        // a message that starts with its field's name ("options.val_fraction must be ...", app.field_errors) is not
+        // named again: "options.val_fraction: options.val_fraction must be ..."
+        const first = msg.split(" ")[0].replace(/:$/, "").split(".").pop().replace(/\[\d+\]$/, "");
+        return (loc.length && first !== loc[loc.length - 1] ? loc.join(".") + ": " : "") + msg;
       }).join("; ");
     }
     return JSON.stringify(detail);

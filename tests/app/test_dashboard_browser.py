@@ -4625,3 +4625,23 @@ def test_run_page_shows_precision_recall_and_f1_intervals_in_their_cells(driver,
             assert text == f"{percent(row[key], 1)}% [{percent(lo, 1)}%, {percent(hi, 1)}%]", (name, key, text)
         lo, hi = row["f1_ci"]
         assert f1 == f"{fixed(row['f1'], 3)} [{fixed(lo, 2)}, {fixed(hi, 2)}]", (name, f1)
+
+
+def test_a_field_error_that_names_its_field_is_not_prefixed_with_it_again(driver, tmp_path):
+    """The API's field errors name their field (app.field_errors): the dashboard's line said it twice,
+    "options.val_fraction: options.val_fraction must be in (0, 1), got 1.5."; one that does not is still prefixed."""
+    from app_testutils import make_settings
+
+    server, thread, base = _serve(create_app(make_settings(tmp_path / "data"), start_worker=False))
+    try:
+        _open(driver, base + "/", "home")
+        errors = [(["body", "extract", "options", "val_fraction"], "options.val_fraction must be in (0, 1), got 1.5."),
+                  (["query", "limit"], "limit must be an integer in [1, 5000], got 0."),
+                  (["body", "pipeline", "probes", 0, "lr_grid", 1], "probes[0].lr_grid[1] must be in (0, 100], got 0."),
+                  (["body", "probe", "config", "loss"], "Value error, Unknown loss 'x'; available: ce.")]
+        said = driver.js(f"return Dash.formatDetail({json.dumps([{'loc': loc, 'msg': msg} for loc, msg in errors])})")
+        assert said.split("; ") == [errors[0][1], errors[1][1], errors[2][1], "config.loss: Unknown loss 'x'",
+                                    "available: ce."]
+    finally:
+        server.should_exit = True
+        thread.join(10)
