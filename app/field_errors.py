@@ -148,7 +148,8 @@ def _message(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, A
     if found is None:
         return None
     schema, path = found
-    constraints = constraints_of(schema, spec)
+    # a parameter is left out, not sent as null: "or None" is no value its text can take
+    constraints = [c for c in constraints_of(schema, spec) if c is not None or loc[0] not in _PARAMETERS]
     if not constraints:
         return None
     if kind == "missing":
