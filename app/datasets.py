@@ -236,6 +236,7 @@ def upload_name(value: str | None) -> str | None:
     """The upload form's ``name`` field, checked like the JSON ``name`` (1-200 characters, no control characters)."""
     from pydantic import TypeAdapter, ValidationError
 
+    from .field_errors import constraints_of, refusal
     from .schemas import Name
 
     if value is None:
@@ -243,7 +244,12 @@ def upload_name(value: str | None) -> str | None:
     try:
         return TypeAdapter(Name).validate_python(value)
     except ValidationError as exc:
-        raise UploadError(f"name: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        # its length or type in every field's words (app.field_errors; pydantic's "String should have at most 200
+        # characters" named no value), its own check's (a character not printable) as it says it
+        error = exc.errors()[0]
+        said = refusal("name", value, constraints_of(TypeAdapter(Name).json_schema(), {})) \
+            if error["type"] != "value_error" else None
+        raise UploadError(said or f"name: {error['msg'].removeprefix('Value error, ')}") from None
 
 
 _FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}

@@ -13,7 +13,7 @@ from typing import Any
 
 from probe.constraints import Boolean, Instance, Interval, Items, Options, Text, check
 
-__all__ = ["REWORDED", "reword_errors", "constraints_of", "operation_of"]
+__all__ = ["REWORDED", "reword_errors", "constraints_of", "operation_of", "refusal"]
 
 # The errors of a field's type or bounds, reworded; others (a model's own ValueError, which ProbeConfig words; a
 # query parameter refused by app.deps) keep their message.
@@ -155,11 +155,17 @@ def _message(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, A
     if kind == "missing":
         return f"{path} is required: " + " or ".join("None" if c is None else c.describe() for c in constraints) + "."
     value = error.get("input")
+    return refusal(path, _parsed(value, constraints) if loc[0] in _PARAMETERS else value, constraints)
+
+
+def refusal(name: str, value: Any, constraints: list) -> str | None:
+    """Why ``constraints`` (:func:`constraints_of` a field's schema) refuse ``value`` of the field ``name``, in
+    :func:`probe.constraints.check`'s words; None where they accept it (then the refusal was another check's)."""
     try:
-        check(path, _parsed(value, constraints) if loc[0] in _PARAMETERS else value, constraints)
+        check(name, value, constraints)
     except ValueError as exc:
         return str(exc)
-    return None  # the published schema accepts the value: pydantic's own words say what else refused it
+    return None
 
 
 def _named(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, Any]) -> str | None:

@@ -232,3 +232,19 @@ def test_unknown_missing_and_validated_fields_are_named(client, method, url, bod
     be (once, though each job kind's body is an object), and a field's own check its field."""
     resp = client.request(method.upper(), url, json=body)
     assert resp.status_code == 422 and [(e["loc"], e["msg"]) for e in resp.json()["detail"]] == [(loc, msg)]
+
+
+@pytest.mark.parametrize("name, said", [
+    ("x" * 201, "name must be at most 200 characters, got 201."),
+    ("", "name must be a string of 1 to 200 characters, got ''."),
+    ("a\x01", "name: character U+0001 at position 2 is not printable"),
+])
+def test_the_upload_forms_name_is_refused_in_the_json_fields_words(client, name, said):
+    """The multipart upload's ``name`` is the JSON ``name`` (app.schemas.Name): its length was pydantic's "name:
+    String should have at most 200 characters", naming no value."""
+    from app_testutils import tiny_zip_bytes
+
+    resp = client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1), "application/zip")},
+                       data={"name": name})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith(said), resp.text
+    assert client.get("/api/datasets").json() == []
