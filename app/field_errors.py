@@ -186,4 +186,13 @@ def reword_errors(errors: list[dict[str, Any]], operation: dict[str, Any] | None
     the message of each field refused for its type or bounds in the project's words."""
     if operation is None:
         return errors
-    return [{**error, "msg": _message(error, operation, spec) or error.get("msg", "")} for error in errors]
+    return [{**error, "msg": _reworded(error, operation, spec) or error.get("msg", "")} for error in errors]
+
+
+def _reworded(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, Any]) -> str | None:
+    """:func:`_message`, or None (pydantic's words kept) where the error or the schema is not as it expects: the
+    handler of a 422 must not fail into a 500."""
+    try:
+        return _message(error, operation, spec)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, re.error):
+        return None

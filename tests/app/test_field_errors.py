@@ -248,3 +248,17 @@ def test_the_upload_forms_name_is_refused_in_the_json_fields_words(client, name,
                        data={"name": name})
     assert resp.status_code == 422 and resp.json()["detail"].startswith(said), resp.text
     assert client.get("/api/datasets").json() == []
+
+
+def test_an_error_the_rewording_cannot_read_keeps_pydantics_words():
+    """The 422 handler rewords pydantic's errors by the published schema: an error whose loc or input it cannot
+    read (a part that is no name or index, a schema without its parts) keeps pydantic's message instead of failing
+    the handler into a 500."""
+    from app.field_errors import operation_of, reword_errors
+
+    spec = create_app(make_settings(Path(tempfile.mkdtemp()) / "state")).openapi()
+    operation = operation_of(spec, "/api/jobs", "POST")
+    odd = [{"type": "int_type", "loc": ("body", ["kind"]), "msg": "Input should be a valid integer", "input": 1},
+           {"type": "int_type", "loc": ("query", "limit"), "msg": "kept", "input": "x"}]
+    assert [e["msg"] for e in reword_errors(odd, operation, {"paths": {}})] == ["Input should be a valid integer",
+                                                                                 "kept"]
