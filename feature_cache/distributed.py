@@ -47,7 +47,7 @@ from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _rem
                       check_decodable, plan_extraction, remove_stale_shards, resolve_workers, rotated_lines,
                       rotated_of, run_plan, shard_path)
 from .options import add_extract_arguments, check_options, found, open_requested, said_after, said_before, skipped_lines
-from .store import _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
+from .store import SHARD_ATTR, _set_attrs, _write_split, cache_bytes, library_versions, open_cache, replacing_file
 
 __all__ = ["shard_bounds", "shard_splits", "shard_path", "merge_shards", "extract_distributed", "main"]
 
@@ -70,14 +70,14 @@ def shard_splits(splits: dict[str, list[Sample]], rank: int, world_size: int) ->
 
 def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> Path:
     """Concatenate finished shard caches (in the given order) into ``final``, atomically, chunk by chunk."""
-    first = open_cache(shards[0])
+    first = open_cache(shards[0], shard=True)
     d = first.num_features
     totals = {s: 0 for s in SPLITS}
     skipped: list[list[str]] = []
     rotated: list[str] = []
     digested = True  # every shard keeps its rows' content digests (one resumed from an older partial file: not)
     for path in shards:
-        cache = open_cache(path)
+        cache = open_cache(path, shard=True)
         digested = digested and all(cache.digests(split) is not None for split in cache.splits)
         if cache.num_features != d or cache.fingerprint != first.fingerprint:
             raise ValueError(f"shard {path} does not belong with {shards[0]} (width or fingerprint differs).")
@@ -86,7 +86,8 @@ def merge_shards(shards: Sequence[Path], final: Path, attrs: dict[str, Any]) -> 
         skipped += cache.attrs.get("skipped", [])
         rotated += rotated_of(cache)
     with replacing_file(final, needs=cache_bytes(totals, d, first.dtype)) as out:  # every split's dtype
-        _set_attrs(out, {**first.attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped, "rotated": rotated})
+        first_attrs = {key: value for key, value in first.attrs.items() if key != SHARD_ATTR}
+        _set_attrs(out, {**first_attrs, **attrs, "skipped": attrs.get("skipped", []) + skipped, "rotated": rotated})
         for split in SPLITS:
             with h5py.File(shards[0], "r") as src:
                 dtype = src[split]["features"].dtype
@@ -256,7 +257,7 @@ def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size
     total = torch.tensor([encoded], dtype=torch.int64)
     dist.all_reduce(total)
     skipped_by_rank: list[Any] = [None] * world
-    dist.all_gather_object(skipped_by_rank, open_cache(own).attrs.get("skipped", []))
+    dist.all_gather_object(skipped_by_rank, open_cache(own, shard=True).attrs.get("skipped", []))
     # every rank knows every shard's failures and leaves the collective together, to raise the same error or to
     # merge: a rank that raised straight after all_gather_object aborted ("terminate called") under load
     dist.barrier()
@@ -275,7 +276,7 @@ def _encode_and_merge(plan: ExtractionPlan, rank: int, world: int, *, batch_size
 def _encode_shard(plan: ExtractionPlan, own: Path, rank: int, world: int, *, batch_size: int, workers: int | None,
                   show_progress: bool, tune_allocator: bool) -> int:
     """Encode this rank's block of every split into its shard file ``own`` (kept when finished); the images encoded."""
-    if own.exists() and open_cache(own).fingerprint == plan.fingerprint:
+    if own.exists() and open_cache(own, shard=True).fingerprint == plan.fingerprint:
         logger.info("rank %d: shard %s already finished", rank, own)
         return 0
     partial, encoded = run_plan(
@@ -289,7 +290,7 @@ def _encode_shard(plan: ExtractionPlan, own: Path, rank: int, world: int, *, bat
     )
     # this rank's decode failures: what check_decodable and the merged cache's `skipped` read of every shard
     partial.finalize(own, {"created_at": "", "versions": library_versions(), "skipped": partial.skipped,
-                           "rotated": partial.rotated})
+                           "rotated": partial.rotated, SHARD_ATTR: f"{rank}-of-{world}"})
     return encoded
 
 

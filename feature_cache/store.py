@@ -106,6 +106,9 @@ JSON_ATTRS = ("preprocess", "class_names", "versions", "skipped", "split_params"
 DTYPES = ("float16", "float32")
 _STR = h5py.string_dtype("utf-8")
 CHUNK_ROWS = 1024
+# the root attribute "<rank>-of-<world>" of one rank's shard file of a torchrun extraction (feature_cache.distributed):
+# a block of each split, under the whole cache's fingerprint, which open_cache refuses to any other reader
+SHARD_ATTR = "shard"
 
 
 def library_versions() -> dict[str, str | None]:
@@ -678,12 +681,13 @@ def _malformed_split(h5: h5py.File, split: str) -> str | None:
     return None
 
 
-def open_cache(path: str | Path) -> FeatureCache:
-    """Open a finished cache read-only.
+def open_cache(path: str | Path, *, shard: bool = False) -> FeatureCache:
+    """Open a finished cache read-only; with ``shard``, a finished shard file of a torchrun extraction too (its merge).
 
     Raises:
         FileNotFoundError: no such file.
-        CacheMismatch: a folder, not a cache, an unfinished ``*.partial`` file or another schema version.
+        CacheMismatch: a folder, not a cache, an unfinished ``*.partial`` file, a shard file (:data:`SHARD_ATTR`)
+            or another schema version.
     """
     path = Path(path)
     if path.name.endswith(".partial"):
@@ -734,4 +738,7 @@ def open_cache(path: str | Path) -> FeatureCache:
         )
     if "complete" in attrs or len(width) != 1 or 0 in width:  # no feature at all: no probe (an attack round)
         raise CacheMismatch(f"{path} is incomplete or malformed.")
+    if SHARD_ATTR in attrs and not shard:  # half the images under the whole cache's fingerprint: 'reused' (a round)
+        raise CacheMismatch(f"{path} is shard {str(attrs[SHARD_ATTR])[:40]} of an unfinished torchrun extraction, not "
+                            "a finished cache: run the same torchrun command with as many processes to merge it.")
     return FeatureCache(path, attrs, sizes, width.pop())

@@ -518,3 +518,23 @@ def test_the_command_names_the_rotated_photos_as_mr2probe_extract_does(tmp_path)
     notes = [line for line in _said(ranks[0]["stderr"]) if "EXIF" in line]
     assert len(notes) == 1 and notes[0].startswith("note: 2 images of the cache carry an EXIF orientation")
     assert sorted(open_cache(out).attrs["rotated"]) == ROTATED
+
+
+def test_a_finished_shard_is_refused_as_a_cache_and_its_merge_keeps_no_shard_mark(tree, tmp_path):
+    """A torchrun run killed before its merge left `CACHE.h5.shard0-of-2.h5`, half the images under the whole cache's
+    fingerprint: `mr2probe extract --out` of it said 'reused' with half the counts, and `train` read it (a round)."""
+    from feature_cache import CacheMismatch
+
+    plan = plan_extraction(tree, tiny_encoder(), None, out=tmp_path / "multi.h5")
+    shard = tmp_path / "multi.h5.shard0-of-2.h5"
+    distributed._encode_shard(plan, shard, 0, 2, batch_size=4, workers=0, show_progress=False, tune_allocator=False)
+    renamed = shard.rename(tmp_path / "copy.h5")  # the mark is in the file, not its name
+    with pytest.raises(CacheMismatch, match=r"copy\.h5 is shard 0-of-2 of an unfinished torchrun extraction"):
+        open_cache(renamed)
+    with pytest.raises(CacheMismatch, match="shard 0-of-2"):
+        extract(tree, tiny_encoder(), None, out=renamed, workers=0, show_progress=False)
+    assert open_cache(renamed, shard=True).split_sizes["train"] < len(plan.data.splits["train"])
+    with one_process_group():
+        distributed.extract_distributed(tree, tiny_encoder(), None, out=tmp_path / "multi.h5", workers=0,
+                                        show_progress=False)
+    assert "shard" not in open_cache(tmp_path / "multi.h5").attrs  # the merged cache is a cache
