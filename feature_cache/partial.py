@@ -30,6 +30,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -119,8 +120,11 @@ class PartialCache:
         f = _locked(path, create=True)
         f.truncate(0)  # only once locked: never under another process that holds the file
         header = {"attrs": dict(attrs), "num_features": int(num_features), "dtype": str(np.dtype(dtype))}
-        f.write(MAGIC + _record(json.dumps(header, ensure_ascii=False).encode()))
-        f.flush()
+        try:
+            _write(f, path, MAGIC + _record(json.dumps(header, ensure_ascii=False).encode()), "")
+        except OSError:
+            _close(f)  # its lock too: the next run starts the torn file afresh
+            raise
         return cls(f, path, header)
 
     @classmethod
@@ -193,12 +197,8 @@ class PartialCache:
         payload = b"".join((_META.pack(len(encoded)), encoded, features.tobytes(),
                             np.asarray(labels, dtype=_LABELS).tobytes(), b"" if digests is None else digests.tobytes()))
         offset = self.f.seek(0, 2) + _RECORD.size
-        try:
-            self.f.write(_record(payload))
-            self.f.flush()
-        except OSError as exc:  # a full disk, a file-size limit: '[Errno 27] File too large' named no file
-            raise OSError(exc.errno, f"cannot write {self.path}: {exc.strerror or exc}; the images encoded before "
-                          "are kept in it and the same extraction resumes from them") from None
+        _write(self.f, self.path, _record(payload),
+               "; the images encoded before are kept in it and the same extraction resumes from them")
         self._account(meta, offset)
 
     def _split_chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]]:
@@ -248,8 +248,26 @@ class PartialCache:
         return final
 
     def close(self) -> None:
-        if not self.f.closed:
-            self.f.close()  # releases the lock
+        _close(self.f)
+
+
+def _write(f: BinaryIO, path: Path, data: bytes, kept: str) -> None:
+    """Write ``data`` to the log ``f`` and flush it; an OSError (a full disk, a file-size limit: '[Errno 27] File too
+    large' named no file, the header's as well as a chunk's) raised again naming ``path``, then ``kept``."""
+    try:
+        f.write(data)
+        f.flush()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}{kept}") from None
+
+
+def _close(f: BinaryIO) -> None:
+    """Close the log ``f``, which releases its lock. A write that failed (a full disk, a file-size limit) left its
+    bytes in the buffer, whose flush as it closes fails again: ignored, the error that write raised is the one told
+    (the file is closed all the same; a resume cuts off the torn tail)."""
+    if not f.closed:
+        with suppress(OSError):
+            f.close()
 
 
 def _join(chunks: list[tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -239,4 +240,53 @@ def test_a_cache_over_the_file_size_limit_is_refused_before_hdf5_writes_it(tmp_p
     assert refused.value.errno == errno.EFBIG and "file-size limit (ulimit -f) of 0.0 MiB" in str(refused.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5.partial"]
     monkeypatch.undo()
+    assert open_partial(path).progress("train") == (5, 5)
+
+
+@contextmanager
+def file_size_limit(size: int):
+    """This process's file-size limit (``ulimit -f``) at ``size`` bytes: a write past it fails with EFBIG (Python
+    ignores SIGXFSZ)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_header_over_the_file_size_limit_names_the_file_and_the_next_run_starts_afresh(tmp_path):
+    """`ulimit -f 1`: the log's header (buffered, under 8 KiB) failed as its file was closed, and `mr2probe extract`
+    said '[Errno 27] File too large', naming no file (a round). The error names the file; a retry in the same
+    process is not 'busy' and starts the torn log afresh."""
+    import errno
+
+    path = tmp_path / "c.h5.partial"
+    with file_size_limit(100), pytest.raises(OSError) as caught:
+        open_partial(path)
+    assert caught.value.errno == errno.EFBIG and f"cannot write {path}: File too large" in str(caught.value)
+    partial = open_partial(path)
+    partial.append("train", *chunk(0), next_index=5)
+    partial.close()
+    assert open_partial(path).progress("train") == (5, 5)
+
+
+def test_a_small_chunk_over_the_file_size_limit_is_named_and_closing_the_log_keeps_that_error(tmp_path):
+    """A chunk under 8 KiB stays in the file's buffer when its flush fails: closing the log flushed it again and
+    raised '[Errno 27] File too large' in place of the error naming the file (a round)."""
+    import errno
+
+    path = tmp_path / "c.h5.partial"
+    partial = open_partial(path)
+    partial.append("train", *chunk(0), next_index=5)
+    with file_size_limit(path.stat().st_size + 10), pytest.raises(OSError) as caught:
+        try:
+            partial.append("train", *chunk(1), next_index=10)
+        finally:
+            partial.close()  # as run_plan closes it on the way out
+    assert caught.value.errno == errno.EFBIG
+    assert f"cannot write {path}: File too large; the images encoded before are kept" in str(caught.value)
+    partial.close()
     assert open_partial(path).progress("train") == (5, 5)
