@@ -370,7 +370,9 @@ def first_class_difference(a: list[str], b: list[str], sides: tuple[str, str] = 
     a 'frog' folder added beside 'dog', hid what changed; a data-set-iteration round), else (the same classes in
     another order) the first position whose names differ."""
     a, b = list(a), list(b)
-    only = [(side, [repr(n) for n in x if n not in set(y)]) for side, x, y in ((sides[0], a, b), (sides[1], b, a))]
+    # each list's set made once: built per name, 5,000 classes took 3.8 s to word one refusal (a review)
+    only = [(side, [repr(n) for n in x if n not in other]) for side, x, other in ((sides[0], a, set(b)),
+                                                                                (sides[1], b, set(a)))]
     if any(names for _, names in only):
         return f"{len(a)} against {len(b)} classes; " + "; ".join(
             f"only {side} has {listed(names, 10)}" for side, names in only if names)
