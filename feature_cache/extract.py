@@ -508,8 +508,10 @@ def _data_change(cache: Any, data: LabelledImages) -> str:
         return ", ".join(f"{split} {n:,}" for split, n in counts.items())
 
     there, now = list(cache.class_names), list(data.class_names)
+    # names looked up in a set: in the other list, 20,000 classes took 400 million comparisons (a review)
     classes = [f"classes only {when}: {listed([repr(c) for c in names if c not in other], 10)}"
-               for when, names, other in (("there", there, now), ("now", now, there)) if set(names) - set(other)]
+               for when, names, other in (("there", there, set(now)), ("now", now, set(there)))
+               if not other.issuperset(names)]
     return ("the data set's files (added, removed, renamed or edited since that cache was extracted, or another "
             f"folder or archive: there {sizes(cache.split_sizes)}; now {sizes(data.counts())}"
             + "".join(f"; {c}" for c in classes) + ")")

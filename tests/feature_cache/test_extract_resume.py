@@ -422,3 +422,32 @@ def test_a_partial_file_written_before_digests_were_kept_finishes_a_cache_withou
     resumed = run(tree, None, out=out)
     assert 0 < resumed.encoded < TOTAL
     assert all(open_cache(out).digests(split) is None for split in ("train", "val", "test"))
+
+
+class _CountedName(str):
+    """A class name counting how often it is compared for equality (one count shared by all)."""
+
+    compared = [0]
+
+    def __eq__(self, other):
+        self.compared[0] += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_changed_classes_are_looked_up_in_sets():
+    """The refusal's "classes only there / now" looked each name up in the other list: 20,000 classes, 400 million
+    comparisons for one message (a review). Each name is looked up in a set, a comparison or so each."""
+    from types import SimpleNamespace
+
+    from feature_cache.extract import _data_change
+
+    there = [_CountedName(f"c{i:03d}") for i in range(300)]
+    now = there[:-1] + [_CountedName("new")]
+    cache = SimpleNamespace(class_names=there, split_sizes={"train": 300})
+    data = SimpleNamespace(class_names=now, counts=lambda: {"train": 300})
+    _CountedName.compared[0] = 0
+    text = _data_change(cache, data)
+    assert "classes only there: 'c299'; classes only now: 'new'" in text
+    assert _CountedName.compared[0] < 10 * len(there)
