@@ -95,15 +95,20 @@ def _data_root(data: Path, sources: list[str]) -> Path:
         named = dict.fromkeys([data, data.resolve()])
     except (OSError, RuntimeError):  # a symlink loop
         named = {data: None}
-    for folder in named:
-        if all(source.startswith(f"{folder.name}/") and (folder.parent / source).is_file() for source in sources):
-            return folder.parent
+    # the folder above where the paths start with its name; the root holding the most of them (a file moved since
+    # the extraction under a zip's top folder read '--data must be the folder these paths start in': a review)
+    missed = {data: missing, **{folder.parent: [s for s in sources if not (folder.parent / s).is_file()]
+                                for folder in named if all(s.startswith(f"{folder.name}/") for s in sources)}}
+    root = min(missed, key=lambda folder: len(missed[folder]))
+    missing = missed[root]
+    if not missing:
+        return root
     first = missing[0]
     if len(missing) < len(sources):  # the folder holds the others: these left it since the extraction, and --data
         # was right (a class folder renamed read 'must be the folder these paths start in'; a data-set-iteration round)
         print(f"warning: {len(missing)} of the {len(sources)} listed files are no longer under --data {data} (such as "
-              f"{data / first}): moved, renamed or removed since the run's cache was extracted", file=sys.stderr)
-        return data
+              f"{root / first}): moved, renamed or removed since the run's cache was extracted", file=sys.stderr)
+        return root
     print(f"warning: {len(missing)} of the {len(sources)} listed files do not exist under --data {data} (such as "
           f"{data / first}): --data must be the folder these paths start in, the one holding "
           f"{first.split('/')[0]} (the cache records paths inside the data set, such as {first})", file=sys.stderr)

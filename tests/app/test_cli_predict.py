@@ -789,6 +789,24 @@ def test_failures_data_warns_of_files_replaced_since_the_extraction(tmp_path, ca
         "moved, renamed or removed since the run's cache was extracted\n")
 
 
+def test_data_naming_a_zips_top_folder_with_a_file_moved_since(tmp_path, capsys):
+    """Paths that start with --data's own name (a zip of the folder) and one file moved away since the extraction:
+    the folder above was taken only where it held every file, so the warning said '--data must be the folder these
+    paths start in' and every path was joined under digits/digits/ (a review). The folder holding the most of them
+    is taken, and the warning names the file gone."""
+    from app.commands import full_paths
+
+    sources = [f"digits/test/{c}/{i}.png" for c in ("cat", "dog") for i in range(3)]
+    for source in sources[1:]:
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / source).write_bytes(b"png")
+    rows = full_paths([{"source": source} for source in sources], tmp_path / "digits")
+    assert [row["source"] for row in rows] == [str(tmp_path / source) for source in sources]
+    assert capsys.readouterr().err == (
+        f"warning: 1 of the 6 listed files are no longer under --data {tmp_path / 'digits'} (such as "
+        f"{tmp_path / sources[0]}): moved, renamed or removed since the run's cache was extracted\n")
+
+
 def test_images_predicted_as_a_class_absent_from_the_split_are_said(run, tmp_path, capsys):
     """The table lists the classes with images: 2 of 30 val images called a class without val images showed
     93.3 % beside every listed precision at 100 %, and nowhere the class they went to (an extremes round)."""
