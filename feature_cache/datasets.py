@@ -584,7 +584,10 @@ def _unread_manifest(path: Path, skipped: list[tuple[str, str]]) -> str:
     """The sentence of a refusal of ``path`` read as class folders that holds a CSV file, skipped: how to read it as
     the manifest instead, or "". A folder holding its manifest was read as class folders, the CSV unmentioned (a
     new-user round); a zip of the same files, uploaded, still said nothing of it (a review)."""
-    found = sorted(source for source, _ in skipped if source.lower().endswith(".csv"))
+    # the shallowest first: a notes.csv inside a class folder ('cat/notes.csv') was named before the top folder's
+    # labels.csv, sorted ahead of it by name (a review)
+    found = sorted((source for source, _ in skipped if source.lower().endswith(".csv")),
+                   key=lambda source: (source.count("/"), source))
     if not found:
         return ""
     where = path / found[0] if path.is_dir() else f"{found[0]} in {path.name}, once unpacked"

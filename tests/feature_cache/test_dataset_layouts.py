@@ -629,6 +629,18 @@ def test_a_folder_holding_its_manifest_says_to_name_the_manifest(tmp_path):
         open_dataset(tmp_path)
 
 
+def test_the_top_folders_manifest_is_named_before_a_csv_in_a_class_folder(tmp_path):
+    """A folder holding labels.csv beside one class folder that holds a notes.csv: the refusal named
+    cat/notes.csv, sorted ahead of labels.csv by name (a review). The shallowest CSV is named."""
+    for i in range(3):
+        write_image(tmp_path / "cat" / f"{i}.png", i % 2, i)
+    (tmp_path / "cat" / "notes.csv").write_text("x\n")
+    (tmp_path / "labels.csv").write_text("path,label\ncat/0.png,a\ncat/1.png,b\n")
+    with pytest.raises(DatasetError) as raised:
+        open_dataset(tmp_path)
+    assert f"A manifest here is read only when named itself: {tmp_path / 'labels.csv'} (" in str(raised.value)
+
+
 def test_a_zip_of_flat_images_and_their_manifest_says_how_to_read_the_manifest(tmp_path):
     """A zip of images in no folder beside their labels.csv was refused as 0 class folders, the manifest unmentioned,
     where the same files in a folder named it (a review): the archive's refusal names it and how to give it."""
