@@ -290,13 +290,20 @@ def _named(configs: list[dict[str, Any]], drop: list[str], class_names: list[str
     return [{**c, "drop_classes": dropped_names(drop, class_names)} for c in configs] if drop else configs
 
 
-def _one_drop(probes: list[tuple[str, ProbeConfig, bool]]) -> list[str]:
+def _one_drop(probes: list[tuple[str, ProbeConfig, bool]], class_names: list[str]) -> list[str]:
     """The classes a job's probes leave out, the same for each, in any order (the classes a run keeps are in the
-    cache's order whatever theirs; the same classes named in another order were refused as others, an attack round):
-    a pipeline's first probe is the others' reference, whose groups and floor are per class."""
+    cache's order whatever theirs; the same classes named in another order were refused as others, an attack round)
+    and by any name of theirs among ``class_names`` (``probe.splits.dropped_index``: 'b' and ' b' both name the class
+    'b', and were refused as others): a pipeline's first probe is the others' reference, whose groups and floor are
+    per class."""
+    from probe.splits import dropped_index
+
+    def classes(drop: list[str]) -> set:  # a name that names no class (refused by _kept) as itself
+        return {k if (k := dropped_index(n, class_names)) is not None else class_name(n) for n in drop}
+
     drops = [config.drop_classes for _, config, _ in probes]
     for (field, _, _), drop in zip(probes[1:], drops[1:]):
-        if sorted(class_name(n) for n in drop) != sorted(class_name(n) for n in drops[0]):
+        if classes(drop) != classes(drops[0]):
             said = [listed([repr(n) for n in d], 10) if d else "no class" for d in (drop, drops[0])]
             raise RequestInvalid(f"{field}.drop_classes", f"leaves out {said[0]}, the first probe {said[1]}: every "
                                  "probe of a pipeline leaves out the same classes (the first probe's run gives the "
@@ -339,7 +346,7 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r} holds unlabelled images: nothing to train "
                              f"on; a finished run predicts them (GET /api/runs/{{id}}/predictions.csv?cache="
                              f"{cache_row['id']})")
-    drop = _one_drop(probes)
+    drop = _one_drop(probes, list(cache_row["class_names"]))
     counts, names = _kept(probes[0][0], drop, _class_counts(cache_row), list(cache_row["class_names"]))
     if reference_run:
         check_reference(store.get_run(reference_run), cache_row, names, drop)
@@ -448,7 +455,7 @@ def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, stor
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
         fields = [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)]  # the first: the others' reference
-        drop = _one_drop(fields)
+        drop = _one_drop(fields, list(dataset["class_names"]))
         counts, names = _kept("probes[0]", drop, counts, list(dataset["class_names"]))
         problem = classes_without_message(counts, names)  # a class it keeps without a train or test image
         if problem:

@@ -277,3 +277,17 @@ def test_runs_leaving_out_one_class_named_composed_and_decomposed_list_it_alike(
         assert wait_job(service, resp.json()["id"])["status"] == "succeeded"
     runs = service.get("/api/runs", params={"cache_id": cache["id"]}).json()
     assert [run["left_out"] for run in runs] == [["café"], ["café"]]
+
+
+def test_a_pipeline_whose_probes_name_a_left_out_class_with_and_without_white_space_runs(service, tmp_path):
+    """A review: 'b' and ' b ' both name the class 'b' (probe.splits.dropped_index), and each probe's run leaves it
+    out, but the pipeline was refused with "leaves out ' b ', the first probe 'b': every probe of a pipeline leaves
+    out the same classes". Both probes now store the class's own name."""
+    cache = synthetic_cache(service.app.state.store, tmp_path)
+    body = {"kind": "pipeline", "cache_id": cache["id"],
+            "probes": [dict(ERM, drop_classes=["b"]), dict(MR2, drop_classes=[" b "])]}
+    resp = service.post("/api/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    job = wait_job(service, resp.json()["id"])
+    assert [p["drop_classes"] for p in job["request"]["probes"]] == [["b"], ["b"]]
+    assert job["status"] == "succeeded", job["error"]
