@@ -59,24 +59,37 @@ def full_paths(rows: list[dict], data) -> list[dict]:
     return [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]
 
 
-def warn_changed(rows: list[dict], digests) -> None:
+def warn_changed(rows: list[dict], cache) -> None:
     """One warning on stderr naming the listed files (``rows`` of :func:`full_paths`: each of its ``split``, test
     where none, at its ``row`` of the cache's split, else its ``index``) whose bytes differ from those the cache
-    encoded (``digests(split)``: the split's content digests; a cache that cannot be read, or one written before
-    digests, checks nothing): a file replaced by another of the same name since the extraction listed as the image
-    the run got wrong (a data-set-iteration round)."""
+    encoded (``cache()``, opened once; its digests of the listed rows alone, ``FeatureCache.row_digests``; a cache
+    that cannot be read, or one written before digests, checks nothing; a file that cannot be read now is left to
+    the listing): a file replaced by another of the same name since the extraction listed as the image the run got
+    wrong (a data-set-iteration round)."""
     from pathlib import Path
 
     from feature_cache.datasets import content_digest
 
+    def place(row: dict) -> tuple[str, int]:
+        return row.get("split", "test"), row["row"] if "row" in row else row["index"]
+
     listed = [row for row in rows if row["source"] is not None and os.path.isfile(row["source"])]
+    wanted: dict[str, list[int]] = {}
+    for split, index in map(place, listed):
+        wanted.setdefault(split, []).append(index)
     try:
-        known = {split: digests(split) for split in {row.get("split", "test") for row in listed}}
+        opened = cache()
+        known = {split: opened.row_digests(split, indices) for split, indices in wanted.items()}
     except (KeyError, OSError, ValueError):
         return
-    changed = [row["source"] for row in listed if known[row.get("split", "test")] is not None
-               and content_digest(Path(row["source"]).read_bytes())
-               != bytes(known[row.get("split", "test")][row.get("row", row["index"])])]
+    changed = []
+    for row in listed:
+        split, index = place(row)
+        try:
+            if index in known[split] and content_digest(Path(row["source"]).read_bytes()) != known[split][index][1]:
+                changed.append(row["source"])
+        except OSError:  # removed or unreadable since it was found: the listing still names it
+            continue
     if changed:
         print(f"warning: {len(changed)} of the {len(listed)} listed files changed since the run's cache was extracted "
               f"(such as {changed[0]}), so the images there are not those the run scored: extract the folder again "

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                            lambda: run_cache(report, args.run_dir, option=None))
     rows = full_paths(rows, args.data)
     if args.data is not None:
-        warn_changed(rows, lambda split: run_cache(report, args.run_dir, option=None).digests(split))
+        warn_changed(rows, lambda: run_cache(report, args.run_dir, option=None))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

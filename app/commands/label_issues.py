@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if found.note:  # --folds not given, fewer than the default on few-shot data (as the service's job log says)
         print(f"note: {found.note}", file=sys.stderr)
     if args.data is not None:
-        warn_changed(rows, lambda split: run_cache(load_report(args.run_dir), args.run_dir,
-                                                   args.features).digests(split))
+        warn_changed(rows, lambda: run_cache(load_report(args.run_dir), args.run_dir, args.features))
     caution = weak_refit_caution(found.accuracy)
     if caution:  # before the listing, which it qualifies
         print(f"warning: {caution}", file=sys.stderr)

@@ -746,7 +746,7 @@ def test_failures_data_resolves_the_folder_a_zip_was_made_from(tmp_path, capsys)
             "digits (the cache records paths inside the data set, such as digits/test/") in captured.err
 
 
-def test_failures_data_warns_of_files_replaced_since_the_extraction(tmp_path, capsys):
+def test_failures_data_warns_of_files_replaced_since_the_extraction(tmp_path, capsys, monkeypatch):
     """A test image replaced by another under the same name after the run: `failures --data` listed the new file as
     the image the run got wrong (a data-set-iteration round). The listed files are checked against the cache's
     content digests, and one warning names those that changed."""
@@ -787,6 +787,22 @@ def test_failures_data_warns_of_files_replaced_since_the_extraction(tmp_path, ca
     assert capsys.readouterr().err.startswith(
         f"warning: 1 of the {len(listed)} listed files are no longer under --data {tmp_path} (such as {listed[0]}): "
         "moved, renamed or removed since the run's cache was extracted\n")
+    # a listed file that cannot be read now (removed between the listing and the check, unreadable): the listing is
+    # printed, not an OSError; and the cache's digests are read for the listed rows alone (every row was read)
+    import pathlib
+
+    from feature_cache.store import FeatureCache
+
+    read, asked = pathlib.Path.read_bytes, []
+    def failing(self):
+        if str(self) == listed[1]:
+            raise PermissionError(13, "denied")
+        return read(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", failing)
+    monkeypatch.setattr(FeatureCache, "digests", lambda self, split: asked.append(split))
+    assert main(["failures", str(out), "--json", "--data", str(tmp_path)]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == len(listed) and asked == []
 
 
 def test_data_naming_a_zips_top_folder_with_a_file_moved_since(tmp_path, capsys):
