@@ -178,17 +178,19 @@ def _with_thumbnails(rows: list[dict], store: Store, cache_id: str, split: str) 
     return rows
 
 
-def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]]) -> Callable[..., str | None]:
+def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]], drop: list[str] | None = None
+                ) -> Callable[..., str | None]:
     """The thumbnail URL of the image ``source`` at (split, row) of ``wanted`` in the cache: of the cache's data set,
     with the content digest the cache recorded at that row where it keeps one and its source there is ``source``,
     so that a file replaced since the extraction is refused (409) rather than shown as the image the cache encoded
     and its runs scored (a review); None for a cache the service does not know (registered outside it) or an image
-    without a source. Only the rows listed are read (a label-issues page of a 1.28M-image cache read every source)."""
+    without a source. Only the rows listed are read (a label-issues page of a 1.28M-image cache read every source).
+    ``drop``: the classes the run left out, where ``wanted``'s rows are the run's (:func:`_row_digests`)."""
     try:
         row = store.get_cache(cache_id)
     except KeyError:
         return lambda source, split, index: None
-    known = _row_digests(row, wanted)
+    known = _row_digests(row, wanted, drop)
 
     def url(source: str | None, split: str, index: int) -> str | None:
         found = known.get((split, index))  # a row whose source is another (a run's rows mapped wrong): no digest
@@ -196,21 +198,30 @@ def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]]) -> C
     return url
 
 
-def _row_digests(cache_row: dict, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, bytes]]:
+def _row_digests(cache_row: dict, wanted: list[tuple[str, int]], drop: list[str] | None = None
+                 ) -> dict[tuple[str, int], tuple[str, bytes]]:
     """``FeatureCache.row_digests`` of each split's rows of ``wanted`` in the cache of ``cache_row``, by (split, row);
-    {} where its file cannot be read (gone, moved, replaced: the listing is still given, its thumbnails shown as the
-    files are)."""
+    with ``drop``, the rows are those of the run that left those classes out, each read at its row of the cache
+    (``probe.splits.kept_rows``: a near-duplicate pair's rows are the run's, and got no digest). {} where the file
+    cannot be read (gone, moved, replaced: the listing is still given, its thumbnails shown as the files are)."""
     from feature_cache import open_cache
+    from probe.splits import kept_rows
 
     by_split: dict[str, list[int]] = {}
     for split, index in wanted:
         by_split.setdefault(split, []).append(index)
+    found: dict[tuple[str, int], tuple[str, bytes]] = {}
     try:
         cache = open_cache(cache_file(cache_row))
-        return {(split, r): found for split, rows in by_split.items() if split in cache.splits
-                for r, found in cache.row_digests(split, rows).items()}
+        for split in set(by_split) & set(cache.splits):
+            given = kept_rows(cache.labels(split), cache.class_names, drop) if drop else None
+            at = {r: r if given is None else int(given[r]) for r in by_split[split]
+                  if given is None or 0 <= r < len(given)}
+            read = cache.row_digests(split, at.values())
+            found.update({(split, r): read[g] for r, g in at.items() if g in read})
     except (KeyError, OSError, ValueError):
         return {}
+    return found
 
 
 @router.get("/runs/{run_id}/scores/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
@@ -288,11 +299,12 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
     from probe.rundir import read_run
 
     run = store.get_run(run_id)
-    found, pairs = read_run(run["path"], lambda: _pairs(store, run))  # of one run: a train --force between mixed two
+    found, pairs, drop = read_run(run["path"], lambda: _pairs(store, run))  # of one run: a --force between mixed two
     if pairs is None or found is None:
         raise HTTPException(404, no_pairs_message(repr(run_id), checked=found is not None))
     shown = pairs[offset:offset + limit]
-    thumbnail = _thumbnails(store, run["cache_id"], [place for pair in shown for place in _pair_places(pair)])
+    thumbnail = _thumbnails(store, run["cache_id"], [place for pair in shown for place in _pair_places(pair)],
+                            drop)
     items = [{**pair, "test_thumbnail_url": thumbnail(pair["test"], *test),
               "seen_thumbnail_url": thumbnail(pair["seen"], *seen)}
              for pair in shown for test, seen in [_pair_places(pair)]]
@@ -309,13 +321,14 @@ def _pair_places(pair: dict) -> tuple[tuple[str, int], tuple[str, int]]:
 
 
 def _pairs(store: Store, run: dict) -> tuple:
-    """The run's near-duplicate check (its report's) and its list of pairs (None without one); 422 for a damaged
-    list."""
+    """The run's near-duplicate check (its report's), its list of pairs (None without one) and the classes it left
+    out (its pairs' rows are of the splits without them); 422 for a damaged list."""
     from probe.near_duplicates import read_pairs
 
-    found = _report(store, run["id"]).near_duplicates
+    report = _report(store, run["id"])
+    found = report.near_duplicates
     try:
-        return found, read_pairs(run["path"], found and found.test_images)
+        return found, read_pairs(run["path"], found and found.test_images), report.config.get("drop_classes")
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 
