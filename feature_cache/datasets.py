@@ -882,7 +882,8 @@ def unread_manifest_warning(data: LabelledImages, shown: int = 3) -> str | None:
     were, one = ("were", "one") if len(found) > 1 else ("was", "it")
     return (f"{listed([repr(f) for f in found], shown)} {were} not read: the labels are the class folders' names "
             f"({listed([repr(c) for c in data.class_names], 5)}). If {one} is a CSV manifest of the labels, give that "
-            f"file itself as the data set ({GIVE_MANIFEST}): a manifest inside a folder or archive of images is not read")
+            f"file itself as the data set ({GIVE_MANIFEST}): a manifest inside a folder or archive of images is not "
+            "read")
 
 
 def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:

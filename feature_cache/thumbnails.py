@@ -40,7 +40,8 @@ class Thumbnailer:
 
         Args:
             digest: the :func:`~feature_cache.datasets.content_digest` a cache recorded of ``source`` (its
-                ``digests``): the file's bytes must still be those (else :class:`~feature_cache.errors.ImageChanged`, nothing shown).
+                ``digests``): the file's bytes must still be those (else
+                :class:`~feature_cache.errors.ImageChanged`, nothing shown).
 
         Raises:
             KeyError: the data set does not list ``source``.

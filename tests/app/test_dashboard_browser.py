@@ -504,7 +504,8 @@ def test_the_run_page_and_the_launch_form_fit_a_375_px_phone(driver, live_server
             const list = document.getElementById('confused-pairs'), card = list.closest('section');
             const edge = card.getBoundingClientRect().right;
             return [list.querySelectorAll('li').length > 0, card.scrollWidth - card.clientWidth,
-                    Array.from(list.querySelectorAll('li > *')).filter((e) => e.getBoundingClientRect().right > edge).length];
+                    Array.from(list.querySelectorAll('li > *'))
+                      .filter((e) => e.getBoundingClientRect().right > edge).length];
             """) == [True, 0, 0]
     finally:
         driver.window(1400, 1800)
@@ -3548,8 +3549,8 @@ def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finishe
     driver.js("const t = document.getElementById('per-class-table'); t.closest('section.card').querySelector('h2')"
               ".setAttribute('tabindex', '-1'); t.closest('section.card').querySelector('h2').focus()")
     driver.keys(TAB)
-    assert driver.js("const a = document.activeElement; return [a.tagName, a.textContent, a.parentElement.tagName]") == \
-        ["BUTTON", "class", "TH"]
+    focused = "const a = document.activeElement; return [a.tagName, a.textContent, a.parentElement.tagName]"
+    assert driver.js(focused) == ["BUTTON", "class", "TH"]
     # a button a screen reader names and says it can press, in a column header whose aria-sort says the order (a
     # focusable header was said as "column header, class" with no action; a keyboard and screen reader round)
     assert driver.ax("#per-class-table th:nth-child(2) button") == {"role": "button", "name": "group",
@@ -3577,7 +3578,8 @@ def test_the_first_tab_stop_skips_the_header_to_the_pages_content(driver, live_s
     driver.js("document.activeElement.blur()")
     driver.keys(TAB)
     link = driver.js("const a = document.activeElement, b = a.getBoundingClientRect(); "
-                     "return [a.className, a.getAttribute('href'), b.top >= 0 && b.bottom <= innerHeight && b.width > 0]")
+                     "return [a.className, a.getAttribute('href'), "
+                     "b.top >= 0 && b.bottom <= innerHeight && b.width > 0]")
     assert link == ["skip-link", "#main", True]  # shown while it has the focus
     assert driver.ax("a.skip-link")["name"] == "Skip to the page's content"
     driver.keys(ENTER)
@@ -3617,7 +3619,8 @@ def test_the_header_says_which_page_is_open(driver, live_server, finished):
 
 
 TABLES = """return Array.from(document.querySelectorAll('main table')).map(t => [t.id,
-    t.caption ? t.caption.textContent : null, Array.from(t.tHead.rows[0].cells).every(c => c.getAttribute('scope') === 'col')]);"""
+    t.caption ? t.caption.textContent : null,
+    Array.from(t.tHead.rows[0].cells).every(c => c.getAttribute('scope') === 'col')]);"""
 
 
 def test_every_table_has_a_caption_and_headers_of_its_columns(driver, live_server, finished):

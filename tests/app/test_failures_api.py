@@ -695,7 +695,8 @@ def test_failures_and_compare_of_a_run_replaced_between_their_reads_are_the_new_
     client, run = fresh_finished.client, fresh_finished.settings.runs_dir / fresh_finished.erm
     calls = replaced_meanwhile(run, monkeypatch, predictions, "load_pair")  # its classes in capitals
     resp = client.get("/api/compare", params={"base": fresh_finished.mr2, "other": fresh_finished.erm})
-    assert len(calls) == 2 and resp.status_code == 422 and "only the other run has 'AIRPLANE'" in resp.json()["detail"], resp.text
+    assert len(calls) == 2 and resp.status_code == 422, resp.text
+    assert "only the other run has 'AIRPLANE'" in resp.json()["detail"], resp.text
     monkeypatch.undo()
     calls = replaced_meanwhile(run, monkeypatch, Predictions, "load")  # in small letters again
     body = client.get(f"/api/runs/{fresh_finished.erm}/failures", params={"limit": 200}).json()

@@ -33,8 +33,8 @@ const tile = new Node("button");
 tile.append(window.Dash.authImage("/api/datasets/d/thumbnail?source=a.png&digest=00", "cat predicted as dog"));
 setTimeout(() => {
   const shown = tile.children[0];
-  process.stdout.write(JSON.stringify({ tag: shown.tagName, cls: shown.className, attrs: shown.attrs, title: shown.title,
-    text: shown.children.join("") }));
+  process.stdout.write(JSON.stringify({ tag: shown.tagName, cls: shown.className, attrs: shown.attrs,
+    title: shown.title, text: shown.children.join("") }));
 }, 50);
 """
 CHANGED = "the image 'a.png' changed since its features were extracted: extract the data set again"

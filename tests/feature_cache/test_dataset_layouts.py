@@ -646,7 +646,8 @@ def test_a_zip_of_flat_images_and_their_manifest_says_how_to_read_the_manifest(t
     where the same files in a folder named it (a review): the archive's refusal names it and how to give it."""
     for i in range(4):
         write_image(tmp_path / "flat" / f"{i}.png", i % 2, i)
-    (tmp_path / "flat" / "labels.csv").write_text("path,label\n" + "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(4)))
+    rows = "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(4))
+    (tmp_path / "flat" / "labels.csv").write_text("path,label\n" + rows)
     with pytest.raises(DatasetError) as raised:
         open_dataset(zip_dir(tmp_path / "flat", tmp_path / "flat.zip"))
     assert ("found 0 class folder(s) (none); a probe needs at least 2 classes. A manifest here is read only when "
