@@ -429,6 +429,9 @@ def plan_extraction(
     return ExtractionPlan(data, encoder, path, fingerprint, attrs, dtype, reusable, named_by_fingerprint=out is None)
 
 
+_OTHER_OUT = "choose another --out or delete the file"  # what a user's --out that extract cannot write needs
+
+
 def _existing(plan: ExtractionPlan) -> ExtractResult | None:
     """The finished cache that answers ``plan`` (its own, else a reusable one), or None."""
     for path, fingerprint in ((plan.path, plan.fingerprint), *plan.reusable):
@@ -436,11 +439,14 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
             continue
         try:
             cache = open_cache(path)
-        except CacheMismatch:
-            if not plan.named_by_fingerprint:  # a user's own --out file: never touched
-                raise
-            _move_aside(path)
-            continue
+        except CacheMismatch as exc:
+            if plan.named_by_fingerprint:
+                _move_aside(path)
+                continue
+            if path.is_file():  # a user's own --out file, never touched: the reader's words alone ('not a readable
+                # HDF5 feature cache', shared with train) did not say what to do (a review round)
+                raise CacheMismatch(f"{exc} As --out it is left untouched: {_OTHER_OUT}.") from None
+            raise
         if cache.fingerprint == fingerprint:
             logger.info("cache hit: %s (precision %s)", path, cache.attrs.get("precision", "fp32"))
             # what the data set leaves out as it is now (a manifest's missing or repeated rows, non-images), and
@@ -454,7 +460,7 @@ def _existing(plan: ExtractionPlan) -> ExtractResult | None:
         raise CacheMismatch(
             f"{plan.path} holds another cache (encoder {cache.encoder!r}, fingerprint {cache.fingerprint[:16]}…, "
             f"requested {plan.fingerprint[:16]}…{'; it differs in ' + '; '.join(differ) if differ else ''}); "
-            "choose another --out or delete the file."
+            f"{_OTHER_OUT}."
         )
     return None
 

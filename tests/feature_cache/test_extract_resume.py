@@ -87,6 +87,17 @@ def test_out_holding_another_cache_is_refused_and_untouched(tree, tmp_path):
     assert not (tmp_path / "mine.h5.partial").exists()
 
 
+def test_out_that_is_no_cache_says_to_choose_another_out(tree, tmp_path):
+    """An --out file that is no HDF5 cache was refused in the readers' words alone ('is not a readable HDF5 feature
+    cache (...)'), without what to do; now with the advice of an --out holding another cache, the file untouched."""
+    out = tmp_path / "notes.h5"
+    out.write_text("mine")
+    with pytest.raises(CacheMismatch, match=r"notes.h5 is not a readable HDF5 feature cache \(.*\)\. As --out it is "
+                                            r"left untouched: choose another --out or delete the file\.$"):
+        run(tree, None, out=out)
+    assert out.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.h5"]
+
+
 def test_out_of_a_changed_data_set_says_what_changed(tree, tmp_path):
     """The data set changed since the --out cache was extracted from it: the refusal named two content hashes,
     "dataset_fingerprint (there 'b614ce8f…', requested '35bf0044…')" (a data-set-iteration round). It says the data
