@@ -81,7 +81,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe.files import orphaned_temporaries, temporary_name  # noqa: F401 (orphaned_temporaries re-exported)
+from probe.files import orphaned_temporaries, temporary_name, temporary_of  # noqa: F401 (orphaned_... re-exported)
 from probe.names import listed, repeated
 
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, labelled_layout
@@ -686,12 +686,17 @@ def open_cache(path: str | Path, *, shard: bool = False) -> FeatureCache:
 
     Raises:
         FileNotFoundError: no such file.
-        CacheMismatch: a folder, not a cache, an unfinished ``*.partial`` file, a shard file (:data:`SHARD_ATTR`)
-            or another schema version.
+        CacheMismatch: a folder, not a cache, an unfinished ``*.partial`` file or temporary copy, a shard file
+            (:data:`SHARD_ATTR`) or another schema version.
     """
     path = Path(path)
     if path.name.endswith(".partial"):
         raise CacheMismatch(f"{path} is an unfinished extraction (*.partial); run the extraction again to resume it.")
+    copy_of = temporary_of(path)
+    if copy_of is not None:  # a kill while the cache was written at its temporary name left it: read as a cache (a
+        # review round), half written or never moved onto its name
+        raise CacheMismatch(f"{path} is the unfinished temporary copy of {copy_of} that a killed extraction left; "
+                            f"open {copy_of} itself, or run the extraction again to write it.")
     if path.is_dir():
         raise CacheMismatch(f"{path} is a folder, not a cache file: name the .h5 file itself.")
     if path.exists() and not path.is_file():  # a device or FIFO: "does not exist" misled (an attack round)

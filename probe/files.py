@@ -7,6 +7,7 @@ import errno
 import fcntl
 import glob
 import os
+import re
 import secrets
 import threading
 import time
@@ -23,6 +24,13 @@ def temporary_name(path: Path, unique: bool = True) -> Path:
     still runs (:func:`orphaned_temporaries`)."""
     tag = f"{os.getpid()}-{secrets.token_hex(8)}" if unique else str(os.getpid())
     return path.with_name(f".{path.name}.{tag}{TMP_SUFFIX}")
+
+
+def temporary_of(path: str | Path) -> str | None:
+    """The name of the file that ``path`` is a temporary copy of (:func:`temporary_name`'s ``.<name>.<pid>.tmp`` or
+    ``.<name>.<pid>-<hex>.tmp``), or None where it is not one."""
+    match = re.fullmatch(rf"\.(.+)\.\d+(?:-[0-9a-f]+)?{re.escape(TMP_SUFFIX)}", Path(path).name)
+    return match.group(1) if match else None
 
 
 def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path]:

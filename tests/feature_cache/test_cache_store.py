@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import h5py
 import numpy as np
@@ -195,6 +196,22 @@ def test_open_cache_refuses_partial_foreign_and_other_schema(tmp_path):
         h5.attrs["schema_version"] = 2
     with pytest.raises(CacheMismatch, match="schema_version 2; this version reads 1"):
         open_cache(path)
+
+
+def test_open_cache_refuses_the_temporary_copy_a_killed_write_left(tmp_path):
+    """A kill while the cache was written left '.NAME.<pid>.tmp' beside it, which open_cache read as a cache (a
+    whole one, where the kill came before the rename): refused as unfinished, naming the cache it would become."""
+    path = write_cache(tmp_path / "c.h5", splits(np.random.default_rng(4)), ["a", "b", "c"], ATTRS)
+    for name in (".c.h5.4242.tmp", ".c.h5.4242-0a1b2c3d4e5f6a7b.tmp"):
+        copy = tmp_path / name
+        copy.write_bytes(path.read_bytes())
+        with pytest.raises(CacheMismatch, match=rf"^{re.escape(str(copy))} is the unfinished temporary copy of c\.h5 "
+                                                r"that a killed extraction left; open c\.h5 itself, or run the "
+                                                r"extraction again to write it\.$"):
+            open_cache(copy)
+    for name in (".c.h5.tmp", "c.h5.4242.tmp", ".c.h5.4242.tmp.h5"):  # not a temporary name: read as any file
+        (tmp_path / name).write_bytes(path.read_bytes())
+        assert open_cache(tmp_path / name).split_sizes == open_cache(path).split_sizes
 
 
 def test_attributes_are_json_where_documented(tmp_path):
