@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import ExtractionBusy
+from .errors import CacheMismatch, ExtractionBusy
 from .datasets import CONTENT_DIGEST_SIZE
 from .store import CHUNK_ROWS, SCHEMA_VERSION, SPLITS, _set_attrs, _write_split, cache_bytes, replacing_file
 
@@ -96,9 +96,14 @@ class PartialCache:
     def open(cls, path: str | Path, *, attrs: Mapping[str, Any], num_features: int, dtype: str) -> "PartialCache":
         """Open ``path`` to resume when it belongs to ``attrs['fingerprint']``, else start it afresh.
 
-        Raises :class:`~feature_cache.errors.ExtractionBusy` when another process holds it open.
+        Raises :class:`~feature_cache.errors.ExtractionBusy` when another process holds it open,
+        :class:`~feature_cache.errors.CacheMismatch` when it is a folder.
         """
         path = Path(path)
+        if path.is_dir():  # IsADirectoryError, exit 1 (a torchrun rank's shard's too), where a folder given for a file
+            # is a caller's mistake, exit 2 (a review round)
+            raise CacheMismatch(f"{path} is a folder, not the extraction's resumable partial file: move or remove the "
+                                "folder and run the extraction again.")
         if path.exists():
             f = _locked(path)
             try:

@@ -146,11 +146,12 @@ def test_what_the_machine_refuses_and_a_busy_cache_are_one_line_each(tmp_path, c
     out = tmp_path / "cache.h5"
     argv = ["extract", "--data", str(data), "--encoder", "effnet-lite0", "--out", str(out), "--workers", "0",
             "--device", "cpu", "--no-progress"]
-    # a folder where the resumable file goes: the OS refuses to open it as a file
+    # a folder where the resumable file goes: a caller's mistake (exit 2), named, as a folder given for a file is
     (tmp_path / "cache.h5.partial").mkdir()
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "mr2probe extract: error: [Errno 21] Is a directory" in err and "Traceback" not in err
+    assert (f"mr2probe extract: error: {tmp_path / 'cache.h5.partial'} is a folder, not the extraction's resumable "
+            "partial file") in err and "Traceback" not in err
     (tmp_path / "cache.h5.partial").rmdir()
     # another process holds the extraction's lock
     with open(tmp_path / "cache.h5.lock", "a+") as lock:

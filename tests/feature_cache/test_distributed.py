@@ -209,6 +209,22 @@ def test_the_command_prints_a_refusal_in_one_line_and_every_rank_exits_non_zero(
     assert "holds another cache (encoder 'tiny-0'" in errors[0][0] and "Traceback" not in ranks[0]["stderr"]
 
 
+def test_a_shard_partial_path_that_is_a_folder_is_a_callers_mistake(tree, tmp_path):
+    """One rank's '<out>.shard1-of-2.h5.partial' a folder: IsADirectoryError, exit 1, where a folder given for a file
+    is exit 2 elsewhere (a review); now refused in one line naming the folder, every rank exiting 2, nothing written."""
+    out = tmp_path / "multi.h5"
+    folder = tmp_path / "multi.h5.shard1-of-2.h5.partial"
+    folder.mkdir()
+    argv = ["--data", str(tree), "--out", str(out), "--device", "cpu", "--batch-size", "4", "--backend", "gloo"]
+    mp.spawn(distributed_main, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["code"] for r in ranks] == [2, 2]
+    errors = [line for r in ranks for line in r["stderr"].splitlines() if ": error" in line]
+    assert errors == [f"python -m feature_cache.distributed: error: {folder} is a folder, not the extraction's "
+                      "resumable partial file: move or remove the folder and run the extraction again."]
+    assert not out.exists() and folder.is_dir() and not any(folder.iterdir())
+
+
 def test_a_cache_another_extraction_is_writing_is_refused_on_every_rank(tree, tmp_path):
     """The single-process extraction locks its cache (<final>.lock) and torchrun's did not: both wrote the same cache
     at once, one process and torchrun, or two torchruns (a review)."""
