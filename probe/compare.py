@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, PositiveInt
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
-from .names import listed
+from .names import listed, repeated
 from .numbers import percent, signed_points
 from .predictions import PREDICTIONS_FILE
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
@@ -367,8 +367,8 @@ def _metric(base: float | None, other: float | None) -> CompareMetric:
 def first_class_difference(a: list[str], b: list[str], sides: tuple[str, str] = ("the first", "the second")) -> str:
     """Where two class lists part: their sizes, then the classes only one of them has, named by ``sides`` (a class
     added, removed or renamed between two extractions: the first position that differed, 'dog' against 'frog' for
-    a 'frog' folder added beside 'dog', hid what changed; a data-set-iteration round), else (the same classes in
-    another order) the first position whose names differ."""
+    a 'frog' folder added beside 'dog', hid what changed; a data-set-iteration round), then the names a list repeats,
+    else (the same classes in another order) the first position whose names differ."""
     a, b = list(a), list(b)
     # each list's set made once: built per name, 5,000 classes took 3.8 s to word one refusal (a review)
     only = [(side, [repr(n) for n in x if n not in other]) for side, x, other in ((sides[0], a, set(b)),
@@ -376,6 +376,11 @@ def first_class_difference(a: list[str], b: list[str], sides: tuple[str, str] = 
     if any(names for _, names in only):
         return f"{len(a)} against {len(b)} classes; " + "; ".join(
             f"only {side} has {listed(names, 10)}" for side, names in only if names)
+    # a name twice (a report read from a damaged file): the first position past the shorter list was an IndexError
+    twice = [(side, [repr(n) for n in repeated(x)]) for side, x in zip(sides, (a, b))]
+    if any(names for _, names in twice):
+        return f"{len(a)} against {len(b)} classes; " + "; ".join(
+            f"{side} repeats {listed(names, 10)}" for side, names in twice if names)
     i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     return f"{len(a)} against {len(b)} classes; the first difference is class {i}: {a[i]!r} against {b[i]!r}"
 

@@ -100,6 +100,18 @@ def test_class_difference_builds_each_set_once(monkeypatch):
     assert len(built) <= 2
 
 
+def test_class_lists_that_repeat_a_name_say_so():
+    """['a', 'b', 'a'] against ['a', 'b'] (a report read from a damaged file) raised IndexError: no position of the
+    shorter list differs, and the first past it was read from both; now the names each list repeats are said."""
+    from probe.compare import first_class_difference
+
+    assert first_class_difference(["a", "b", "a"], ["a", "b"]) == "3 against 2 classes; the first repeats 'a'"
+    assert first_class_difference(["b", "a"], ["a", "b", "b", "a"], ("the run", "the cache")) == \
+        "2 against 4 classes; the cache repeats 'a', 'b'"
+    assert first_class_difference(["a", "b"], ["b", "a"]) == \
+        "2 against 2 classes; the first difference is class 0: 'a' against 'b'"
+
+
 def test_classes_in_another_order_name_the_first_position():
     base = _rep("x", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0)
     other = _rep("y", [1, 1, 1], {"easy": [0], "medium": [1], "hard": [2]}, 1.0, names=["a", "c", "b"])
