@@ -433,11 +433,22 @@ def check_same_images(base: Report, other: Report) -> None:
         what = ("test splits that differ in their file names, labels or image content (test fingerprints "
                 if by_test else "the test images of two different data sets (content fingerprints ")
         agree = "" if by_test else ", even where file names and labels agree"
+        # the same test images all the same, where a run left out a class that the other's cache lacks (a review)
+        left_out = "".join(f" The {name} run left out {listed(drop, 10)}, whose test images its cache's fingerprints "
+                           "cover too: to pair the runs on the test images they share, score both on the cache "
+                           "without them: mr2probe compare BASE OTHER --features CACHE.h5 (the API: cache=ID)."
+                           for name, drop in _dropped(base, other))
         raise ValueError(f"the runs were scored on {what}{a[:12]} and {b[:12]}){agree}; a paired comparison needs "
                          "the same test images and labels. To compare the two probes on one test split, score both on "
                          "one cache: mr2probe compare BASE OTHER --features CACHE.h5 (the API: cache=ID), such as the "
                          "cache with the corrected test labels. (The same images read from a folder and from an "
-                         "archive count as two data sets: extract both caches from one of them.)")
+                         f"archive count as two data sets: extract both caches from one of them.){left_out}")
+
+
+def _dropped(base: Report, other: Report) -> list[tuple[str, list[str]]]:
+    """('base' or 'other', the classes it left out) of each run that left out classes (``drop_classes``)."""
+    runs = (("base", base), ("other", other))
+    return [(name, drop) for name, run in runs if (drop := run.config.get("drop_classes"))]
 
 
 def compare_on_images(base: Report, other: Report, predictions: tuple, where: str) -> Comparison:
@@ -470,8 +481,7 @@ def check_same_classes(base: Report, other: Report) -> None:
     classes either left out (``drop_classes``): a run of 8 digits against one of 10 on the same cache read as two
     data sets (a review)."""
     if list(base.class_names) != list(other.class_names):
-        dropped = [(name, run.config.get("drop_classes") or []) for name, run in (("base", base), ("other", other))]
-        why = "; ".join(f"the {name} run left out {listed(drop, 10)}" for name, drop in dropped if drop)
+        why = "; ".join(f"the {name} run left out {listed(drop, 10)}" for name, drop in _dropped(base, other))
         shared = set(base.class_names) & set(other.class_names)
         fix = (f" ({why}: compare it with a run that left out the same classes)" if why else
                " (to compare the classes both have, train a run again without the others (--drop-class NAME; the "

@@ -504,6 +504,30 @@ def test_compare_pairs_runs_on_two_versions_of_a_data_set_with_the_same_test_spl
     assert json.loads(capsys.readouterr().out)["metrics"]["overall"]["delta_ci"] is not None
 
 
+def test_compare_of_a_run_that_left_out_a_class_and_one_on_a_cache_without_it_says_how(tmp_path, capsys):
+    """A run with --drop-class dog and a run on a cache without dog, scored on the very same test images, were
+    refused as 'test splits that differ' with no word of why: the first run's test fingerprint is its cache's, dog's
+    test images counted. The refusal says so and names the way that works, both scored on the cache without dog."""
+    rng = np.random.default_rng(8)
+    y = {name: np.repeat(np.arange(len(NAMES)), 10) for name in ("train", "val", "test")}
+    full = {s: _split(rng, labels, s) for s, labels in y.items()}
+    kept = {s: tuple(np.asarray(part)[labels != NAMES.index("dog")] for part in (x, labels, sources))
+            for s, (x, labels, sources) in full.items()}
+    caches = [_cache(tmp_path / "full.h5", full, NAMES, test_fingerprint="a" * 64),
+              _cache(tmp_path / "without.h5", {s: (x, y_, list(src)) for s, (x, y_, src) in kept.items()},
+                     NAMES[:3], test_fingerprint="b" * 64)]
+    runs = [tmp_path / "dropped", tmp_path / "other"]
+    assert main(["train", "--features", str(caches[0]), "--out", str(runs[0]), "--drop-class", "dog", *FAST]) == 0
+    assert main(["train", "--features", str(caches[1]), "--out", str(runs[1]), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compare", *map(str, runs)]) == 2
+    assert ("The base run left out dog, whose test images its cache's fingerprints cover too: to pair the runs on "
+            "the test images they share, score both on the cache without them: mr2probe compare BASE OTHER "
+            "--features CACHE.h5 (the API: cache=ID).") in capsys.readouterr().err
+    assert main(["compare", *map(str, runs), "--features", str(caches[1]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["overall"]["delta_ci"] is not None
+
+
 def test_labels_that_differ_from_the_runs_classes_only_in_case_get_a_hint():
     """'3 images of classes the run does not have: Bird (3)' left the user guessing (a new-user round)."""
     from app.commands.predict import _case_hint
