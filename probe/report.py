@@ -1433,7 +1433,7 @@ def _write_run_files(run_dir: Path, report: Report, trainer, predictions=None, s
         seen.save(run_dir)
     if near_pairs is not None:
         write_pairs(run_dir, near_pairs)
-    (run_dir / "per_class.csv").write_text(report_csv(report), encoding="utf-8")
+    (run_dir / "per_class.csv").write_text(report_csv(report), encoding="utf-8", newline="")
     if report.posthoc is not None:
         first = report.posthoc.per_seed[0]
         (run_dir / "posthoc_bias.json").write_text(json.dumps(
@@ -1544,7 +1544,9 @@ def report_csv(report: Report) -> str:
     the other views show them ("cat (12.0), dog (5.0)": names and per cent of its test images predicted as each; a scale round
     found the CSV without either)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(PER_CLASS_COLUMNS), lineterminator="\n")
+    # RFC 4180's "\r\n" ends a row, as in every CSV the product writes: under "\n" a "\r" in a class name went
+    # unquoted and split its row for csv, pandas and spreadsheets
+    writer = csv.DictWriter(buf, fieldnames=list(PER_CLASS_COLUMNS))
     writer.writeheader()
     stability = report.grouping.stability or [None] * len(report.per_class)
     for row in report.per_class:

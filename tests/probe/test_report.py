@@ -13,8 +13,8 @@ import pytest
 from probe import (ProbeConfig, SeedEvaluation, build_report, format_report, load_report, report_csv, report_json,
                    run_probe, write_run)
 from probe.groups import GROUP_NAMES
-from probe.numbers import percent
-from probe.report import Candidate, CrossValidation, Report, Selection
+from probe.numbers import csv_text, percent
+from probe.report import PER_CLASS_COLUMNS, Candidate, CrossValidation, Report, Selection
 
 NAMES = ["cat", "dog", "car"]
 GROUPS = {"easy": [2], "medium": [0], "hard": [1]}
@@ -206,6 +206,20 @@ def test_csv_header_and_rows():
     # a class (folder) name that starts like a spreadsheet formula is written as text
     rep.per_class[1].name = '=HYPERLINK("http://x","y")'
     assert list(csv.reader(io.StringIO(report_csv(rep))))[2][1] == "'=HYPERLINK(\"http://x\",\"y\")"
+
+
+def test_csv_class_names_with_line_breaks_or_quotes_read_back_in_their_own_row():
+    """per_class.csv ended rows with "\n" alone: a class name holding "\r" (a cache may) went unquoted and split its
+    row for csv and pandas; rows end with "\r\n" as in the product's other CSV files."""
+    rep = _report()
+    names = ["x\ry", 'a,b;"c"\nd', "=1+1"]
+    for row, name in zip(rep.per_class, names):
+        row.name = name
+    text = report_csv(rep)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert [len(r) for r in rows] == [len(PER_CLASS_COLUMNS)] * 4
+    assert [csv_text(r[1]) for r in rows[1:]] == names
+    assert text.count("\r\n") == 4 and text.startswith("index,")
 
 
 def test_csv_cells_that_start_like_formulas_get_an_apostrophe():
