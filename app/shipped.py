@@ -142,16 +142,18 @@ def csv_rows(got: "CachePredictions", class_names: list[str]):
     """The predictions as CSV rows (:data:`CSV_COLUMNS`), header first: ``true`` empty for an unlabelled image,
     ``correct`` empty where there is no label of the run's classes to score against; with ``got.probabilities``,
     a column ``p(<class>)`` per class after them (scikit-learn's ``predict_proba``, in the run's class order); file
-    and class names made safe for spreadsheets (``probe.report.csv_cell``)."""
-    from probe.report import csv_cell
+    and class names made safe for spreadsheets (``probe.numbers.csv_cell``); numbers as the float32s they are
+    (``probe.numbers.float32_text``)."""
+    from probe.numbers import csv_cell, float32_text
 
     proba = got.probabilities
     yield list(CSV_COLUMNS) + ([] if proba is None else [csv_cell(f"p({name})") for name in class_names])
     for i, (src, name, t, p, c) in enumerate(zip(got.sources, got.names, got.labels, got.predicted, got.confidence)):
-        # 7 significant digits, a float32's: six decimals wrote 120 small probabilities as 0.000000, and an NLL
-        # recomputed from the file missed the report's (a new-user round)
-        row = [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), f"{c:.7g}", "" if t < 0 else int(t == p)]
-        yield row if proba is None else row + [f"{v:.7g}" for v in proba[i]]
+        # every digit of the float32: six decimals wrote 120 small probabilities as 0.000000, and an NLL recomputed
+        # from the file missed the report's (a new-user round)
+        row = [i, csv_cell(src), csv_cell(name), csv_cell(class_names[p]), float32_text(c),
+               "" if t < 0 else int(t == p)]
+        yield row if proba is None else row + [float32_text(v) for v in proba[i]]
 
 
 def check_scored_cache(path: str, split: str, unlabelled: bool = False, name: str | None = None):

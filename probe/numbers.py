@@ -11,7 +11,10 @@ import re
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
-__all__ = ["percent", "signed_points", "is_missing", "fixed", "number_text", "interval_text", "csv_cell", "csv_text"]
+import numpy as np
+
+__all__ = ["percent", "signed_points", "is_missing", "fixed", "number_text", "interval_text", "csv_cell", "csv_text",
+           "float32_text"]
 
 
 def is_missing(x: float | None) -> bool:
@@ -80,3 +83,10 @@ def _formula_like(text: str) -> bool:
 def csv_text(cell: str) -> str:
     """The text a :func:`csv_cell` was written from: its apostrophe before a formula's start taken off."""
     return cell[1:] if cell.startswith("'") and _formula_like(cell[1:]) else cell
+
+
+def float32_text(value: float) -> str:
+    """A float32 (a probability, a cosine) as a CSV cell: the shortest decimal that reads back as the same float32
+    (numpy's, at most 9 significant digits, "0.1", "1e-07"), whatever the locale. Seven digits ("%.7g") read back
+    as another float32 for about half of them (0.99999994 as 0.9999999)."""
+    return str(np.float32(value))

@@ -649,17 +649,22 @@ def test_long_class_names_are_shown_whole_or_cut_with_an_ellipsis():
     assert _name_cell(wide[0], width).endswith("#0158") and _name_width(["北京烤鸭"], 5) == 8
 
 
-def test_probabilities_keep_seven_significant_digits():
-    """Six decimals wrote small probabilities as 0.000000 (a new-user round): 7 significant digits, a float32's."""
+def test_probabilities_read_back_as_the_float32s_they_are():
+    """Six decimals wrote small probabilities as 0.000000 (a new-user round); then 7 significant digits read back
+    as another float32 for about half of them (0.99999994 as 0.9999999): the shortest decimal of each float32."""
     from types import SimpleNamespace
 
     from app.shipped import csv_rows
 
     got = SimpleNamespace(sources=["a.png"], names=["cat"], labels=np.array([0]), predicted=np.array([0]),
-                          confidence=np.array([0.99999987], dtype=np.float32),
-                          probabilities=np.array([[0.99999987, 1.234567e-7]], dtype=np.float32))
-    header, row = list(csv_rows(got, ["cat", "dog"]))
-    assert row[4] == "0.9999999" and row[6:] == ["0.9999999", "1.234567e-07"]
+                          confidence=np.array([0.99999994], dtype=np.float32),
+                          probabilities=np.array([[0.99999994, 1.234567e-7, 0.1]], dtype=np.float32))
+    header, row = list(csv_rows(got, ["cat", "dog", "bird"]))
+    assert row[4] == "0.99999994" and row[6:] == ["0.99999994", "1.234567e-07", "0.1"]
+    values = np.random.default_rng(0).random(2000).astype(np.float32)
+    got.probabilities, got.confidence = values[None, :], values[:1]
+    header, row = list(csv_rows(got, [str(k) for k in range(len(values))]))
+    assert np.array_equal(np.array(row[6:], dtype=np.float64).astype(np.float32), values)
 
 
 def test_a_reader_that_leaves_the_pipe_ends_the_command_quietly(run, tmp_path):
