@@ -7,6 +7,17 @@ import shutil
 import sys
 
 
+def print_document(text: str, end: str = "\n") -> None:
+    """A document a command exports on stdout (``--csv``, ``--json``, ``--format`` without ``--out``) in UTF-8, as
+    the product writes its files, whatever the locale's encoding: under PYTHONIOENCODING=latin-1 (or Windows'
+    cp1252, stdout redirected to a file) `report --csv > per_class.csv` wrote 'é' as one latin-1 byte and failed
+    on '中文'. Written as is (no newline translation): a CSV's rows end with "\r\n" already."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a text stream replaced by one without it: as it is
+    if reconfigure is not None:
+        reconfigure(encoding="utf-8", newline="")
+    print(text, end=end)
+
+
 def terminal_width(default: int) -> int:
     """Columns for a terminal table: ``COLUMNS`` where it is set (a pipe too: `COLUMNS=220 mr2probe report ... |
     less` was cut at 120; a scale round), else the terminal's when stdout is one, never below ``default`` (class

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import check_out_apart, check_out_file, run_folder, terminal_width
+from . import check_out_apart, check_out_file, print_document, run_folder, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
 
 HELP = ("compare two runs (RUN_B − RUN_A) on RUN_A's easy/medium/hard groups, or several against RUN_A (one row "
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     limit = None if args.all_classes else TERMINAL_CLASSES
     if args.json:
-        print(comparison.model_dump_json(indent=2))
+        print_document(comparison.model_dump_json(indent=2))
         return 0
     print(format_comparison(comparison, width=terminal_width(110), max_classes=limit))
     # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round)
@@ -125,7 +125,7 @@ def _many(args: argparse.Namespace) -> int:
         check_scored_cache(args.features, args.split)
     base, reports, comparisons = read_run([args.base, *args.other], lambda: _read_many(args))
     if args.json:  # the runs by their ids, as GET /api/compare/many gives them
-        print(_with_warnings(comparisons, base, reports).model_dump_json(indent=2))
+        print_document(_with_warnings(comparisons, base, reports).model_dump_json(indent=2))
         return 0
     many = _with_warnings(_as_given(comparisons, args.base, args.other), base, reports)
     if args.format:

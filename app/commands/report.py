@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import add_data_argument, add_run_argument, check_out_apart, check_out_file, terminal_width
+from . import (add_data_argument, add_run_argument, check_out_apart, check_out_file, print_document,
+               terminal_width)
 
 HELP = "show a run directory's report (accuracy by group and class, margins, selection) or export it"
 
@@ -46,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format:
         write_document(EXPORT_FORMATS[args.format](report.model_dump(mode="json")), args.out)
     elif args.json:
-        print(report_json(report))
+        print_document(report_json(report))
     elif args.csv:
-        print(report_csv(report), end="")
+        print_document(report_csv(report), end="")
     else:
         print(format_report(report, width=terminal_width(120),
                            max_classes=None if args.all_classes else TERMINAL_CLASSES))
@@ -73,7 +74,7 @@ def check_export_arguments(args: argparse.Namespace) -> None:
 def write_document(document: str, out: Path | None) -> None:
     """An exported document (``--format``) to ``out``, or printed when there is none."""
     if out is None:
-        print(document, end="")
+        print_document(document, end="")
     else:
         from probe.files import write_output
 

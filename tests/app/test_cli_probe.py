@@ -983,3 +983,29 @@ def test_a_train_whose_stale_incoming_cannot_be_moved_in_is_refused_before_it_tr
                    f"{out / '.incoming'} cannot be moved in (Permission denied); fix its permissions, or choose "
                    "another --out."), err
     assert trained == [] and (out / ".incoming" / "report.json").is_file()
+
+
+def test_exported_documents_on_stdout_are_utf8_whatever_the_locale(erm_dir, tmp_path, monkeypatch):
+    """Under PYTHONIOENCODING=latin-1 (or Windows' cp1252, stdout redirected to a file), `report --csv > x.csv`
+    wrote 'é' as one latin-1 byte (a CSV pandas cannot read as UTF-8) and failed on '中文': the CSV, the JSON and
+    the Markdown on stdout are the UTF-8 bytes of the run's files, as the service sends them."""
+    import io
+    import sys
+
+    from probe import load_report, report_csv, report_json
+    from probe.export import EXPORT_FORMATS
+
+    run = tmp_path / "run"
+    shutil.copytree(erm_dir, run)
+    text = (run / "report.json").read_text(encoding="utf-8")
+    (run / "report.json").write_text(text.replace('"cat"', '"café 中文"'), encoding="utf-8")
+    report = load_report(run)
+    assert "café 中文" in report.class_names
+    expected = {"--csv": report_csv(report), "--json": report_json(report) + "\n",
+                "--format=md": EXPORT_FORMATS["md"](report.model_dump(mode="json"))}
+    for flag, document in expected.items():
+        out = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+        monkeypatch.setattr(sys, "stdout", out)
+        assert main(["report", str(run), flag]) == 0
+        out.flush()
+        assert out.buffer.getvalue() == document.encode("utf-8"), flag
