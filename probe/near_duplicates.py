@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .numbers import csv_cell, csv_text, interval_text, percent
+from .numbers import csv_cell, csv_text, float32_text, interval_text, percent
 from .seen import SEEN_SPLITS
 from .uncertainty import wilson_interval
 
@@ -331,7 +331,7 @@ def write_pairs(run_dir: str | Path, pairs: list[dict]) -> None:
     writer.writeheader()
     for pair in pairs:
         writer.writerow({**pair, "test": csv_cell(pair["test"]), "seen": csv_cell(pair["seen"]),
-                         "similarity": f"{pair['similarity']:.6f}", "identical": int(pair["identical"])})
+                         "similarity": float32_text(pair["similarity"]), "identical": int(pair["identical"])})
     (Path(run_dir) / PAIRS_FILE).write_text(text.getvalue(), encoding="utf-8", newline="")
 
 

@@ -119,9 +119,19 @@ def test_pairs_file_paths_that_start_like_formulas_are_safe_in_a_spreadsheet_and
               "similarity": 0.93, "identical": True}]
     write_pairs(tmp_path, pairs)
     text = (tmp_path / PAIRS_FILE).read_text()
-    assert "3,'=HYPERLINK(1)/a.png,train,7,'@x.png,0.950000,0\n" in text
+    assert "3,'=HYPERLINK(1)/a.png,train,7,'@x.png,0.95,0\n" in text
     assert not any(cell.startswith(("=", "@")) for line in text.splitlines() for cell in line.split(","))
     assert read_pairs(tmp_path) == pairs
+
+
+def test_pairs_file_similarities_read_back_as_the_float32s_they_are(tmp_path):
+    """Six decimals wrote a cosine of 0.99999994 as 1.000000 and 0.9123456 as 0.912346: each similarity read back
+    (the API's near-duplicates, `report --near-duplicates`) is the float32 the check found."""
+    from probe.near_duplicates import read_pairs, write_pairs
+
+    found = np.array([0.99999994, 0.9123456, 0.90000004, 1.0000001], dtype=np.float32)
+    write_pairs(tmp_path, [dict(_pair(k, f"{k}.png"), similarity=s) for k, s in enumerate(found)])
+    assert np.array_equal(np.array([p["similarity"] for p in read_pairs(tmp_path)], dtype=np.float32), found)
 
 
 def _pair(row: int, path: str | None) -> dict:
