@@ -68,19 +68,21 @@ def out_of_fold(run: Path, folds: int, method: str = METHODS["out_of_fold"]) -> 
 def in_sample(run: Path, cache: Path) -> list[tuple[str, int, str]]:
     """The run's probe on its own train and val images, ranked as label-issues ranks (the same function)."""
     from probe import label_issue_predictions
+    from probe.numbers import csv_text
 
     places, probabilities, labels = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for split in ("train", "val"):
             out = Path(tmp) / f"{split}.csv"
             cli("predict", str(run), "--features", str(cache), "--split", split, "--probabilities", "--out", str(out))
-            with out.open(newline="") as f:
+            with out.open(newline="", encoding="utf-8") as f:  # UTF-8 whatever the locale, as predict writes it
                 reader = csv.reader(f)
                 header = next(reader)
-                names = [column[2:-1] for column in header[6:]]  # p(<class>)
+                names = [csv_text(column)[2:-1] for column in header[6:]]  # p(<class>)
                 for row in reader:
-                    places.append((split, int(row[0]), row[2]))
-                    labels.append(names.index(row[2]))
+                    given = csv_text(row[2])  # a class name starting like a formula was written with a "'" before it
+                    places.append((split, int(row[0]), given))
+                    labels.append(names.index(given))
                     probabilities.append([float(v) for v in row[6:]])
     ranked = label_issue_predictions(np.array(probabilities), np.array(labels)).failures(None)
     return [places[i] for i in ranked]

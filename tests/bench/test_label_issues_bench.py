@@ -10,7 +10,7 @@ import label_issues as li
 from feature_cache import write_cache
 
 
-def _noisy(folder, n=40, d=12, seed=0):
+def _noisy(folder, n=40, d=12, seed=0, names=("a", "b", "c")):
     """NAME.h5 of 3 classes whose train + val label a quarter of class 1 as class 2, and NAME.flips.npz."""
     rng = np.random.default_rng(seed)
     means = rng.normal(0, 1, (3, d))
@@ -25,7 +25,7 @@ def _noisy(folder, n=40, d=12, seed=0):
             y[flipped] = 2
         splits[split] = (x, y, [f"{split}/{i}.png" for i in range(len(y))])
         record[f"{split}_flipped"] = flipped
-    write_cache(folder / "noisy.h5", splits, ["a", "b", "c"], {"encoder": "synthetic", "default_head": "linear",
+    write_cache(folder / "noisy.h5", splits, list(names), {"encoder": "synthetic", "default_head": "linear",
                                                                "normalized": False, "fingerprint": "n"},
                 dtype="float32")
     np.savez(folder / "noisy.flips.npz", **record)
@@ -57,3 +57,16 @@ def test_the_rankings_are_measured_for_every_class_and_for_the_class_the_flips_w
     assert of_class["listed"]["out_of_fold"] <= whole["listed"]["out_of_fold"]
     assert whole["precision_at"]["15"]["out_of_fold"] >= 0.5  # separable classes: the flips are found
     assert (tmp_path / "runs" / "noisy" / "report.json").is_file()
+
+
+def test_in_sample_reads_class_names_that_start_like_formulas_as_the_cache_names_them(tmp_path):
+    """predict --out writes "=a" as "'=a" (spreadsheets); in_sample looked that up among the p(=a) columns' names
+    and ended in "ValueError: "'=a" is not in list": it reads the cells back (probe.numbers.csv_text)."""
+    names = ("=a", "b", "@c d")
+    _noisy(tmp_path, names=names)
+    cache, run = tmp_path / "noisy.h5", tmp_path / "run"
+    li.cli("train", "--features", str(cache), "--loss", "ce", "--epochs", "5", "--seeds", "1", "--out", str(run),
+           "--no-progress")
+    ranked = li.in_sample(run, cache)
+    given = {label for _, _, label in ranked}  # the images the probe gets wrong: the flips into "@c d" among them
+    assert "@c d" in given and given <= set(names)
