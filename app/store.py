@@ -153,6 +153,27 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   # the job's record told alone, and removing finished jobs' records lost (an attack round)
                   ("runs", "reference_config", "TEXT", _reference_configs))
 
+
+
+def _compose_left_out(conn: sqlite3.Connection) -> None:
+    """The runs' ``left_out`` as :func:`left_out_json` writes it now (class names composed, sorted): rows written
+    before kept names decomposed, and the dashboard called two runs of the same classes not comparable (a review);
+    a value that is not a JSON list of names is left as it is."""
+    for row in conn.execute("SELECT id, left_out FROM runs WHERE left_out IS NOT NULL").fetchall():
+        try:
+            names = json.loads(row["left_out"])
+        except ValueError:
+            continue
+        if isinstance(names, list) and all(isinstance(name, str) for name in names):
+            composed = left_out_json({"drop_classes": names})
+            if composed != row["left_out"]:
+                conn.execute("UPDATE runs SET left_out = ? WHERE id = ?", (composed, row["id"]))
+
+
+# Changes of stored values after their columns came: (name, how). Each runs once per database, after the columns
+# above, and is recorded in the meta table (app.relocation.META_SCHEMA) under "migration:<name>".
+_MIGRATIONS = (("left_out composed", _compose_left_out),)
+
 _JSON_COLUMNS = {"class_names", "counts", "messages", "request", "result", "summary"}
 
 
@@ -204,6 +225,12 @@ class Store:
                 if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     fill(conn)
+        for name, migrate in _MIGRATIONS:
+            with self._tx() as conn:
+                key = f"migration:{name}"
+                if conn.execute("SELECT 1 FROM meta WHERE key = ?", (key,)).fetchone() is None:
+                    migrate(conn)
+                    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, utcnow()))
 
     # -- plumbing -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

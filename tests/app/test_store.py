@@ -1,6 +1,7 @@
 """The SQLite job store: explicit status transitions, one transaction each, persistence across opens."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import threading
@@ -448,3 +449,34 @@ def test_the_connections_of_threads_that_ended_are_closed(store):
         in_a_thread()
     # a closed connection's descriptor may stay for SQLite to reuse (POSIX locks are per process): a few, not 2 each
     assert descriptors() <= before + 2
+
+
+def test_left_out_names_written_decomposed_before_are_composed_once_at_open(tmp_path):
+    """A database whose runs' left_out kept class names decomposed (before left_out_json composed them): the
+    dashboard compares runs by it, and called two runs of the same classes not comparable (a review)."""
+    import unicodedata
+
+    path = tmp_path / "old.sqlite3"
+    store = Store(path)
+    ds = store.add_dataset(name="d", source="path", path="/x", class_names=["café", "b"], counts={},
+                           fingerprint=None, skipped=0)
+    cache = store.add_cache(dataset_id=ds["id"], encoder="e", path="/c", fingerprint=None, num_features=4,
+                            class_names=["café", "b"], counts={}, job_id=None)
+    decomposed = json.dumps([unicodedata.normalize("NFD", "café")])
+    for run_id, left_out in (("run_old", decomposed), ("run_odd", '{"not": "a list"}'), ("run_none", None)):
+        store.add_run(run_id=run_id, job_id=None, cache_id=cache["id"], name=run_id, head="linear", loss="ce",
+                      reference_run=None, path="/r", summary={}, left_out=left_out)
+    store.close()
+    conn = sqlite3.connect(path)  # as a version before the migration left it
+    conn.execute("DELETE FROM meta WHERE key LIKE 'migration:%'")
+    conn.commit()
+    conn.close()
+    again = Store(path)
+    assert json.loads(again.get_run("run_old")["left_out"]) == ["café"] == [unicodedata.normalize("NFC", "café")]
+    assert again.get_run("run_odd")["left_out"] == '{"not": "a list"}' and again.get_run("run_none")["left_out"] is None
+    # once: a value written afterwards (by hand here) is not read again at the next open
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET left_out = ? WHERE id = 'run_old'", (decomposed,))
+    conn.commit()
+    conn.close()
+    assert Store(path).get_run("run_old")["left_out"] == decomposed
