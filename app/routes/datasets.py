@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 import time
 import zipfile
@@ -248,30 +249,35 @@ THUMBNAIL_SLOTS = 4
 
 
 @lru_cache(maxsize=4)
-def _thumbnailer(path: str, modified: float, unlabelled: bool):
-    """One indexed data set per (path, modification time): opening a large archive is paid once, and without the
-    content digest of every file (``fingerprint=False``), which a thumbnail never reads: a folder's is the sha256
-    of each whole file (digits' 1,797 PNGs: 0.14 -> 0.05 s). A data set that no longer reads as one (a class folder
-    emptied since its registration) is kept as its error, for the same modification time: each tile of a failure
-    gallery listed the whole folder again to fail alike (a many-classes round)."""
+def _thumbnailer(path: str, modified: float, unlabelled: bool, reindexed: int):
+    """One indexed data set per (path, modification time, re-indexes for files added since: :func:`_index`), and
+    when its listing began: opening a large archive is paid once, and without the content digest of every file
+    (``fingerprint=False``), which a thumbnail never reads: a folder's is the sha256 of each whole file (digits'
+    1,797 PNGs: 0.14 -> 0.05 s). A data set that no longer reads as one (a class folder emptied since its
+    registration) is kept as its error, for the same modification time: each tile of a failure gallery listed the
+    whole folder again to fail alike (a many-classes round)."""
     from feature_cache import DatasetError
     from feature_cache.thumbnails import Thumbnailer
 
+    started = time.time()
     try:
-        return Thumbnailer(open_registered(path, unlabelled, fingerprint=False, val_fraction=0.0))
+        return Thumbnailer(open_registered(path, unlabelled, fingerprint=False, val_fraction=0.0)), started
     except DatasetError as exc:
-        return exc
+        return exc, started
 
 
 _INDEXING: dict[tuple, threading.Lock] = {}  # a lock per data set being indexed, while it is
 _INDEXING_GUARD = threading.Lock()
+_REINDEXED: dict[tuple[str, bool], int] = {}  # (path, unlabelled) -> its re-indexes for files added since (_index)
+# File systems stamp a file by a clock up to a tick behind time.time(): a file added as its index began is re-read
+CLOCK_MARGIN_S = 0.02
 
 
-def _indexed(path: str, modified: float, unlabelled: bool):
+def _indexed(path: str, modified: float, unlabelled: bool, reindexed: int):
     """:func:`_thumbnailer`, indexed once however many requests ask for it at once: the first indexes, the others
     wait for its index (six thumbnails of a 28,000-image folder after a restart each indexed it, 24 s each against
     6 s for one; a scale round)."""
-    key = (path, modified, unlabelled)
+    key = (path, modified, unlabelled, reindexed)
     with _INDEXING_GUARD:
         lock = _INDEXING.get(key)
         first = lock is None
@@ -287,13 +293,44 @@ def _indexed(path: str, modified: float, unlabelled: bool):
                     del _INDEXING[key]
 
 
+def _added_since(root: str, source: str, started: float) -> bool:
+    """Whether ``source`` names a regular file in the folder ``root`` created or changed (its ctime) since
+    ``started``: one the index, keyed by the top folder's modification time, cannot know of."""
+    parts = Path(source).parts
+    if not parts or Path(source).is_absolute() or ".." in parts or not os.path.isdir(root):
+        return False
+    try:
+        found = os.stat(os.path.join(root, *parts))
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_ctime > started - CLOCK_MARGIN_S
+
+
+def _index(path: str, unlabelled: bool, source: str):
+    """The data set's thumbnail index (:func:`_indexed`), indexed again once where ``source`` is a file added after
+    it (a file added inside a class folder leaves the top folder's modification time as it was: its thumbnail was a
+    404 until that changed; a review). Once per added file: a file the new index does not list either (not an
+    image) is older than it, and is not indexed for again."""
+    from feature_cache import DatasetError
+
+    reindexed = _REINDEXED.get((path, unlabelled), 0)
+    thumbs, started = _indexed(path, os.stat(path).st_mtime, unlabelled, reindexed)
+    if isinstance(thumbs, DatasetError) or source in thumbs or not _added_since(path, source, started):
+        return thumbs
+    with _INDEXING_GUARD:  # requests missing it at once: one re-index
+        if _REINDEXED.get((path, unlabelled), 0) == reindexed:
+            _REINDEXED[(path, unlabelled)] = reindexed + 1
+        reindexed = _REINDEXED[(path, unlabelled)]
+    return _indexed(path, os.stat(path).st_mtime, unlabelled, reindexed)[0]
+
+
 def _thumbnail_png(path: str, unlabelled: bool, source: str, size: int, digest: bytes | None) -> bytes:
     from PIL import Image
 
     from feature_cache import DatasetError
 
     try:
-        thumbs = _indexed(path, os.stat(path).st_mtime, unlabelled)
+        thumbs = _index(path, unlabelled, source)
     except OSError:  # the data set left the disk
         raise NotFound("samples", source) from None
     if isinstance(thumbs, DatasetError):  # kept by _thumbnailer: raised afresh, without the last raise's trace

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -1012,6 +1013,41 @@ def test_a_data_set_that_no_longer_opens_is_listed_once_for_its_thumbnails(servi
     answers = [service.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": f"x{i}.png"}) for i in range(3)]
     assert [a.status_code for a in answers] == [422] * 3 and len(opened) == 1
     assert all("contain no images" in a.json()["detail"] for a in answers)
+    routes._thumbnailer.cache_clear()
+
+
+def test_a_file_added_inside_a_class_folder_has_its_thumbnail_after_one_re_index(service, tmp_path, monkeypatch):
+    """The thumbnail index is keyed by the data set's top folder's modification time, which a file added inside a
+    class folder leaves as it was: its thumbnail was a 404 until the top folder changed (a review). A source that
+    is a file added after the index indexes the data set again, once: a file it still does not list is not indexed
+    for at every request."""
+    import shutil
+
+    from app.routes import datasets as routes
+
+    routes._thumbnailer.cache_clear()
+    monkeypatch.setattr(routes, "CLOCK_MARGIN_S", 0.0)  # the index's start and the files' stamps: one clock here
+    opened = []
+    real = routes.open_registered
+    monkeypatch.setattr(routes, "open_registered", lambda *a, **kw: opened.append(a) or real(*a, **kw))
+    unzip(tiny_zip_bytes(2, 1), tmp_path / "root")
+    ds = service.post("/api/datasets", json={"path": "tiny"}).json()
+    folder = tmp_path / "root" / "tiny" / "train" / "cat"
+    first = sorted(p.name for p in folder.iterdir())[0]
+    thumb = f"/api/datasets/{ds['id']}/thumbnail"
+    assert service.get(thumb, params={"source": f"train/cat/{first}"}).status_code == 200 and len(opened) == 1
+    top = os.stat(tmp_path / "root" / "tiny").st_mtime_ns
+    shutil.copy(folder / first, folder / f"added{Path(first).suffix}")
+    assert os.stat(tmp_path / "root" / "tiny").st_mtime_ns == top  # the index's key did not change
+    assert service.get(thumb, params={"source": f"train/cat/added{Path(first).suffix}"}).status_code == 200
+    assert len(opened) == 2
+    (folder / "notes.txt").write_text("not an image")
+    for _ in range(3):  # added, then listed by no index: the one it made does not list it either, and is kept
+        assert service.get(thumb, params={"source": "train/cat/notes.txt"}).status_code == 404
+    assert len(opened) == 3
+    for source in ("train/cat/nothing.png", "../tiny/train/cat/notes.txt", "/etc/hostname"):
+        assert service.get(thumb, params={"source": source}).status_code == 404
+    assert len(opened) == 3
     routes._thumbnailer.cache_clear()
 
 
