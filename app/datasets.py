@@ -17,6 +17,7 @@ from typing import Any
 
 from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS, classes_without, dataset_counts  # torch-free
 from feature_cache.defaults import DEFAULT_VAL_FRACTION
+from feature_cache.manifest import MANIFEST_PAIR  # torch-free
 from probe.names import listed
 
 from .skipped import group_reasons, recorded_files
@@ -418,12 +419,13 @@ def is_test_set(counts: dict[str, list[int]]) -> bool:
 
 
 def classes_without_message(counts: dict[str, list[int]], class_names: list[str],
-                            training: bool = True) -> str | None:
+                            training: bool = True, layout: str | None = None) -> str | None:
     """Why a train job cannot run on splits whose ``counts`` leave a class without a train or test image (a probe
     is trained and scored on every class), naming the classes and the fix (add images, or ``drop_classes``); None if
     every class has both, and for unlabelled images (:func:`is_unlabelled`: no class, only extracted). Without
     ``training`` (registration, extraction: the CLI extracts such a data set too) the same classes as a warning, and
-    None for a labelled test set alone (:func:`is_test_set`)."""
+    None for a labelled test set alone (:func:`is_test_set`). ``layout``: the data set's (``params["layout"]``,
+    None where not known): a manifest pair's fix is rows in its CSV files, not class folders."""
     if is_unlabelled({"class_names": class_names}) or (not training and is_test_set(counts)):
         return None
     if is_test_set(counts):
@@ -434,8 +436,7 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
         return None
     one = len(empty) == 1
     subject = f"class {_names(empty)} has" if one else f"classes {_names(empty)} have"
-    folders = " or ".join(f"{split}/" for split in ("train", "test") if classes_without(counts, class_names, (split,)))
-    add = f"add images (a class folder under {folders}, or at least 2 images in a data set without splits)"
+    add = _how_to_add(counts, class_names, layout)
     drop = f'"drop_classes": {json.dumps(empty, ensure_ascii=False)}'
     them = "it" if one else "them"
     said = (f"{subject} no train or no test image once split (images per class: "
@@ -444,6 +445,18 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
         return said + f"{add}, or leave {them} out of the job with {drop}"
     return said + (f"every train job on it must leave {them} out with {drop} (the launch form's \"Leave out "
                    f"classes\") (or {add}; extracting keeps {them})")
+
+
+def _how_to_add(counts: dict[str, list[int]], class_names: list[str], layout: str | None) -> str:
+    """How to give classes the train or test images ``counts`` lack them in: a manifest pair's rows in the file of
+    each such split (its warning said to add class folders under test/, which it has none of; a review), else
+    images in class folders."""
+    gaps = [split for split in ("train", "test") if classes_without(counts, class_names, (split,))]
+    if layout == "manifest-pair":
+        files = dict(zip(("train", "test"), MANIFEST_PAIR))
+        return f"add their rows to {' or '.join(files[split] for split in gaps)}"
+    folders = " or ".join(f"{split}/" for split in gaps)
+    return f"add images (a class folder under {folders}, or at least 2 images in a data set without splits)"
 
 
 class AlreadyRegistered(ValueError):
@@ -509,7 +522,7 @@ def registration_warnings(data: Any, counts: dict[str, list[int]]) -> list[str]:
     show before a job is launched; they were said only in the extraction job's messages."""
     from feature_cache.options import cautions
 
-    small = classes_without_message(counts, list(data.class_names), training=False)
+    small = classes_without_message(counts, list(data.class_names), training=False, layout=data.params.get("layout"))
     return ([small] if small else []) + [text for kind, text in cautions(data, "options.val_fraction", None, counts)
                                          if kind == "warning"]
 

@@ -481,6 +481,24 @@ def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip
         assert crafted.status_code == 201 and crafted.json()["id"] != first.json()["id"]
 
 
+def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_test_csv(tmp_path):
+    """A manifest pair (train.csv, test.csv) whose class 'ship' is only in train.csv registers with a warning; it said
+    to add images in "a class folder under test/", which a manifest has none of (a review): rows to test.csv now."""
+    root = tmp_path / "root"
+    unzip(tiny_zip_bytes(4, 2), root)
+    pair = root / "tiny"
+    for name, split in (("train.csv", "train"), ("test.csv", "test")):
+        rows = [f"{f.relative_to(pair).as_posix()},{f.parent.name}" for f in sorted((pair / split).rglob("*.*"))
+                if split == "train" or f.parent.name != "ship"]
+        (pair / name).write_text("path,label\n" + "\n".join(rows) + "\n")
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
+        resp = client.post("/api/datasets", json={"path": "tiny"})
+        assert resp.status_code == 201, resp.text
+        warned = [w for w in resp.json()["warnings"] if "'ship'" in w]
+        assert len(warned) == 1 and "(or add their rows to test.csv; extracting keeps it)" in warned[0], warned
+        assert "class folder" not in warned[0]
+
+
 def test_a_class_without_test_images_registers_and_a_train_job_must_drop_it(tmp_path):
     """A class of too few images (here no test image): registration (path or upload) refused it with a 422 that said
     every job on it would fail, while `mr2probe extract` extracts it and train takes --drop-class. It registers now,
