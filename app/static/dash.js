@@ -472,11 +472,13 @@
     return seconds === null ? "" : `about ${duration(seconds)} left at the current rate`;
   }
 
-  const CHANGED_STATUSES = [409, 410];  // a thumbnail's file changed since extraction (GET .../thumbnail?digest=)
+  // a thumbnail's file changed since extraction: GET .../thumbnail?digest= answers 409 (app.main's ImageChanged); no
+  // route answers 410, and a 410 read as a changed file would hide another error
+  const CHANGED_STATUSES = [409];
   /** An <img> whose bytes are fetched with the bearer token and shown from a blob: URL. One that cannot be had says
    *  so in a few words, the server's reason on hover: the reason in its text filled every tile of a gallery with the
-   *  data set's whole error, 60 words a tile (a many-classes round). A file changed since its extraction (409/410)
-   *  is a placeholder that says so, in place of the image. */
+   *  data set's whole error, 60 words a tile (a many-classes round). A file changed since its extraction (409) is a
+   *  placeholder that says so, in place of the image. */
   function authImage(url, alt) {
     const img = h("img", { alt, class: "thumb", loading: "lazy" });
     api(url).then((r) => r.blob()).then((blob) => {
