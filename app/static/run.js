@@ -1041,9 +1041,11 @@
       stability: (r) => (stability || [])[r.index], "rₖ": (r) => r.r, "γₖ": (r) => r.gamma, "output margin": (r) => r.output_margin,
       "n train": (r) => r.n_train, "n val": (r) => r.n_val, "n test": (r) => r.n_test };
     const all = byAccuracy(report);
-    const cell = (r, [name, f]) => h("td", {
+    // the class names its row (th scope=row): a screen reader says it with each value of the row, which it read as
+    // one more cell (a review)
+    const cell = (r, [name, f]) => h(name === "class" ? "th" : "td", {
       class: numeric.has(name) ? "num" : name === CONFUSED || name === "class" ? "wrap" : "",
-      "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r));
+      scope: name === "class" ? "row" : null, "data-sort": sortBy[name] ? sortKey(sortBy[name](r)) : null }, f(r));
     const rowOf = (r) => h("tr", { "data-class": r.name }, cols.map((col) => cell(r, col)));
     // what a header sorts a class by, without its row: a row is built only when its page is shown (every one of 5,000
     // built up front took the first render from 92 to 615 ms; a many-classes round)

@@ -381,9 +381,10 @@ def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, fi
         r => [r.dataset.class, Number(r.querySelector('[data-delta]').dataset.delta)]);""")
     assert dict(rows) == pytest.approx({r["name"]: r["delta"] for r in cmp["per_class"]}, abs=1e-12)
     # the per-class table sorts by a header click: numbers largest first, again to reverse; text A → Z
-    column = """const heads = Array.from(document.querySelectorAll('#per-class-table th')).map(t => t.textContent);
+    column = """const heads = Array.from(document.querySelectorAll('#per-class-table thead th'),
+        t => t.textContent);
         const i = heads.indexOf(arguments[0]);
-        document.querySelectorAll('#per-class-table th')[i].click();
+        document.querySelectorAll('#per-class-table thead th')[i].click();
         return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r => r.cells[i].dataset.sort === undefined
             ? r.cells[i].textContent : Number(r.cells[i].dataset.sort));"""
     deltas = driver.js(column, ["Δ"])
@@ -461,7 +462,7 @@ def test_run_page_charts_are_legible(driver, live_server, finished, tmp_path):
         const card = svg.closest('section'); const cs = getComputedStyle(card);
         return svg.getBoundingClientRect().width / (card.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight));""")
     assert ratio > 0.97
-    heads = driver.js("""return Array.from(document.querySelectorAll('#per-class-table th')).map(
+    heads = driver.js("""return Array.from(document.querySelectorAll('#per-class-table thead th')).map(
         th => [th.textContent, getComputedStyle(th).textTransform]);""")
     assert ["rₖ", "none"] in heads and ["γₖ", "none"] in heads
     # on an 800 px window the full-width charts are drawn for it: drawn at 1,200 and shrunk to 720 px their text
@@ -1081,7 +1082,7 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
         assert (f"is the first seed's ({percent(report['calibration']['accuracy'], 1)}% [{percent(lo, 1)}%, "
                 f"{percent(hi, 1)}%] overall on test") in text
     if caption is not None:  # each class's shipped (first seed) accuracy beside the seeds' mean (a new-user round)
-        shipped = driver.js("""const i = Array.from(document.querySelectorAll('#per-class-table th'))
+        shipped = driver.js("""const i = Array.from(document.querySelectorAll('#per-class-table thead th'))
             .map(t => t.textContent).indexOf('shipped');
             return Object.fromEntries(Array.from(document.querySelectorAll('#per-class-table tbody tr'))
             .map(r => [r.dataset.class, Number(r.cells[i].dataset.sort)]));""")
@@ -1765,7 +1766,7 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         "return Array.from(document.querySelectorAll('#frontier-chart text.axis-title')).map(t => t.textContent)")
     # per-class table: the validation accuracy that ranked the groups shown (the compared ERM run's, which ranked
     # them itself; a class "easy" at 60 % test beside one "hard" at 90 % looked wrong without it: a new-user round)
-    heads = driver.js("return Array.from(document.querySelectorAll('#per-class-table th')).map(t => t.textContent)")
+    heads = driver.js("return Array.from(document.querySelectorAll('#per-class-table thead th'), t => t.textContent)")
     assert heads[:4] == ["class", "group", "val (ranked the groups)", "accuracy"], heads
     # each class's validation images beside its train and test ones (a dashboard-only round read 7 train images
     # for the 8 it uploaded)
@@ -1776,7 +1777,8 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         [r.dataset.class, r.children[2].textContent])""")
     assert shown and all(text == f"{percent(erm_val[name], 1)}%" for name, text in shown), (shown, erm_val)
     # precision / recall / support / stability / most often predicted as
-    row = driver.js(f"""return Array.from(document.querySelectorAll('#per-class-table tr[data-class="{names[1]}"] td')).map(t => t.textContent)""")
+    row = driver.js(f"""return Array.from(document.querySelector('#per-class-table tr[data-class="{names[1]}"]').cells,
+        t => t.textContent)""")
     # stability of the groups shown: the compared ERM run's, whose groups these are (this run's 60 % is its own)
     erm_stability = httpx.get(f"{base}/api/reports/{launch_service.launched['erm']}").json()["grouping"]["stability"]
     # precision and recall with their 95 % intervals in the cell (a review: tooltips only had hidden them)
@@ -1981,7 +1983,7 @@ def test_the_per_class_table_of_1000_classes_pages_and_sorts_every_class(driver,
         const box = RunPage.panels.perClassTable(report, cmp, report);
         document.body.appendChild(box);
         const body = box.querySelector('#per-class-table tbody'), pages = box.querySelector('#per-class-pages');
-        const heads = Array.from(box.querySelectorAll('#per-class-table th'));
+        const heads = Array.from(box.querySelectorAll('#per-class-table thead th'));
         const col = (name) => heads.findIndex((t) => t.textContent === name);
         const page = (name) => [pages.querySelector('span').textContent.trim(), Array.from(body.rows, (r) => {
             const c = r.cells[col(name)];
@@ -2032,7 +2034,7 @@ def test_the_per_class_table_of_5000_classes_builds_only_the_rows_it_shows(drive
         try {
             const box = RunPage.panels.perClassTable(report, null, null);
             document.querySelector('main').prepend(box);
-            const heads = Array.from(box.querySelectorAll('#per-class-table th'));
+            const heads = Array.from(box.querySelectorAll('#per-class-table thead th'));
             const col = (name) => heads.findIndex((t) => t.textContent === name);
             const shown = new Set(), seen = () => box.querySelectorAll('#per-class-table tbody tr').forEach(
                 (r) => shown.add(r.dataset.class));
@@ -2059,7 +2061,7 @@ def test_a_sort_by_the_confusions_of_5000_classes_reads_its_keys_from_the_data(d
     got = driver.js(_MANY_CLASSES_REPORT + """
         const box = RunPage.panels.perClassTable(report, null, null);
         document.querySelector('main').prepend(box);
-        const heads = Array.from(box.querySelectorAll('#per-class-table th'));
+        const heads = Array.from(box.querySelectorAll('#per-class-table thead th'));
         const col = heads.findIndex((t) => t.textContent === Words.confusions_header);
         let made = 0;
         const create = document.createElement;
@@ -2085,7 +2087,7 @@ def test_a_text_sort_of_5000_classes_compares_with_one_collator(driver, live_ser
         let calls = 0;
         const compare = String.prototype.localeCompare;
         String.prototype.localeCompare = function (...args) { calls += 1; return compare.apply(this, args); };
-        try { box.querySelectorAll('#per-class-table th')[0].click(); }
+        try { box.querySelectorAll('#per-class-table thead th')[0].click(); }
         finally { String.prototype.localeCompare = compare; }
         const shown = Array.from(box.querySelectorAll('#per-class-table tbody tr'), (r) => r.dataset.class);
         box.remove();
@@ -2159,7 +2161,7 @@ def test_the_per_class_table_shows_every_class_on_one_page_and_goes_back(driver,
     driver.keys(ENTER)
     assert driver.js(state) == ["page-all", "Show 100 a page", 250, "class 0", "class 107", "classes 1–250 of 250",
                                 ["true", "true"]]
-    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # class, A → Z
+    driver.js("document.querySelectorAll('#per-class-table thead th')[0].click()")  # class, A → Z
     assert driver.js(state)[2:5] == [250, "class 0", "class 249"]
     driver.js("document.querySelector('#per-class-pages .page-all').focus()")
     driver.keys(ENTER)
@@ -2244,16 +2246,16 @@ def test_show_all_of_5000_classes_sorts_every_class(driver, live_server, finishe
     column largest first (as it is paged)."""
     order = _show_5000_classes(driver, live_server, finished.erm)
     _scroll_table(driver, 0.5)
-    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # class, A → Z: by their numbers
+    driver.js("document.querySelectorAll('#per-class-table thead th')[0].click()")  # class, A → Z: by their numbers
     names = [f"class {i}" for i in range(5000)]
     top = driver.js(_SHOWN)
     assert _in_order(top, names) == 0 and top["visible"][0] == "class 0"
     end = _scroll_table(driver, 1)
     _in_order(end, names)
     assert end["visible"][-1] == "class 4999"
-    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # Z → A
+    driver.js("document.querySelectorAll('#per-class-table thead th')[0].click()")  # Z → A
     assert _in_order(driver.js(_SHOWN), names[::-1]) == 0
-    driver.js("Array.from(document.querySelectorAll('#per-class-table th')).find((t) => t.textContent === "
+    driver.js("Array.from(document.querySelectorAll('#per-class-table thead th')).find((t) => t.textContent === "
               "'accuracy').click()")
     assert _in_order(driver.js(_SHOWN), order[::-1]) == 0  # the best class first
 
@@ -2267,7 +2269,7 @@ def test_show_all_keeps_its_columns_as_wide_as_they_have_been(driver, live_serve
         document.getElementById('per-class-table').closest('.table-scroll').replaceWith(
             RunPage.panels.perClassTable(report, null, null));
         document.querySelector('#per-class-pages .page-all').click();""", [5000])
-    width = "return Array.from(document.querySelectorAll('#per-class-table th')).find((t) => t.textContent === " \
+    width = "return Array.from(document.querySelectorAll('#per-class-table thead th')).find((t) => t.textContent === " \
             "'n train').getBoundingClientRect().width"
     top = _scroll_table(driver, 0) and driver.js(width)
     end = _scroll_table(driver, 1) and driver.js(width)
@@ -2309,7 +2311,7 @@ def test_show_all_of_5000_classes_finds_classes_by_name(driver, live_server, fin
     end = _scroll_table(driver, 1)
     _in_order(end, kept)
     assert end["visible"][-1] == kept[-1]
-    driver.js("document.querySelectorAll('#per-class-table th')[0].click()")  # class, A → Z
+    driver.js("document.querySelectorAll('#per-class-table thead th')[0].click()")  # class, A → Z
     assert driver.js(_SHOWN)["visible"][:3] == ["class 1", "class 10", "class 11"]
     driver.js("document.querySelector('#per-class-pages .page-find').focus()")
     driver.keys("9")  # class 19, 190-199, 1900-1999: every row drawn
@@ -2528,7 +2530,7 @@ def test_the_confusions_column_says_its_shares_are_of_the_class_s_own_images(dri
     """A new-user round read "% of its test predictions" as a precision; the column is probe.report.CONFUSIONS_HEADER,
     each share of the class's own test images."""
     _open(driver, f"{live_server}/runs/{finished.erm}", "run")
-    heads = driver.js("return Array.from(document.querySelectorAll('#per-class-table th')).map(t => t.textContent)")
+    heads = driver.js("return Array.from(document.querySelectorAll('#per-class-table thead th'), t => t.textContent)")
     assert "most often predicted as (% of its test images)" in heads and "most confused with" not in heads
 
 
@@ -3553,9 +3555,9 @@ def test_a_tables_headers_sort_it_from_the_keyboard(driver, live_server, finishe
     assert driver.js(focused) == ["BUTTON", "class", "TH"]
     # a button a screen reader names and says it can press, in a column header whose aria-sort says the order (a
     # focusable header was said as "column header, class" with no action; a keyboard and screen reader round)
-    assert driver.ax("#per-class-table th:nth-child(2) button") == {"role": "button", "name": "group",
+    assert driver.ax("#per-class-table thead th:nth-child(2) button") == {"role": "button", "name": "group",
                                                                    "description": "sort by this column"}
-    driver.js("Array.from(document.querySelectorAll('#per-class-table th')).find(t => t.textContent === 'recall')"
+    driver.js("Array.from(document.querySelectorAll('#per-class-table thead th')).find(t => t.textContent === 'recall')"
               ".querySelector('button').focus()")
     driver.keys(ENTER)
     assert driver.js("return document.querySelector('#per-class-table th[aria-sort=descending]').textContent") == "recall"
@@ -3631,6 +3633,12 @@ def test_every_table_has_a_caption_and_headers_of_its_columns(driver, live_serve
     assert {"per-class-table", "margin-table"} <= {t[0] for t in tables}
     assert [t for t in tables if not (t[1] and t[2])] == []
     assert dict((t[0], t[1]) for t in tables)["per-class-table"] == "Per-class test metrics"
+    # each row named by its class, a row header (a review: a cell like any other, a screen reader said no class with
+    # a value)
+    heads = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr'), (r) =>
+        [r.dataset.class, r.cells[0].tagName, r.cells[0].getAttribute('scope'), r.querySelectorAll('th').length])""")
+    assert heads and all(cell[1:] == ["TH", "row", 1] for cell in heads), heads
+    assert driver.ax(f"#per-class-table tr[data-class='{heads[0][0]}'] th")["role"] == "rowheader"
     _open(driver, f"{live_server}/", "home")
     wait_for(lambda: driver.js("return document.querySelector('#runs-table') !== null"), 30, interval=0.2,
              what="runs listed")
@@ -4615,7 +4623,7 @@ def test_run_page_shows_precision_recall_and_f1_intervals_in_their_cells(driver,
 
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
     rows = {r["name"]: r for r in httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()["per_class"]}
-    shown = driver.js("""const heads = Array.from(document.querySelectorAll('#per-class-table th'),
+    shown = driver.js("""const heads = Array.from(document.querySelectorAll('#per-class-table thead th'),
             (t) => t.textContent);
         const at = ['precision', 'recall', 'F1'].map((name) => heads.indexOf(name));
         return Array.from(document.querySelectorAll('#per-class-table tbody tr'),
