@@ -241,17 +241,17 @@ def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
                              "holds unlabelled images, every one of them is extracted")
 
 
-def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, dict[str, list[int]]]:
+def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, dict[str, list[int]], str | None]:
     """Split options other than the registration's (a cap per class, another val share) can leave a class without
     a train or test image, which a pipeline's probes refuse (:func:`validate_job` checks the classes they keep),
     and no validation image: the data set is opened with them (its file listing, no image decoded) and checked
     now. So is a data set registered by path, whose folder may have changed since (a class added or removed failed
-    the job after its wait; an attack round). Returns the field that set the splits and their images per class (the
-    registration's, or those of the files now)."""
+    the job after its wait; an attack round). Returns the field that set the splits, their images per class (the
+    registration's, or those of the files now) and the data set's layout where it was opened (else None)."""
     defaults = type(options)()
     default_splits = options.max_per_class is None and options.val_fraction == defaults.val_fraction
     if is_unlabelled(dataset) or (default_splits and dataset.get("source") != "path"):
-        return "dataset_id", dataset["counts"]
+        return "dataset_id", dataset["counts"], None
     try:
         # the listing alone: the content digest reads every file whole (400 images, 120 MB, per job request; a review)
         data = open_for_extraction(dataset, options.model_dump(), fingerprint=False)
@@ -264,7 +264,7 @@ def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, di
                                                                       "max_per_class")
     if capped:  # an extraction's cache no probe could train on (a pipeline's probe said so; an extract job did not)
         raise RequestInvalid(field, capped)
-    return field, counts
+    return field, counts, data.params.get("layout")
 
 
 def _kept(field: str, drop: list[str], counts: dict[str, list[int]], class_names: list[str]
@@ -450,14 +450,14 @@ def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, stor
         raise RequestInvalid("dataset_id", str(exc)) from None
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
-    split_field, counts = _check_split_options(dataset, job.options)
+    split_field, counts, layout = _check_split_options(dataset, job.options)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":
         fields = [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)]  # the first: the others' reference
         drop = _one_drop(fields, list(dataset["class_names"]))
         counts, names = _kept("probes[0]", drop, counts, list(dataset["class_names"]))
-        problem = classes_without_message(counts, names)  # a class it keeps without a train or test image
+        problem = classes_without_message(counts, names, layout=layout)  # a kept class without train or test images
         if problem:
             raise RequestInvalid(split_field, problem)
         payload["probes"] = _named([_probe(field, p, spec.default_head, spec.num_features, len(names), referenced)

@@ -497,6 +497,10 @@ def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_t
         warned = [w for w in resp.json()["warnings"] if "'ship'" in w]
         assert len(warned) == 1 and "(or add their rows to test.csv; extracting keeps it)" in warned[0], warned
         assert "class folder" not in warned[0]
+        # a pipeline that keeps the class is refused in the same words
+        refused = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": resp.json()["id"], "probes": [ERM]})
+        assert refused.status_code == 422 and "add their rows to test.csv, or leave it out of the job with " \
+            '"drop_classes": ["ship"]' in refused.json()["detail"], refused.text
 
 
 def test_a_class_without_test_images_registers_and_a_train_job_must_drop_it(tmp_path):
