@@ -247,6 +247,12 @@ def given_rows(rows: list[dict], labels: np.ndarray, class_names: Sequence[str],
     return [{**row, "index": int(rows_of[row["index"]])} for row in rows]
 
 
+def cache_place(row: dict, split: str = "test") -> tuple[str, int]:
+    """Where a listed image (a failure row of :func:`cache_test_rows`, a label-issues row) is in its cache: its
+    ``split`` (else ``split``) and its ``row`` there (else its ``index``)."""
+    return row.get("split", split), row["row"] if "row" in row else row["index"]
+
+
 def cache_test_rows(rows: list[dict], config: dict, cache: Callable[[], Any]) -> list[dict]:
     """:func:`given_rows` of a run's failure ``rows`` on its cache's test split where the run (its report's
     ``config``) left classes out, the cache opened by ``cache()`` then only; a cache that cannot be read (moved,

@@ -80,9 +80,7 @@ def warn_changed(rows: list[dict], cache) -> None:
     from pathlib import Path
 
     from feature_cache.datasets import content_digest
-
-    def place(row: dict) -> tuple[str, int]:
-        return row.get("split", "test"), row["row"] if "row" in row else row["index"]
+    from probe.splits import cache_place as place
 
     listed = [row for row in rows if row["source"] is not None and os.path.isfile(row["source"])]
     wanted: dict[str, list[int]] = {}

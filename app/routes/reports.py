@@ -167,12 +167,11 @@ def _left_out(store: Store, run_id: str) -> list[str] | None:
 def _with_thumbnails(rows: list[dict], store: Store, cache_id: str, split: str) -> list[dict]:
     """Listed rows with the thumbnail URL (:func:`_thumbnails`) of each image that names its source in the data set;
     each row's image is its ``row`` (else ``index``) of its ``split`` (else ``split``) in the cache ``cache_id``."""
-    def place(row: dict) -> tuple[str, int]:
-        return row.get("split", split), row["row"] if "row" in row else row["index"]
+    from probe.splits import cache_place
 
-    thumbnail = _thumbnails(store, cache_id, [place(row) for row in rows])
+    thumbnail = _thumbnails(store, cache_id, [cache_place(row, split) for row in rows])
     for row in rows:
-        url = thumbnail(row["source"], *place(row))
+        url = thumbnail(row["source"], *cache_place(row, split))
         if url is not None:
             row["thumbnail_url"] = url
     return rows
