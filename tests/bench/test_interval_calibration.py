@@ -20,10 +20,11 @@ def test_a_null_pair_differs_on_the_discordant_fraction_and_neither_run_is_favou
 
 def test_class_coverage_of_a_single_image_class():
     # one image: the bootstrap's interval is that image's score, [0, 0] or [1, 1], and never covers p = 0.5;
-    # Wilson's for 0 of 1 is [0, 0.7935] and for 1 of 1 [0.2065, 1]: both cover 0.5
+    # Wilson's (continuity-corrected under 30 images) for 0 of 1 is [0, 0.9454] and for 1 of 1 [0.0546, 1]: both
+    # cover 0.5
     row = interval_calibration.class_coverage(1, 0.5, 200, np.random.default_rng(0), 100)
     assert (row["wilson_coverage"], row["bootstrap_coverage"], row["bootstrap_mean_width"]) == (1.0, 0.0, 0.0)
-    assert abs(row["wilson_mean_width"] - 0.7935) < 1e-3
+    assert abs(row["wilson_mean_width"] - 0.9454) < 1e-3
 
 
 def test_a_run_writes_every_cell_and_case(tmp_path, capsys, monkeypatch):
@@ -37,9 +38,10 @@ def test_a_run_writes_every_cell_and_case(tmp_path, capsys, monkeypatch):
     small, large = result["class_accuracy"]
     assert (small["n"], large["n"]) == (3, 200)
     # 3 images at p = 0.8: the bootstrap covers only when 1 or 2 are right (its interval is [1, 1] at 3 of 3 and
-    # [0, 0] at 0 of 3), i.e. with probability 3·0.8·0.2² + 3·0.8²·0.2 = 0.48; Wilson's covers at 2 of 3
-    # ([0.2077, 0.9385]) and 3 of 3 ([0.4385, 1]), not at 1 of 3 ([0.0615, 0.7923]): 0.384 + 0.512 = 0.896
-    assert abs(small["bootstrap_coverage"] - 0.48) < 0.1 and abs(small["wilson_coverage"] - 0.896) < 0.06
+    # [0, 0] at 0 of 3), i.e. with probability 3·0.8·0.2² + 3·0.8²·0.2 = 0.48; Wilson's (continuity-corrected under
+    # 30 images) covers at 1 of 3 ([0.0177, 0.8747]), 2 of 3 ([0.1253, 0.9823]) and 3 of 3 ([0.31, 1]), not at 0 of 3
+    # ([0, 0.69]): 1 − 0.2³ = 0.992
+    assert abs(small["bootstrap_coverage"] - 0.48) < 0.1 and abs(small["wilson_coverage"] - 0.992) < 0.02
     assert abs(large["wilson_coverage"] - 0.95) < 0.05
     (case,) = result["paired_null"]
     assert (case["classes"], case["per_class"], case["trials"]) == (6, 5, 5)

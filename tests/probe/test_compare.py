@@ -572,11 +572,11 @@ def test_each_run_s_own_accuracies_have_the_intervals_its_report_gives():
             assert getattr(row, f"{side}_ci") == pytest.approx(own.rows[row.index]["accuracy_ci"])
         worst = next(r.index for r in cmp.per_class if r.name == cmp.worst_classes[side])
         assert getattr(cmp.metrics["worst_class"], f"{side}_ci") == pytest.approx(own.rows[worst]["accuracy_ci"])
-    # one seed: a class's interval is scipy's Wilson interval of its images
+    # one seed: a class's interval is scipy's Wilson interval of its images (continuity-corrected: 6 < 30 images)
     one = compare_reports(base, other, (Predictions(labels, base_pred[:1], conf), Predictions(labels, other_pred[:1],
                                                                                                 conf)))
     right = int((base_pred[0, :6] == 0).sum())
-    wilson = binomtest(right, 6).proportion_ci(0.95, method="wilson")
+    wilson = binomtest(right, 6).proportion_ci(0.95, method="wilsoncc")
     assert one.per_class[0].base_ci == pytest.approx([wilson.low, wilson.high])
     # the tables show them beside each accuracy
     from probe.compare import class_rows, metric_rows

@@ -683,7 +683,7 @@ def test_a_reliability_bin_carries_its_accuracys_wilson_interval_derived_on_ever
 
     from probe.report import ReliabilityBin
 
-    expected = binomtest(3, 4).proportion_ci(confidence_level=0.95, method="wilson")
+    expected = binomtest(3, 4).proportion_ci(confidence_level=0.95, method="wilsoncc")  # under 30: corrected
     b = ReliabilityBin(upper=0.8, count=4, confidence=0.77, accuracy=0.75)
     assert b.accuracy_ci == pytest.approx([expected.low, expected.high], abs=1e-12)
     stored = ReliabilityBin.model_validate({**b.model_dump(), "accuracy_ci": [0.0, 1.0]})  # hand-edited or older
