@@ -209,3 +209,17 @@ def test_the_architecture_names_every_word_the_dashboard_s_words_script_serves(t
     text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     row = next(line for line in text.splitlines() if line.startswith("| `/words.js`"))
     assert not [key for key in [*words, *words["job_states"]] if f"`{key}`" not in row]
+
+
+def test_the_readme_s_probe_zip_row_names_every_file_the_zip_can_hold():
+    """The README's `GET /api/runs/{id}/probe.zip` row listed the zip's files without `seen_sources.npz`, which
+    probe.deploy.PROBE_FILES ships (a README round): each file the route can write is named in that row."""
+    import re
+
+    from app.routes.reports import ONNX_FILE, STANDALONE_FILE
+    from probe.deploy import PROBE_FILES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `GET /api/runs/{id}/probe.zip`"))
+    named = set(re.findall(r"`(?:\{id\}/)?([\w.]+)`", row))
+    assert not [name for name in [*PROBE_FILES, "USAGE.md", STANDALONE_FILE, ONNX_FILE] if name not in named]
