@@ -223,3 +223,17 @@ def test_the_readme_s_probe_zip_row_names_every_file_the_zip_can_hold():
     row = next(line for line in readme.splitlines() if line.startswith("| `GET /api/runs/{id}/probe.zip`"))
     named = set(re.findall(r"`(?:\{id\}/)?([\w.]+)`", row))
     assert not [name for name in [*PROBE_FILES, "USAGE.md", STANDALONE_FILE, ONNX_FILE] if name not in named]
+
+
+def test_every_near_train_outline_of_the_readme_is_the_model_s():
+    """The README's `/scores` row gave `near_train` as `{encoder, threshold, images, near, sampled, near_ci}`,
+    without the `ratio` the answer carries (a README round): each such outline lists app.predicted_near.NearTrain's
+    fields, in order."""
+    import re
+
+    from app.predicted_near import NearTrain
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    outlines = re.findall(r"`near_train`[^{`]*(?:`[^`{]*`[^{`]*)*?`\{([^}`]*)\}`", readme)
+    assert len(outlines) >= 2
+    assert not [outline for outline in outlines if outline.split(", ") != list(NearTrain.model_fields)]
