@@ -237,3 +237,28 @@ def test_every_near_train_outline_of_the_readme_is_the_model_s():
     outlines = re.findall(r"`near_train`[^{`]*(?:`[^`{]*`[^{`]*)*?`\{([^}`]*)\}`", readme)
     assert len(outlines) >= 2
     assert not [outline for outline in outlines if outline.split(", ") != list(NearTrain.model_fields)]
+
+
+def test_the_readme_s_configuration_table_is_the_settings_one_row_each():
+    """The README's "Configuration" table is written by hand beside app.config.Settings, and no test held them
+    together (a README round): each field is one `MR2PROBE_<FIELD>` row, each row a field, and where the default
+    column gives a number (`4`, `2 GiB`) it is the field's default."""
+    import re
+
+    from app.config import Settings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### Configuration (environment, prefix `MR2PROBE_`")
+    rows = [line for line in readme[start:readme.index("\n### ", start + 1)].splitlines() if line.startswith("| `")]
+    defaults = {}
+    for row in rows:
+        names, default = row.split(" | ")[:2]
+        variables = re.findall(r"`MR2PROBE_([A-Z_]+)`", names)
+        values = [value.strip() for value in default.split(",")] if len(variables) > 1 else [default]
+        defaults.update({name.lower(): value.strip("` ") for name, value in zip(variables, values)})
+    assert sorted(defaults) == sorted(Settings.model_fields)
+    units = {"": 1, " KiB": 1024, " MiB": 1024**2, " GiB": 1024**3}
+    numbers = {name: int(m.group(1)) * units[m.group(2) or ""] for name, text in defaults.items()
+               if (m := re.fullmatch(r"(\d+)( KiB| MiB| GiB)?", text))}
+    assert len(numbers) >= 9
+    assert {name: Settings.model_fields[name].default for name in numbers} == numbers
