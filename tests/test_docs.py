@@ -262,3 +262,54 @@ def test_the_readme_s_configuration_table_is_the_settings_one_row_each():
                if (m := re.fullmatch(r"(\d+)( KiB| MiB| GiB)?", text))}
     assert len(numbers) >= 9
     assert {name: Settings.model_fields[name].default for name in numbers} == numbers
+
+
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_UNITS = {"": 1, "GiB": 1024**3, "MiB": 1024**2, "Mpx": 10**6, "%": 0.01}
+
+
+def _documented_number(text: str) -> float | None:
+    """A number as the docs write it: `10 000`, `512,000`, `2³²−1`, `10⁶`, `1 GiB`, `50 Mpx`, `5 %`; else None."""
+    import re
+
+    m = re.fullmatch(r"(\d[\d ,]*?(?:\.\d+)?)([⁰¹²³⁴⁵⁶⁷⁸⁹]*)(−1)? ?(GiB|MiB|Mpx|%)?", text.strip())
+    if m is None:
+        return None
+    base = float(re.sub(r"[ ,]", "", m.group(1)))
+    value = base ** int(m.group(2).translate(_SUPERSCRIPTS)) if m.group(2) else base
+    return (value - (1 if m.group(3) else 0)) * _UNITS[m.group(4) or ""]
+
+
+def test_every_constant_the_docs_give_a_value_is_the_code_s():
+    """README.md and docs/ARCHITECTURE.md write `MAX_SEEDS` = 20, `CPU_WORKER_MEMORY` = 1 GiB, ... by hand beside
+    the module constants they name (a README round): each "`NAME` = number" of the two files, where NAME is a
+    module-level constant of probe, feature_cache or app, is that constant's value (one of them, where modules share
+    a name such as MAX_BATCH_SIZE)."""
+    import ast
+    import importlib
+    import re
+
+    defined: dict[str, list[str]] = {}  # constant name -> the modules that assign it at module level
+    for package in ("probe", "feature_cache", "app"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                for target in targets:
+                    if isinstance(target, ast.Name) and re.fullmatch(r"[A-Z][A-Z0-9_]+", target.id):
+                        defined.setdefault(target.id, []).append(module)
+    checked, wrong = 0, []
+    for doc in ("README.md", "docs/ARCHITECTURE.md"):
+        text = " ".join((ROOT / doc).read_text(encoding="utf-8").split())
+        for m in re.finditer(r"`(?:[\w.]+\.)?([A-Z][A-Z0-9_]+)` = ([\d ,.⁰¹²³⁴⁵⁶⁷⁸⁹−]+(?:GiB|MiB|Mpx|%)?)", text):
+            name, documented = m.group(1), _documented_number(m.group(2).rstrip(" ,."))
+            if name not in defined or documented is None:
+                continue
+            values = [getattr(importlib.import_module(module), name) for module in defined[name]]
+            values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if not values:  # a tuple or a dict of values (L2_STRENGTHS): the docs list them, not one number
+                continue
+            checked += 1
+            if not any(abs(v - documented) <= 1e-9 * abs(v) for v in values):
+                wrong.append((doc, name, m.group(2), values))
+    assert checked >= 30 and not wrong
