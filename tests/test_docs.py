@@ -313,3 +313,15 @@ def test_every_constant_the_docs_give_a_value_is_the_code_s():
             if not any(abs(v - documented) <= 1e-9 * abs(v) for v in values):
                 wrong.append((doc, name, m.group(2), values))
     assert checked >= 30 and not wrong
+
+
+def test_the_architecture_s_encoder_spec_row_names_every_field():
+    """docs/ARCHITECTURE.md's `EncoderSpec` row listed nine of its fields, without `feature_kind`, `resize_mode` and
+    `crop_pct`, which decide the features as much (a README round): each field is named in that row."""
+    import dataclasses
+
+    from feature_cache.encoders import EncoderSpec
+
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `EncoderSpec` |"))
+    assert not [f.name for f in dataclasses.fields(EncoderSpec) if f"`{f.name}`" not in row]
