@@ -374,3 +374,22 @@ def test_every_dotted_name_the_docs_give_resolves():
              if m.rpartition(".")[2] not in files}
     assert len(named) >= 200
     assert not sorted((doc, name) for doc, name in named if not _resolves(name))
+
+
+def test_the_architecture_names_every_app_module_bench_imports():
+    """docs/ARCHITECTURE.md said `bench/` imports only `app.threads` and `app.cli` of the service, while
+    bench/per_class_table.py and bench/label_issues_pages.py serve the API in process through `app.config` and
+    `app.main` (a README round): each app module a bench script imports is named where the app section begins."""
+    import ast
+
+    imported = set()
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "app":
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names if alias.name.split(".")[0] == "app")
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    start = text.index("\n## app ")
+    intro = text[start:text.index("```", start)]  # the heading and the sentence under it
+    assert imported and not sorted(module for module in imported if f"`{module}`" not in intro)
