@@ -393,3 +393,20 @@ def test_the_architecture_names_every_app_module_bench_imports():
     start = text.index("\n## app ")
     intro = text[start:text.index("```", start)]  # the heading and the sentence under it
     assert imported and not sorted(module for module in imported if f"`{module}`" not in intro)
+
+
+def test_the_architecture_names_every_probe_module_feature_cache_imports():
+    """docs/ARCHITECTURE.md lists what feature_cache takes from probe and ends "These ... are the only
+    `feature_cache` → `probe` imports", without `probe.files`, `probe.constraints`, `probe.splits`, `probe.config`
+    and `probe.decision`, which feature_cache imports too (a README round): each probe module a feature_cache module
+    imports is named in that paragraph."""
+    import ast
+
+    imported = set()
+    for path in sorted((ROOT / "feature_cache").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("probe."):
+                imported.add(".".join(node.module.split(".")[:2]))
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    paragraph = next(p for p in text.split("\n\n") if "are the only `feature_cache` → `probe` imports" in p)
+    assert len(imported) >= 10 and not sorted(module for module in imported if f"`{module}" not in paragraph)
