@@ -238,7 +238,7 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     row = store.add_cache(dataset_id=dataset["id"], encoder=cache.encoder, path=str(path),
                           fingerprint=cache.fingerprint, num_features=int(cache.num_features),
                           class_names=cache.class_names, counts=counts, job_id=None, source=REGISTERED,
-                          same_path=False, stamp=stamp, extractor=cache.extractor)
+                          same_path=False, stamp=stamp, extractor=cache.extractor, layout=cache.layout)
     return row, True
 
 

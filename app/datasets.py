@@ -418,6 +418,9 @@ def is_test_set(counts: dict[str, list[int]]) -> bool:
     return not total["train"] and not total["val"] and bool(total["test"])
 
 
+UNKNOWN_LAYOUT = "unknown"  # a cache recorded before caches kept their data set's layout: advice in neutral words
+
+
 def classes_without_message(counts: dict[str, list[int]], class_names: list[str],
                             training: bool = True, layout: str | None = None) -> str | None:
     """Why a train job cannot run on splits whose ``counts`` leave a class without a train or test image (a probe
@@ -425,7 +428,8 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
     every class has both, and for unlabelled images (:func:`is_unlabelled`: no class, only extracted). Without
     ``training`` (registration, extraction: the CLI extracts such a data set too) the same classes as a warning, and
     None for a labelled test set alone (:func:`is_test_set`). ``layout``: the data set's (``params["layout"]``,
-    None where not known): a manifest pair's fix is rows in its CSV files, not class folders."""
+    None where not opened, :data:`UNKNOWN_LAYOUT` for a cache recorded before its layout was): a manifest pair's fix
+    is rows in its CSV files, not class folders."""
     if is_unlabelled({"class_names": class_names}) or (not training and is_test_set(counts)):
         return None
     if is_test_set(counts):
@@ -449,12 +453,15 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
 
 def _how_to_add(counts: dict[str, list[int]], class_names: list[str], layout: str | None) -> str:
     """How to give classes the train or test images ``counts`` lack them in: a manifest pair's rows in the file of
-    each such split (its warning said to add class folders under test/, which it has none of; a review), else
-    images in class folders."""
+    each such split (its warning said to add class folders under test/, which it has none of; a review), images
+    in the data set for a cache that does not record its layout (:data:`UNKNOWN_LAYOUT`), else images in class
+    folders."""
     gaps = [split for split in ("train", "test") if classes_without(counts, class_names, (split,))]
     if layout == "manifest-pair":
         files = dict(zip(("train", "test"), MANIFEST_PAIR))
         return f"add their rows to {' or '.join(files[split] for split in gaps)}"
+    if layout == UNKNOWN_LAYOUT:
+        return f"add {' or '.join(gaps)} images of them to the data set it was extracted from"
     folders = " or ".join(f"{split}/" for split in gaps)
     return f"add images (a class folder under {folders}, or at least 2 images in a data set without splits)"
 

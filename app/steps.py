@@ -151,7 +151,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     row = ctx.store.add_cache(
         dataset_id=dataset_id, encoder=encoder_name, path=str(result.path), fingerprint=result.fingerprint,
         num_features=int(cache.num_features), class_names=list(cache.class_names),
-        counts=_jsonable(result.counts), job_id=ctx.job_id, extractor=cache.extractor)
+        counts=_jsonable(result.counts), job_id=ctx.job_id, extractor=cache.extractor,
+        layout=cache.layout)
     ctx.message(f"cache {row['id']} {'reused' if result.reused else 'written'}"
                 + ("" if result.reused else
                    f" ({result.encoded} of {sum(dict(result.counts).values())} images encoded in this attempt)"))

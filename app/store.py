@@ -151,7 +151,11 @@ _ADDED_COLUMNS = (("runs", "verdict", "TEXT", _from_selection("verdict")),
                   # the stored configuration (JSON) its job trained it with as its reference (a probe job without a
                   # reference run, a pipeline's first probe), NULL otherwise: what a pipeline reuses it by, which
                   # the job's record told alone, and removing finished jobs' records lost (an attack round)
-                  ("runs", "reference_config", "TEXT", _reference_configs))
+                  ("runs", "reference_config", "TEXT", _reference_configs),
+                  # the layout of the data set a cache was extracted from (feature_cache.FeatureCache.layout): how a
+                  # job on it says to add images (rows of a manifest pair's CSV files, not class folders); NULL for
+                  # rows written before it, whose advice is neutral
+                  ("caches", "layout", "TEXT", lambda conn: None))
 
 
 
@@ -430,7 +434,8 @@ class Store:
     def add_cache(self, *, dataset_id: str, encoder: str, path: str, fingerprint: str | None,
                   num_features: int | None, class_names: list[str], counts: dict[str, int],
                   job_id: str | None, source: str = "extraction", same_path: bool = True,
-                  stamp: str | None = None, extractor: str | None = None) -> dict[str, Any]:
+                  stamp: str | None = None, extractor: str | None = None,
+                  layout: str | None = None) -> dict[str, Any]:
         """Record a finished cache; the same file recorded again returns the existing row (with ``same_path``
         False, the same file of the same fingerprint: a file registered by path that now holds other features is
         another cache). Looked up and inserted in one transaction: two registrations of one file at once made two
@@ -438,7 +443,7 @@ class Store:
         where, args = ("path = ?", (path,)) if same_path else ("path = ? AND fingerprint = ?", (path, fingerprint))
         values = dict(id=new_id("cache"), dataset_id=dataset_id, encoder=encoder, path=path, fingerprint=fingerprint,
                       num_features=num_features, class_names=class_names, counts=counts, job_id=job_id,
-                      source=source, stamp=stamp, extractor=extractor, created_at=utcnow())
+                      source=source, stamp=stamp, extractor=extractor, layout=layout, created_at=utcnow())
         with self._tx() as conn:
             row = conn.execute(f"SELECT id FROM caches WHERE {where} ORDER BY rowid", args).fetchone()
             if row is None and conn.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone() is None:

@@ -16,7 +16,7 @@ from probe.names import class_name, listed
 
 from .caches import cache_file
 from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_files, \
-    classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
+    UNKNOWN_LAYOUT, classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
 
 if TYPE_CHECKING:
     from probe import ProbeConfig, Report
@@ -353,7 +353,7 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     head = _cache_default_head(cache_row)
     configs = _named([_probe(field, config, head, cache_row["num_features"], len(names), referenced)
                       for field, config, referenced in probes], drop, list(cache_row["class_names"]))
-    problem = classes_without_message(counts, names)
+    problem = classes_without_message(counts, names, layout=cache_row.get("layout") or UNKNOWN_LAYOUT)
     if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
     for (field, _, referenced), config in zip(probes, configs):

@@ -409,6 +409,14 @@ class FeatureCache:
         return labelled_layout(self.attrs.get("split_params"))
 
     @property
+    def layout(self) -> str | None:
+        """The layout of the data set it was extracted from (``split_params["layout"]``: ``"manifest-pair"``,
+        ``"split-folders"``, ...), None where the file does not record one."""
+        params = self.attrs.get("split_params")
+        layout = params.get("layout") if isinstance(params, dict) else None
+        return layout if isinstance(layout, str) else None
+
+    @property
     def encoder(self) -> str:
         return self._attr("encoder")
 

@@ -484,6 +484,8 @@ def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip
 def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_test_csv(tmp_path):
     """A manifest pair (train.csv, test.csv) whose class 'ship' is only in train.csv registers with a warning; it said
     to add images in "a class folder under test/", which a manifest has none of (a review): rows to test.csv now."""
+    import sqlite3
+
     root = tmp_path / "root"
     unzip(tiny_zip_bytes(4, 2), root)
     pair = root / "tiny"
@@ -501,6 +503,19 @@ def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_t
         refused = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": resp.json()["id"], "probes": [ERM]})
         assert refused.status_code == 422 and "add their rows to test.csv, or leave it out of the job with " \
             '"drop_classes": ["ship"]' in refused.json()["detail"], refused.text
+        # and so is a probe job on its cache, whose row records the layout (it gave the folder words); a cache
+        # recorded before its layout was gets neutral words
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract",
+                                                              "dataset_id": resp.json()["id"]}).json()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        cache = client.get("/api/caches").json()[0]["id"]
+        on_cache = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": ERM})
+        assert on_cache.status_code == 422 and "add their rows to test.csv, or leave it out of the job with " \
+            '"drop_classes": ["ship"]' in on_cache.json()["detail"], on_cache.text
+        with sqlite3.connect(client.app.state.store.path) as conn:
+            conn.execute("UPDATE caches SET layout = NULL")
+        old = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": ERM}).json()["detail"]
+        assert "add test images of them to the data set it was extracted from, or leave it out" in old, old
 
 
 def test_a_class_without_test_images_registers_and_a_train_job_must_drop_it(tmp_path):
