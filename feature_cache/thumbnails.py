@@ -6,14 +6,16 @@ does not list are refused with :class:`KeyError` before any byte is read.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import threading
 from collections import OrderedDict
 
 from .datasets import LabelledImages, Sample, decode_opened, to_rgb
 from .errors import ImageChanged
 
-__all__ = ["THUMBNAIL_SIZE", "Thumbnailer", "changed_since_extraction"]
+__all__ = ["THUMBNAIL_SIZE", "Thumbnailer", "changed_since_extraction", "listing_digest"]
 
 THUMBNAIL_SIZE = 128  # longest side in pixels; smaller images are not enlarged
 # Previews kept per data set (a gallery page asks for the same ones again), at most this many bytes: counted in
@@ -92,3 +94,32 @@ def _png(image, size: int) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def listing_digest(root: str | os.PathLike) -> bytes | None:
+    """A digest of what the folder ``root`` lists: the path of every entry under it, and the size of each file at its
+    top (a manifest pair's train.csv and test.csv: a row added grows its file), symlinks not followed; None where
+    ``root`` is not a folder (an archive: its own modification time tells a change). An index of the data set made
+    at the same digest lists what it would list now, whatever the files' times say (a manifest row added for an old
+    file, a network share's skewed clock). Names from the directory scans alone below the top: a size for each of
+    50,000 files tripled the cost (one lstat each)."""
+    if not os.path.isdir(root):
+        return None
+    digest = hashlib.sha256()
+    folders = [(os.fspath(root), "")]
+    while folders:
+        folder, prefix = folders.pop()
+        listed = []
+        try:
+            with os.scandir(folder) as scan:
+                for entry in sorted(scan, key=lambda entry: entry.name):
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append((entry.path, f"{prefix}{entry.name}/"))
+                        listed.append(f"{entry.name}/")
+                    else:
+                        size = "" if prefix else f"\0{entry.stat(follow_symlinks=False).st_size}"
+                        listed.append(entry.name + size)
+        except OSError as exc:  # a folder unreadable or gone while scanned: its state, as far as it was read
+            listed.append(f"\0{type(exc).__name__}")
+        digest.update("\n".join([prefix, *listed, "", ""]).encode("utf-8", "surrogateescape"))
+    return digest.digest()

@@ -251,26 +251,25 @@ THUMBNAIL_SLOTS = 4
 @lru_cache(maxsize=4)
 def _thumbnailer(path: str, modified: float, unlabelled: bool, reindexed: int):
     """One indexed data set per (path, modification time, re-indexes for files added since: :func:`_index`), and
-    when its listing began: opening a large archive is paid once, and without the content digest of every file
-    (``fingerprint=False``), which a thumbnail never reads: a folder's is the sha256 of each whole file (digits'
-    1,797 PNGs: 0.14 -> 0.05 s). A data set that no longer reads as one (a class folder emptied since its
-    registration) is kept as its error, for the same modification time: each tile of a failure gallery listed the
-    whole folder again to fail alike (a many-classes round)."""
+    the digest of its folder's listing as the index began (``feature_cache.thumbnails.listing_digest``): opening a
+    large archive is paid once, and without the content digest of every file (``fingerprint=False``), which a
+    thumbnail never reads: a folder's is the sha256 of each whole file (digits' 1,797 PNGs: 0.14 -> 0.05 s). A data
+    set that no longer reads as one (a class folder emptied since its registration) is kept as its error, for the
+    same modification time: each tile of a failure gallery listed the whole folder again to fail alike (a
+    many-classes round)."""
     from feature_cache import DatasetError
-    from feature_cache.thumbnails import Thumbnailer
+    from feature_cache.thumbnails import Thumbnailer, listing_digest
 
-    started = time.time()
+    listed = listing_digest(path)  # before the index lists it: a file added meanwhile reads as added
     try:
-        return Thumbnailer(open_registered(path, unlabelled, fingerprint=False, val_fraction=0.0)), started
+        return Thumbnailer(open_registered(path, unlabelled, fingerprint=False, val_fraction=0.0)), listed
     except DatasetError as exc:
-        return exc, started
+        return exc, listed
 
 
 _INDEXING: dict[tuple, threading.Lock] = {}  # a lock per data set being indexed, while it is
 _INDEXING_GUARD = threading.Lock()
 _REINDEXED: dict[tuple[str, bool], int] = {}  # (path, unlabelled) -> its re-indexes for files added since (_index)
-# File systems stamp a file by a clock up to a tick behind time.time(): a file added as its index began is re-read
-CLOCK_MARGIN_S = 0.02
 
 
 def _indexed(path: str, modified: float, unlabelled: bool, reindexed: int):
@@ -293,29 +292,32 @@ def _indexed(path: str, modified: float, unlabelled: bool, reindexed: int):
                     del _INDEXING[key]
 
 
-def _added_since(root: str, source: str, started: float) -> bool:
-    """Whether ``source`` names a regular file in the folder ``root`` created or changed (its ctime) since
-    ``started``: one the index, keyed by the top folder's modification time, cannot know of."""
+def _names_a_file(root: str, source: str) -> bool:
+    """Whether ``source`` names a regular file in the folder ``root``: only such a source can be one an index made
+    since would list (a missing file, '..' or an absolute source never re-indexes, nor costs a listing)."""
     parts = Path(source).parts
     if not parts or Path(source).is_absolute() or ".." in parts or not os.path.isdir(root):
         return False
     try:
-        found = os.stat(os.path.join(root, *parts))
+        return stat.S_ISREG(os.stat(os.path.join(root, *parts)).st_mode)
     except (OSError, ValueError):
         return False
-    return stat.S_ISREG(found.st_mode) and found.st_ctime > started - CLOCK_MARGIN_S
 
 
 def _index(path: str, unlabelled: bool, source: str):
-    """The data set's thumbnail index (:func:`_indexed`), indexed again once where ``source`` is a file added after
-    it (a file added inside a class folder leaves the top folder's modification time as it was: its thumbnail was a
-    404 until that changed; a review). Once per added file: a file the new index does not list either (not an
-    image) is older than it, and is not indexed for again."""
+    """The data set's thumbnail index (:func:`_indexed`), indexed again once where ``source`` is a file it does not
+    list and the folder's listing changed since it began (a file added inside a class folder, or a manifest row for
+    an old file, leaves the top folder's modification time as it was: its thumbnail was a 404 until that changed;
+    a review): by what the listing holds, not by the files' times, which a file copied with its times kept, a row
+    added for an old file or a skewed clock left behind. A file the new index does not list either (not an image)
+    finds the listing as that index saw it, and is not indexed for again."""
     from feature_cache import DatasetError
+    from feature_cache.thumbnails import listing_digest
 
     reindexed = _REINDEXED.get((path, unlabelled), 0)
-    thumbs, started = _indexed(path, os.stat(path).st_mtime, unlabelled, reindexed)
-    if isinstance(thumbs, DatasetError) or source in thumbs or not _added_since(path, source, started):
+    thumbs, listed = _indexed(path, os.stat(path).st_mtime, unlabelled, reindexed)
+    if isinstance(thumbs, DatasetError) or source in thumbs or not _names_a_file(path, source) \
+            or listing_digest(path) == listed:
         return thumbs
     with _INDEXING_GUARD:  # requests missing it at once: one re-index
         if _REINDEXED.get((path, unlabelled), 0) == reindexed:

@@ -1026,7 +1026,6 @@ def test_a_file_added_inside_a_class_folder_has_its_thumbnail_after_one_re_index
     from app.routes import datasets as routes
 
     routes._thumbnailer.cache_clear()
-    monkeypatch.setattr(routes, "CLOCK_MARGIN_S", 0.0)  # the index's start and the files' stamps: one clock here
     opened = []
     real = routes.open_registered
     monkeypatch.setattr(routes, "open_registered", lambda *a, **kw: opened.append(a) or real(*a, **kw))
@@ -1048,6 +1047,35 @@ def test_a_file_added_inside_a_class_folder_has_its_thumbnail_after_one_re_index
     for source in ("train/cat/nothing.png", "../tiny/train/cat/notes.txt", "/etc/hostname"):
         assert service.get(thumb, params={"source": source}).status_code == 404
     assert len(opened) == 3
+    routes._thumbnailer.cache_clear()
+
+
+def test_a_manifest_row_added_for_an_old_file_has_its_thumbnail_after_one_re_index(service, tmp_path, monkeypatch):
+    """The re-index for a file the index does not list went by the file's change time (after the index began): a
+    row added to a manifest pair's test.csv for an image that was there before the index (or a network share's
+    clock behind the server's) was a 404 until the top folder changed. It goes by what the folder holds now."""
+    from app.routes import datasets as routes
+
+    routes._thumbnailer.cache_clear()
+    opened = []
+    real = routes.open_registered
+    monkeypatch.setattr(routes, "open_registered", lambda *a, **kw: opened.append(a) or real(*a, **kw))
+    unzip(tiny_zip_bytes(4, 2), tmp_path / "root")
+    pair = tmp_path / "root" / "tiny"
+    rows = {split: [f"{f.relative_to(pair).as_posix()},{f.parent.name}" for f in sorted((pair / split).rglob("*.*"))]
+            for split in ("train", "test")}
+    old = rows["test"].pop()  # an image on disk since before the index, not listed
+    for split, listed in rows.items():
+        (pair / f"{split}.csv").write_text("path,label\n" + "\n".join(listed) + "\n")
+    ds = service.post("/api/datasets", json={"path": "tiny"}).json()
+    thumb = f"/api/datasets/{ds['id']}/thumbnail"
+    assert service.get(thumb, params={"source": rows["test"][0].split(",")[0]}).status_code == 200
+    assert service.get(thumb, params={"source": old.split(",")[0]}).status_code == 404 and len(opened) == 1
+    top = os.stat(pair).st_mtime_ns
+    with open(pair / "test.csv", "a") as manifest:  # written in place: the top folder's time stays
+        manifest.write(old + "\n")
+    assert os.stat(pair).st_mtime_ns == top
+    assert service.get(thumb, params={"source": old.split(",")[0]}).status_code == 200 and len(opened) == 2
     routes._thumbnailer.cache_clear()
 
 
