@@ -576,6 +576,9 @@ class ScoresOut(Scores):
                                 "near_train's line (mr2probe predict's) or why it was not checked")
     matches_report: Optional[dict[str, int]] = Field(None, description="on the run's own test split: on how many "
                                                      "images the predictions equal the report's first seed")
+    unknown_hint: Optional[str] = Field(None, description="why images may be of classes the run does not have "
+                                        "(`unknown`), as mr2probe predict says it: labels differing from its classes "
+                                        "only in case, or a class renamed since the run; null where none")
     near_train: Optional[NearTrain] = Field(None, description="the images that nearly duplicate one of the run's "
                                             "train or val images (mr2probe predict's check: a seeded sample past "
                                             "the products budget); null where unchecked (the warnings say why "

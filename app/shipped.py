@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CachePredictions", "predict_cache", "reproduces", "compare_on_cache", "CSV_COLUMNS", "csv_rows",
-           "predicted_summary", "scores_summary"]
+           "predicted_summary", "scores_summary", "unknown_hint"]
 
 # One row per image of `mr2probe predict --out` and GET /api/runs/{id}/predictions.csv
 CSV_COLUMNS = ("index", "source", "true", "predicted", "confidence", "correct")
@@ -135,7 +135,43 @@ def scores_summary(run_dir, probe, got: "CachePredictions", split: str) -> tuple
     scores = score_predictions(got.labels, got.predicted, probe.class_names, got.names, got.confidence, got.truth,
                                probe.scaling)
     return scores, {"images": len(got.labels), "warnings": list(got.warnings),
-                    "matches_report": reproduces(run_dir, probe, got, split)}
+                    "matches_report": reproduces(run_dir, probe, got, split),
+                    "unknown_hint": unknown_hint(scores, list(probe.class_names))}
+
+
+def unknown_hint(scores, class_names: list[str]) -> str | None:
+    """Why images may be of classes the run does not have (``scores.unknown``), where their names suggest one:
+    labels that differ from the run's classes only in case, else a class renamed since the run; None otherwise.
+    ``mr2probe predict`` says it after its line on those images, the dashboard's score panel under it."""
+    return _case_hint(list(scores.unknown), class_names) or _renamed_hint(scores)
+
+
+def _case_hint(unknown: list[str], class_names: list[str]) -> str | None:
+    """A hint for labels that differ from the run's class names only in case ('Bird' for 'bird'): labels match by
+    exact name, and the bare 'classes the run does not have' left the user guessing (a new-user round)."""
+    by_lower = {name.casefold(): name for name in class_names}
+    pairs = [(label, by_lower[label.casefold()]) for label in unknown if label.casefold() in by_lower]
+    if not pairs:
+        return None
+    return ("Labels match the run's classes by exact name: " + ", ".join(f"{a!r} is not {b!r}" for a, b in pairs[:5])
+            + " (rename the labels or folders).")
+
+
+def _renamed_hint(scores) -> str | None:
+    """A hint where most images of classes the run lacks went to one of its classes without images here: a class
+    folder renamed since the run ('dog' to 'puppy') read as a class the run lacks, and its old name as a class
+    without images, with no word on why (a data-set-iteration round)."""
+    absent = {c.name for c in scores.per_class if not c.n}
+    went = {name: n for name, n in scores.unknown_predicted.items() if name in absent}
+    if not went:
+        return None
+    name, n = max(went.items(), key=lambda item: item[1])
+    unknown = sum(scores.unknown.values())
+    if 2 * n <= unknown:
+        return None
+    return (f"Most of them ({n:,} of {unknown:,}) were predicted as {name!r}, which has no images here: a class "
+            "renamed since the run? Labels match the run's classes by name: give it its old name back (rename the "
+            "folder or labels and extract again).")
 
 
 def csv_rows(got: "CachePredictions", class_names: list[str]):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from probe.numbers import fixed, percent
 
-from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary
+from ..shipped import CSV_COLUMNS, CachePredictions, csv_rows, predict_cache, predicted_summary, scores_summary, \
+    unknown_hint
 from . import add_run_argument, check_out_apart, check_out_file
 
 # What a summary cut at --limit classes says of the rest.
@@ -173,17 +174,6 @@ def _unlabelled_summary(args: argparse.Namespace, probe, shares, got: CachePredi
     return "\n".join(lines)
 
 
-def _case_hint(unknown: list[str], class_names: list[str]) -> str:
-    """A hint for labels that differ from the run's class names only in case ('Bird' for 'bird'): labels match by
-    exact name, and the bare 'classes the run does not have' left the user guessing (a new-user round)."""
-    by_lower = {name.casefold(): name for name in class_names}
-    pairs = [(label, by_lower[label.casefold()]) for label in unknown if label.casefold() in by_lower]
-    if not pairs:
-        return ""
-    return (" Labels match the run's classes by exact name: " + ", ".join(f"{a!r} is not {b!r}" for a, b in pairs[:5])
-            + " (rename the labels or folders).")
-
-
 def _unknown_line(scores, class_names: list[str]) -> str:
     """The images of classes the run does not have: how many of each, left out of accuracy but counted wrong in the
     precision of the class each was predicted as (the line said "not scored" while cat's precision fell to 46 % on
@@ -194,24 +184,8 @@ def _unknown_line(scores, class_names: list[str]) -> str:
     if scores.unknown_predicted:
         line += (" Each counts as a wrong prediction in the precision of the class it was predicted as: "
                  + ", ".join(f"{n} ({c:,})" for n, c in scores.unknown_predicted.items()) + ".")
-    return line + (_case_hint(list(scores.unknown), class_names) or _renamed_hint(scores))
-
-
-def _renamed_hint(scores) -> str:
-    """A hint where most images of classes the run lacks went to one of its classes without images here: a class
-    folder renamed since the run ('dog' to 'puppy') read as a class the run lacks, and its old name as a class
-    without images, with no word on why (a data-set-iteration round)."""
-    absent = {c.name for c in scores.per_class if not c.n}
-    went = {name: n for name, n in scores.unknown_predicted.items() if name in absent}
-    if not went:
-        return ""
-    name, n = max(went.items(), key=lambda item: item[1])
-    unknown = sum(scores.unknown.values())
-    if 2 * n <= unknown:
-        return ""
-    return (f" Most of them ({n:,} of {unknown:,}) were predicted as {name!r}, which has no images here: a class "
-            "renamed since the run? Labels match the run's classes by name: give it its old name back (rename the "
-            "folder or labels and extract again).")
+    hint = unknown_hint(scores, class_names)
+    return line + (f" {hint}" if hint else "")
 
 
 def _predicted_absent(scores) -> list[str]:

@@ -692,6 +692,8 @@
         + "and wrong wherever predicted (a class's precision counts them): "
         + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + "; predicted as "
         + Object.entries(s.unknown_predicted || {}).map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
+      // mr2probe predict's hint (GET .../scores' unknown_hint): a class renamed since the run, labels differing in case
+      unknown.length && s.unknown_hint ? h("p", { class: "muted", id: "score-unknown-hint" }, s.unknown_hint) : null,
       ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
       same ? h("p", { class: "muted", id: "score-matches" }, "This is the run's own test split: the predictions equal "
         + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,

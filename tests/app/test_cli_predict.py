@@ -530,11 +530,11 @@ def test_compare_of_a_run_that_left_out_a_class_and_one_on_a_cache_without_it_sa
 
 def test_labels_that_differ_from_the_runs_classes_only_in_case_get_a_hint():
     """'3 images of classes the run does not have: Bird (3)' left the user guessing (a new-user round)."""
-    from app.commands.predict import _case_hint
+    from app.shipped import _case_hint
 
     assert _case_hint(["Bird", "horse"], ["bird", "cat"]) == (
-        " Labels match the run's classes by exact name: 'Bird' is not 'bird' (rename the labels or folders).")
-    assert _case_hint(["horse"], ["bird", "cat"]) == ""
+        "Labels match the run's classes by exact name: 'Bird' is not 'bird' (rename the labels or folders).")
+    assert _case_hint(["horse"], ["bird", "cat"]) is None
 
 
 def test_an_out_that_is_a_fifo_is_written_through_not_replaced(run, tmp_path):

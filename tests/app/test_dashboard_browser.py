@@ -3188,8 +3188,10 @@ def test_images_of_classes_the_run_lacks_are_said_where_they_went(driver, live_s
     and the page called them "not scored" (a new-user round): the note says they count and where they went."""
     run = httpx.get(f"{live_server}/api/runs/{finished.mr2}").json()
     names = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()["class_names"]
+    hint = "Most of them (2 of 3) were predicted as 'x', which has no images here: a class renamed since the run?"
     stray = f"""(path, data) => path.includes("/scores?")
-        ? {{ ...data, unknown: {{ zebra: 3 }}, unknown_predicted: {{ {json.dumps(names[0])}: 2, {json.dumps(names[1])}: 1 }} }}
+        ? {{ ...data, unknown: {{ zebra: 3 }}, unknown_predicted: {{ {json.dumps(names[0])}: 2, {json.dumps(names[1])}: 1 }},
+             unknown_hint: {json.dumps(hint)} }}
         : data"""
     with _fetch_rewritten(driver, stray):
         _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
@@ -3200,6 +3202,8 @@ def test_images_of_classes_the_run_lacks_are_said_where_they_went(driver, live_s
         assert driver.js("return document.getElementById('score-unknown').textContent") == (
             "3 images of classes this run does not have: not in the accuracy, and wrong wherever predicted (a "
             f"class's precision counts them): zebra (3); predicted as {names[0]} (2), {names[1]} (1).")
+        # and mr2probe predict's hint, which the API carries (unknown_hint): the panel had none
+        assert driver.js("return document.getElementById('score-unknown-hint').textContent") == hint
 
 
 def test_the_run_page_finds_its_reference_and_cache_past_the_lists_cut(driver, live_server, finished):

@@ -259,6 +259,36 @@ def test_probe_zip_of_a_missing_run_or_file_is_404(finished, tmp_path):
     assert resp.status_code == 404 and "lacks head.json" in resp.json()["detail"]
 
 
+def test_scores_carry_the_hint_for_a_class_renamed_since_the_run(finished, monkeypatch):
+    """mr2probe predict hints at a class renamed since the run (its images of a class the run lacks, predicted as
+    one of its classes without images here); the dashboard's score panel had no word of it. GET .../scores carries
+    the CLI's hint (app.shipped.unknown_hint), null where there is none."""
+    from dataclasses import replace
+
+    from app.routes import reports
+    from probe.deploy import UNKNOWN_CLASS
+
+    client = finished.client
+    run = client.get(f"/api/runs/{finished.mr2}").json()
+    plain = client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": run["cache_id"]}).json()
+    assert plain["unknown_hint"] is None
+    real = reports._predicted
+
+    def renamed(*args, **kwargs):  # the images of the run's first class, named 'puppy' now, predicted as it
+        row, probe, got = real(*args, **kwargs)
+        first = np.asarray(got.labels) == 0
+        names = ["puppy" if f else n for f, n in zip(first, got.names)]
+        return row, probe, replace(got, labels=np.where(first, UNKNOWN_CLASS, got.labels), names=names,
+                                   predicted=np.where(first, 0, got.predicted))
+
+    monkeypatch.setattr(reports, "_predicted", renamed)
+    body = client.get(f"/api/runs/{finished.mr2}/scores", params={"cache": run["cache_id"]}).json()
+    first = body["per_class"][0]["name"]
+    assert "puppy" in body["unknown"] and body["unknown_hint"].startswith(
+        f"Most of them ({body['unknown']['puppy']} of {body['unknown']['puppy']}) were predicted as {first!r}, which "
+        "has no images here: a class renamed since the run? Labels match the run's classes by name"), body
+
+
 def test_scores_of_a_run_on_a_registered_cache(finished):
     """GET /api/runs/{id}/scores?cache=: the shipped probe on a cache's split; on its own test split it equals the
     report's first seed, and its accuracy is that seed's."""
