@@ -3,6 +3,7 @@ probability of their own label: the likeliest wrong labels)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 HELP = ("list a class's (or every class's) misclassified test images of a run (first seed), most confidently wrong "
@@ -48,11 +49,13 @@ def run(args: argparse.Namespace) -> int:
     report, predictions = read_run(args.run_dir, lambda: _read(args.run_dir))
     index, predicted = confusion_cell(report.class_names, args.class_name, args.predicted, ("--class", "--predicted"),
                                       report.config.get("drop_classes") or ())
+    # found and opened once for the rows of a run that left classes out and for the check of the listed files
+    cache = functools.lru_cache(maxsize=1)(lambda: run_cache(report, args.run_dir, option=None))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, args.limit, predicted), report.config,
-                           lambda: run_cache(report, args.run_dir, option=None))
+                           cache)
     rows = full_paths(rows, args.data)
     if args.data is not None:
-        warn_changed(rows, lambda: run_cache(report, args.run_dir, option=None))
+        warn_changed(rows, cache)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

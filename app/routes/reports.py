@@ -116,9 +116,10 @@ def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted
     run = store.get_run(run_id)
     report, predictions = read_run(run["path"], lambda: _with_predictions(store, run))  # of one run
     index, target = _cell(report.class_names, class_name, predicted, lambda: report.config.get("drop_classes"))
-    rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config,
-                           lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
-    rows = _with_thumbnails(rows, store, run["cache_id"], "test")
+    # opened once for the rows of a run that left classes out and for the thumbnails' digests
+    cache = lru_cache(maxsize=1)(lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
+    rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config, cache)
+    rows = _with_thumbnails(rows, store, run["cache_id"], "test", cache)
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
                        total=len(predictions.failures(index, predicted=target)), items=rows)
 
@@ -164,12 +165,14 @@ def _left_out(store: Store, run_id: str) -> list[str] | None:
         return None
 
 
-def _with_thumbnails(rows: list[dict], store: Store, cache_id: str, split: str) -> list[dict]:
+def _with_thumbnails(rows: list[dict], store: Store, cache_id: str, split: str,
+                     cache: Callable[[], Any] | None = None) -> list[dict]:
     """Listed rows with the thumbnail URL (:func:`_thumbnails`) of each image that names its source in the data set;
-    each row's image is its ``row`` (else ``index``) of its ``split`` (else ``split``) in the cache ``cache_id``."""
+    each row's image is its ``row`` (else ``index``) of its ``split`` (else ``split``) in the cache ``cache_id``
+    (``cache``: the caller's opener of its file, :func:`_row_digests`)."""
     from probe.splits import cache_place
 
-    thumbnail = _thumbnails(store, cache_id, [cache_place(row, split) for row in rows])
+    thumbnail = _thumbnails(store, cache_id, [cache_place(row, split) for row in rows], cache=cache)
     for row in rows:
         url = thumbnail(row["source"], *cache_place(row, split))
         if url is not None:
@@ -177,19 +180,19 @@ def _with_thumbnails(rows: list[dict], store: Store, cache_id: str, split: str) 
     return rows
 
 
-def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]], drop: list[str] | None = None
-                ) -> Callable[..., str | None]:
+def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]], drop: list[str] | None = None,
+                cache: Callable[[], Any] | None = None) -> Callable[..., str | None]:
     """The thumbnail URL of the image ``source`` at (split, row) of ``wanted`` in the cache: of the cache's data set,
     with the content digest the cache recorded at that row where it keeps one and its source there is ``source``,
     so that a file replaced since the extraction is refused (409) rather than shown as the image the cache encoded
     and its runs scored (a review); None for a cache the service does not know (registered outside it) or an image
     without a source. Only the rows listed are read (a label-issues page of a 1.28M-image cache read every source).
-    ``drop``: the classes the run left out, where ``wanted``'s rows are the run's (:func:`_row_digests`)."""
+    ``drop``: the classes the run left out, where ``wanted``'s rows are the run's; ``cache``: see :func:`_row_digests`."""
     try:
         row = store.get_cache(cache_id)
     except KeyError:
         return lambda source, split, index: None
-    known = _row_digests(row, wanted, drop)
+    known = _row_digests(row, wanted, drop, cache)
 
     def url(source: str | None, split: str, index: int) -> str | None:
         found = known.get((split, index))  # a row whose source is another (a run's rows mapped wrong): no digest
@@ -197,12 +200,13 @@ def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]], drop
     return url
 
 
-def _row_digests(cache_row: dict, wanted: list[tuple[str, int]], drop: list[str] | None = None
-                 ) -> dict[tuple[str, int], tuple[str, bytes]]:
+def _row_digests(cache_row: dict, wanted: list[tuple[str, int]], drop: list[str] | None = None,
+                 cache: Callable[[], Any] | None = None) -> dict[tuple[str, int], tuple[str, bytes]]:
     """``FeatureCache.row_digests`` of each split's rows of ``wanted`` in the cache of ``cache_row``, by (split, row);
     with ``drop``, the rows are those of the run that left those classes out, each read at its row of the cache
     (``probe.splits.kept_rows``: a near-duplicate pair's rows are the run's, and got no digest). {} where the file
-    cannot be read (gone, moved, replaced: the listing is still given, its thumbnails shown as the files are)."""
+    cannot be read (gone, moved, replaced: the listing is still given, its thumbnails shown as the files are).
+    ``cache``: what opens that file, where the caller opens it too (else it is opened here)."""
     from feature_cache import open_cache
     from probe.splits import kept_rows
 
@@ -211,12 +215,12 @@ def _row_digests(cache_row: dict, wanted: list[tuple[str, int]], drop: list[str]
         by_split.setdefault(split, []).append(index)
     found: dict[tuple[str, int], tuple[str, bytes]] = {}
     try:
-        cache = open_cache(cache_file(cache_row))
-        for split in set(by_split) & set(cache.splits):
-            given = kept_rows(cache.labels(split), cache.class_names, drop) if drop else None
+        opened = cache() if cache is not None else open_cache(cache_file(cache_row))
+        for split in set(by_split) & set(opened.splits):
+            given = kept_rows(opened.labels(split), opened.class_names, drop) if drop else None
             at = {r: r if given is None else int(given[r]) for r in by_split[split]
                   if given is None or 0 <= r < len(given)}
-            read = cache.row_digests(split, at.values())
+            read = opened.row_digests(split, at.values())
             found.update({(split, r): read[g] for r, g in at.items() if g in read})
     except (KeyError, OSError, ValueError):
         return {}

@@ -884,9 +884,13 @@ def test_a_run_that_left_a_class_out_reproduces_its_report_on_its_own_test_split
     assert "equal the report's first seed on 90 of 90 images." in text and "changed since the run" not in text
 
 
-def test_failures_of_a_run_that_left_a_class_out_name_rows_of_its_cache_test_split(run, tmp_path, capsys):
+def test_failures_of_a_run_that_left_a_class_out_name_rows_of_its_cache_test_split(run, tmp_path, capsys,
+                                                                                   monkeypatch):
     """failures --json gives each mistake's row of the cache's test split: a run without 'apple' stored predictions
-    of the other classes' test images alone, and gave their positions among those (30 rows early)."""
+    of the other classes' test images alone, and gave their positions among those (30 rows early). With --data, the
+    run's cache is found and opened once for those rows and the check of the listed files (it was twice)."""
+    from app import label_issues
+
     cache, _ = run
     out = tmp_path / "without-apple"
     assert main(["train", "--features", str(cache), "--out", str(out), "--drop-class", "apple", *FAST]) == 0
@@ -897,6 +901,12 @@ def test_failures_of_a_run_that_left_a_class_out_name_rows_of_its_cache_test_spl
     sources, labels = open_cache(cache).sources("test"), open_cache(cache).labels("test")
     assert all(sources[row["index"]] == row["source"] and NAMES[labels[row["index"]]] == row["true"] != "apple"
                for row in rows)
+    found = []
+    real = label_issues.run_cache
+    monkeypatch.setattr(label_issues, "run_cache", lambda *a, **kw: found.append(a) or real(*a, **kw))
+    assert main(["failures", str(out), "--limit", "200", "--json", "--data", str(tmp_path)]) == 0
+    assert [row["index"] for row in json.loads(capsys.readouterr().out)] == [row["index"] for row in rows]
+    assert len(found) == 1
 
 
 def test_a_run_given_as_its_report_json_is_read_as_its_folder(run, tmp_path, capsys):

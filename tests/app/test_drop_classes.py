@@ -132,10 +132,12 @@ def test_a_pipeline_on_a_data_set_leaves_a_class_out(service, tmp_path):
     assert "no class named 'plane' to leave out (did you mean 'airplane'?)" in _refused(service, body)
 
 
-def test_the_failures_of_a_run_that_left_a_class_out_name_rows_of_the_cache_test_split(service, tmp_path):
+def test_the_failures_of_a_run_that_left_a_class_out_name_rows_of_the_cache_test_split(service, tmp_path,
+                                                                                      monkeypatch):
     """GET /api/runs/{id}/failures gives each mistake's row of the cache's test split: a run without class 'a'
     stored predictions of the other classes' test images alone, and gave their positions among those (row 0 for
-    the cache's row 5)."""
+    the cache's row 5). The cache is opened once for those rows and the thumbnails' digests (it was twice)."""
+    import feature_cache
     from feature_cache import open_cache
 
     cache = synthetic_cache(service.app.state.store, tmp_path)
@@ -143,8 +145,11 @@ def test_the_failures_of_a_run_that_left_a_class_out_name_rows_of_the_cache_test
     job = wait_job(service, service.post("/api/jobs", json=body).json()["id"])
     assert job["status"] == "succeeded", job["error"]
     run = job["result"]["run_ids"][0]
+    opened = []
+    monkeypatch.setattr(feature_cache, "open_cache", lambda *a, **kw: opened.append(a) or open_cache(*a, **kw))
     items = service.get(f"/api/runs/{run}/failures").json()["items"]
     assert items  # the synthetic classes overlap: mistakes to list
+    assert len(opened) == 1 and all("thumbnail_url" in item for item in items)
     test = open_cache(cache["path"])
     sources, labels = test.sources("test"), test.labels("test")
     for item in items:
