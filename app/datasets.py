@@ -341,17 +341,18 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any], fingerprin
                            max_per_class=options.get("max_per_class"))
 
 
-def kept_problem(counts: dict[str, list[int]], class_names: list[str], drop: list[str]) -> str | None:
+def kept_problem(counts: dict[str, list[int]], class_names: list[str], drop: list[str],
+                 layout: str | None = None) -> str | None:
     """Why a train job leaving out the classes ``drop`` (its ``drop_classes``, checked as names before) cannot run on
-    splits of ``counts``: :func:`classes_without_message` of the classes it keeps, or None. The names are matched as
-    the request's check and the run match them (``probe.splits.kept_classes``: a name in decomposed Unicode names its
-    composed class); matched exactly, such a name left its class in, and the pipeline the request took failed after
-    its queue wait, saying the data set had changed (an attack round)."""
+    splits of ``counts``: :func:`classes_without_message` of the classes it keeps (``layout``: the data set's), or
+    None. The names are matched as the request's check and the run match them (``probe.splits.kept_classes``: a
+    name in decomposed Unicode names its composed class); matched exactly, such a name left its class in, and the
+    pipeline the request took failed after its queue wait, saying the data set had changed (an attack round)."""
     from probe.splits import kept_classes
 
     kept = kept_classes(drop, class_names)
     return classes_without_message({split: [c[k] for k in kept] for split, c in counts.items()},
-                                   [class_names[k] for k in kept])
+                                   [class_names[k] for k in kept], layout=layout)
 
 
 def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:

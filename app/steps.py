@@ -108,8 +108,9 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     ctx.progress(start, "opening data set")
     data = open_for_extraction(dataset, options)
     counts, names = dataset_counts(data), list(data.class_names)
-    problem = (classes_without_message(counts, names, training=False, layout=data.params.get("layout")) if drop is None
-               else kept_problem(counts, names, drop))
+    layout = data.params.get("layout")
+    problem = (classes_without_message(counts, names, training=False, layout=layout) if drop is None
+               else kept_problem(counts, names, drop, layout))
     changed = changed_since_registration(dataset, data)
     if changed:
         ctx.message(changed)

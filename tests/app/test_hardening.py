@@ -943,6 +943,19 @@ def test_a_class_without_images_is_named_with_the_split_to_add_them_to():
     assert classes_without_message({"train": [2, 1], "test": [1, 1]}, ["cat", "dog"]) is None
 
 
+def test_a_job_leaving_classes_out_of_a_manifest_pair_is_told_to_add_rows_not_class_folders():
+    """kept_problem (the extraction step's check of the classes a pipeline keeps) had no layout to pass on: a
+    manifest pair whose kept class lost its test rows since the request was told to add a class folder under test/,
+    which a pair has none of. It takes the data set's layout, as classes_without_message does."""
+    from app.datasets import kept_problem
+
+    counts = {"train": [2, 2, 2], "val": [1, 1, 1], "test": [1, 1, 0]}
+    said = kept_problem(counts, ["ant", "bee", "cat"], ["ant"], "manifest-pair")
+    assert "class 'cat' has no train or no test image" in said and "add their rows to test.csv, or leave it" in said
+    assert "a class folder under test/" in kept_problem(counts, ["ant", "bee", "cat"], ["ant"], "split-folders")
+    assert kept_problem(counts, ["ant", "bee", "cat"], ["cat"], "manifest-pair") is None
+
+
 def test_a_weights_file_that_is_no_checkpoint_is_refused_before_a_job_exists(service, tmp_path):
     (tmp_path / "root" / "notes.csv").write_text("a,b\n1,2\n")
     ds = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
