@@ -149,10 +149,7 @@ class JobRunner:
         back resumable, 'resume continues it', as if no one had asked (an upgrade round)."""
         for job in self.store.list_jobs(JobStatus.interrupted, limit=-1):
             if cancel_asked(job["messages"]):
-                try:
-                    self.cancel(job["id"])
-                except OSError:  # its files could not be removed: the server starts all the same (a review)
-                    logger.exception("job %s: removing the files of its cancellation failed", job["id"])
+                self.cancel(job["id"])  # its files that cannot be removed: the server starts all the same (a review)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued, interrupted or running job (a running one stops at its next check)."""
@@ -161,11 +158,8 @@ class JobRunner:
         if status in (JobStatus.queued, JobStatus.interrupted):
             try:
                 cancelled = self.store.cancel_queued(job_id)  # its message names the status it left
-                kind = self.handlers.get(cancelled["kind"])
-                if kind is not None:
-                    kind.discard(cancelled, self.store, self.settings)
-                    return self.store.get_job(job_id)  # what the discard recorded (a kept run listed)
-                return cancelled
+                self._discard(cancelled)
+                return self.store.get_job(job_id)  # what the discard recorded (a kept run listed)
             except InvalidTransition:
                 job = self.store.get_job(job_id)  # the dispatcher claimed it meanwhile
                 status = JobStatus(job["status"])
@@ -181,6 +175,19 @@ class JobRunner:
             self.store.add_message(job_id, CANCEL_REQUESTED)
             return self.store.get_job(job_id)
         raise InvalidTransition(f"job {job_id!r} is already {status.value}; nothing to cancel")
+
+    def _discard(self, job: dict[str, Any]) -> None:
+        """What a job cancelled while queued or interrupted left (its kind's ``discard``). Files the file system will
+        not let go are said in its messages and left to the next start's sweep: the cancel held, and its HTTP answer
+        was a 500 all the same (an attack round)."""
+        kind = self.handlers.get(job["kind"])
+        try:
+            if kind is not None:
+                kind.discard(job, self.store, self.settings)
+        except OSError as exc:
+            logger.exception("job %s: removing the files of its cancellation failed", job["id"])
+            self.store.add_message(job["id"], f"its partial files could not be removed now ({exc.strerror or exc}); "
+                                   "the server's next start removes them")
 
     def remove(self, job_id: str, dry_run: bool = False) -> dict[str, Any]:
         """Remove a finished job's record (``DELETE /api/jobs/{id}/record``); returns its row. A queued, running or

@@ -178,3 +178,22 @@ def test_a_failed_job_resumed_while_its_record_is_removed_keeps_what_it_resumes_
         assert resp.status_code == 200 and resp.json()["removed"] == [], resp.text
     assert store.get_job(failed)["status"] == "queued" and half.is_dir()
     assert store.get_job(failed)["result"]["pending_run"] == "run_aaaaaaaaaaaa"
+
+
+def test_cancelling_a_job_whose_partial_file_cannot_be_removed_answers_the_cancelled_job(service, tmp_path):
+    """DELETE /api/jobs/{id} of an interrupted extraction whose partial file the file system would not let go (here:
+    a file where its folder should be) cancelled the job, then answered a 500: the cancel held and the client was
+    told it failed. It answers the cancelled job, which says its files are left to the server's next start (whose
+    sweep removes the partial files no job extracts)."""
+    client, store, _ = service
+    dataset = store.add_dataset(name="d", source="path", path=str(tmp_path), class_names=["a", "b"], counts={},
+                                fingerprint=None, skipped=0)
+    (tmp_path / "not-a-folder").write_text("x")
+    job = store.add_job("extract", {"dataset_id": dataset["id"], "encoder": "openclip:ViT-B-32", "options": {}})
+    store.claim(job["id"])
+    store.update_result(job["id"], extraction=str(tmp_path / "not-a-folder" / "x-seed0.h5"))
+    store.interrupt(job["id"])
+    resp = client.delete(f"/api/jobs/{job['id']}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "cancelled"
+    assert resp.json()["messages"][-1]["text"].startswith("its partial files could not be removed now")
