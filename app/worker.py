@@ -168,12 +168,13 @@ class JobRunner:
                 entry = self._running.get(job_id)
                 if entry is not None:  # under the lock stop() sets "shutdown" under, where it finds no cancel
                     entry[0].stop_reason = "cancel"
-            if entry is None:
+            if entry is not None:
+                entry[0].stop_event.set()
+                self.store.add_message(job_id, CANCEL_REQUESTED)
+                return self.store.get_job(job_id)
+            status = JobStatus(self.store.get_job(job_id)["status"])  # it ended since it was read (an attack round)
+            if status is JobStatus.running:
                 raise InvalidTransition(f"job {job_id!r} is running in another process; it cannot be cancelled here")
-            ctx = entry[0]
-            ctx.stop_event.set()
-            self.store.add_message(job_id, CANCEL_REQUESTED)
-            return self.store.get_job(job_id)
         raise InvalidTransition(f"job {job_id!r} is already {status.value}; nothing to cancel")
 
     def _discard(self, job: dict[str, Any]) -> None:

@@ -97,6 +97,25 @@ def test_cancel_running_and_queued_jobs(tmp_path):
         runner.stop()
 
 
+def test_a_job_that_ends_as_it_is_cancelled_is_said_finished_not_running_elsewhere(tmp_path, monkeypatch):
+    """A cancel that read the job running, and found no thread of it because it had just ended, answered "running in
+    another process; it cannot be cancelled here". Reached here by ending the job right after the cancel reads it."""
+    runner, store = make_runner(tmp_path, {"extract": lambda ctx: {}})
+    job = store.add_job("extract", {})
+    store.claim(job["id"])
+    get_job = store.get_job
+
+    def read_then_ended(job_id):
+        row = get_job(job_id)
+        if row["status"] == "running":
+            store.finish(job_id, JobStatus.succeeded)
+        return row
+
+    monkeypatch.setattr(store, "get_job", read_then_ended)
+    with pytest.raises(InvalidTransition, match="already succeeded; nothing to cancel"):
+        runner.cancel(job["id"])
+
+
 class _SecondSet(threading.Event):
     """A stop event that says when it is set a second time: the server's stop after the user's cancel."""
 
