@@ -169,8 +169,9 @@ class JobRunner:
                 if entry is not None:  # under the lock stop() sets "shutdown" under, where it finds no cancel
                     entry[0].stop_reason = "cancel"
             if entry is not None:
-                entry[0].stop_event.set()
+                # said before the job is told: it ended "cancelled", then "cancellation requested" (an attack round)
                 self.store.add_message(job_id, CANCEL_REQUESTED)
+                entry[0].stop_event.set()
                 return self.store.get_job(job_id)
             status = JobStatus(self.store.get_job(job_id)["status"])  # it ended since it was read (an attack round)
             if status is JobStatus.running:

@@ -97,6 +97,33 @@ def test_cancel_running_and_queued_jobs(tmp_path):
         runner.stop()
 
 
+def test_a_cancel_is_said_before_the_job_ends_cancelled(tmp_path, monkeypatch):
+    """The cancel of a running job told the job first, then wrote "cancellation requested": a job that stopped at
+    once ended "cancelled", then "cancellation requested", as if a cancel were still pending. Reached here by
+    holding the message until the job has ended, when the job was told first."""
+    release, started = threading.Event(), []
+    runner, store = make_runner(tmp_path, blocking_handlers(release, started))
+    add_message = store.add_message
+
+    def held(job_id, text):
+        entry = runner._running.get(job_id)
+        if text == "cancellation requested" and entry is not None and entry[0].stop_event.is_set():
+            entry[1].join(30)  # told already: let it end first
+        add_message(job_id, text)
+
+    monkeypatch.setattr(store, "add_message", held)
+    runner.start()
+    try:
+        job = runner.submit("extract", {})
+        wait_for(lambda: started, 30, what="running")
+        runner.cancel(job["id"])
+        wait_for(lambda: _status(store, job["id"]) == "cancelled", 30, what="cancelled")
+        texts = [m["text"] for m in store.get_job(job["id"])["messages"]]
+        assert texts[-2:] == ["cancellation requested", "cancelled"]
+    finally:
+        runner.stop()
+
+
 def test_a_job_that_ends_as_it_is_cancelled_is_said_finished_not_running_elsewhere(tmp_path, monkeypatch):
     """A cancel that read the job running, and found no thread of it because it had just ended, answered "running in
     another process; it cannot be cancelled here". Reached here by ending the job right after the cancel reads it."""
