@@ -37,6 +37,16 @@ def _in_units(size: int) -> str:
     return f"{size / 2 ** 20:,.1f} MiB" if size < 2 ** 30 else f"{size / 2 ** 30:,.2f} GiB"
 
 
+# write errors that say the server has no room for the upload (a 507): what happened, what to do
+_NO_ROOM = {
+    errno.ENOSPC: ("the server's disk is full", "try again once space is freed"),
+    errno.EDQUOT: ("the server's disk is full", "try again once space is freed"),
+    # a file-size limit (ulimit -f, or the file system's own): a 500 'internal server error (OSError)' (an attack round)
+    errno.EFBIG: ("the server cannot store a file this large (its file system or its process limits a file's size)",
+                  "register the folder or archive by its path on the server instead (under MR2PROBE_DATA_ROOT)"),
+}
+
+
 def upload_too_large(limit: int, size: int | None = None) -> UploadTooLarge:
     """The 413 of an upload over ``limit`` bytes, ``size`` its declared length where the request gave one. Its
     sizes in MiB or GiB beside the bytes: "upload of 2684354560 bytes is over the limit of 2147483648 bytes" left a
@@ -213,11 +223,11 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
     except (UploadTooLarge, UploadError, UploadStalled):
         raise
     except OSError as exc:  # writing the file: not the body's fault (a full disk was a 422 'malformed multipart body')
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno not in _NO_ROOM:
             raise
         logger.warning("upload to %s failed after %d bytes: %s", dest_dir, received, exc)
-        raise NoSpace(f"the server's disk is full: the upload could not be stored ({received:,} bytes received, "
-                      "nothing kept); try again once space is freed") from None
+        raise NoSpace(f"{_NO_ROOM[exc.errno][0]}: the upload could not be stored ({received:,} bytes received, "
+                      f"nothing kept); {_NO_ROOM[exc.errno][1]}") from None
     except Exception as exc:  # python_multipart raises its own errors on malformed bodies
         raise UploadError(f"malformed multipart body: {exc}") from exc
     finally:

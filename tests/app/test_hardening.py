@@ -1603,7 +1603,12 @@ def test_a_range_the_pages_files_cannot_serve_is_refused_in_json(service, path):
     assert stale.status_code == 200 and len(stale.content) == size  # If-Range of another version: the whole file
 
 
-def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monkeypatch, caplog):
+@pytest.mark.parametrize("code, said", [
+    ("ENOSPC", "the server's disk is full: the upload could not be stored"),
+    # a file-size limit (ulimit -f, FAT32's 4 GiB): a 500 'internal server error (OSError)' (an attack round)
+    ("EFBIG", "the server cannot store a file this large (its file system or its process limits a file's size): the "
+              "upload could not be stored")])
+def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monkeypatch, caplog, code, said):
     """ENOSPC while the archive streams to disk was a 422 'malformed multipart body: [Errno 28] ...': the client was
     told its body was wrong (an operator round, the data dir on a full tmpfs). A 507, logged; no data set, no file."""
     import builtins
@@ -1616,7 +1621,7 @@ def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monk
         def write(self, data):
             self.written += len(data)
             if self.written > 100:
-                raise OSError(errno.ENOSPC, "No space left on device")
+                raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
             return self.handle.write(data)
 
         def __getattr__(self, name):
@@ -1625,8 +1630,8 @@ def test_an_upload_that_fills_the_disk_is_a_507_and_leaves_nothing(service, monk
     monkeypatch.setattr("app.datasets.open", lambda *a, **k: FullDisk(builtins.open(*a, **k)), raising=False)
     resp = service.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1), "application/zip")})
     assert resp.status_code == 507, resp.text
-    assert resp.json()["detail"].startswith("the server's disk is full: the upload could not be stored")
-    assert any(r.levelname == "WARNING" and "No space left" in r.getMessage() for r in caplog.records)
+    assert resp.json()["detail"].startswith(said)
+    assert any(r.levelname == "WARNING" and os.strerror(getattr(errno, code)) in r.getMessage() for r in caplog.records)
     assert not any(service.app.state.settings.uploads_dir.glob("*/*"))
     assert service.get("/api/datasets").json() == []
 
