@@ -69,8 +69,9 @@ class JobRunner:
         self._lock_file = None
         # outcomes the database could not take (its disk full): written again by the dispatcher until it does
         self._unrecorded: list[tuple[JobContext, BaseException]] = []
-        # held by a removal of finished jobs' records and by a resume: a failed job resumed while a removal discarded
-        # what it left lost the half-written run it resumes from (a review)
+        # held by a removal of finished jobs' records, by a resume and by a cancel: a failed job resumed while a
+        # removal discarded what it left lost the half-written run it resumes from (a review); a job cancelled as a
+        # purge ran lost its record before its cancel answered, a 404 (an attack round)
         self._removing = threading.Lock()
 
     # -- life cycle ---------------------------------------------------------------------------------
@@ -157,9 +158,10 @@ class JobRunner:
         status = JobStatus(job["status"])
         if status in (JobStatus.queued, JobStatus.interrupted):
             try:
-                cancelled = self.store.cancel_queued(job_id)  # its message names the status it left
-                self._discard(cancelled)
-                return self.store.get_job(job_id)  # what the discard recorded (a kept run listed)
+                with self._removing:  # a purge of finished jobs' records waits: it took the record of this one
+                    cancelled = self.store.cancel_queued(job_id)  # its message names the status it left
+                    self._discard(cancelled)
+                    return self.store.get_job(job_id)  # what the discard recorded (a kept run listed)
             except InvalidTransition:
                 job = self.store.get_job(job_id)  # the dispatcher claimed it meanwhile
                 status = JobStatus(job["status"])

@@ -739,3 +739,25 @@ def test_a_job_the_locked_database_stopped_is_resumable(tmp_path):
         wait_for(lambda: _status(store, job["id"]) == "succeeded", 30, what="succeeded")
     finally:
         runner.stop()
+
+
+def test_a_purge_during_a_cancel_waits_for_it_and_the_cancel_answers_the_cancelled_job(tmp_path):
+    """A cancel of a queued job made it cancelled, then removed what it left and read it back; a purge of finished
+    jobs in between (DELETE /api/jobs?older_than_days=0) removed its record, and the cancel, which had worked,
+    answered 404 "job not found". The purge now waits for the cancel to be done. Reached here by purging from the
+    cancelled kind's discard, in another thread (a purge that did not wait has removed the record when it returns)."""
+    purged, discards = [], []
+
+    def discard(job, store, settings):
+        discards.append(job["id"])
+        if len(discards) > 1:  # the purge's own
+            return
+        purge = threading.Thread(target=lambda: purged.extend(runner.purge("9999")))
+        purge.start()
+        purge.join(2)  # returns at once where the purge does not wait for the cancel
+
+    runner, store = make_runner(tmp_path, {"extract": JobKind(lambda ctx: {}, discard=discard)})
+    job = store.add_job("extract", {})
+    assert runner.cancel(job["id"])["status"] == "cancelled"
+    wait_for(lambda: purged, 30, what="the purge done after the cancel")
+    assert purged == [job["id"]]
