@@ -168,11 +168,13 @@ class JobRunner:
         if status is JobStatus.running:
             with self._cond:
                 entry = self._running.get(job_id)
-                if entry is not None:  # under the lock stop() sets "shutdown" under, where it finds no cancel
-                    entry[0].stop_reason = "cancel"
             if entry is not None:
-                # said before the job is told: it ended "cancelled", then "cancellation requested" (an attack round)
+                # said before the job is told: it ended "cancelled", then "cancellation requested"; and a message the
+                # database refused (a 503, "try again") left the job's stop marked a cancel all the same (an attack
+                # round)
                 self.store.add_message(job_id, CANCEL_REQUESTED)
+                with self._cond:  # under the lock stop() sets "shutdown" under, where it finds no cancel
+                    entry[0].stop_reason = "cancel"
                 entry[0].stop_event.set()
                 return self.store.get_job(job_id)
             status = JobStatus(self.store.get_job(job_id)["status"])  # it ended since it was read (an attack round)

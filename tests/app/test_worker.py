@@ -761,3 +761,31 @@ def test_a_purge_during_a_cancel_waits_for_it_and_the_cancel_answers_the_cancell
     assert runner.cancel(job["id"])["status"] == "cancelled"
     wait_for(lambda: purged, 30, what="the purge done after the cancel")
     assert purged == [job["id"]]
+
+
+def test_a_cancel_the_database_refused_leaves_the_job_to_stop_as_the_server_stops_it(tmp_path, monkeypatch):
+    """A cancel whose "cancellation requested" the database refused (locked, or its disk full: a 503 "try again
+    later") had marked the job's stop a cancel all the same: the server's stop then ended it cancelled, its partial
+    files gone, where the client was told nothing had been done. It ends interrupted, resumable."""
+    import sqlite3
+
+    release, started = threading.Event(), []
+    runner, store = make_runner(tmp_path, blocking_handlers(release, started))
+    add_message = store.add_message
+
+    def refused(job_id, text):
+        if text == "cancellation requested":
+            raise sqlite3.OperationalError("database is locked")
+        add_message(job_id, text)
+
+    runner.start()
+    try:
+        job = runner.submit("extract", {})
+        wait_for(lambda: started, 30, what="running")
+        monkeypatch.setattr(store, "add_message", refused)
+        with pytest.raises(sqlite3.OperationalError):
+            runner.cancel(job["id"])
+        monkeypatch.setattr(store, "add_message", add_message)
+    finally:
+        runner.stop()
+    assert _status(store, job["id"]) == "interrupted"
