@@ -15,8 +15,8 @@ from probe.constraints import Boolean, Instance, Interval, Items, Options, Text,
 
 __all__ = ["REWORDED", "reword_errors", "constraints_of", "operation_of", "refusal"]
 
-# The errors of a field's type or bounds, reworded; others (a model's own ValueError, which ProbeConfig words; a
-# query parameter refused by app.deps) keep their message.
+# The errors of a field's type or bounds, reworded; others (a query parameter refused by app.deps) keep their
+# message, but for a check's own ValueError, named by its path (_named).
 REWORDED = frozenset({
     "int_type", "int_parsing", "int_from_float", "int_parsing_size", "float_type", "float_parsing", "finite_number",
     "greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of", "string_type",
@@ -169,15 +169,23 @@ def refusal(name: str, value: Any, constraints: list) -> str | None:
 
 
 def _named(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, Any]) -> str | None:
-    """A field's own check (a validator's ValueError) that does not name the field, named: "character U+0000 at
-    position 3 is not printable" said neither which field nor where; a model's check (ProbeConfig's) names its
-    fields itself."""
+    """A check's own message (a validator's ValueError) named by the field's path in the request: a field's that
+    begins with its bare name (ProbeConfig's "epochs must be ...", the library's and the CLI's words) begins with
+    its path instead ("probes[0].epochs must be ..."; a pipeline's probes were told apart by nothing), an object's
+    that begins with one of its fields ("warmup_epochs must be ...", "adapter_rank=8 applies ...") with that
+    field's path, and any other is prefixed with the path ("name: character U+0000 at position 3 is not
+    printable" said neither which field nor where). A check of the whole body names its fields itself."""
     found = _locate(operation, tuple(error.get("loc", ())), spec)
     msg = str(error.get("msg", "")).removeprefix("Value error, ")
-    if found is None or _resolve(found[0], spec).get("type") == "object":
+    if found is None or found[1] == "the body":
         return None
+    schema, path = _resolve(found[0], spec), found[1]
+    lead = re.match(r"\w+", msg)
+    if schema.get("type") == "object":
+        field = re.match(r"(\w+)(=| must )", msg)
+        return f"{path}.{msg}" if field and field.group(1) in schema.get("properties", {}) else f"{path}: {msg}"
     name = next((part for part in reversed(error["loc"]) if isinstance(part, str)), "")
-    return None if name in msg else f"{found[1]}: {msg}"
+    return f"{path}{msg[len(name):]}" if lead and lead.group() == name else f"{path}: {msg}"
 
 
 def reword_errors(errors: list[dict[str, Any]], operation: dict[str, Any] | None, spec: dict[str, Any]

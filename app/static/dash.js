@@ -79,6 +79,21 @@
     return JSON.stringify(detail);
   }
 
+  /** A field error's message as shown under its field: without the request path it starts with
+   * ("probes[0].epochs must be ...", "config.loss: Unknown loss ...", app.field_errors), which named the API's field
+   * under a box labelled in the form's words (a dashboard-only round). */
+  function fieldMessage(d) {
+    const msg = String(d.msg || "").replace(/^Value error, /, "");
+    const parts = (d.loc || []).slice(1).filter((p) => !/^(pipeline|extract|probe|label_issues)$/.test(p));
+    const path = parts.reduce((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : String(p)), "");
+    if (!path) return msg;
+    if (msg.startsWith(path + ": ")) return msg.slice(path.length + 2);  // "config.loss: Unknown loss ..."
+    if (msg.startsWith(path + ".")) return msg.slice(path.length + 1);  // an object's field: "probes[0].cv=..."
+    const last = parts[parts.length - 1];
+    return typeof last === "string" && path.endsWith("." + last) && msg.startsWith(path + " ")
+      ? msg.slice(path.length - last.length) : msg;
+  }
+
   /** What a page shows in place of its content when the server refused the request for want of a token (the
    * banner above asks for it): a page said "Loading…" for ever, and a report stayed on screen after "Forget" (a
    * dashboard round). */
@@ -564,7 +579,7 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
-  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
+  window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, fieldMessage, pct, num, signedPt,
                   ciOk, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,

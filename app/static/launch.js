@@ -48,7 +48,7 @@
         const key = (d.loc || []).map((p) => FIELD_OF[p]).find(Boolean) || (/requires head=/.test(d.msg) ? "preset" : "form");
         // under its field, the message alone: "probes.max_overall_drop: ..." named an internal field under a box
         // labelled "Overall-accuracy budget (points)" (a dashboard-only round)
-        add(key, key === "form" || !d.msg ? Dash.formatDetail([d]) : String(d.msg).replace(/^Value error, /, ""));
+        add(key, key === "form" || !d.msg ? Dash.formatDetail([d]) : Dash.fieldMessage(d));
       }
     } else {
       const text = Dash.formatDetail(detail);

@@ -262,3 +262,23 @@ def test_an_error_the_rewording_cannot_read_keeps_pydantics_words():
            {"type": "int_type", "loc": ("query", "limit"), "msg": "kept", "input": "x"}]
     assert [e["msg"] for e in reword_errors(odd, operation, {"paths": {}})] == ["Input should be a valid integer",
                                                                                  "kept"]
+
+
+@pytest.mark.parametrize("body, msg", [
+    ({"kind": "pipeline", "dataset_id": "d", "probes": [{}, {"epochs": 0}]},
+     "probes[1].epochs must be an integer in [1, 10000], got 0."),
+    ({"kind": "pipeline", "dataset_id": "d", "probes": [{"cbar_grid": [1.0, -1.0]}]},
+     "probes[0].cbar_grid value (cbar) must be in (0, 100], got -1.0."),
+    ({"kind": "probe", "cache_id": "c", "config": {"loss": "xx"}}, "config.loss: Unknown loss 'xx'; available: "),
+    ({"kind": "probe", "cache_id": "c", "config": {"adapter_rank": 4}},
+     "config.adapter_rank=4 applies to adapter 'lowrank' or 'mlp', got adapter=None."),
+    ({"kind": "pipeline", "dataset_id": "d", "probes": [{"head_options": {"bias": 2}}]},
+     "probes[0]: head 'linear' option bias must be true or false, got 2."),
+])
+def test_probe_configs_own_checks_name_the_requests_path(client, body, msg):
+    """ProbeConfig words its checks with the bare field name (``epochs``), as the library and the CLI say them; a
+    request's 422 names the path the request used (``probes[1].epochs``): which of a pipeline's probes was refused
+    was not said."""
+    resp = client.post("/api/jobs", json=body)
+    assert resp.status_code == 422
+    assert [e["msg"][:len(msg)] for e in resp.json()["detail"]] == [msg], resp.text

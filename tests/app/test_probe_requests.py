@@ -50,8 +50,8 @@ def test_bad_probe_configs_are_422_before_a_job_exists(finished, config, fragmen
 
 @pytest.mark.parametrize("config, message", [
     ({"select": "hard", "max_overall_drop": float("nan")},
-     "max_overall_drop must be between 0 and 100 points of overall accuracy, got nan."),
-    ({"cbar_grid": [1.0, float("inf")]}, "cbar_grid value (cbar) must be a finite number, got inf."),
+     "config.max_overall_drop must be between 0 and 100 points of overall accuracy, got nan."),
+    ({"cbar_grid": [1.0, float("inf")]}, "config.cbar_grid value (cbar) must be a finite number, got inf."),
 ])
 def test_nan_in_a_probe_request_is_422_naming_the_field_and_value(finished, config, message):
     """A JSON body may carry NaN or Infinity (Python's json reads them): refused as an out-of-range value is, naming
