@@ -134,6 +134,8 @@ def _message(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, A
     kind = error.get("type")
     if kind == "value_error":
         return _named(error, operation, spec)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _tag(error, operation, spec)
     if kind not in REWORDED:
         return None
     if kind == "extra_forbidden":
@@ -156,6 +158,21 @@ def _message(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, A
         return f"{path} is required: " + " or ".join("None" if c is None else c.describe() for c in constraints) + "."
     value = error.get("input")
     return refusal(path, _parsed(value, constraints) if loc[0] in _PARAMETERS else value, constraints)
+
+
+def _tag(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, Any]) -> str | None:
+    """A body's tag (a job's ``kind``) missing or of no variant, named with the value given and the tags accepted
+    (the published discriminator's mapping, from the variants' own declarations): pydantic said "Input tag 'probee'
+    found using 'kind' does not match any of the expected tags: ..." (a mistyped kind, a number or null alike)."""
+    found = _locate(operation, tuple(error.get("loc", ())), spec)
+    discriminator = _resolve(found[0], spec).get("discriminator") if found else None
+    if not discriminator or not isinstance(error.get("input"), dict):
+        return None
+    name, tags = discriminator["propertyName"], Options(tuple(discriminator["mapping"]))
+    path = name if found[1] == "the body" else f"{found[1]}.{name}"
+    if name not in error["input"]:
+        return f"{path} is required: {tags.describe()}."
+    return refusal(path, error["input"][name], [tags])
 
 
 def refusal(name: str, value: Any, constraints: list) -> str | None:

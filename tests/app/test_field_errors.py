@@ -282,3 +282,18 @@ def test_probe_configs_own_checks_name_the_requests_path(client, body, msg):
     resp = client.post("/api/jobs", json=body)
     assert resp.status_code == 422
     assert [e["msg"][:len(msg)] for e in resp.json()["detail"]] == [msg], resp.text
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("probee", "got 'probee'."), (5, "got 5."), (None, "got None."), ("", "got ''.")])
+def test_a_jobs_kind_of_no_job_is_named_with_the_kinds(client, kind, said):
+    """A mistyped job kind (or a number, or null) got pydantic's "Input tag 'probee' found using 'kind' does not
+    match any of the expected tags": one line naming the value and the kinds, read from the one declaration of
+    them (the job bodies' discriminator, as the service runs them: app.steps.JOB_KINDS)."""
+    from app.steps import JOB_KINDS
+
+    resp = client.post("/api/jobs", json={"kind": kind, "dataset_id": "d"})
+    assert resp.status_code == 422
+    assert [e["msg"] for e in resp.json()["detail"]] == [f"kind must be one of {', '.join(JOB_KINDS)}, {said}"]
+    resp = client.post("/api/jobs", json={"dataset_id": "d"})
+    assert [e["msg"] for e in resp.json()["detail"]] == [f"kind is required: one of {', '.join(JOB_KINDS)}."]
