@@ -13,7 +13,7 @@ from typing import Any
 
 from probe.constraints import Boolean, Instance, Interval, Items, Options, Text, check
 
-__all__ = ["REWORDED", "reword_errors", "constraints_of", "operation_of", "refusal"]
+__all__ = ["REWORDED", "reword_errors", "constraints_of", "operation_of", "refusal", "text_refusal"]
 
 # The errors of a field's type or bounds, reworded; others (a query parameter refused by app.deps) keep their
 # message, but for a check's own ValueError, named by its path (_named).
@@ -150,14 +150,22 @@ def _message(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, A
     if found is None:
         return None
     schema, path = found
-    # a parameter is left out, not sent as null: "or None" is no value its text can take
+    if loc[0] in _PARAMETERS and kind != "missing":  # a parameter is left out, never sent as null
+        return text_refusal(path, error.get("input"), schema, spec)
     constraints = [c for c in constraints_of(schema, spec) if c is not None or loc[0] not in _PARAMETERS]
     if not constraints:
         return None
     if kind == "missing":
         return f"{path} is required: " + " or ".join("None" if c is None else c.describe() for c in constraints) + "."
-    value = error.get("input")
-    return refusal(path, _parsed(value, constraints) if loc[0] in _PARAMETERS else value, constraints)
+    return refusal(path, error.get("input"), constraints)
+
+
+def text_refusal(name: str, value: Any, schema: dict[str, Any], spec: dict[str, Any]) -> str | None:
+    """Why the field of ``schema`` (a published property) refuses ``value`` given as text where it reads as a
+    number or a boolean (a query parameter, an environment variable; "5" an integer), in :func:`refusal`'s words;
+    None where it accepts it. Such text is never null: "or None" is no value it can take."""
+    constraints = [c for c in constraints_of(schema, spec) if c is not None]
+    return refusal(name, _parsed(value, constraints), constraints) if constraints else None
 
 
 def _tag(error: dict[str, Any], operation: dict[str, Any], spec: dict[str, Any]) -> str | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..config import DEFAULT_PORT, MAX_PORT
@@ -32,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="server-side directories under this root may be registered (MR2PROBE_DATA_ROOT)")
     parser.add_argument("--token", default=None, help="API bearer token (prefer MR2PROBE_API_TOKEN: "
                         "command lines are visible to other users)")
-    parser.add_argument("--cpu-jobs", type=int, default=None, help="CPU jobs run at the same time (MR2PROBE_CPU_JOBS)")
+    # its text checked with the settings, in their words (argparse's type=int said "invalid int value: 'abc'"
+    # with its usage, not what the setting accepts)
+    parser.add_argument("--cpu-jobs", default=None, help="CPU jobs run at the same time (MR2PROBE_CPU_JOBS)")
 
 
 # The flag that sets each setting, for a refusal to name what the user typed (the environment variable is the
@@ -50,8 +53,9 @@ def settings_from_args(args: argparse.Namespace, **extra):
 
 
 def build_settings(**values):
-    """``Settings(**values)`` over the environment; a value refused is a ValueError of one line naming its flag and
-    environment variable (pydantic's report of four lines named the field alone; a README round)."""
+    """``Settings(**values)`` over the environment; a value refused is a ValueError of one line naming the setting
+    as it was given (its flag, or its environment variable), the value and what it accepts (pydantic's report of
+    four lines named the field alone; a README round)."""
     from pydantic import ValidationError
 
     from ..config import Settings
@@ -59,15 +63,35 @@ def build_settings(**values):
     try:
         return Settings(**values)
     except ValidationError as exc:
-        raise ValueError("; ".join(_refusal(error) for error in exc.errors(include_url=False))) from None
+        schema = Settings.model_json_schema()
+        refusals = [_refusal(error, values, schema).removesuffix(".") for error in exc.errors(include_url=False)]
+        raise ValueError("; ".join(refusals)) from None
 
 
-def _refusal(error: dict) -> str:
-    """One pydantic error of the settings, named by the flag and the environment variable that set it."""
+def _given(field: str, values: dict) -> tuple[str, object]:
+    """How ``field`` was set: its flag and value where a flag set it, else its environment variable (as written:
+    the names are read case-insensitively) and text."""
+    if field in values:
+        return _FLAGS.get(field, field), values[field]
+    variable = f"MR2PROBE_{field.upper()}"
+    name = next((key for key in os.environ if key.upper() == variable), variable)
+    return name, os.environ.get(name)
+
+
+def _refusal(error: dict, values: dict, schema: dict) -> str:
+    """One pydantic error of the settings in the words of app.field_errors: the setting as given, the value and
+    what it accepts ("MR2PROBE_CPU_JOBS must be an integer in [1, 64], got 'abc'."); a setting's own check (the
+    token's, which repeats no value) after its name."""
+    from ..field_errors import REWORDED, text_refusal
+
     field = str(error["loc"][0]) if error.get("loc") else ""
-    where = " / ".join(filter(None, (_FLAGS.get(field), f"MR2PROBE_{field.upper()}" if field else None)))
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"{where or 'settings'}: {message}"
+    if field not in schema.get("properties", {}):
+        return f"settings: {message}"
+    name, value = _given(field, values)
+    reworded = text_refusal(name, value, schema["properties"][field], {"components": {"schemas": {}}}) \
+        if error.get("type") in REWORDED else None
+    return reworded or f"{name}: {message}"
 
 
 def check_start(settings) -> None:

@@ -142,18 +142,26 @@ def test_serve_names_an_unresolvable_host_and_a_data_dir_that_is_a_file(monkeypa
 
 
 @pytest.mark.parametrize("env, flag, said", [
-    ({"MR2PROBE_CPU_JOBS": "abc"}, [], "--cpu-jobs / MR2PROBE_CPU_JOBS: Input should be a valid integer"),
-    ({}, ["--cpu-jobs", "0"], "--cpu-jobs / MR2PROBE_CPU_JOBS: Input should be greater than or equal to 1"),
-    ({"MR2PROBE_MAX_UPLOAD_BYTES": "-5"}, [], "MR2PROBE_MAX_UPLOAD_BYTES: Input should be greater than 0"),
-    ({}, ["--token", "pässwort"], "--token / MR2PROBE_API_TOKEN: the API token must be printable ASCII"),
+    ({"MR2PROBE_CPU_JOBS": "abc"}, [], "MR2PROBE_CPU_JOBS must be an integer in [1, 64], got 'abc'"),
+    ({"mr2probe_cpu_jobs": "-2"}, [], "mr2probe_cpu_jobs must be an integer in [1, 64], got -2"),
+    ({}, ["--cpu-jobs", "0"], "--cpu-jobs must be an integer in [1, 64], got 0"),
+    ({"MR2PROBE_CPU_JOBS": "0"}, ["--cpu-jobs", "x"], "--cpu-jobs must be an integer in [1, 64], got 'x'"),
+    ({"MR2PROBE_MAX_UPLOAD_BYTES": "-5"}, [], "MR2PROBE_MAX_UPLOAD_BYTES must be an integer > 0, got -5"),
+    ({"MR2PROBE_PORT": "70000"}, [], "MR2PROBE_PORT must be an integer in [0, 65535], got 70000"),
+    ({"MR2PROBE_UPLOAD_IDLE_SECONDS": "soon", "MR2PROBE_THREADS": "0"}, [],
+     "MR2PROBE_UPLOAD_IDLE_SECONDS must be in (0, 3600], got 'soon'; MR2PROBE_THREADS must be an integer in "
+     "[1, 1024], got 0"),
+    ({}, ["--token", "pässwort"], "--token: the API token must be printable ASCII"),
 ])
 def test_a_setting_refused_is_one_line_naming_its_flag_and_variable(monkeypatch, tmp_path, capsys, env, flag, said):
-    """A README round: each printed pydantic's four-line report naming the field (cpu_jobs), not what was set."""
+    """A README round: each printed pydantic's four-line report naming the field (cpu_jobs), not what was set; then
+    pydantic's words ("Input should be greater than or equal to 1") after both the flag and the variable. Now the
+    setting as it was given (the flag over the variable), the value and what it accepts, in one line."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for command in (["serve", "--port", "0"], ["demo", "--no-serve"]):
-        if command[0] == "demo" and flag:
-            continue  # demo takes no such flags; its settings are read the same way
+    for command in (["serve"] + ["--port", "0"] * ("MR2PROBE_PORT" not in env), ["demo", "--no-serve"]):
+        if command[0] == "demo" and (flag or "MR2PROBE_PORT" in env):
+            continue  # demo takes no such flags (its port is its own flag's); its settings are read the same way
         assert main([*command, "--data-dir", str(tmp_path / "state"), *flag]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"mr2probe {command[0]}: error: {said}") and len(err.splitlines()) == 1, err
