@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..config import DEFAULT_PORT, MAX_PORT
+from ..config import DEFAULT_PORT, MAX_PORT, Settings
 
 HELP = "Serve the REST API (/api, /docs) and the dashboard (/) with uvicorn."
 
@@ -58,8 +58,6 @@ def build_settings(**values):
     four lines named the field alone; a README round)."""
     from pydantic import ValidationError
 
-    from ..config import Settings
-
     try:
         return Settings(**values)
     except ValidationError as exc:
@@ -68,14 +66,33 @@ def build_settings(**values):
         raise ValueError("; ".join(refusals)) from None
 
 
+def _variable(field: str) -> str | None:
+    """The environment variable of ``field`` as the environment writes it (read case-insensitively), if set."""
+    return next((key for key in os.environ if key.upper() == f"MR2PROBE_{field.upper()}"), None)
+
+
 def _given(field: str, values: dict) -> tuple[str, object]:
-    """How ``field`` was set: its flag and value where a flag set it, else its environment variable (as written:
-    the names are read case-insensitively) and text."""
+    """How ``field`` was set: its flag and value where a flag set it, else its environment variable and text."""
     if field in values:
         return _FLAGS.get(field, field), values[field]
-    variable = f"MR2PROBE_{field.upper()}"
-    name = next((key for key in os.environ if key.upper() == variable), variable)
+    name = _variable(field) or f"MR2PROBE_{field.upper()}"
     return name, os.environ.get(name)
+
+
+def given_as(field: str, value: object) -> str:
+    """What set a setting's ``value`` (a path, resolved, or a host), for a refusal to name it: its environment
+    variable where that reads as the value, its flag where the value is another, both where neither was given (the
+    default: either chooses another)."""
+    def read(text: object) -> object:
+        return Path(str(text)).expanduser().resolve() if isinstance(value, Path) else text
+
+    variable, flag = _variable(field), _FLAGS.get(field)
+    if variable is not None and read(os.environ[variable]) == value:
+        return variable
+    default = Settings.model_fields[field].default
+    if flag is None or (variable is None and default is not None and read(default) == value):
+        return ", ".join(filter(None, (flag, variable or f"MR2PROBE_{field.upper()}")))
+    return flag
 
 
 def _refusal(error: dict, values: dict, schema: dict) -> str:
@@ -109,7 +126,8 @@ def check_start(settings) -> None:
         raise ValueError(f"refusing to listen on {settings.host!r} without an API token: set MR2PROBE_API_TOKEN "
                          "(or --token), or use --host 127.0.0.1")
     if settings.data_root is not None and not settings.data_root.is_dir():
-        raise ValueError(f"the data root {settings.data_root} is not a folder (--data-root, MR2PROBE_DATA_ROOT): "
+        named = given_as("data_root", settings.data_root)
+        raise ValueError(f"the data root {settings.data_root} is not a folder ({named}): "
                          "data sets are registered from under it")
     check_data_dir(settings.data_dir)
     try:
@@ -126,14 +144,15 @@ def check_data_dir(data_dir: Path) -> None:
     said only '[Errno 2] No such file or directory: ...'."""
     from . import file_in_the_way, unwritable
 
+    named = given_as("data_dir", data_dir)
     existing = file_in_the_way(data_dir)
     if existing is not None:
         where = "is a file" if existing == data_dir else f"is under {existing}, a file"
-        raise ValueError(f"the data dir {data_dir} {where}, not a folder (--data-dir, MR2PROBE_DATA_DIR): choose a "
+        raise ValueError(f"the data dir {data_dir} {where}, not a folder ({named}): choose a "
                          "folder for the server's state")
     problem = unwritable(data_dir)
     if problem is not None:
-        raise ValueError(f"the data dir {data_dir} cannot be written ({problem}; --data-dir, MR2PROBE_DATA_DIR): "
+        raise ValueError(f"the data dir {data_dir} cannot be written ({problem}; {named}): "
                          "choose a folder for the server's state")
 
 
@@ -144,7 +163,7 @@ def _check_address(host: str, port: int) -> None:
     try:
         family = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)[0][0]
     except OSError as exc:  # socket.gaierror: a host name no resolver knows; it is not the port's fault
-        raise ValueError(f"cannot resolve the host {host!r} (--host, MR2PROBE_HOST): {exc.strerror or exc}; give "
+        raise ValueError(f"cannot resolve the host {host!r} ({given_as('host', host)}): {exc.strerror or exc}; give "
                          "an IP address or a known host name") from None
     if not port:
         return

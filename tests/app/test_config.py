@@ -123,7 +123,7 @@ def test_serve_names_an_unresolvable_host_and_a_data_dir_that_is_a_file(monkeypa
     monkeypatch.delenv("MR2PROBE_DATA_ROOT", raising=False)
     assert main(["serve", "--host", "bad host!", "--token", "x", "--data-dir", str(tmp_path / "state")]) == 2
     err = capsys.readouterr().err
-    assert "error: cannot resolve the host 'bad host!' (--host, MR2PROBE_HOST)" in err
+    assert "error: cannot resolve the host 'bad host!' (--host)" in err
     assert "--port" not in err and "another server" not in err
     a_file = tmp_path / "state.txt"
     a_file.write_text("x")
@@ -138,7 +138,30 @@ def test_serve_names_an_unresolvable_host_and_a_data_dir_that_is_a_file(monkeypa
             assert main([*command, "--data-dir", "/proc/mr2probe-test"]) == 2
             assert capsys.readouterr().err.endswith(
                 "error: the data dir /proc/mr2probe-test cannot be written (No such file or directory in /proc; "
-                "--data-dir, MR2PROBE_DATA_DIR): choose a folder for the server's state\n")
+                "--data-dir): choose a folder for the server's state\n")
+
+
+@pytest.mark.parametrize("variable, value, flags, said", [
+    ("MR2PROBE_DATA_DIR", "/proc/mr2probe-test", [], "cannot be written (No such file or directory in /proc; "
+     "MR2PROBE_DATA_DIR): choose a folder"),
+    ("mr2probe_data_dir", "/proc/mr2probe-test", [], "in /proc; mr2probe_data_dir): choose a folder"),
+    ("MR2PROBE_DATA_DIR", "/proc/mr2probe-test", ["--data-dir", "/proc/mr2probe-other"],
+     "the data dir /proc/mr2probe-other cannot be written (No such file or directory in /proc; --data-dir)"),
+    ("MR2PROBE_DATA_ROOT", "/nonexistent-root", ["--data-dir", "{tmp}"],
+     "the data root /nonexistent-root is not a folder (MR2PROBE_DATA_ROOT): "),
+    ("MR2PROBE_HOST", "bad host!", ["--token", "x", "--data-dir", "{tmp}"],
+     "cannot resolve the host 'bad host!' (MR2PROBE_HOST): "),
+])
+def test_serve_names_a_refused_setting_as_it_was_given(monkeypatch, tmp_path, capsys, variable, value, flags, said):
+    """A data dir, data root or host refused at start said "(--data-dir, MR2PROBE_DATA_DIR)" whichever was set: it
+    names the one that set it, the flag over the variable."""
+    if variable.upper() == "MR2PROBE_DATA_DIR" and not os.path.isdir("/proc/self"):
+        pytest.skip("Linux's /proc: nothing can be made there")
+    monkeypatch.delenv("MR2PROBE_DATA_ROOT", raising=False)
+    monkeypatch.setenv(variable, value)
+    assert main(["serve", "--port", "0", *[f.format(tmp=tmp_path / "state") for f in flags]]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("env, flag, said", [

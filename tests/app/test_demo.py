@@ -235,8 +235,8 @@ def test_demo_names_a_data_dir_that_is_a_file_as_serve_does(tmp_path, capsys, se
                *([] if serve else ["--no-serve"])])
     err = capsys.readouterr().err
     assert rc == 2
-    assert err == (f"mr2probe demo: error: the data dir {a_file} is a file, not a folder (--data-dir, "
-                   "MR2PROBE_DATA_DIR): choose a folder for the server's state\n")
+    assert err == (f"mr2probe demo: error: the data dir {a_file} is a file, not a folder (--data-dir): choose a "
+                   "folder for the server's state\n")
     assert a_file.read_text() == "x"
 
 def test_demo_takes_the_ports_serve_takes(tmp_path, capsys):
