@@ -13,6 +13,7 @@ import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 __all__ = ["Interval", "Options", "Name", "Device", "Boolean", "Numbers", "Instance", "Text", "Items", "check",
@@ -40,6 +41,12 @@ def _finite(value: Any) -> bool:
 
 def _fmt(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else f"{bound:g}"
+
+
+def _magnitude(value: Any) -> Any:
+    """A number as a message gives it: an integer beyond any float by its magnitude (``1.00e+400``), not its 400
+    digits cut at 80 characters."""
+    return f"{Decimal(int(value)):.3g}" if isinstance(value, numbers.Integral) and not _finite(value) else value
 
 
 def _short(value: Any) -> str:
@@ -237,7 +244,8 @@ def describe(constraints: list) -> str:
 def check(name: str, value: Any, constraints: list) -> Any:
     """Return ``value`` if one of ``constraints`` accepts it; otherwise raise ValueError naming ``name``.
 
-    Messages: ``lr must be > 0, got -1.``; ``cbar must be a finite number, got nan.``; ``Unknown loss 'x';
+    Messages: ``lr must be > 0, got -1.``; ``cbar must be a finite number, got nan.``; ``val_fraction must be in
+    (0, 1), got inf, out of range.`` (an integer beyond any float: ``got 1.00e+400``); ``Unknown loss 'x';
     available: ce, ...``; ``device must be one of auto, cpu, cuda, cuda:N, got 'tpu'.``; a string longer than
     ``MAX_NAME_LENGTH`` is reported by its length, not echoed.
     """
@@ -251,13 +259,17 @@ def check(name: str, value: Any, constraints: list) -> Any:
         raise ValueError(f"{name} must be at most {longest} characters, got {len(value)}.")
     if _is_number(value, False) and not _finite(value) \
             and any(isinstance(c, Interval) and c.type is float for c in constraints):
-        raise ValueError(f"{name} must be a finite number, got {_short(value)}.")
+        if value != value:  # NaN: no bound says it, only what it is not
+            raise ValueError(f"{name} must be a finite number, got {_short(value)}.")
+        # ±inf (JSON's 1e400 reads as inf) or an integer beyond any float (10**400): beyond every bound, said with
+        # the field's; "must be a finite number, got 1000000...." gave neither
+        raise ValueError(f"{name} must be {describe(constraints)}, got {_magnitude(value)}, out of range.")
     names = [c for c in constraints if isinstance(c, Name)]
     if names and isinstance(value, str):
         kind = names[0]
         extra = " (or None)" if None in constraints else ""
         raise ValueError(f"Unknown {kind.kind} {value!r}; available: {', '.join(kind.names())}{extra}.")
-    shown = value if _is_number(value, False) and _finite(value) else _short(value)
+    shown = _magnitude(value) if _is_number(value, False) else _short(value)
     if isinstance(value, list) and any(isinstance(c, Items) for c in constraints):
         shown = f"{len(value)} values" if len(value) != 1 else "1 value"
     raise ValueError(f"{name} must be {describe(constraints)}, got {shown}.")

@@ -297,3 +297,22 @@ def test_a_jobs_kind_of_no_job_is_named_with_the_kinds(client, kind, said):
     assert [e["msg"] for e in resp.json()["detail"]] == [f"kind must be one of {', '.join(JOB_KINDS)}, {said}"]
     resp = client.post("/api/jobs", json={"dataset_id": "d"})
     assert [e["msg"] for e in resp.json()["detail"]] == [f"kind is required: one of {', '.join(JOB_KINDS)}."]
+
+
+@pytest.mark.parametrize("body, msg", [
+    ('{"kind": "extract", "dataset_id": "d", "options": {"val_fraction": 1e400}}',
+     "options.val_fraction must be in (0, 1), got inf, out of range."),
+    ('{"kind": "extract", "dataset_id": "d", "options": {"val_fraction": 1%s}}' % ("0" * 400),
+     "options.val_fraction must be in (0, 1), got 1.00e+400, out of range."),
+    ('{"kind": "probe", "cache_id": "c", "config": {"cbar": 1e400}}', "config.cbar must be in (0, 100], got inf, "
+     "out of range."),
+    ('{"kind": "probe", "cache_id": "c", "config": {"lr_grid": [-1%s]}}' % ("0" * 400),
+     "config.lr_grid[0] must be in (0, 100], got -1.00e+400, out of range."),
+    ('{"kind": "extract", "dataset_id": "d", "options": {"seed": 1%s}}' % ("0" * 400),
+     "options.seed must be an integer in [0, 2147483647], got 1.00e+400."),
+])
+def test_a_number_beyond_a_float_is_out_of_the_fields_range(client, body, msg):
+    """A JSON number too large for a float (1e400 reads as inf; an integer of 401 digits is none) said "must be a
+    finite number, got 10000000000....", giving neither the field's bounds nor the number's size."""
+    resp = client.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422 and [e["msg"] for e in resp.json()["detail"]] == [msg], resp.text

@@ -25,3 +25,17 @@ def test_text_and_items_accept_what_is_in_bounds():
     assert check("name", "abc", [Text(1, 3, "^[a-c]+$")]) == "abc"
     assert check("name", None, [Text(1, 3), None]) is None
     assert check("probes", [1, 2], [Items(1, 8)]) == [1, 2]
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("inf"), "x must be in (0, 1), got inf, out of range."),
+    (-10**400, "x must be in (0, 1), got -1.00e+400, out of range."),
+    (float("nan"), "x must be a finite number, got nan."),
+])
+def test_a_number_beyond_every_float_is_out_of_range_with_the_bounds(value, message):
+    """±inf and integers beyond any float broke every bound, but said "must be a finite number, got 1000...."."""
+    from probe.constraints import Interval
+
+    with pytest.raises(ValueError) as info:
+        check("x", value, [Interval(float, 0, 1, "neither")])
+    assert str(info.value) == message
