@@ -66,17 +66,18 @@ def build_settings(**values):
         raise ValueError("; ".join(refusals)) from None
 
 
-def _variable(field: str) -> str | None:
-    """The environment variable of ``field`` as the environment writes it (read case-insensitively), if set."""
-    return next((key for key in os.environ if key.upper() == f"MR2PROBE_{field.upper()}"), None)
+def _variable(field: str) -> str:
+    """The environment variable of ``field``: as the environment writes it where set (it is read
+    case-insensitively), else ``MR2PROBE_`` and the field's name in capitals."""
+    name = f"MR2PROBE_{field.upper()}"
+    return next((key for key in os.environ if key.upper() == name), name)
 
 
 def _given(field: str, values: dict) -> tuple[str, object]:
     """How ``field`` was set: its flag and value where a flag set it, else its environment variable and text."""
     if field in values:
         return _FLAGS.get(field, field), values[field]
-    name = _variable(field) or f"MR2PROBE_{field.upper()}"
-    return name, os.environ.get(name)
+    return _variable(field), os.environ.get(_variable(field))
 
 
 def given_as(field: str, value: object) -> str:
@@ -87,11 +88,11 @@ def given_as(field: str, value: object) -> str:
         return Path(str(text)).expanduser().resolve() if isinstance(value, Path) else text
 
     variable, flag = _variable(field), _FLAGS.get(field)
-    if variable is not None and read(os.environ[variable]) == value:
+    if variable in os.environ and read(os.environ[variable]) == value:
         return variable
     default = Settings.model_fields[field].default
-    if flag is None or (variable is None and default is not None and read(default) == value):
-        return ", ".join(filter(None, (flag, variable or f"MR2PROBE_{field.upper()}")))
+    if flag is None or (variable not in os.environ and default is not None and read(default) == value):
+        return ", ".join(filter(None, (flag, variable)))
     return flag
 
 
