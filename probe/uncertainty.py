@@ -482,8 +482,12 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DE
             root_lo = np.sqrt(np.maximum(z2 - 2 - 1 / n + 4 * p * (n * q + 1), 0.0))
             root_hi = np.sqrt(np.maximum(z2 + 2 - 1 / n + 4 * p * (n * q - 1), 0.0))
             small = n < SMALL_CLASS_IMAGES
-            lo = np.where(small, np.where(p > 0, (2 * n * p + z2 - 1 - z * root_lo) / (2 * (n + z2)), 0.0), lo)
-            hi = np.where(small, np.where(p < 1, (2 * n * p + z2 + 1 + z * root_hi) / (2 * (n + z2)), 1.0), hi)
+            # the corrected p̂ ∓ 1/(2n) past 0 or 1 (fractional successes within half an image of none or all):
+            # the end is 0 or 1, where the closed form's root belongs to the other side
+            lo = np.where(small, np.where(successes > 0.5, (2 * n * p + z2 - 1 - z * root_lo) / (2 * (n + z2)), 0.0),
+                          lo)
+            hi = np.where(small, np.where(n - successes > 0.5, (2 * n * p + z2 + 1 + z * root_hi) / (2 * (n + z2)),
+                                          1.0), hi)
         ends = [np.minimum(lo, p), np.maximum(hi, p)]  # nan stays nan
     return np.clip(np.stack(ends, axis=-1), 0.0, 1.0)
 

@@ -138,6 +138,23 @@ def test_class_accuracy_interval_is_scipys_wilson_interval():
         wilson_interval(1, 2, 1.0)
 
 
+def test_corrected_interval_of_fractional_successes_is_the_continuity_corrected_score_set():
+    """Seed means give fractional successes: within half an image of none or all right, the corrected interval
+    reaches 0 or 1 (9 of 10 seeds right on one image read [3.6, 94.2] %, below its plain interval's 99.8 %)."""
+    from statistics import NormalDist
+
+    grid = np.linspace(0.0, 1.0, 200_001)
+    for level in (0.5, 0.95):
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        for n in (0.3, 1.0, 3.0, 7.5):
+            for k in np.linspace(0.0, n, 21):
+                p = k / n  # every π with max(|p̂ − π| − 1/(2n), 0) ≤ z·√(π(1 − π)/n), by brute force
+                held = grid[np.maximum(np.abs(p - grid) - 0.5 / n, 0.0) ** 2 <= z * z * grid * (1 - grid) / n]
+                np.testing.assert_allclose(wilson_interval(k, n, level), [min(held[0], p), max(held[-1], p)],
+                                           atol=1e-4, err_msg=f"{k} of {n} at {level}")
+    assert wilson_interval(0.9, 1)[1] == 1.0 and wilson_interval(0.1, 1)[0] == 0.0
+
+
 def test_own_intervals_are_scipys_wilson_per_class_and_overall_and_the_group_draws():
     from scipy.stats import binomtest
 
