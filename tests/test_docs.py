@@ -269,15 +269,24 @@ _UNITS = {"": 1, "GiB": 1024**3, "MiB": 1024**2, "Mpx": 10**6, "%": 0.01}
 
 
 def _documented_number(text: str) -> float | None:
-    """A number as the docs write it: `10 000`, `512,000`, `2³²−1`, `10⁶`, `1 GiB`, `50 Mpx`, `5 %`; else None."""
+    """The number the docs write first in ``text``: `10 000`, `512,000`, `2³²−1`, `10⁶`, `1 GiB`, `50 Mpx`, `5 %`;
+    else None. A separator groups three digits: a list (`20, 5 by default`) read as one number (205) failed."""
     import re
 
-    m = re.fullmatch(r"(\d[\d ,]*?(?:\.\d+)?)([⁰¹²³⁴⁵⁶⁷⁸⁹]*)(−1)? ?(GiB|MiB|Mpx|%)?", text.strip())
+    m = re.match(r"(\d{1,3}(?:[ ,]\d{3})+|\d+)(\.\d+)?([⁰¹²³⁴⁵⁶⁷⁸⁹]*)(−1)? ?(GiB|MiB|Mpx|%)?", text.strip())
     if m is None:
         return None
-    base = float(re.sub(r"[ ,]", "", m.group(1)))
-    value = base ** int(m.group(2).translate(_SUPERSCRIPTS)) if m.group(2) else base
-    return (value - (1 if m.group(3) else 0)) * _UNITS[m.group(4) or ""]
+    base = float(re.sub(r"[ ,]", "", m.group(1)) + (m.group(2) or ""))
+    value = base ** int(m.group(3).translate(_SUPERSCRIPTS)) if m.group(3) else base
+    return (value - (1 if m.group(4) else 0)) * _UNITS[m.group(5) or ""]
+
+
+def test_a_documented_number_is_read_as_written_and_a_list_as_its_first():
+    cases = {"10 000": 10_000, "512,000": 512_000, "10,000,000": 10**7, "2³²−1": 2**32 - 1, "10⁶": 10**6,
+             "1 GiB": 2**30, "50 Mpx": 5 * 10**7, "5 %": 0.05, "0.5": 0.5, "1024": 1024, "20, 5": 20,
+             "0, 10, 30, 100": 0}
+    assert {text: _documented_number(text) for text in cases} == cases
+    assert _documented_number("all") is None
 
 
 def test_every_constant_the_docs_give_a_value_is_the_code_s():
