@@ -451,9 +451,9 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
         return None
     one = len(empty) == 1
     subject = f"class {_names(empty)} has" if one else f"classes {_names(empty)} have"
-    add = _how_to_add(counts, class_names, layout)
-    drop = f'"drop_classes": {json.dumps(empty, ensure_ascii=False)}'
     them = "it" if one else "them"
+    add = _how_to_add(counts, class_names, layout, them)
+    drop = f'"drop_classes": {json.dumps(empty, ensure_ascii=False)}'
     said = (f"{subject} no train or no test image once split (images per class: "
             f"{_split_sizes(counts, class_names, empty)}); a probe is trained and scored on every class: ")
     if training:
@@ -462,17 +462,17 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
                    f"classes\") (or {add}; extracting keeps {them})")
 
 
-def _how_to_add(counts: dict[str, list[int]], class_names: list[str], layout: str | None) -> str:
+def _how_to_add(counts: dict[str, list[int]], class_names: list[str], layout: str | None, them: str) -> str:
     """How to give classes the train or test images ``counts`` lack them in: a manifest pair's rows in the file of
     each such split (its warning said to add class folders under test/, which it has none of; a review), images
     in the data set for a cache that does not record its layout (:data:`UNKNOWN_LAYOUT`), else images in class
-    folders."""
+    folders. ``them``: the classes' pronoun ("it" for one class: "images of them ... leave it out" read for one)."""
     gaps = [split for split in ("train", "test") if classes_without(counts, class_names, (split,))]
     if layout == "manifest-pair":
         files = dict(zip(("train", "test"), MANIFEST_PAIR))
         return f"add their rows to {' or '.join(files[split] for split in gaps)}"
     if layout == UNKNOWN_LAYOUT:
-        return f"add {' or '.join(gaps)} images of them to the data set it was extracted from"
+        return f"add {' or '.join(gaps)} images of {them} to the data set the cache was extracted from"
     folders = " or ".join(f"{split}/" for split in gaps)
     return f"add images (a class folder under {folders}, or at least 2 images in a data set without splits)"
 

@@ -515,7 +515,7 @@ def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_t
         with sqlite3.connect(client.app.state.store.path) as conn:
             conn.execute("UPDATE caches SET layout = NULL")
         old = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": ERM}).json()["detail"]
-        assert "add test images of them to the data set it was extracted from, or leave it out" in old, old
+        assert "add test images of it to the data set the cache was extracted from, or leave it out" in old, old
 
 
 def test_a_class_without_test_images_registers_and_a_train_job_must_drop_it(tmp_path):

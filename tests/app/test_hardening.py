@@ -943,6 +943,18 @@ def test_a_class_without_images_is_named_with_the_split_to_add_them_to():
     assert classes_without_message({"train": [2, 1], "test": [1, 1]}, ["cat", "dog"]) is None
 
 
+def test_a_cache_without_its_layout_is_told_where_to_add_images_with_one_pronoun_a_class():
+    """A cache recorded before its layout read "add test images of them to the data set it was extracted from, or
+    leave it out" for one class: two pronouns for it, and an "it" the message never named."""
+    from app.datasets import UNKNOWN_LAYOUT, classes_without_message
+
+    one = classes_without_message({"train": [2, 2], "test": [1, 0]}, ["cat", "dog"], layout=UNKNOWN_LAYOUT)
+    assert one.endswith('add test images of it to the data set the cache was extracted from, or leave it out of the '
+                        'job with "drop_classes": ["dog"]'), one
+    two = classes_without_message({"train": [2, 0, 2], "test": [1, 1, 0]}, ["cat", "dog", "eel"], layout=UNKNOWN_LAYOUT)
+    assert "add train or test images of them to the data set the cache was extracted from, or leave them out" in two
+
+
 def test_a_job_leaving_classes_out_of_a_manifest_pair_is_told_to_add_rows_not_class_folders():
     """kept_problem (the extraction step's check of the classes a pipeline keeps) had no layout to pass on: a
     manifest pair whose kept class lost its test rows since the request was told to add a class folder under test/,
