@@ -98,11 +98,11 @@ def _png(image, size: int) -> bytes:
 
 def listing_digest(root: str | os.PathLike) -> bytes | None:
     """A digest of what the folder ``root`` lists: the path of every entry under it, and the size of each file at its
-    top (a manifest pair's train.csv and test.csv: a row added grows its file), symlinks not followed; None where
-    ``root`` is not a folder (an archive: its own modification time tells a change). An index of the data set made
-    at the same digest lists what it would list now, whatever the files' times say (a manifest row added for an old
-    file, a network share's skewed clock). Names from the directory scans alone below the top: a size for each of
-    50,000 files tripled the cost (one lstat each)."""
+    top (a manifest pair's train.csv and test.csv: a row added grows its file; a symlinked one's target's), symlinked
+    folders not followed; None where ``root`` is not a folder (an archive: its own modification time tells a change).
+    An index of the data set made at the same digest lists what it would list now, whatever the files' times say (a
+    manifest row added for an old file, a network share's skewed clock). Names from the directory scans alone below
+    the top: a size for each of 50,000 files tripled the cost (one lstat each)."""
     if not os.path.isdir(root):
         return None
     digest = hashlib.sha256()
@@ -117,9 +117,19 @@ def listing_digest(root: str | os.PathLike) -> bytes | None:
                         folders.append((entry.path, f"{prefix}{entry.name}/"))
                         listed.append(f"{entry.name}/")
                     else:
-                        size = "" if prefix else f"\0{entry.stat(follow_symlinks=False).st_size}"
+                        size = "" if prefix else f"\0{_top_size(entry)}"
                         listed.append(entry.name + size)
         except OSError as exc:  # a folder unreadable or gone while scanned: its state, as far as it was read
             listed.append(f"\0{type(exc).__name__}")
         digest.update("\n".join([prefix, *listed, "", ""]).encode("utf-8", "surrogateescape"))
     return digest.digest()
+
+
+def _top_size(entry: os.DirEntry) -> int:
+    """The size of a file at the listed folder's top, through a symlink (a manifest ``test.csv`` linked to
+    ``manifests/v1/test.csv``, relinked to v2 or grown, kept its link's size: no re-index, its new rows' thumbnails
+    404); the link's own where it leads nowhere or loops."""
+    try:
+        return entry.stat(follow_symlinks=True).st_size
+    except OSError:
+        return entry.stat(follow_symlinks=False).st_size

@@ -121,3 +121,26 @@ def test_a_file_rewritten_in_place_is_shown_as_it_is_now_or_refused_against_its_
     assert now != before and Image.open(io.BytesIO(now)).convert("RGB").getpixel((0, 0)) == (255, 0, 255)
     with pytest.raises(FileChanged, match="'train/ant/000.png' changed since its features were extracted"):
         thumbs.png("train/ant/000.png", digest=content_digest(old))
+
+
+def test_a_listing_digest_changes_with_a_symlinked_manifest_s_target(tmp_path):
+    """A manifest pair's test.csv linked to a versioned file: relinked to another version of the same path length,
+    or its target grown, the digest (the thumbnail re-index's test) stayed as it was."""
+    import os
+
+    from feature_cache.thumbnails import listing_digest
+
+    for version, rows in (("v1", "path,label\n"), ("v2", "path,label\na.png,cat\n")):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "test.csv").write_text(rows)
+    (tmp_path / "test.csv").symlink_to("v1/test.csv")
+    first = listing_digest(tmp_path)
+    (tmp_path / "test.csv").unlink()
+    (tmp_path / "test.csv").symlink_to("v2/test.csv")
+    relinked = listing_digest(tmp_path)
+    with open(tmp_path / "v2" / "test.csv", "a") as manifest:
+        manifest.write("b.png,dog\n")
+    assert len({first, relinked, listing_digest(tmp_path)}) == 3
+    os.symlink("loop", tmp_path / "loop")  # a link that loops, or leads nowhere, is read as the link it is
+    (tmp_path / "gone").symlink_to("nothing")
+    assert listing_digest(tmp_path) == listing_digest(tmp_path)
