@@ -117,11 +117,12 @@ def listing_digest(root: str | os.PathLike) -> bytes | None:
                         folders.append((entry.path, f"{prefix}{entry.name}/"))
                         listed.append(f"{entry.name}/")
                     else:
-                        size = "" if prefix else f"\0{_top_size(entry)}"
+                        size = "" if prefix else f"/{_top_size(entry)}"
                         listed.append(entry.name + size)
         except OSError as exc:  # a folder unreadable or gone while scanned: its state, as far as it was read
-            listed.append(f"\0{type(exc).__name__}")
-        digest.update("\n".join([prefix, *listed, "", ""]).encode("utf-8", "surrogateescape"))
+            listed.append(f"/{type(exc).__name__}")
+        # NUL-separated, "/" before a size or an error: neither is in a name ('a\nb' and 'a', 'b' read the same)
+        digest.update("\0".join([prefix, *listed, "", ""]).encode("utf-8", "surrogateescape"))
     return digest.digest()
 
 

@@ -144,3 +144,17 @@ def test_a_listing_digest_changes_with_a_symlinked_manifest_s_target(tmp_path):
     os.symlink("loop", tmp_path / "loop")  # a link that loops, or leads nowhere, is read as the link it is
     (tmp_path / "gone").symlink_to("nothing")
     assert listing_digest(tmp_path) == listing_digest(tmp_path)
+
+
+def test_a_listing_digest_tells_a_name_with_a_newline_from_two_names(tmp_path):
+    """Entries were joined by newlines, which a name may hold: 'x\\ny' in a class folder and 'x' and 'y' there read
+    as one listing, so the index was not made again for the new files."""
+    from feature_cache.thumbnails import listing_digest
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "x\ny").write_bytes(b"")
+    one = listing_digest(tmp_path)
+    (tmp_path / "cat" / "x\ny").unlink()
+    for name in ("x", "y"):
+        (tmp_path / "cat" / name).write_bytes(b"")
+    assert listing_digest(tmp_path) != one
