@@ -15,6 +15,7 @@ figures in bench/README.md); other encoders are unmeasured (:func:`near_duplicat
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from pathlib import Path
 from typing import NamedTuple
@@ -27,10 +28,10 @@ from .uncertainty import wilson_interval
 
 __all__ = ["CheckedRows", "DEFAULT_CHUNK_ROWS", "MAX_CHECK_PRODUCTS", "NEAR_DUPLICATE_BAR", "NEAR_DUPLICATE_RATIO",
            "NEAR_DUPLICATE_THRESHOLDS", "NearestRows", "PAIRS_FILE", "PAIR_COLUMNS", "RowSubset", "SAME_FEATURES",
-           "SAMPLE_SEED", "UNCHECKED_REASONS", "check_rows", "is_near_duplicate", "near_duplicate_pairs",
-           "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message", "outside_sample",
-           "read_pairs", "rule_text", "sample_rows", "sample_share", "sample_size", "share_text", "budget_for_test",
-           "write_pairs"]
+           "SAMPLE_DRAW", "SAMPLE_SEED", "UNCHECKED_REASONS", "check_rows", "is_near_duplicate",
+           "near_duplicate_pairs", "near_duplicate_threshold", "nearest_rows", "nearest_among", "no_pairs_message",
+           "outside_sample", "read_pairs", "rule_text", "sample_rows", "sample_share", "sample_size", "share_text",
+           "budget_for_test", "write_pairs"]
 
 # cosine similarity at or above which a row nearly duplicates another, per encoder name (bench/README.md,
 # "Near-duplicates": the share of modified copies found against that of distinct images flagged)
@@ -52,8 +53,12 @@ DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
 # 6.4e11, ~32 s: three times `mr2probe train --loss ce` on it (~9–12 s), so a run that large compares a random sample
 # of its test rows, as many as fit (check_rows; the report says it is a sample), rather than wait on them all.
 MAX_CHECK_PRODUCTS = 10**11
-# past the budget, the query rows compared are a random sample of as many as fit it, drawn with this seed
+# past the budget, the query rows compared are a random sample of as many as fit it, drawn with this seed: the rows
+# whose blake2b hashes keyed by it are lowest (sample_rows), so the same in any numpy release
 SAMPLE_SEED = 0
+# how a report's sample was drawn (NearDuplicates.sample_draw); older reports' (null) by numpy's
+# default_rng(SAMPLE_SEED).choice, whose stream numpy does not promise to keep across releases
+SAMPLE_DRAW = "blake2b"
 # every test image of a run that duplicates a train or val image (the report keeps 3 examples), most similar first:
 # in the run folder beside report.json (probe.report.RUN_FILES), one row a pair; a run unchecked has none
 PAIRS_FILE = "near_duplicates.csv"
@@ -252,19 +257,31 @@ def budget_for_test(products: int, budget: int = MAX_CHECK_PRODUCTS) -> int:
     return budget if products <= budget else budget // 2
 
 
-def sample_rows(n: int, size: int) -> np.ndarray:
-    """The ``size`` of ``n`` query rows a check past its budget compares (:func:`check_rows`), sorted: seeded
-    (:data:`SAMPLE_SEED`), so the same for the same sizes."""
-    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False))
+def sample_rows(n: int, size: int, draw: str | None = SAMPLE_DRAW) -> np.ndarray:
+    """The ``size`` of ``n`` query rows a check past its budget compares (:func:`check_rows`), sorted: those whose
+    8-byte blake2b hashes of their row number, keyed by :data:`SAMPLE_SEED`, are lowest, so the same for the same
+    sizes in any release of numpy or Python (and a smaller sample of ``n`` inside a larger one). ``draw`` None: the
+    draw of reports written before it (:data:`SAMPLE_DRAW`), numpy's, to count their pairs outside the sample."""
+    if draw is None:
+        return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size, replace=False))
+    key = hashlib.blake2b(digest_size=8, key=SAMPLE_SEED.to_bytes(8, "little"))
+
+    def digest(row: int) -> bytes:
+        row_hash = key.copy()
+        row_hash.update(row.to_bytes(8, "little"))
+        return row_hash.digest()
+
+    ranks = np.frombuffer(b"".join(digest(row) for row in range(n)), dtype=">u8")
+    return np.sort(np.argsort(ranks, kind="stable")[:size])
 
 
-def outside_sample(pairs: list[dict], test_images: int, sampled: int | None) -> int:
+def outside_sample(pairs: list[dict], test_images: int, sampled: int | None, draw: str | None = SAMPLE_DRAW) -> int:
     """How many of a run's ``pairs`` (:func:`read_pairs`) are of test rows outside the sample of ``sampled`` of its
-    ``test_images`` that its check compared: byte-identical ones, found by digest over every test row (0 where every
-    row was compared)."""
-    if sampled is None:
+    ``test_images`` that its check compared (drawn by ``draw``, its report's ``sample_draw``): byte-identical ones,
+    found by digest over every test row (0 where every row was compared)."""
+    if sampled is None or not pairs:
         return 0
-    return int((~np.isin([p["test_row"] for p in pairs], sample_rows(test_images, sampled))).sum()) if pairs else 0
+    return int((~np.isin([p["test_row"] for p in pairs], sample_rows(test_images, sampled, draw))).sum())
 
 
 def check_rows(queries, references: list, budget: int = MAX_CHECK_PRODUCTS, chunk_rows: int = DEFAULT_CHUNK_ROWS,

@@ -40,7 +40,7 @@ from .groups import GROUP_NAMES, group_accuracy, group_of
 from .metrics import (OVERALL_METRICS, balanced_accuracy, confusion_cells, confusion_submatrix,
                       ideal_class_margin_deg, ideal_sample_margin, most_confused_classes, nan_mean, per_class_std,
                       worst_class)
-from .near_duplicates import PAIRS_FILE, UNCHECKED_REASONS, rule_text, share_text, write_pairs
+from .near_duplicates import PAIRS_FILE, SAMPLE_DRAW, UNCHECKED_REASONS, rule_text, share_text, write_pairs
 from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
@@ -990,6 +990,10 @@ class NearDuplicates(_Model):
                                               "(probe.near_duplicates.SAMPLE_SEED) of as many as the products budget "
                                               "(MAX_CHECK_PRODUCTS) allows, where all of them passed it; null where "
                                               "every test image was compared (and in older reports)")
+    sample_draw: Optional[Literal[SAMPLE_DRAW]] = Field(None, description="how a sample (sampled, train_sampled) "
+                                                        "is drawn: the rows whose blake2b hashes keyed by SAMPLE_SEED "
+                                                        "are lowest (probe.near_duplicates.sample_rows); null in older "
+                                                        "reports, drawn by numpy's default_rng(SAMPLE_SEED)")
     near: NonNegativeInt = Field(..., description="test images, not byte-identical to any train or val image, that "
                                  "nearly duplicate their most similar train or val image (threshold and ratio): "
                                  "among the sampled ones where sampled is given")

@@ -57,7 +57,7 @@ from .report import (
     run_environment,
     write_run,
 )
-from .near_duplicates import (MAX_CHECK_PRODUCTS, NEAR_DUPLICATE_RATIO, CheckedRows, budget_for_test,
+from .near_duplicates import (MAX_CHECK_PRODUCTS, NEAR_DUPLICATE_RATIO, SAMPLE_DRAW, CheckedRows, budget_for_test,
                               check_rows, is_near_duplicate, near_duplicate_threshold, sample_share)
 from .seen import SEEN_SPLITS, content_keys, row_keys
 from .splits import (Splits, check_arrays, check_class_options, check_spread, checked_splits, kept_contents,
@@ -772,7 +772,7 @@ def _near_duplicates(data: Mapping[str, tuple], sources: Mapping[str, Sequence[s
     sampled, near_ci = sample_share(int(near.sum()), checked)
     return NearDuplicates(**_train_near(data["train"][0], threshold, MAX_CHECK_PRODUCTS - n_checked * per_row),
         encoder=features.encoder, threshold=threshold, ratio=NEAR_DUPLICATE_RATIO, test_images=len(test_y),
-        near=int(near.sum()), sampled=sampled, near_ci=near_ci,
+        near=int(near.sum()), sampled=sampled, near_ci=near_ci, sample_draw=SAMPLE_DRAW,
         identical=None if identical is None else int(identical.sum()),
         accuracy_duplicates=correct[duplicate].mean() if duplicate.any() else None,
         duplicates_ci=dup_ci if duplicate.any() else None,

@@ -113,7 +113,8 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
             print(printable(path))
         return 0
     seen = [row["source"] for row in full_paths([{"source": p["seen"]} for p in pairs], data)]
-    identical, outside = sum(p["identical"] for p in pairs), outside_sample(pairs, found.test_images, found.sampled)
+    identical = sum(p["identical"] for p in pairs)
+    outside = outside_sample(pairs, found.test_images, found.sampled, found.sample_draw)
     inside = "" if data is not None or not pairs else " (paths inside the data set; --data DIR prints them whole)"
     of = (f"{found.test_images:,} test images" if found.sampled is None else
           f"{found.sampled:,} sampled test images (a random sample of the {found.test_images:,})")

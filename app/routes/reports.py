@@ -314,7 +314,8 @@ def near_duplicates(run_id: IdPath, limit: int = LimitQuery, offset: int = NearD
     return NearDuplicatesOut(run_id=run_id, encoder=found.encoder, threshold=found.threshold,
                              rule=rule_text(found.threshold, found.encoder, found.ratio), test_images=found.test_images,
                              sampled=found.sampled, total=len(pairs), limit=limit,
-                             outside_sample=outside_sample(pairs, found.test_images, found.sampled), offset=offset,
+                             outside_sample=outside_sample(pairs, found.test_images, found.sampled,
+                                                           found.sample_draw), offset=offset,
                              items=items)
 
 

@@ -139,13 +139,49 @@ def _pair(row: int, path: str | None) -> dict:
             "similarity": 0.95, "identical": False}
 
 
+def test_the_sample_is_ranked_by_keyed_blake2b_hashes_of_the_rows_not_by_numpys_random_streams(monkeypatch):
+    """A sampled check drew with numpy's default_rng, whose streams numpy does not promise to keep across releases:
+    a report's sampled rows (and the pairs counted outside them) would not reproduce. The rows are those whose
+    blake2b hashes keyed by SAMPLE_SEED are lowest: no numpy random draw, the same rows in any release."""
+    import hashlib
+
+    from probe.near_duplicates import SAMPLE_SEED, sample_rows
+
+    def ranked(n: int, size: int) -> list[int]:
+        key = SAMPLE_SEED.to_bytes(8, "little")
+        digest = lambda row: hashlib.blake2b(row.to_bytes(8, "little"), digest_size=8, key=key).digest()  # noqa
+        return sorted(sorted(range(n), key=digest)[:size])
+
+    def no_draw(*args, **kwargs):
+        raise AssertionError("the sample drew from numpy's random streams")
+
+    monkeypatch.setattr(np.random, "default_rng", no_draw)
+    assert sample_rows(50, 17).tolist() == ranked(50, 17) == [3, 7, 8, 15, 21, 24, 25, 27, 30, 31, 32, 35, 36, 37,
+                                                              40, 43, 47]
+    assert sample_rows(1000, 300).tolist() == ranked(1000, 300)
+    assert set(sample_rows(50, 10)) < set(sample_rows(50, 17))  # a smaller sample lies inside a larger one
+
+
+def test_pairs_outside_the_sample_of_an_older_report_are_counted_by_its_own_draw(tmp_path):
+    """A report written before the hashed draw (sample_draw null) sampled by numpy's default_rng(SAMPLE_SEED): its
+    pairs outside the sample are counted against that sample, not the hashed one."""
+    from probe.near_duplicates import SAMPLE_SEED, outside_sample, read_pairs, sample_rows, write_pairs
+
+    old = np.sort(np.random.default_rng(SAMPLE_SEED).choice(60, 25, replace=False))
+    new = sample_rows(60, 25)
+    rows = [int(r) for r in np.setdiff1d(old, new)[:2]] + [int(np.setdiff1d(new, old)[0])]
+    write_pairs(tmp_path, [_pair(row, f"{row}.png") for row in rows])
+    pairs = read_pairs(tmp_path, 60)
+    assert (outside_sample(pairs, 60, 25), outside_sample(pairs, 60, 25, None)) == (2, 1)
+
+
 def test_pairs_file_test_rows_past_the_runs_test_images_are_damage(tmp_path):
     """A corrupted near_duplicates.csv with a test row past the run's test split was listed (and counted outside a
     sampled check's sample by outside_sample) as a test image the run does not have."""
     from probe.near_duplicates import PAIRS_FILE, outside_sample, read_pairs, write_pairs
 
-    write_pairs(tmp_path, [_pair(4, "a.png"), _pair(9, "b.png")])
-    assert outside_sample(read_pairs(tmp_path, 10), 10, 5) == 1  # row 9 is in the run, outside its sample
+    write_pairs(tmp_path, [_pair(3, "a.png"), _pair(9, "b.png")])
+    assert outside_sample(read_pairs(tmp_path, 10), 10, 5) == 1  # row 9 is in the run, outside its sample (1 3 5 7 8)
     with pytest.raises(ValueError) as raised:
         read_pairs(tmp_path, 9)
     assert str(raised.value) == f"{PAIRS_FILE} of run {tmp_path.name} cannot be read (damaged): test row 9 is past " \
@@ -190,7 +226,7 @@ class _Reads:
 
 
 def test_past_the_budget_a_seeded_sample_is_compared_a_block_at_a_time_and_equals_a_brute_force():
-    from probe.near_duplicates import SAMPLE_SEED, check_rows, sample_size
+    from probe.near_duplicates import check_rows, sample_rows, sample_size
 
     rng = np.random.default_rng(4)
     queries, train, val = (rng.normal(size=(n, 8)).astype(np.float32) for n in (50, 30, 10))
@@ -200,8 +236,7 @@ def test_past_the_budget_a_seeded_sample_is_compared_a_block_at_a_time_and_equal
     assert sample_size(50, 40, 8, budget) == 17
     reads = _Reads(queries)
     got = check_rows(reads, [train, val], budget=budget, chunk_rows=4)
-    expected = np.sort(np.random.default_rng(SAMPLE_SEED).choice(50, 17, replace=False))
-    assert got.sampled and got.rows.tolist() == expected.tolist()
+    assert got.sampled and got.rows.tolist() == sample_rows(50, 17).tolist()
     at, sims = _brute_force(queries[got.rows].astype(np.float64), np.concatenate([train, val]).astype(np.float64))
     assert got.nearest.index.tolist() == at.tolist()
     np.testing.assert_allclose(got.nearest.similarity, sims, atol=1e-6, rtol=0)

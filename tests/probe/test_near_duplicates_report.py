@@ -112,7 +112,7 @@ def _wilson(k: int, n: int) -> tuple[float, float]:
 
 def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monkeypatch, tmp_path):
     import probe.run
-    from probe.near_duplicates import SAMPLE_SEED, read_pairs
+    from probe.near_duplicates import SAMPLE_DRAW, read_pairs, sample_rows
 
     data, sources, digests = _leaky()  # 60 test rows × (120 train + 30 val) × 64 = 576,000 products; 9,600 a row
     # past the budget the test check samples within half of it: 25 rows (240,000 products), not 26
@@ -122,7 +122,8 @@ def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monke
                        features=features, out_dir=tmp_path / "run")
     found = report.near_duplicates
     assert (found.sampled, found.test_images, found.identical) == (25, 60, len(IDENTICAL))  # digests: every row
-    rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(60, 25, replace=False))
+    assert found.sample_draw == SAMPLE_DRAW
+    rows = sample_rows(60, 25)
     # brute force over the same rows: the whole cosine matrix at once
     pool = np.concatenate([data["train"][0], data["val"][0]])
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
@@ -145,7 +146,7 @@ def test_a_run_past_the_products_budget_checks_a_seeded_sample_and_says_so(monke
     assert f"in {found.near} among 25 sampled test images of 60" in text and f"of the 60 test images" not in text
     assert load_report(tmp_path / "run").near_duplicates == found
     # the rest (259,198) goes to the check inside train: 33 of its 120 rows × 120 × 64 fit, each never its own pair
-    train = np.sort(np.random.default_rng(SAMPLE_SEED).choice(120, 33, replace=False))
+    train = sample_rows(120, 33)
     inside = unit(data["train"][0][train]) @ unit(data["train"][0]).T
     inside[np.arange(33), train] = -np.inf
     assert (found.train_sampled, found.train_images) == (33, 120)
