@@ -47,6 +47,10 @@ NEAR_DUPLICATE_BAR = 0.99
 # a reference row whose cosine lies within this of the nearest's has the same features (the image present twice):
 # it is not the second-nearest distinct row (float32 products of one row differ by rounding from block to block)
 SAME_FEATURES = 1e-4
+# the most similar cosines a query keeps of the rows each block leaves out near the block's nearest row (another
+# block's may be nearer): its second-nearest distinct row is the same whatever the block size wherever fewer than this
+# many rows are left out so (rows of the same features); past them a lower bound
+_TOP = 8
 DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
 # the most multiply-adds (n_test × n_train × d) a run's check takes: ~20 G a second on one thread of the 2-core
 # development machine (bench/README.md "Near-duplicates"), so about 5 s. CIFAR-10's 10,000 × 50,000 × 1,280 is
@@ -138,16 +142,28 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
         ValueError: ``chunk_rows`` < 1, arrays that are not 2-d, other feature widths, or a row holding NaN or
             infinity (naming it).
     """
+    _check_arrays(queries, reference, chunk_rows)
+    if exclude_self and len(queries) != len(reference):
+        raise ValueError(f"exclude_self needs queries to be reference, got {len(queries)} and {len(reference)} rows.")
+    return _finished(*_nearest_blocks(queries, reference, chunk_rows, np.arange(len(queries)) if exclude_self
+                                      else own_rows))
+
+
+def _check_arrays(queries, reference, chunk_rows: int) -> None:
+    """ValueError where ``chunk_rows`` is no integer >= 1 or ``queries`` and ``reference`` are not (n, d) arrays of
+    one width."""
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}.")
     if np.ndim(queries) != 2 or np.ndim(reference) != 2 or queries.shape[1] != reference.shape[1]:
         raise ValueError(f"queries and reference must be (n, d) arrays of one width d, got shapes "
                          f"{np.shape(queries)} and {np.shape(reference)}.")
-    if exclude_self and len(queries) != len(reference):
-        raise ValueError(f"exclude_self needs queries to be reference, got {len(queries)} and {len(reference)} rows.")
-    own = np.arange(len(queries)) if exclude_self else own_rows
-    found = NearestRows(np.full(len(queries), -1, dtype=np.int64), np.full(len(queries), -np.inf, dtype=np.float32),
-                        np.full(len(queries), -np.inf, dtype=np.float32))
+
+
+def _nearest_blocks(queries, reference, chunk_rows: int, own: np.ndarray | None) -> tuple[NearestRows, np.ndarray]:
+    """:func:`nearest_rows` before :func:`_finished`: the nearest rows (-inf where none) and each query's
+    :data:`_TOP` largest cosines (n, _TOP) of the rows a block left out near its own nearest, a block at a time."""
+    found = _no_rows(len(queries))
+    top = np.full((len(queries), _TOP), -np.inf, dtype=np.float32)
     ref_inverse = _inverse_norms(reference, chunk_rows, "reference")
     for q0 in range(0, len(queries), chunk_rows):
         block = np.asarray(queries[q0:q0 + chunk_rows], dtype=np.float32)
@@ -162,15 +178,46 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, chunk_rows: int = D
                 sims[np.flatnonzero(inside), rows[inside] - r0] = -np.inf
             at = sims.argmax(axis=1)
             value = sims[np.arange(len(block)), at]
-            sims[sims >= value[:, None] - SAME_FEATURES] = -np.inf  # the nearest and the rows of its features
+            band = sims >= value[:, None] - SAME_FEATURES  # the nearest and the rows of its features
+            _merge_top(top[q0:q0 + len(block)], *_band_cosines(sims, band, value))  # another block's may be nearer
+            sims[band] = -np.inf
             _merge(part, NearestRows(at + r0, value, sims.max(axis=1, initial=-np.inf)))
-    return _finished(found)
+    return found, top
+
+
+def _no_rows(n: int) -> NearestRows:
+    """The nearest rows of ``n`` queries before any reference row: none (-1, -inf)."""
+    return NearestRows(np.full(n, -1, dtype=np.int64), np.full(n, -np.inf, dtype=np.float32),
+                       np.full(n, -np.inf, dtype=np.float32))
+
+
+def _band_cosines(sims: np.ndarray, band: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, cosines) of ``sims`` (n, m) in ``band``: each query's nearest (``value``), and the other cosines
+    of the queries whose band holds more (rare: read only there, a sparse read of the whole block is slow)."""
+    crowded = np.flatnonzero(np.count_nonzero(band, axis=1) > 1)
+    rows, columns = np.nonzero(band[crowded])
+    alone = np.setdiff1d(np.arange(len(sims)), crowded, assume_unique=True)
+    return (np.concatenate([alone, crowded[rows]]),
+            np.concatenate([value[alone], sims[crowded[rows], columns]]))
+
+
+def _merge_top(top: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """``top`` (n, :data:`_TOP`, updated in place): the largest of its own cosines and of ``values``, each that of
+    the query at ``rows``, row by row."""
+    every = np.concatenate([np.repeat(np.arange(len(top)), _TOP), rows])
+    cosines = np.concatenate([top.ravel(), values])
+    order = np.lexsort((-cosines, every))  # by query, the largest first
+    every, cosines = every[order], cosines[order]
+    rank = np.arange(len(every)) - np.searchsorted(every, every)  # each cosine's place among its query's
+    keep = rank < _TOP
+    top[every[keep], rank[keep]] = cosines[keep]
 
 
 def _merge(found: NearestRows, other: NearestRows) -> None:
     """``found`` (updated in place) and ``other``, each the nearest and second-nearest distinct rows of some reference
     rows, as those of both: ``found``'s nearest row on a tie (an earlier reference chunk's, as argmax over all rows
-    would), the second the best of the rows of either below the nearest by more than :data:`SAME_FEATURES`."""
+    would), the second the best of the rows of either below the nearest by more than :data:`SAME_FEATURES` (a
+    lower bound: the rows a block left out near its own nearest are lost, :func:`_finished` finds them)."""
     better = other.similarity > found.similarity  # strictly: -inf (no row yet) is beaten by any row
     best = np.where(better, other.similarity, found.similarity)
     below = best - SAME_FEATURES
@@ -182,8 +229,13 @@ def _merge(found: NearestRows, other: NearestRows) -> None:
     found.second[:] = second
 
 
-def _finished(found: NearestRows) -> NearestRows:
-    """``found`` with nan where there was no row (no neighbour, no second one)."""
+def _finished(found: NearestRows, top: np.ndarray) -> NearestRows:
+    """``found`` with its second-nearest distinct row taken from ``top`` too (each query's :data:`_TOP` largest
+    cosines of the rows its blocks left out near their own nearest rows, which ``found.second`` lacks: the largest
+    below the nearest of all by more than :data:`SAME_FEATURES` counts), so the same whatever the blocks; nan where
+    there was no row (no neighbour, no second one)."""
+    below = np.where(top < found.similarity[:, None] - SAME_FEATURES, top, -np.inf)
+    found.second[:] = np.maximum(found.second, below.max(axis=1))
     found.similarity[found.index < 0] = np.nan
     found.second[~np.isfinite(found.second)] = np.nan
     return found
@@ -205,16 +257,16 @@ def nearest_among(queries: np.ndarray, references: list[np.ndarray], chunk_rows:
     """:func:`nearest_rows` over the rows of several arrays (train and val) without joining them (a copy of the
     training features): ``index`` counts the rows of ``references`` one after the other; the earlier array's row
     on a tie; ``second`` over them all."""
-    found = NearestRows(np.full(len(queries), -1, dtype=np.int64), np.full(len(queries), -np.inf, dtype=np.float32),
-                        np.full(len(queries), -np.inf, dtype=np.float32))
+    found = _no_rows(len(queries))
+    top = np.full((len(queries), _TOP), -np.inf, dtype=np.float32)
     offset = 0
     for reference in references:
-        part = nearest_rows(queries, reference, chunk_rows)
-        none = part.index < 0
-        part.similarity[none], part.second[np.isnan(part.second)] = -np.inf, -np.inf
-        _merge(found, NearestRows(np.where(none, -1, part.index + offset), part.similarity, part.second))
+        _check_arrays(queries, reference, chunk_rows)
+        part, part_top = _nearest_blocks(queries, reference, chunk_rows, None)
+        _merge(found, NearestRows(np.where(part.index < 0, -1, part.index + offset), part.similarity, part.second))
+        _merge_top(top, np.repeat(np.arange(len(top)), _TOP), part_top.ravel())
         offset += len(reference)
-    return _finished(found)
+    return _finished(found, top)
 
 
 class CheckedRows(NamedTuple):

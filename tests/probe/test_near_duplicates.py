@@ -332,6 +332,41 @@ def test_the_second_nearest_distinct_row_equals_a_brute_force_whatever_the_chunk
     assert np.isnan(nearest_among(queries[:2], [reference[3:4], reference[40:41]]).second).all()
 
 
+def _at_cosines(cosines: list[float]) -> np.ndarray:
+    """Rows at these cosines to the query (1, 0, ..., 0), each turned towards an axis of its own (distinct rows)."""
+    rows = np.zeros((len(cosines), 6))
+    for i, c in enumerate(cosines):
+        rows[i, 0], rows[i, i + 1] = c, np.sqrt(1.0 - c * c)
+    return rows.astype(np.float32)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5])
+def test_the_second_nearest_row_does_not_depend_on_the_block_size_among_near_ties(chunk_rows):
+    """A block dropped the rows within SAME_FEATURES of its own nearest row; where another block held a nearer one,
+    a row the block dropped lay more than SAME_FEATURES below the nearest of all, and was lost: the second-nearest
+    came out lower (or nan) by block size, and the ratio test flagged a look-alike among near-ties as a copy."""
+    from probe.near_duplicates import is_near_duplicate, nearest_among
+
+    query = np.eye(1, 6, dtype=np.float32)
+    # a: 0.94995 and x: 0.94988 (within SAME_FEATURES of a, not of b) in one block, b: 0.95 and a far row in another
+    reference = _at_cosines([0.94995, 0.94988, 0.95, 0.5])
+    got = nearest_rows(query, reference, chunk_rows=chunk_rows)
+    assert got.index.tolist() == [2]
+    np.testing.assert_allclose(got.second, _brute_second(query, reference), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(got.second, [0.94988], atol=1e-6, rtol=0)
+    assert not is_near_duplicate(got, 0.9).any()  # a look-alike among near-ties: c2 is as close as c1
+    among = nearest_among(query, [reference[:2], reference[2:]], chunk_rows)  # train and val apart
+    np.testing.assert_allclose(among.second, [0.94988], atol=1e-6, rtol=0)
+    # past cosine 0.9998: the nearest at 1, a at 0.99992 (within SAME_FEATURES: the same features) and x at 0.99985
+    near = _at_cosines([0.99992, 0.99985, 1.0])
+    np.testing.assert_allclose(nearest_rows(query, near, chunk_rows=chunk_rows).second, [0.99985], atol=1e-6, rtol=0)
+    # more rows of the nearest's features than a query keeps: in one block the second is still exact
+    crowd = np.concatenate([np.repeat(near[2:], 12, axis=0), near[1:2]])
+    np.testing.assert_allclose(nearest_rows(query, crowd).second, [0.99985], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="one width d"):
+        nearest_among(query, [reference, reference[:, :5]], chunk_rows)
+
+
 def _crowd(rng, n: int, centre: np.ndarray, spread: float) -> np.ndarray:
     return (centre + spread * rng.normal(size=(n, len(centre)))).astype(np.float32)
 
