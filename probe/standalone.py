@@ -10,7 +10,8 @@ run ships them. It imports nothing of mr2probe, so it can be vendored into servi
     probabilities = probe.predict_proba(x)     # x: (n, d) features of the run's extractor (report.json features)
     names = [probe.class_names[k] for k in probabilities.argmax(axis=1)]
 
-or from a shell: ``python apply_probe.py RUN_FOLDER features.npy`` prints each row's class and confidence.
+or from a shell: ``python apply_probe.py RUN_FOLDER features.npy`` prints each row's class and confidence (a class
+name that starts like a spreadsheet formula with an apostrophe before it, as mr2probe's CSV files write it).
 The features must come from the encoder and preprocessing the run's ``report.json`` ``features`` names (README,
 "Shipping the chosen probe"); nothing here can check that, as ``mr2probe predict`` does.
 """
@@ -24,12 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["StandaloneProbe", "load_probe", "HEADS", "ADAPTERS"]
+__all__ = ["StandaloneProbe", "load_probe", "cell", "HEADS", "ADAPTERS"]
 
 # What this loader applies: every head and adapter of mr2probe's registry (probe.registry HEADS, ADAPTERS; a test
 # keeps the two alike, so that a head or adapter added there is added here too)
 HEADS = ("linear", "cosine")
 ADAPTERS = ("linear", "lowrank", "mlp")
+
+
+# what a spreadsheet reads as a formula at the start of a cell (probe.numbers' rule, csv_cell, which this file cannot
+# import; a test keeps the two alike): a class named "=cmd()" printed as it is ran as one where the output was opened
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(text: str) -> str:
+    """``text`` as a spreadsheet shows it: an apostrophe before one starting like a formula (after any apostrophes),
+    as ``probe.numbers.csv_cell`` writes a CSV's cells."""
+    return "'" + text if text.lstrip("'").startswith(_FORMULA_START) else text
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -187,8 +199,9 @@ def _load_features(path: str, width: int) -> np.ndarray:
 
 
 def main(argv: list[str]) -> int:
-    """``python apply_probe.py RUN_FOLDER FEATURES.npy``: one line per row, the predicted class, a tab, its
-    confidence (no header: ``cut -f1`` gives the classes); a bad argument is one line, exit 1."""
+    """``python apply_probe.py RUN_FOLDER FEATURES.npy``: one line per row, the predicted class (:func:`cell`: safe
+    to open in a spreadsheet), a tab, its confidence (no header: ``cut -f1`` gives the classes); a bad argument is one
+    line, exit 1."""
     if len(argv) != 2:
         print("usage: python apply_probe.py RUN_FOLDER FEATURES.npy", file=sys.stderr)
         return 2
@@ -204,7 +217,7 @@ def main(argv: list[str]) -> int:
         return 1
     for row in probabilities:
         k = int(row.argmax())
-        print(f"{probe.class_names[k]}\t{row[k]:.6f}")
+        print(f"{cell(probe.class_names[k])}\t{row[k]:.6f}")
     return 0
 
 

@@ -151,3 +151,25 @@ def test_a_damaged_bias_or_temperature_file_is_one_line(scaled_run, data, tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("apply_probe.py: error: ") and __import__("re").search(expected, err), err
+
+
+HOSTILE_NAMES = ("=cmd().jpg", "+1", "-x", "@a", "\tb", "\rc", "'=x", "''+y", "cat", "a=b", "'quoted", "")
+
+
+def test_the_shell_command_prints_class_names_safe_for_spreadsheets_by_csv_cells_rule(adapter_run, tmp_path,
+                                                                                      capsys, monkeypatch):  # noqa
+    """A class named "=cmd()" was printed as it is: the output opened in a spreadsheet ran it as a formula. The
+    script's rule (it imports nothing of mr2probe) is probe.numbers.csv_cell's on the names the CSV tests use."""
+    import dataclasses
+
+    import probe.standalone
+    from probe.numbers import csv_cell
+
+    assert [probe.standalone.cell(name) for name in HOSTILE_NAMES] == [csv_cell(name) for name in HOSTILE_NAMES]
+    shipped = load_probe(adapter_run)
+    x = np.zeros((1, shipped.tensors["head.weight"].shape[1]), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    monkeypatch.setattr(probe.standalone, "load_probe",
+                        lambda folder: dataclasses.replace(shipped, class_names=["=a"] * len(shipped.class_names)))
+    assert probe.standalone.main([str(adapter_run), str(tmp_path / "x.npy")]) == 0
+    assert capsys.readouterr().out.startswith("'=a\t")
