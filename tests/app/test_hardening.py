@@ -207,6 +207,28 @@ def test_client_messages_keep_a_name_whose_folder_ends_in_a_space():
     assert clean("train/Cat /x.png and /tmp/x") == "train/Cat /x.png and <server path>"
 
 
+def test_client_messages_keep_a_name_whose_folder_ends_in_an_equals_sign_colon_comma_or_bracket():
+    """A folder 'runs=' or 'data(' put the "/" after it where a server path may start ("x=/etc/y"): the service said
+    '<data root>/runs=<server path>' and "'train/data(<server path>'". A "/" that continues a relative path is kept;
+    after a word with no folder ("x=", "mocov2:", a top folder 'runs=' alike) or one holding an absolute path, the
+    path is a server's."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    for end in "=:,(":
+        for kept in (f"skipped 1: empty file (e.g. 'hostile/train/runs{end}/empty.png')",
+                     f"cannot read train/data{end}/a.png: broken"):
+            assert clean(kept) == kept
+        assert clean(f"/srv/data/runs{end}/a.png bad") == f"<data root>/runs{end}/a.png bad"
+        hidden = "<server path>" if end == "=" else f"<server path>{end}<server path>"  # "=" may be in a path
+        assert clean(f"/srv/other/runs{end}/a.png") == hidden
+    for said, shown in (("P=/a:/b", "P=<server path>:<server path>"), ("k=/etc/a /etc/b", "k=<server path> "
+                         "<server path>"), ("encoder 'mocov2:/opt/w.pth'", "encoder 'mocov2:<server path>'"),
+                        ("'a/b',/etc/x", "'a/b',<server path>"), ("x=/etc/y", "x=<server path>")):
+        assert clean(said) == shown, said
+
+
 def test_client_messages_do_not_depend_on_the_servers_file_system():
     """After a space, a path was a server path only where its top folder existed on this server (os.path.lexists):
     a client sending the path 'a /etc/x' was told "'a <server path>'" and for 'a /nothere/x' its words back, so it
