@@ -6,7 +6,6 @@ what ``open_dataset`` found.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import re
@@ -21,7 +20,7 @@ from feature_cache.manifest import MANIFEST_PAIR  # torch-free
 from probe.names import listed
 
 from .skipped import group_reasons, recorded_files
-from .status import NoSpace, UploadStalled
+from .status import NO_ROOM, NoSpace, UploadStalled
 from .store import Store, new_id
 
 logger = logging.getLogger(__name__)
@@ -35,16 +34,6 @@ class UploadTooLarge(Exception):
 def _in_units(size: int) -> str:
     """``size`` bytes as a reader counts them: "125.0 MiB", "2.50 GiB"."""
     return f"{size / 2 ** 20:,.1f} MiB" if size < 2 ** 30 else f"{size / 2 ** 30:,.2f} GiB"
-
-
-# write errors that say the server has no room for the upload (a 507): what happened, what to do
-_NO_ROOM = {
-    errno.ENOSPC: ("the server's disk is full", "try again once space is freed"),
-    errno.EDQUOT: ("the server's disk is full", "try again once space is freed"),
-    # a file-size limit (ulimit -f, or the file system's own): a 500 'internal server error (OSError)' (an attack round)
-    errno.EFBIG: ("the server cannot store a file this large (its file system or its process limits a file's size)",
-                  "register the folder or archive by its path on the server instead (under MR2PROBE_DATA_ROOT)"),
-}
 
 
 def upload_too_large(limit: int, size: int | None = None) -> UploadTooLarge:
@@ -223,11 +212,11 @@ async def stream_multipart_file(content_type: str, body: AsyncIterator[bytes], d
     except (UploadTooLarge, UploadError, UploadStalled):
         raise
     except OSError as exc:  # writing the file: not the body's fault (a full disk was a 422 'malformed multipart body')
-        if exc.errno not in _NO_ROOM:
+        if exc.errno not in NO_ROOM:
             raise
         logger.warning("upload to %s failed after %d bytes: %s", dest_dir, received, exc)
-        raise NoSpace(f"{_NO_ROOM[exc.errno][0]}: the upload could not be stored ({received:,} bytes received, "
-                      f"nothing kept); {_NO_ROOM[exc.errno][1]}") from None
+        raise NoSpace(f"{NO_ROOM[exc.errno][0]}: the upload could not be stored ({received:,} bytes received, "
+                      f"nothing kept); {NO_ROOM[exc.errno][1]}") from None
     except Exception as exc:  # python_multipart raises its own errors on malformed bodies
         raise UploadError(f"malformed multipart body: {exc}") from exc
     finally:

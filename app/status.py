@@ -1,6 +1,9 @@
 """Job states and the store's errors: the vocabulary shared by the store, the worker and the API."""
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 
 
@@ -54,6 +57,34 @@ class UploadStalled(RuntimeError):
 
 class NoSpace(OSError):
     """The disk of the data directory is full: an upload could not be stored (the API answers 507)."""
+
+
+# write errors that say the server has no room: what happened, what an upload (a 507) and a job do about it
+NO_ROOM = {
+    errno.ENOSPC: ("the server's disk is full", "try again once space is freed", "free space on that disk"),
+    errno.EDQUOT: ("the server's disk is full", "try again once space is freed", "free space on that disk"),
+    # a file-size limit (ulimit -f, or the file system's own): a 500 'internal server error (OSError)' (an attack round)
+    errno.EFBIG: ("the server cannot store a file this large (its file system or its process limits a file's size)",
+                  "register the folder or archive by its path on the server instead (under MR2PROBE_DATA_ROOT)",
+                  "raise the service's file-size limit (ulimit -f), or move its data directory (MR2PROBE_DATA_DIR) "
+                  "to a file system that takes larger files"),
+}
+
+
+@contextmanager
+def job_no_room(what: str, kept: str) -> Iterator[None]:
+    """Within the block, a job writes ``what`` (its run's files, its feature cache): a write error of
+    :data:`NO_ROOM` is raised again saying what happened, what it wrote, what of it is ``kept``, and what to do
+    before a resume. A full disk or a file-size limit ended the job 'OSError: [Errno 27] File too large' (a
+    follow-up round). Still an OSError of the same errno: the job stays retryable."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_ROOM:
+            raise
+        happened, _, remedy = NO_ROOM[exc.errno]
+        raise OSError(exc.errno, f"{happened}: {what} could not be written ({exc.strerror or exc}); {kept}: "
+                                 f"{remedy}, then resume the job") from exc
 
 
 class QueueFull(RuntimeError):

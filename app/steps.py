@@ -24,7 +24,7 @@ from .caches import cache_file, cache_problem
 from .datasets import changed_since_registration, classes_without_message, dataset_counts, kept_problem, \
     open_for_extraction
 from .jobs import JobCancelled, JobContext, JobKind, default_resource, device_resource
-from .status import NotFound
+from .status import NotFound, job_no_room
 from .store import left_out_json, new_id
 from .cleanup import extractions_in_use, queued_heir
 from .label_issues_job import KIND as LABEL_ISSUES
@@ -235,14 +235,16 @@ BUSY_POLL_SECONDS = 2.0  # how often a job waiting for another's extraction of t
 def _when_free(ctx: JobContext, start: float, extraction: Callable[[], Any]) -> Any:
     """``extraction()``; while another job or process extracts the same cache file (``ExtractionBusy``), wait for
     it, polling for a cancel, and call it again: it then reuses that cache, or resumes its partial file. The second
-    of two jobs needing the same new features failed instead (found by an outside attack round)."""
+    of two jobs needing the same new features failed instead (found by an outside attack round). A full disk or a
+    file-size limit is said as such (:func:`app.status.job_no_room`)."""
     from feature_cache import ExtractionBusy
 
     waiting = False
     while True:
         ctx.progress(start, EXTRACTING_FIRST_BATCH)
         try:
-            return extraction()
+            with job_no_room("the feature cache", "the features extracted so far are kept for the resume"):
+                return extraction()
         except ExtractionBusy:
             ctx.progress(start, WAITING_FOR_EXTRACTION)
             if not waiting:
@@ -364,10 +366,11 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     ctx.message(f"training probe {name} on cache {cache_id}"
                 + (f" (groups from reference run {reference_run})" if reference_run else ""))
     try:
-        report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
-                           progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop,
-                           sources=cache.training_sources(), contents=cache.training_digests(),
-                           features=cache.provenance(cache_id), tune_allocator=True)  # the service's process
+        with job_no_room("the run's files", "nothing of the run is kept"):
+            report = run_probe(data, list(cache.class_names), cfg, reference=reference, out_dir=out_dir,
+                               progress=_probe_progress(ctx, start, span, name), should_stop=ctx.should_stop,
+                               sources=cache.training_sources(), contents=cache.training_digests(),
+                               features=cache.provenance(cache_id), tune_allocator=True)  # the service's process
         ctx.check_stop()
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)  # a half-written run directory is never a run
