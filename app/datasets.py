@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS, classes_without, dataset_counts  # torch-free
+from feature_cache.datasets import ARCHIVE_SUFFIXES, SPLITS, classes_without, dataset_counts, how_to_add  # torch-free
 from feature_cache.defaults import DEFAULT_VAL_FRACTION
-from feature_cache.manifest import MANIFEST_PAIR  # torch-free
 from probe.names import listed
 
 from .skipped import group_reasons, recorded_files
@@ -341,9 +340,10 @@ def open_for_extraction(row: dict[str, Any], options: dict[str, Any], fingerprin
 
 
 def kept_problem(counts: dict[str, list[int]], class_names: list[str], drop: list[str],
-                 layout: str | None = None) -> str | None:
+                 layout: str | None = None, location: str | None = None) -> str | None:
     """Why a train job leaving out the classes ``drop`` (its ``drop_classes``, checked as names before) cannot run on
-    splits of ``counts``: :func:`classes_without_message` of the classes it keeps (``layout``: the data set's), or
+    splits of ``counts``: :func:`classes_without_message` of the classes it keeps (``layout``, ``location``: the
+    data set's), or
     None. The names are matched as the request's check and the run match them (``probe.splits.kept_classes``: a
     name in decomposed Unicode names its composed class); matched exactly, such a name left its class in, and the
     pipeline the request took failed after its queue wait, saying the data set had changed (an attack round)."""
@@ -351,7 +351,7 @@ def kept_problem(counts: dict[str, list[int]], class_names: list[str], drop: lis
 
     kept = kept_classes(drop, class_names)
     return classes_without_message({split: [c[k] for k in kept] for split, c in counts.items()},
-                                   [class_names[k] for k in kept], layout=layout)
+                                   [class_names[k] for k in kept], layout=layout, location=location)
 
 
 def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
@@ -422,14 +422,15 @@ UNKNOWN_LAYOUT = "unknown"  # a cache recorded before caches kept their data set
 
 
 def classes_without_message(counts: dict[str, list[int]], class_names: list[str],
-                            training: bool = True, layout: str | None = None) -> str | None:
+                            training: bool = True, layout: str | None = None,
+                            location: str | None = None) -> str | None:
     """Why a train job cannot run on splits whose ``counts`` leave a class without a train or test image (a probe
     is trained and scored on every class), naming the classes and the fix (add images, or ``drop_classes``); None if
     every class has both, and for unlabelled images (:func:`is_unlabelled`: no class, only extracted). Without
     ``training`` (registration, extraction: the CLI extracts such a data set too) the same classes as a warning, and
     None for a labelled test set alone (:func:`is_test_set`). ``layout``: the data set's (``params["layout"]``,
-    None where not opened, :data:`UNKNOWN_LAYOUT` for a cache recorded before its layout was): a manifest pair's fix
-    is rows in its CSV files, not class folders."""
+    None where not opened, :data:`UNKNOWN_LAYOUT` for a cache recorded before its layout was) and ``location`` (the
+    path it was opened from): a manifest's fix is rows in its CSV files, not class folders (:func:`_how_to_add`)."""
     if is_unlabelled({"class_names": class_names}) or (not training and is_test_set(counts)):
         return None
     if is_test_set(counts):
@@ -441,7 +442,7 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
     one = len(empty) == 1
     subject = f"class {_names(empty)} has" if one else f"classes {_names(empty)} have"
     them = "it" if one else "them"
-    add = _how_to_add(counts, class_names, layout, them)
+    add = _how_to_add(counts, class_names, layout, location, them)
     drop = f'"drop_classes": {json.dumps(empty, ensure_ascii=False)}'
     said = (f"{subject} no train or no test image once split (images per class: "
             f"{_split_sizes(counts, class_names, empty)}); a probe is trained and scored on every class: ")
@@ -451,19 +452,16 @@ def classes_without_message(counts: dict[str, list[int]], class_names: list[str]
                    f"classes\") (or {add}; extracting keeps {them})")
 
 
-def _how_to_add(counts: dict[str, list[int]], class_names: list[str], layout: str | None, them: str) -> str:
-    """How to give classes the train or test images ``counts`` lack them in: a manifest pair's rows in the file of
-    each such split (its warning said to add class folders under test/, which it has none of; a review), images
-    in the data set for a cache that does not record its layout (:data:`UNKNOWN_LAYOUT`), else images in class
-    folders. ``them``: the classes' pronoun ("it" for one class: "images of them ... leave it out" read for one)."""
+def _how_to_add(counts: dict[str, list[int]], class_names: list[str], layout: str | None,
+                location: str | None, them: str) -> str:
+    """How to give classes the train or test images ``counts`` lack them in: images in the data set for a cache that
+    does not record its layout (:data:`UNKNOWN_LAYOUT`), else ``feature_cache.datasets.how_to_add``'s words of the
+    data set's layout opened from ``location`` (a manifest's rows, class folders). ``them``: the classes' pronoun
+    ("it" for one class: "images of them ... leave it out" read for one)."""
     gaps = [split for split in ("train", "test") if classes_without(counts, class_names, (split,))]
-    if layout == "manifest-pair":
-        files = dict(zip(("train", "test"), MANIFEST_PAIR))
-        return f"add their rows to {' or '.join(files[split] for split in gaps)}"
     if layout == UNKNOWN_LAYOUT:
         return f"add {' or '.join(gaps)} images of {them} to the data set the cache was extracted from"
-    folders = " or ".join(f"{split}/" for split in gaps)
-    return f"add images (a class folder under {folders}, or at least 2 images in a data set without splits)"
+    return how_to_add(gaps, layout, location)
 
 
 class AlreadyRegistered(ValueError):
@@ -529,7 +527,8 @@ def registration_warnings(data: Any, counts: dict[str, list[int]]) -> list[str]:
     show before a job is launched; they were said only in the extraction job's messages."""
     from feature_cache.options import cautions
 
-    small = classes_without_message(counts, list(data.class_names), training=False, layout=data.params.get("layout"))
+    small = classes_without_message(counts, list(data.class_names), training=False, layout=data.params.get("layout"),
+                                    location=str(data.location))
     return ([small] if small else []) + [text for kind, text in cautions(data, "options.val_fraction", None, counts)
                                          if kind == "warning"]
 

@@ -109,8 +109,8 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     data = open_for_extraction(dataset, options)
     counts, names = dataset_counts(data), list(data.class_names)
     layout = data.params.get("layout")
-    problem = (classes_without_message(counts, names, training=False, layout=layout) if drop is None
-               else kept_problem(counts, names, drop, layout))
+    problem = (classes_without_message(counts, names, training=False, layout=layout, location=dataset["path"])
+               if drop is None else kept_problem(counts, names, drop, layout, dataset["path"]))
     changed = changed_since_registration(dataset, data)
     if changed:
         ctx.message(changed)

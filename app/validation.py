@@ -336,6 +336,15 @@ def _check_validation(field: str, counts: dict[str, list[int]], config: dict[str
         raise RequestInvalid(field, problem)
 
 
+def _dataset_path(store: Store, cache_row: dict[str, Any]) -> str | None:
+    """The path of the data set ``cache_row`` was extracted from, None where its row is gone: a single-CSV
+    manifest's advice names the file."""
+    try:
+        return store.get_dataset(cache_row["dataset_id"])["path"]
+    except KeyError:
+        return None
+
+
 def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, bool]],
               reference_run: str | None = None) -> list[dict[str, Any]]:
     """The probe configs ``(field, config, has a reference run)`` of a job on a cache, resolved and checked against
@@ -353,7 +362,8 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
     head = _cache_default_head(cache_row)
     configs = _named([_probe(field, config, head, cache_row["num_features"], len(names), referenced)
                       for field, config, referenced in probes], drop, list(cache_row["class_names"]))
-    problem = classes_without_message(counts, names, layout=cache_row.get("layout") or UNKNOWN_LAYOUT)
+    problem = classes_without_message(counts, names, layout=cache_row.get("layout") or UNKNOWN_LAYOUT,
+                                      location=_dataset_path(store, cache_row))
     if problem:  # a test set alone, a class without train or test images: the run would fail after its wait
         raise RequestInvalid("cache_id", f"cache {cache_row['id']!r}: {problem}")
     for (field, _, referenced), config in zip(probes, configs):
@@ -457,7 +467,8 @@ def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, stor
         fields = [(f"probes[{i}]", p, i > 0) for i, p in enumerate(job.probes)]  # the first: the others' reference
         drop = _one_drop(fields, list(dataset["class_names"]))
         counts, names = _kept("probes[0]", drop, counts, list(dataset["class_names"]))
-        problem = classes_without_message(counts, names, layout=layout)  # a kept class without train or test images
+        # a kept class without train or test images
+        problem = classes_without_message(counts, names, layout=layout, location=dataset["path"])
         if problem:
             raise RequestInvalid(split_field, problem)
         payload["probes"] = _named([_probe(field, p, spec.default_head, spec.num_features, len(names), referenced)

@@ -728,6 +728,24 @@ def classes_without(counts: dict[str, list[int]], class_names: list[str],
             if any(not counts.get(split) or counts[split][k] == 0 for split in splits)]
 
 
+def how_to_add(gaps: list[str], layout: str | None, location: str | os.PathLike | None = None) -> str:
+    """How to give classes the images of the splits ``gaps`` (``"train"``, ``"test"``) they lack, in the words of
+    the data set's ``layout`` (``params["layout"]``) opened from ``location``: rows of a manifest (with the split
+    column's value where it has one; a single CSV was told to add a class folder under test/, which it has none
+    of: a follow-up round), else images in class folders."""
+    either = " or ".join(gaps)
+    manifest = Path(location).name if location and str(location).lower().endswith(".csv") else None
+    if layout == "manifest-pair":
+        files = dict(zip(("train", "test"), MANIFEST_PAIR))
+        return f"add their rows to {' or '.join(files[split] for split in gaps)}"
+    if layout == "manifest-splits":
+        return f"add their rows to {manifest or 'the manifest'} with {either} in its split column"
+    if manifest:  # a manifest without a split column: its rows are split as a folder without splits is
+        return f"add their rows to {manifest} (at least 2 images of each class, to be split into train and test)"
+    folders = " or ".join(f"{split}/" for split in gaps)
+    return f"add images (a class folder under {folders}, or at least 2 images in a data set without splits)"
+
+
 def unused_val_share(data: LabelledImages, option: str, value: float | None) -> str | None:
     """The warning for a val share asked for (``option`` set to ``value``; None: not asked) that does nothing on
     ``data``, whose val split is its own (``val_given``), else None: the CLI's, torchrun's and a job's words."""

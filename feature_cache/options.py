@@ -11,7 +11,7 @@ from typing import Any
 
 from probe.constraints import Interval, check
 
-from .datasets import ARCHIVE_SUFFIXES
+from .datasets import ARCHIVE_SUFFIXES, how_to_add
 from .defaults import (DEFAULT_BATCH_SIZE, DEFAULT_ENCODER, DEFAULT_VAL_FRACTION, ENCODER_HELP, MAX_BATCH_SIZE,
                        MAX_PER_CLASS, MAX_SEED, MAX_WORKERS, VAL_FRACTION_BOUNDS)
 
@@ -213,7 +213,7 @@ def said_before(data: Any, share: float | None, cap: int | None = None) -> list[
         return [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share)]
     counts = dataset_counts(data)
     gaps = {split: classes_without(counts, list(data.class_names), (split,)) for split in ("train", "test")}
-    lines = _missing_classes(gaps, len(data.class_names))
+    lines = _missing_classes(gaps, data)
     lines += [f"{kind}: {text}" for kind, text in cautions(data, "--val-fraction", share, counts)]
     empty = no_validation(data, counts, cap, "--max-per-class")
     if empty and cap is not None:  # the cap empties it
@@ -259,26 +259,28 @@ def said_after(path: Any, data: Any, before: list[str]) -> list[str]:
     cache = open_cache(path)
     gaps = {split: cache.classes_without(split) if split in cache.splits else list(cache.class_names)
             for split in ("train", "test")}
-    return [line for line in _missing_classes(gaps, len(data.class_names)) if line not in before]
+    return [line for line in _missing_classes(gaps, data) if line not in before]
 
 
 MISSING_NAMED = 10  # classes named in the warning of a split without their images; the rest counted
 
 
-def _missing_classes(gaps: dict[str, list[str]], num_classes: int) -> list[str]:
-    """A warning per split in which some class has no image: a probe trained on the cache needs both for every
-    class (``probe.run_probe`` refuses it); the cache still serves ``mr2probe predict``."""
+def _missing_classes(gaps: dict[str, list[str]], data: Any) -> list[str]:
+    """A warning per split in which some class of the opened data set ``data`` has no image: a probe trained on the
+    cache needs both for every class (``probe.run_probe`` refuses it); the cache still serves ``mr2probe predict``.
+    How to add them in the words of its layout (``feature_cache.datasets.how_to_add``: a manifest's rows)."""
     from probe.names import listed
 
     lines = []
-    if len(gaps["train"]) == num_classes and not gaps["test"]:  # a labelled test set alone (feature_cache.datasets)
+    if len(gaps["train"]) == len(data.class_names) and not gaps["test"]:  # a labelled test set alone (feature_cache.datasets)
         return ["note: no train images: a labelled test set, for mr2probe predict --features and compare --features "
                 "(probes are trained on another cache)."]
     for split, missing in gaps.items():
         if missing:
             lines.append(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} without any {split} "
-                         f"image ({listed(missing, MISSING_NAMED)}): a probe needs {split} images of every class; add "
-                         "images or drop the class before training.")
+                         f"image ({listed(missing, MISSING_NAMED)}): a probe needs {split} images of every class; "
+                         f"{how_to_add([split], data.params.get('layout'), data.location)}, or drop "
+                         f"{'them' if len(missing) > 1 else 'it'} before training.")
     return lines
 
 

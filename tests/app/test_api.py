@@ -481,6 +481,43 @@ def test_the_same_archive_uploaded_again_is_the_same_data_set(tmp_path, tiny_zip
         assert crafted.status_code == 201 and crafted.json()["id"] != first.json()["id"]
 
 
+@pytest.mark.parametrize("split_column, add", [
+    (True, "add their rows to labels.csv with test in its split column"),
+    (False, "add their rows to labels.csv (at least 2 images of each class, to be split into train and test)"),
+])
+def test_a_single_csv_manifest_with_a_class_short_of_images_is_told_to_add_rows_to_it(tmp_path, capsys,
+                                                                                     split_column, add):
+    """A single CSV manifest (with a split column, or without one) whose class 'ship' has no test image was told to
+    add "a class folder under test/", which it has none of (a follow-up round): the registration's warning, the
+    job's refusal and mr2probe extract's warning name the manifest's rows now (one definition)."""
+    from feature_cache import open_dataset
+    from feature_cache.options import said_before
+
+    root = tmp_path / "root"
+    unzip(tiny_zip_bytes(4, 2), root)
+    tree = root / "tiny"
+    rows = [f"{f.relative_to(tree).as_posix()},{f.parent.name}" + (f",{split}" if split_column else "")
+            for split in ("train", "test") for f in sorted((tree / split).rglob("*.*"))
+            if f.parent.name != "ship" or (split == "train" and (split_column or f.stem.endswith("0")))]
+    (tree / "labels.csv").write_text("path,label" + (",split" if split_column else "") + "\n" + "\n".join(rows))
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
+        resp = client.post("/api/datasets", json={"path": "tiny/labels.csv"})
+        assert resp.status_code == 201, resp.text
+        warned = [w for w in resp.json()["warnings"] if "'ship'" in w]
+        assert len(warned) == 1 and f"(or {add}; extracting keeps it)" in warned[0], warned
+        refused = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": resp.json()["id"], "probes": [ERM]})
+        assert refused.status_code == 422 and f"{add}, or leave it out of the job with " \
+            '"drop_classes": ["ship"]' in refused.json()["detail"], refused.text
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract",
+                                                              "dataset_id": resp.json()["id"]}).json()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        cache = client.get("/api/caches").json()[0]["id"]
+        on_cache = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": ERM})
+        assert on_cache.status_code == 422 and f"{add}, or leave it out" in on_cache.json()["detail"], on_cache.text
+    assert any(f"test images of every class; {add}, or drop it before training." in line
+               for line in said_before(open_dataset(tree / "labels.csv"), None)), capsys.readouterr()
+
+
 def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_test_csv(tmp_path):
     """A manifest pair (train.csv, test.csv) whose class 'ship' is only in train.csv registers with a warning; it said
     to add images in "a class folder under test/", which a manifest has none of (a review): rows to test.csv now."""

@@ -186,7 +186,8 @@ def test_a_class_without_test_images_is_a_warning_before_the_extraction(tmp_path
     shutil.rmtree(data / "test" / "eel")
     out = tmp_path / "cache.h5"
     warning = ("warning: 1 class without any test image (eel): a probe needs test images of every class; add images "
-               "or drop the class before training.")
+               "(a class folder under test/, or at least 2 images in a data set without splits), or drop it before "
+               "training.")
     extract, seen = feature_cache.extract, []
 
     def extract_after_the_warning(*args, **kwargs):
@@ -439,13 +440,17 @@ def test_a_cap_per_class_that_leaves_no_validation_image_is_refused_naming_the_l
 def test_the_warning_of_classes_without_a_split_names_ten_and_counts_the_rest():
     """The warning named ten classes and ended "...": how many more went unsaid. It is probe.names.listed's form,
     as every other list of names (one definition)."""
+    from types import SimpleNamespace
+
     from feature_cache.options import _missing_classes
 
     missing = [f"c{i:02d}" for i in range(12)]
-    lines = _missing_classes({"train": [], "test": missing}, 20)
+    data = SimpleNamespace(class_names=[f"c{i:02d}" for i in range(20)], params={"layout": "split-folders"},
+                           location="data")
+    lines = _missing_classes({"train": [], "test": missing}, data)
     assert lines == ["warning: 12 classes without any test image (c00, c01, c02, c03, c04, c05, c06, c07, c08, c09 "
-                     "and 2 more): a probe needs test images of every class; add images or drop the class before "
-                     "training."]
+                     "and 2 more): a probe needs test images of every class; add images (a class folder under test/, "
+                     "or at least 2 images in a data set without splits), or drop them before training."]
 
 
 def test_extract_keeps_freed_memory_for_its_run(tmp_path, capsys, monkeypatch):

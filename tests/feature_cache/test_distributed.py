@@ -401,8 +401,8 @@ def test_the_command_warns_of_its_data_set_before_the_extraction_as_mr2probe_ext
     assert distributed.main(["--data", str(data), "--out", str(tmp_path / "c.h5"), "--backend", "gloo"]) == 130
     assert capsys.readouterr().err.splitlines()[:-1] == [
         "found 3 classes: 'Cat', 'ant', 'cat'; 11 images (train 6, val 3, test 2)",
-        "warning: 1 class without any test image (Cat): a probe needs test images of every class; add images or drop "
-        "the class before training.",
+        "warning: 1 class without any test image (Cat): a probe needs test images of every class; add images (a "
+        "class folder under test/, or at least 2 images in a data set without splits), or drop it before training.",
         "warning: Class names that differ only in case, spacing or Unicode form: 'Cat' and 'cat'. Where such names "
         "are one class, its images are split between them: rename the folders or labels."]
 
