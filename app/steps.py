@@ -334,16 +334,16 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
 
     ``config`` is the validated :class:`probe.ProbeConfig` stored with the job (see
     :func:`app.validation.resolve_probe_config`). The run row is written last, once the report is on disk,
-    so a failed probe leaves no run; a resumed job whose run row exists already gets that row back.
+    so a failed probe leaves no run; a resumed job whose run row exists already gets that row back, and one whose
+    run was written whole before the last attempt was killed records it (:func:`_written_before`).
     """
     from feature_cache import open_cache
     from probe import ProbeConfig, run_probe
-    from probe.compare import probe_words
 
     pending = ctx.result().get("pending_run")
-    recorded = pending and _recorded_or_removed(ctx.store, ctx.settings, pending)
+    recorded = pending and _recorded(ctx.store, pending)
     if recorded:
-        return recorded  # recorded just before the last attempt stopped; half-written, removed: start again
+        return recorded  # recorded just before the last attempt stopped
     cache_row = ctx.store.get_cache(cache_id)
     cache = open_cache(cache_file(cache_row))
     if "head" in config:
@@ -355,6 +355,10 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     if cfg.device == "auto":  # the service's device, where the job's slot is (probe_resource): run_probe's own
         cfg = cfg.model_copy(update={"device": ctx.settings.resolved_device()})  # took a GPU from a "cpu" job
     reference = _checked_reference(ctx, cache_row, cfg.drop_classes, reference_run) if reference_run else None
+    report = pending and _written_before(ctx, pending, cache.fingerprint)
+    if report:
+        ctx.message(f"run {pending} was written whole before the job stopped: recorded, not trained again")
+        return _record_run(ctx, pending, cfg, config, report, cache_row, reference_run, start + span)
     data = cache.training_data()  # the stored dtype, as mr2probe train reads it (float16: half the memory)
     if "train" not in data or "test" not in data:
         raise ValueError(f"cache {cache_id!r} needs train and test splits; it has {sorted(cache.splits)}")
@@ -378,21 +382,30 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
         if ctx.should_stop():
             raise JobCancelled(ctx.stop_reason or "cancel") from None
         raise
+    return _record_run(ctx, run_id, cfg, config, report, cache_row, reference_run, start + span)
+
+
+def _record_run(ctx: JobContext, run_id: str, cfg: Any, config: dict[str, Any], report: Any,
+                cache_row: dict[str, Any], reference_run: str | None, done: float) -> dict[str, Any]:
+    """The run row of the run ``run_id`` whose ``report`` is on disk (trained with ``cfg``, the job's ``config``),
+    said in the job's messages; its progress at ``done``."""
+    from probe.compare import probe_words
+
     summary = report.summary.model_dump(mode="json")
     scaling = report.temperature_scaling
     name = run_name(cfg, report.config, None if report.posthoc is None else report.posthoc.shipped_applied(),
                     None if scaling is None else scaling.applied)
-    row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_id, name=name,
+    row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_row["id"], name=name,
                             head=report.config.get("head", cfg.head),
-                            loss=report.config.get("loss", cfg.loss), reference_run=reference_run, path=str(out_dir),
-                            summary=summary,
+                            loss=report.config.get("loss", cfg.loss), reference_run=reference_run,
+                            path=str(ctx.settings.runs_dir / run_id), summary=summary,
                             verdict=report.selection.verdict, test_check=report.selection.test_check,
                             cache_stamp=cache_row.get("stamp"), probe=probe_words(report),
                             posthoc=None if report.posthoc is None else report.posthoc.outcome(),
                             left_out=left_out_json(report.config),
                             reference_config=config if reference_run is None else None)
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
-    ctx.progress(start + span, f"{name} done")
+    ctx.progress(done, f"{name} done")
     return row
 
 
@@ -563,15 +576,43 @@ def discard_extraction(job: dict[str, Any], store: Store, settings: Settings) ->
         _discard_cancelled(store, job["id"], target)
 
 
+def _recorded(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The row of the run ``run_id``, None where none was recorded."""
+    try:
+        return store.get_run(run_id)
+    except KeyError:
+        return None
+
+
+def _written_before(ctx: JobContext, run_id: str, fingerprint: str) -> Any | None:
+    """The report of the run ``run_id`` that an earlier attempt of this job wrote whole and was killed before it
+    recorded (it trained again); else None, what that attempt left removed. The run is this job's: its id, new, was
+    recorded in the job's result before the training wrote it (``pending_run``); it is whole once its report.json
+    is in, moved in last (:mod:`probe.rundir`; ``load_report`` finishes a committed move); and it was trained on
+    the features of the cache's ``fingerprint``."""
+    from probe import load_report
+
+    from .removal import remove_under
+
+    folder = ctx.settings.runs_dir / run_id
+    try:
+        report = load_report(folder)
+    except (OSError, ValueError):
+        report = None
+    if report is not None and report.features is not None and report.features.fingerprint == fingerprint:
+        return report
+    remove_under(folder, ctx.settings.runs_dir)
+    return None
+
+
 def _recorded_or_removed(store: Store, settings: Settings, run_id: str) -> dict[str, Any] | None:
     """The run ``run_id`` a job started: its row when it was recorded, else None, its half-written folder removed."""
     from .removal import remove_under
 
-    try:
-        return store.get_run(run_id)
-    except KeyError:
+    row = _recorded(store, run_id)
+    if row is None:
         remove_under(settings.runs_dir / run_id, settings.runs_dir)
-        return None
+    return row
 
 
 def discard_pending_run(job: dict[str, Any], store: Store, settings: Settings) -> None:

@@ -150,6 +150,49 @@ def test_failed_probe_leaves_no_run_and_resume_adds_none(service, tmp_path, monk
     assert len(store.list_runs()) == 1
 
 
+def test_a_run_written_whole_before_a_kill_is_recorded_on_resume_not_trained_again(service, tmp_path, monkeypatch):
+    """A job killed (SIGKILL) once its run was written whole, before its row was, trained the probe again on resume
+    and removed the complete run (a follow-up round). Its run, this job's own (its id recorded first) and whole (its
+    report.json moved in last), on the same features, is recorded now; a half-written one is still trained again."""
+    import probe
+
+    from app.jobs import JobContext
+    from app.steps import probe_step
+
+    cache_id = _synthetic_cache(service, tmp_path)
+    store, settings = service.app.state.store, service.app.state.settings
+    ctx = JobContext(job=store.claim(store.add_job("probe", {})["id"]), store=store, settings=settings)
+    config = probe.ProbeConfig(**FAST_PROBE).model_dump(mode="json")
+    real_add_run, killed = store.add_run, []
+
+    def kill(**values):
+        killed.append(values)
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(store, "add_run", kill)
+    with pytest.raises(SystemExit):
+        probe_step(ctx, cache_id, config, None)
+    pending = ctx.result()["pending_run"]
+    assert killed[0]["run_id"] == pending and (settings.runs_dir / pending / "report.json").is_file()
+    monkeypatch.setattr(store, "add_run", real_add_run)
+    monkeypatch.setattr(probe, "run_probe", lambda *a, **k: pytest.fail("trained again"))
+    row = probe_step(ctx, cache_id, config, None)
+    assert row == store.get_run(pending) and [r["id"] for r in store.list_runs()] == [pending]
+    stored = {**row, "reference_config": json.loads(row["reference_config"])}  # as the killed attempt had it
+    assert {key: stored[key] for key in killed[0] if key in row} == {key: value for key, value in killed[0].items()
+                                                                     if key in row}
+    assert {"name", "summary", "verdict", "probe", "posthoc", "cache_stamp"} <= set(killed[0]) & set(row)
+    assert f"run {pending} was written whole before the job stopped: recorded, not trained again" in [
+        m["text"] for m in store.get_job(ctx.job_id)["messages"]]
+    # half-written (no report.json yet): removed and trained again
+    ctx.record(pending_run="run_0123456789ab")
+    (settings.runs_dir / "run_0123456789ab").mkdir()
+    (settings.runs_dir / "run_0123456789ab" / "head.safetensors").write_bytes(b"x")
+    monkeypatch.undo()
+    again = probe_step(ctx, cache_id, config, None)
+    assert again["id"] != "run_0123456789ab" and not (settings.runs_dir / "run_0123456789ab").exists()
+
+
 def test_a_probe_of_device_auto_trains_on_the_service_device_its_slot_was_chosen_by(service, tmp_path, monkeypatch):
     """A review: probe_resource queued an ``auto`` probe by the service's device (MR2PROBE_DEVICE=cpu: a CPU slot)
     while run_probe resolved ``auto`` itself and took the GPU when it saw one."""
