@@ -20,7 +20,7 @@ from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadToo
 from .deps import known_query_only, require_token
 from .field_errors import operation_of, reword_errors
 from .messages import ClientMessages, given_spans
-from .middleware import BodyLimit, GZipUnlessRefused, HeadAsGet, SameOriginOnly, TrustedHosts
+from .middleware import BodyLimit, GZipUnlessRefused, HeadAsGet, SameOriginOnly, SecurityHeaders, TrustedHosts
 from .routes import dashboard, datasets, health, jobs, reports
 from .schemas import ERROR_RESPONSES, HOST_REFUSED
 from .status import InvalidTransition, NoSpace, NotFound, QueueFull, UploadsBusy, UploadStalled
@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.include_router(reports.router, prefix="/api", **protected)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.StaticWithPolicy(directory=STATIC_DIR), name="static")
-    # Added last = runs first: the Host check, HEAD as GET, then the origin check, the body limit, and gzip.
+    # Added last = runs first: the security headers (on every answer, refusals too), the Host check, HEAD as GET,
+    # then the origin check, the body limit, and gzip.
     # A client that accepts gzip gets bodies over 1 KB compressed (a 1,000-class report.json was 777 KB and the
     # lists of data sets and caches 300 KB, each row holding its class names; a 1,000-class round); images are not.
     app.add_middleware(GZipUnlessRefused, minimum_size=1024)
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     app.add_middleware(SameOriginOnly)
     app.add_middleware(HeadAsGet)
     app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(SecurityHeaders)
     _add_error_handlers(app, settings)
     return app
 

@@ -1,5 +1,6 @@
 """ASGI middleware at the service's edge: trusted ``Host`` headers, a size limit on request bodies, same-origin
-state changes, and HEAD answered as GET without its body; every refusal a JSON ``{"detail"}``.
+state changes, HEAD answered as GET without its body, and the security headers of every answer; every refusal a
+JSON ``{"detail"}``.
 
 The Host check (:class:`TrustedHosts`: Starlette's ``TrustedHostMiddleware`` rule, the header must be one of
 ``Settings.trusted_hosts``) and the origin check keep a browser page on another site from driving a token-less
@@ -15,6 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+NO_FRAMING = "frame-ancestors 'none'"  # no page of another site may show this server's pages in a frame
 
 
 def media_type(headers: Headers) -> str:
@@ -176,3 +178,32 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class SecurityHeaders:
+    """Headers every answer carries: ``X-Content-Type-Options: nosniff`` (no body read as another type than it is
+    sent as), and no framing by another site (``X-Frame-Options: DENY``, and :data:`NO_FRAMING` as the
+    Content-Security-Policy of an answer without one). The dashboard's pages had both, but /docs and /redoc had
+    neither: a page of any site could frame /docs of a token-less local server and have its visitor click "Execute"
+    on a DELETE, whose request is then same-origin (a security review)."""
+
+    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+               (b"content-security-policy", NO_FRAMING.encode()))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in self.HEADERS if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -21,10 +21,11 @@ from starlette.staticfiles import NotModifiedResponse
 from starlette.types import Receive, Scope, Send
 
 from ..deps import known_query_only
+from ..middleware import NO_FRAMING
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+       f"connect-src 'self'; object-src 'none'; base-uri 'none'; {NO_FRAMING}")
 
 router = APIRouter(include_in_schema=False)
 
