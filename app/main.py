@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 from . import __version__
 from .config import Settings, get_settings
+from .datadir import make_data_dir
 from .datasets import AlreadyRegistered, PathOutsideRoot, UploadError, UploadTooLarge
 from .deps import known_query_only, require_token
 from .field_errors import operation_of, reword_errors
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     (:func:`app.cleanup.sweep_data_dir`). ``start_worker=False`` serves read-only views without running jobs.
     """
     settings = settings or get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir(settings.data_dir)
     store = Store(settings.db_path)
     runner = JobRunner(store, settings, JOB_KINDS)
 

@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 
 from ..config import DATABASE_FILE as DATABASE
+from ..datadir import make_data_dir
 
 HELP = "copy a data directory (database, uploads, caches, runs) consistently, also while its server runs"
 
@@ -61,7 +62,7 @@ def backup(data_dir: Path, dest: Path) -> str:
         raise ValueError(f"the backup folder {dest} exists and is not empty; choose a new folder")
     existed = dest.exists()
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        make_data_dir(dest)  # a new backup holds what the data dir holds: its owner's alone, as that is
     except OSError as exc:  # said as '[Errno 20] Not a directory: ...', without naming what could not be made
         raise ValueError(f"cannot create the backup folder {dest}: {exc.strerror or exc}") from None
     try:

@@ -201,3 +201,30 @@ def test_serve_refuses_a_device_this_host_lacks_in_one_line(monkeypatch, tmp_pat
     err = capsys.readouterr().err
     assert f"device '{missing}' does not exist on this host" in err and "(MR2PROBE_DEVICE)" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_new_data_dir_is_readable_by_its_owner_alone(tmp_path):
+    """The service's state (uploaded images, features, runs, the database) is not left readable by the other users
+    of a shared machine under a default umask; a data dir that exists keeps its mode."""
+    import stat
+
+    from fastapi.testclient import TestClient
+
+    from app.commands.backup import backup
+    from app.datadir import lock_data_dir
+    from app.main import create_app
+
+    old = os.umask(0o022)
+    try:
+        create_app(Settings(data_dir=tmp_path / "new" / "state", device="cpu"), start_worker=False).state.store.close()
+        lock_data_dir(tmp_path / "locked").close()  # mr2probe serve's start-up check makes it first
+        (tmp_path / "shared").mkdir(mode=0o750)
+        with TestClient(create_app(Settings(data_dir=tmp_path / "shared", device="cpu"), start_worker=False)):
+            pass
+        backup(tmp_path / "new" / "state", tmp_path / "backup")  # a copy of it too
+    finally:
+        os.umask(old)
+    for made in (tmp_path / "new" / "state", tmp_path / "locked", tmp_path / "backup"):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700, made
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o755  # the folders above: as usual
+    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o750
