@@ -372,6 +372,17 @@ def changed_since_registration(row: dict[str, Any], data: Any) -> str | None:
     return None
 
 
+def refused_path(kind: type[Exception], path: str, why: str) -> Exception:
+    """``kind`` (PathOutsideRoot, PathMissing) saying "path '<path>' <why>", the path quoted as the client gave it
+    and kept so in what it reads (its ``given`` span: app.messages.given_spans). Cleaned as a server path, it read
+    '<data root>X/a' for '/srv/rootX/a', '../..~/.ssh/x' for '../../root/.ssh/x', and told a client which of the
+    paths it tried were the server's home, Python or data folder (a security review)."""
+    quoted = repr(path[:200])
+    exc = kind(f"path {quoted} {why}")
+    exc.given = (quoted,)
+    return exc
+
+
 def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] = ()) -> Path:
     """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``, outside the
     folders and files the service manages (``managed``: ``Settings.managed_paths``, its uploads, caches, runs and
@@ -393,21 +404,21 @@ def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] =
         resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
         exists, usable = resolved.exists(), resolved.is_file() or resolved.is_dir()
     except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
-        raise PathMissing(f"path {path[:200]!r} cannot be opened here ({type(exc).__name__})") from None
+        raise refused_path(PathMissing, path, f"cannot be opened here ({type(exc).__name__})") from None
     except RuntimeError:  # a symlink loop (Python < 3.13): a 500 (a new-user round)
-        raise PathMissing(f"path {path[:200]!r} cannot be opened here (a symlink loop)") from None
+        raise refused_path(PathMissing, path, "cannot be opened here (a symlink loop)") from None
     if resolved != root and root not in resolved.parents:
-        raise PathOutsideRoot(f"path {path[:200]!r} is outside the data root")
+        raise refused_path(PathOutsideRoot, path, "is outside the data root")
     owned = [Path(p).resolve() for p in managed]
     # in one of them, or holding one: a data set at the data root walked the service's runs and quoted them (an
     # attack round)
     if any(resolved == own or own in resolved.parents or resolved in own.parents for own in owned):
-        raise PathOutsideRoot(f"path {path[:200]!r} lies in or holds the service's own data (its uploads, caches and "
-                              "runs, which it deletes): register files of your own, elsewhere under the data root")
+        raise refused_path(PathOutsideRoot, path, "lies in or holds the service's own data (its uploads, caches and "
+                           "runs, which it deletes): register files of your own, elsewhere under the data root")
     if not exists:
-        raise PathMissing(f"path {path[:200]!r} does not exist under the data root")
+        raise refused_path(PathMissing, path, "does not exist under the data root")
     if not usable:  # a FIFO, a socket, a device: reading one blocks or fails, never a data set
-        raise PathMissing(f"path {path[:200]!r} is neither a file nor a folder (a FIFO, socket or device)")
+        raise refused_path(PathMissing, path, "is neither a file nor a folder (a FIFO, socket or device)")
     return resolved
 
 

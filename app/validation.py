@@ -17,6 +17,7 @@ from probe.names import class_name, listed
 from .caches import cache_file
 from .datasets import PathMissing, PathOutsideRoot, changed_since_registration, check_files, \
     UNKNOWN_LAYOUT, classes_without_message, dataset_counts, is_unlabelled, open_for_extraction
+from .messages import given_spans
 
 if TYPE_CHECKING:
     from probe import ProbeConfig, Report
@@ -108,10 +109,11 @@ def _encoder(name: str, weights_path: Callable[[str], Path] | None) -> tuple[str
         prefix, path = given
         try:
             name = prefix + str(weights_path(path))
-        except PathMissing as exc:
-            raise RequestInvalid("encoder", f"weights {exc}") from None
-        except PathOutsideRoot as exc:
-            raise PathOutsideRoot(f"encoder weights: {exc}") from None
+        except (PathMissing, PathOutsideRoot) as exc:
+            said = (RequestInvalid("encoder", f"weights {exc}") if isinstance(exc, PathMissing)
+                    else PathOutsideRoot(f"encoder weights: {exc}"))
+            said.given = given_spans(exc)  # the path as given, kept so (app.datasets.refused_path)
+            raise said from None
     try:
         return name, check_encoder(name)
     except (KeyError, ValueError, FileNotFoundError) as exc:
