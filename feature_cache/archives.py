@@ -320,21 +320,33 @@ def _symlink_problem(link: Path, root: Path) -> str | None:
 def read_inside(root: Path, name: str) -> bytes:
     """The bytes of the file ``name`` under the resolved folder ``root``, refused (PermissionError) where the path
     now leads outside it: a listed folder or file replaced by a symlink after the listing (a listing is kept,
-    e.g. for thumbnails, and an extraction reads for hours) would otherwise serve any file on the machine."""
+    e.g. for thumbnails, and an extraction reads for hours) would otherwise serve any file on the machine. Checked
+    on the path resolved, then on the file opened (where ``/proc`` names it): a symlink swapped in between the two
+    was read wherever it led (a security review)."""
     try:
         path = (root / name).resolve()
     except RuntimeError:  # a symlink loop made since the listing (Python < 3.13)
         raise OSError(f"{name!r} is now a {SYMLINK_LOOP}; it is not read") from None
     if root not in path.parents:
-        raise PermissionError(f"{name!r} now leads outside the data folder (replaced by a symlink since it was "
-                              "listed); it is not read")
-    return read_regular(path, name)
-
-
-def read_regular(path: Path, name: str) -> bytes:
-    """The bytes of the regular file ``path`` (:func:`open_regular`)."""
+        raise _left_folder(name)
     with open_regular(path, name) as handle:
+        opened = _opened_path(handle)
+        if opened is not None and root not in opened.parents:
+            raise _left_folder(name)
         return handle.read()
+
+
+def _left_folder(name: str) -> PermissionError:
+    return PermissionError(f"{name!r} now leads outside the data folder (replaced by a symlink since it was listed); "
+                           "it is not read")
+
+
+def _opened_path(handle) -> Path | None:
+    """The path of the file open as ``handle``, as the kernel names it (Linux: ``/proc/self/fd``), else None."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{handle.fileno()}"))
+    except OSError:
+        return None
 
 
 def open_regular(path: Path, name: str):

@@ -633,6 +633,31 @@ def test_a_listed_folder_swapped_for_a_symlink_is_not_read_through(tree, tmp_pat
         data.load_image(next(s for s in ant if s.source == "train/ant/000.png"))
 
 
+def test_a_folder_swapped_for_a_symlink_between_the_check_and_the_open_is_not_read(tree, tmp_path, monkeypatch):
+    """The path was resolved and checked, then opened: a class folder swapped for a symlink to a folder outside in
+    between was read through it. The file opened is checked too (where /proc names it)."""
+    import shutil
+
+    import feature_cache.archives as archives
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd here")
+    data = open_dataset(tree)
+    sample = next(s for s in data.splits["train"] if s.source == "train/ant/000.png")
+    shutil.copytree(tree / "train" / "ant", tmp_path / "elsewhere")
+    checked = archives.is_special
+
+    def swap_then_check(path):  # open_regular's check, just before its open: the swap lands in between
+        if not (tree / "train" / "ant").is_symlink():
+            shutil.rmtree(tree / "train" / "ant")
+            (tree / "train" / "ant").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        return checked(path)
+
+    monkeypatch.setattr(archives, "is_special", swap_then_check)
+    with pytest.raises(PermissionError, match=r"'train/ant/000.png' now leads outside the data folder"):
+        data.load_image(sample)
+
+
 def _without_blocking(call, fifos):
     """``call()`` in a thread; should it still wait after 10 s (opening a FIFO waits for a writer), each FIFO is
     opened for writing to release it, and the test fails instead of hanging."""
