@@ -272,7 +272,8 @@ def _missing_classes(gaps: dict[str, list[str]], data: Any) -> list[str]:
     from probe.names import listed
 
     lines = []
-    if len(gaps["train"]) == len(data.class_names) and not gaps["test"]:  # a labelled test set alone (feature_cache.datasets)
+    # a labelled test set alone (feature_cache.datasets)
+    if len(gaps["train"]) == len(data.class_names) and not gaps["test"]:
         return ["note: no train images: a labelled test set, for mr2probe predict --features and compare --features "
                 "(probes are trained on another cache)."]
     for split, missing in gaps.items():

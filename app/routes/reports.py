@@ -187,7 +187,8 @@ def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]], drop
     so that a file replaced since the extraction is refused (409) rather than shown as the image the cache encoded
     and its runs scored (a review); None for a cache the service does not know (registered outside it) or an image
     without a source. Only the rows listed are read (a label-issues page of a 1.28M-image cache read every source).
-    ``drop``: the classes the run left out, where ``wanted``'s rows are the run's; ``cache``: see :func:`_row_digests`."""
+    ``drop``: the classes the run left out, where ``wanted``'s rows are the run's; ``cache``: see
+    :func:`_row_digests`."""
     try:
         row = store.get_cache(cache_id)
     except KeyError:

@@ -3190,7 +3190,8 @@ def test_images_of_classes_the_run_lacks_are_said_where_they_went(driver, live_s
     names = httpx.get(f"{live_server}/api/reports/{finished.mr2}").json()["class_names"]
     hint = "Most of them (2 of 3) were predicted as 'x', which has no images here: a class renamed since the run?"
     stray = f"""(path, data) => path.includes("/scores?")
-        ? {{ ...data, unknown: {{ zebra: 3 }}, unknown_predicted: {{ {json.dumps(names[0])}: 2, {json.dumps(names[1])}: 1 }},
+        ? {{ ...data, unknown: {{ zebra: 3 }},
+             unknown_predicted: {{ {json.dumps(names[0])}: 2, {json.dumps(names[1])}: 1 }},
              unknown_hint: {json.dumps(hint)} }}
         : data"""
     with _fetch_rewritten(driver, stray):

@@ -31,7 +31,8 @@ _BAD_CONFIGS = [
     # integers beyond any float were a 500 (OverflowError; an attack round)
     ({"loss": "focal", "loss_options": {"gamma_focal": 10**400}},
      "option gamma_focal must be in [0, 100], got 1.00e+400, out of range."),
-    ({"loss": "group_dro", "loss_options": {"eta": 10**400}}, "option eta must be in (0, 100], got 1.00e+400, out of range."),
+    ({"loss": "group_dro", "loss_options": {"eta": 10**400}},
+     "option eta must be in (0, 100], got 1.00e+400, out of range."),
     ({"loss": "mr2_valerr", "loss_options": {"val_error": [0.1, 10**400]}}, "val_error"),
     ({"head_options": {"bias": 10**400}}, "bias"),
 ]

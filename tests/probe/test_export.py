@@ -379,7 +379,8 @@ def test_exports_draw_the_reliability_of_the_shipped_head(report):
 def test_the_html_bars_draw_the_intervals_the_tables_give(report):
     """The HTML report's bars had no interval where its tables had one (the dashboard's charts draw them): each
     class's Wilson interval, overall's, balanced's and each third's, and each confidence bin's (Wilson's of its
-    images, continuity-corrected under 30), as whiskers with the interval in the bar's tooltip; the worst class of each seed has none."""
+    images, continuity-corrected under 30), as whiskers with the interval in the bar's tooltip; the worst class of
+    each seed has none."""
     from scipy.stats import binomtest
 
     page = report_html(report)
