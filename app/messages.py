@@ -59,18 +59,19 @@ class ClientMessages:
         """What replaces the absolute-looking path ``match``: it may be the rest of a relative name whose folder ends
         in a space ('train/Cat /a.png'; an extremes round read 'train/Cat <server path>') or in "=", ":", "," or "("
         ('<data root>/runs=/a.png', 'train/data(/b.png' read '... runs=<server path>'), so it is kept where it
-        continues a relative path ("train/Cat /x.png", "train/runs=/x.png") or, after a space, a quoted name that
-        does not start with "/" ("'Cat /x.png'"). After a word with no folder ("x=/etc/y", "mocov2:/w/x.pth", "(/a",
-        quoted or not: a top folder 'runs=' reads as such a key) it is a server path. Decided from the text alone:
-        a check of the server's file system let a client learn which top folders exist ('a /etc/x' and
-        'a /nothere/x' were answered apart)."""
+        continues a relative path ("train/Cat /x.png"; after "=", ":", "," or "(" only inside a quoted name,
+        "'train/runs=/x.png'": unquoted, "train/a.png,/srv/x" and "a/b=/srv/x" join a name and a server path) or,
+        after a space, a quoted name that does not start with "/" ("'Cat /x.png'"). After a word with no folder
+        ("x=/etc/y", "mocov2:/w/x.pth", "(/a", quoted or not: a top folder 'runs=' reads as such a key) it is a
+        server path. Decided from the text alone: a check of the server's file system let a client learn which top
+        folders exist ('a /etc/x' and 'a /nothere/x' were answered apart)."""
         start = match.start()
         if start == 0:
             return "<server path>"
         if not text[start - 1].isspace():  # after "=", ":", ",", "(", "[" or a quote: the word it ends
             word = text[:start].rsplit(None, 1)[-1] if text[:start].strip() else ""
             quote = max(word.rfind("'"), word.rfind('"'))
-            opened = quote < 0 or quote == 0 or word[quote - 1] in _OPENERS  # none, or one opening a quoted name
+            opened = quote == 0 or quote > 0 and word[quote - 1] in _OPENERS  # inside a quoted name: one token
             return match.group() if opened and _continues_relative(word[quote + 1:]) else "<server path>"
         before = text[:start].rstrip()
         quote = max(before.rfind("'"), before.rfind('"'))

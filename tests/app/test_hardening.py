@@ -261,15 +261,32 @@ def test_client_messages_keep_a_name_whose_folder_ends_in_an_equals_sign_colon_c
     clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
     for end in "=:,(":
         for kept in (f"skipped 1: empty file (e.g. 'hostile/train/runs{end}/empty.png')",
-                     f"cannot read train/data{end}/a.png: broken"):
+                     f"cannot read 'train/data{end}/a.png': broken"):
             assert clean(kept) == kept
-        assert clean(f"/srv/data/runs{end}/a.png bad") == f"<data root>/runs{end}/a.png bad"
         hidden = "<server path>" if end == "=" else f"<server path>{end}<server path>"  # "=" may be in a path
         assert clean(f"/srv/other/runs{end}/a.png") == hidden
     for said, shown in (("P=/a:/b", "P=<server path>:<server path>"), ("k=/etc/a /etc/b", "k=<server path> "
                          "<server path>"), ("encoder 'mocov2:/opt/w.pth'", "encoder 'mocov2:<server path>'"),
                         ("'a/b',/etc/x", "'a/b',<server path>"), ("x=/etc/y", "x=<server path>")):
         assert clean(said) == shown, said
+
+
+def test_client_messages_hide_a_server_path_joined_to_a_relative_name_outside_quotes():
+    """A "/" after "=", ":", "," or "(" that ended a word with a folder was kept as the rest of a relative name, so
+    a name and a server path joined without a space showed the path: 'train/a.png,/opt/secret/w.pth',
+    'a/b=/etc/shadow', 'timm/vit:/opt/w.pth'. Only inside a quoted name is it one name ('train/runs=/a.png')."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    for said, shown in (("x: train/a.png,/opt/secret/w.pth", "x: train/a.png,<server path>"),
+                        ("see a/b=/etc/shadow", "see a/b=<server path>"),
+                        ("timm/vit:/opt/w.pth", "timm/vit:<server path>"),
+                        ("[train/a.png,/opt/x]", "[train/a.png,<server path>]"),
+                        ("f(a/b(/opt/x))", "f(a/b(<server path>))"),
+                        ("/srv/data/x:/opt/y", "<data root>/x:<server path>"), ("../x:/opt/y", "../x:<server path>")):
+        assert clean(said) == shown, said
+    assert clean("'train/runs=/a.png'") == "'train/runs=/a.png'"
 
 
 def test_client_messages_do_not_depend_on_the_servers_file_system():
