@@ -49,8 +49,9 @@ NEAR_DUPLICATE_BAR = 0.99
 SAME_FEATURES = 1e-4
 # the most similar cosines a query keeps of the rows each block leaves out near the block's nearest row (another
 # block's may be nearer): its second-nearest distinct row is the same whatever the block size wherever fewer than this
-# many rows are left out so (rows of the same features); past them a lower bound
+# many distinct cosines are left out so (rows of the same features count once: _SAME_COSINE); past them a lower bound
 _TOP = 8
+_SAME_COSINE = 1e-6  # cosines this close are one row's features (float32 rounding): one of _TOP's places, not many
 DEFAULT_CHUNK_ROWS = 2048  # a block of 2048 × 2048 float32 products: 16 MiB
 # the most multiply-adds (n_test × n_train × d) a run's check takes: ~20 G a second on one thread of the 2-core
 # development machine (bench/README.md "Near-duplicates"), so about 5 s. CIFAR-10's 10,000 × 50,000 × 1,280 is
@@ -202,14 +203,19 @@ def _band_cosines(sims: np.ndarray, band: np.ndarray, value: np.ndarray) -> tupl
 
 
 def _merge_top(top: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-    """``top`` (n, :data:`_TOP`, updated in place): the largest of its own cosines and of ``values``, each that of
-    the query at ``rows``, row by row."""
+    """``top`` (n, :data:`_TOP`, updated in place): the largest distinct cosines of its own and of ``values``, each
+    that of the query at ``rows``, row by row (copies of one row, within :data:`_SAME_COSINE`, count once: more than
+    _TOP of them pushed the distinct ones out)."""
     every = np.concatenate([np.repeat(np.arange(len(top)), _TOP), rows])
     cosines = np.concatenate([top.ravel(), values])
     order = np.lexsort((-cosines, every))  # by query, the largest first
     every, cosines = every[order], cosines[order]
+    with np.errstate(invalid="ignore"):  # -inf - -inf: no copy
+        copy = np.r_[False, (every[1:] == every[:-1]) & (cosines[:-1] - cosines[1:] <= _SAME_COSINE)]
+    every, cosines = every[~copy], cosines[~copy]
     rank = np.arange(len(every)) - np.searchsorted(every, every)  # each cosine's place among its query's
     keep = rank < _TOP
+    top[:] = -np.inf
     top[every[keep], rank[keep]] = cosines[keep]
 
 

@@ -367,6 +367,25 @@ def test_the_second_nearest_row_does_not_depend_on_the_block_size_among_near_tie
         nearest_among(query, [reference, reference[:, :5]], chunk_rows)
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5])
+def test_the_second_nearest_row_does_not_depend_on_the_block_size_past_eight_copies_of_the_nearest(chunk_rows):
+    """A query kept the 8 largest cosines its blocks left out, copies counted each: 10 copies of the nearest (an
+    image present 10 times) pushed out a row a block left out near its own nearest, and the second came out nan by
+    block size (a look-alike among near-ties flagged as a copy). Copies of one row now take one place."""
+    from probe.near_duplicates import is_near_duplicate, nearest_among
+
+    query = np.eye(1, 6, dtype=np.float32)
+    ties = _at_cosines([0.94995, 0.94988, 0.95])  # a, x (the second), b (the nearest)
+    copies = np.repeat(ties[2:], 10, axis=0)
+    for reference in (np.concatenate([ties[:2], copies]), np.concatenate([copies, ties[:2]])):
+        got = nearest_rows(query, reference, chunk_rows=chunk_rows)
+        np.testing.assert_allclose(got.second, _brute_second(query, reference), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(got.second, [0.94988], atol=1e-6, rtol=0)
+        assert not is_near_duplicate(got, 0.9).any()
+    among = nearest_among(query, [copies, ties[:2]], chunk_rows)
+    np.testing.assert_allclose(among.second, [0.94988], atol=1e-6, rtol=0)
+
+
 def _crowd(rng, n: int, centre: np.ndarray, spread: float) -> np.ndarray:
     return (centre + spread * rng.normal(size=(n, len(centre)))).astype(np.float32)
 
