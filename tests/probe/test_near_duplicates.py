@@ -160,6 +160,10 @@ def test_the_sample_is_ranked_by_keyed_blake2b_hashes_of_the_rows_not_by_numpys_
                                                               40, 43, 47]
     assert sample_rows(1000, 300).tolist() == ranked(1000, 300)
     assert set(sample_rows(50, 10)) < set(sample_rows(50, 17))  # a smaller sample lies inside a larger one
+    for n, size in ((10, -1), (3, 5)):  # the hashed ranking took 9 of 10 rows and all 3 where numpy's draw refused
+        with pytest.raises(ValueError, match=rf"a sample of {size} of {n} rows: size must be in \[0, {n}\]"):
+            sample_rows(n, size)
+    assert sample_rows(0, 0).tolist() == [] and sample_rows(4, 4).tolist() == [0, 1, 2, 3]
 
 
 def test_pairs_outside_the_sample_of_an_older_report_are_counted_by_its_own_draw(tmp_path):
