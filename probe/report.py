@@ -1522,6 +1522,17 @@ def shipped_accuracy(row: dict | PerClassRow) -> float | None:
     return seeds[0] if seeds else None
 
 
+def shipped_class_ci(row: dict | PerClassRow) -> list[float] | None:
+    """The 95 % Wilson interval of a class's :func:`shipped_accuracy` over its ``n_test`` images, as the summary's
+    ``shipped_overall_ci`` is of the overall one; None without a shipped accuracy or test images. The shipped
+    probe's worst class was shown without one ("b 0.00 %") beside the seed mean's "0.00 % [0.0, 34.5]"."""
+    accuracy = shipped_accuracy(row)
+    images = row.get("n_test") if isinstance(row, dict) else row.n_test
+    if accuracy is None or not images:
+        return None
+    return [float(v) for v in wilson_interval(np.array(accuracy * images), np.array(float(images)))]
+
+
 def shipped_worst(per_class: list, seeds: int) -> WorstClass | None:
     """The shipped probe's worst class on test (the lowest :func:`shipped_accuracy` of the ``per_class`` rows,
     report models or their JSON, the first by class index, the others of that accuracy in ``tied_with``: coat and

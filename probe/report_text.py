@@ -12,7 +12,7 @@ from .groups import GROUP_NAMES
 from .names import class_index, listed, lookalike_key, shown_name
 from .numbers import interval_text, number_text, percent
 from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, confusions_text, loss_label, posthoc_text,
-                     shipped_accuracy, shipped_worst, verdict_label)
+                     shipped_accuracy, shipped_class_ci, shipped_worst, verdict_label)
 
 
 # The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
@@ -135,7 +135,10 @@ def shipped_worst_text(per_class: list, seeds: int, unit: str = " %") -> str:
     worst = shipped_worst(per_class, seeds)
     if worst is None:
         return ""
-    return f"; of the shipped probe (first seed): {worst.label()} {percent(worst.accuracy, unit=unit)}"
+    ci = next((shipped_class_ci(row) for row in per_class
+               if (row["name"] if isinstance(row, dict) else row.name) == worst.name), None)
+    return (f"; of the shipped probe (first seed): {worst.label()} {percent(worst.accuracy, unit=unit)}"
+            + (f" {interval_text(ci)}" if ci else ""))
 
 
 def _shown_classes(report: Report, max_classes: int | None) -> tuple[list, str | None]:

@@ -177,7 +177,11 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
     ci = next(r["accuracy_ci"] for r in report["per_class"] if r["name"] == worst["name"])
     assert f"{percent(worst['accuracy'])} %, 95 % interval {interval_text(ci)})" in text
     first = min((r["accuracy_per_seed"][0], r["index"], r["name"]) for r in report["per_class"])
-    assert f"; of the shipped probe (first seed): {_cell(first[2])} {percent(first[0])} %." in text
+    from probe.report import shipped_class_ci
+
+    first_ci = shipped_class_ci(next(r for r in report["per_class"] if r["name"] == first[2]))
+    assert f"; of the shipped probe (first seed): {_cell(first[2])} {percent(first[0])} % {interval_text(first_ci)}." \
+        in text
     matrix = _md_table(text, "true / predicted")
     assert [[int(c) for c in row[1:]] for row in matrix] == report["confusion"]["counts"]
     assert sum(map(sum, report["confusion"]["counts"])) == 2 * len(NAMES) * 40  # 2 seeds × 240 test images
