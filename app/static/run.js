@@ -178,7 +178,10 @@
       for (const g of GROUPS) {
         const m = cmp.metrics[g];
         const noise = ciOk(m.delta_ci) && ((m.delta_ci[0] <= 0 && m.delta_ci[1] >= 0) || m.beyond_noise === false);
-        sub.push(isNum(m.delta) ? { text: signedPt(m.delta) + " pt" + (noise ? " (noise)" : ""),
+        // beyond noise, with its interval, as deltaSpan's: a third's gain read "+10.0 pt" alone (an uncertainty
+        // round); within noise, "(noise)" says it (both would not fit a third's width of the chart)
+        const ci = ciOk(m.delta_ci) && !noise ? ` [${signedPt(m.delta_ci[0])}, ${signedPt(m.delta_ci[1])}]` : "";
+        sub.push(isNum(m.delta) ? { text: signedPt(m.delta) + " pt" + (noise ? " (noise)" : ci),
                                     cls: noise || m.delta === 0 ? "noise" : m.delta > 0 ? "pos" : "neg" } : null);
       }
     } else {

@@ -1,0 +1,40 @@
+"""The dashboard shows each delta it compares with its uncertainty: the group chart's sublabels under a compared run
+(run.js groupChart) gave a third's gain beyond noise as "+10.0 pt" alone, its interval only in the cards."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
+_NODE = """
+const fs = require("fs");
+globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [], groups: ["easy", "medium", "hard"] } };
+globalThis.document = {};
+for (const f of ["charts.js", "dash.js", "run.js"]) eval(fs.readFileSync(process.argv[1] + "/" + f, "utf8"));
+window.Charts.bars = (opts) => opts;
+globalThis.Charts = window.Charts;
+const cmp = JSON.parse(fs.readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(window.RunPage.panels.groupChart({ summary: {} }, cmp, { main: "m", other: "o" })
+  .sublabels));
+"""
+
+
+def _metric(delta_ci, beyond):
+    return {"base": 0.5, "other": 0.6, "delta": 0.1, "delta_ci": delta_ci, "beyond_noise": beyond}
+
+
+def test_the_group_charts_deltas_beyond_noise_carry_their_interval():
+    if shutil.which("node") is None:
+        pytest.skip("node is absent")
+    cmp = {"metrics": {"easy": _metric([0.02, 0.2], True), "medium": _metric([-0.02, 0.2], False),
+                       "hard": _metric(None, None)}}
+    out = subprocess.run(["node", "-e", _NODE, str(STATIC)], input=json.dumps(cmp), capture_output=True, text=True,
+                         check=True).stdout
+    assert [label["text"] for label in json.loads(out)] == [
+        "+10.0 pt [+2.0, +20.0]",  # beyond noise: its interval
+        "+10.0 pt (noise)",        # within noise: said so
+        "+10.0 pt"]                # a comparison without predictions has no interval to give
