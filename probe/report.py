@@ -363,6 +363,9 @@ class Summary(_Model):
     shipped_overall_ci: Optional[Interval] = Field(
         None, description="95 % Wilson score interval of the shipped probe's (first seed's) overall test accuracy, "
         "with more than one seed; null with one (overall_ci is its) and in older reports")
+    worst_class_ci: Optional[Interval] = Field(
+        None, description="95 % Wilson score interval of the worst class's test accuracy (seed mean), its per-class "
+        "row's accuracy_ci: the runs list gave the worst class without one; null in reports written before it")
     shipped_worst_class: Optional[WorstClass] = Field(
         None, description="the shipped probe's (first seed's) worst class on test, with more than one seed "
         "(shipped_worst); null with one seed, where it is worst_class, and in older reports")
@@ -1349,6 +1352,7 @@ def build_report(*, run_id: str | None, config, selected: dict, selection: Selec
         per_class = [PerClassRow.model_validate({**row.model_dump(), **extra})
                      for row, extra in zip(per_class, diagnostics.rows)]
         summary.overall_ci, summary.group_ci = diagnostics.overall_ci, diagnostics.group_ci
+        summary.worst_class_ci = worst_class_ci(per_class, summary.worst_class.name)
     grouping = _grouping(reference, groups)
     grouping.stability = stability
     summary.shipped_worst_class = shipped_worst(per_class, len(evaluations))
@@ -1520,6 +1524,17 @@ def shipped_accuracy(row: dict | PerClassRow) -> float | None:
     shipped probe's (bird 30.6 % against the shipped 16.7 %; a new-user round)."""
     seeds = row["accuracy_per_seed"] if isinstance(row, dict) else row.accuracy_per_seed
     return seeds[0] if seeds else None
+
+
+def worst_class_ci(per_class: list, name: str) -> list | None:
+    """The 95 % Wilson interval of the class ``name`` among the ``per_class`` rows (models or their JSON), the worst
+    class's beside its accuracy in the terminal and the exports (a new-user round: "Shirt (33.33 %)" alone); None
+    in reports without intervals."""
+    for row in per_class:
+        row_name, ci = (row["name"], row.get("accuracy_ci")) if isinstance(row, dict) else (row.name, row.accuracy_ci)
+        if row_name == name:
+            return ci
+    return None
 
 
 def shipped_class_ci(row: dict | PerClassRow) -> list[float] | None:

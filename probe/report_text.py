@@ -12,7 +12,7 @@ from .groups import GROUP_NAMES
 from .names import class_index, listed, lookalike_key, shown_name
 from .numbers import interval_text, number_text, percent
 from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, confusions_text, loss_label, posthoc_text,
-                     shipped_accuracy, shipped_class_ci, shipped_worst, verdict_label)
+                     shipped_accuracy, shipped_class_ci, shipped_worst, verdict_label, worst_class_ci)
 
 
 # The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
@@ -71,17 +71,6 @@ def confusion_cell(class_names: list[str], true: str | None, predicted: str | No
     if found[1] is not None and found[1] == found[0]:
         raise ValueError(f"{fields[1]} names the class itself: its images predicted as it are not mistakes.")
     return found[0], found[1]
-
-
-def worst_class_ci(per_class: list, name: str) -> list | None:
-    """The 95 % Wilson interval of the class ``name`` among the ``per_class`` rows (models or their JSON), the worst
-    class's beside its accuracy in the terminal and the exports (a new-user round: "Shirt (33.33 %)" alone); None
-    in reports without intervals."""
-    for row in per_class:
-        row_name, ci = (row["name"], row.get("accuracy_ci")) if isinstance(row, dict) else (row.name, row.accuracy_ci)
-        if row_name == name:
-            return ci
-    return None
 
 
 def left_out_text(config: dict) -> str:

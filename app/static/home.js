@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
-          canResume, when, deleteButton, isNum, num, cacheImages, cacheState, keepFocus, say } = window.Dash;
+          canResume, when, deleteButton, isNum, ciOk, num, cacheImages, cacheState, keepFocus, say } = window.Dash;
   const POLL_MS = 2000;
 
   function splitCounts(cache) {
@@ -162,8 +162,11 @@
                          title: shown ? `95 % interval over the test images: ${text} %` : null }, pct(s[k]),
           shown ? h("div", { class: "muted ci" }, text) : null);
       }),
+      // with its interval under it, as the accuracies beside it (summary.worst_class_ci; it read "b (0.0 %)" alone)
       h("td", { "data-col": "worst", "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
-        s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–"),
+        s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–",
+        s.worst_class && ciOk(s.worst_class_ci) ? h("div", { class: "muted ci", "data-ci": "worst_class" },
+          `[${num(100 * s.worst_class_ci[0], 1)}, ${num(100 * s.worst_class_ci[1], 1)}]`) : null),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check, run.posthoc)),
       h("td", { class: "name", "data-col": "compare" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }

@@ -292,7 +292,7 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                                            "requested": None, "cv": None, "test_check": None},
                       "grouping": {**old["grouping"], "stability": None},
                       "summary": {**old["summary"], "overall_ci": None, "group_ci": None, "shipped_worst_class": None,
-                                  "shipped_overall_ci": None,
+                                  "shipped_overall_ci": None, "worst_class_ci": None,
                                   "worst_class": {**old["summary"]["worst_class"], "tied_with": [], "tied_count": None,
                                                   "text": old["summary"]["worst_class"]["name"]}},
                       "per_class": [{**row, **v2_rows} for row in old["per_class"]],

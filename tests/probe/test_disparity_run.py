@@ -118,6 +118,9 @@ def test_stored_predictions_and_test_diagnostics(erm):
     np.testing.assert_allclose(report.summary.overall_ci, wilson_interval(hits, 600))
     assert report.summary.overall == pytest.approx(hits / 600)
     assert report.summary.overall_ci[0] < report.summary.overall < report.summary.overall_ci[1]
+    # the worst class's interval in the summary, the runs list's (it showed "b (0.0 %)" alone): its row's
+    worst = next(row for row in report.per_class if row.name == report.summary.worst_class.name)
+    assert report.summary.worst_class_ci == worst.accuracy_ci is not None
     worst = report.per_class[5]
     top = worst.top_confusions[0]
     assert top.rate == pytest.approx(max(np.delete(np.array(report.confusion.counts[5]), 5)) / 200)
