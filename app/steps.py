@@ -134,7 +134,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         _say_registered_reused(ctx, registered)
         ctx.progress(start + span, "features ready")
         return registered
-    _record_extraction(ctx, str(plan.path))
+    _record_extraction(ctx, plan)
     _say_why_not_reused(ctx, dataset_id, encoder_name, plan)
     try:
         result = _when_free(ctx, start, lambda: extract(
@@ -557,15 +557,25 @@ def _current_report(run: dict[str, Any]) -> bool:
         return False
 
 
-def _record_extraction(ctx: JobContext, target: str) -> None:
-    """Record the cache file this job's extraction writes (a cancel removes its partial file and no other). A
-    resumed job whose data set changed since it was interrupted plans another file (a new fingerprint): the
-    partial and lock files of the one it recorded before are discarded, unless another job uses them."""
+def _record_extraction(ctx: JobContext, plan: Any) -> None:
+    """Record the cache file this job's extraction (``plan``, feature_cache.ExtractionPlan) writes (a cancel removes
+    its partial file and no other). A resumed job whose data set changed since it was interrupted plans another file
+    (a new fingerprint): the partial and lock files of the one it recorded before are discarded, unless another job
+    uses them. So is one an older version started with the same images under other settings (one of the plan's
+    ``reusable`` files: every image decoded whole, or another precision), said so: it read 'the images to extract
+    changed' (an upgrade round)."""
+    target = str(plan.path)
     before = ctx.store.get_job(ctx.job_id)["result"].get("extraction")
     ctx.record(extraction=target)
     if before and before != target:
-        ctx.message(f"the images to extract changed since this job's last attempt (cache {Path(target).name}, "
-                    f"was {Path(before).name}): its earlier partial extraction is discarded")
+        names = f"cache {Path(target).name}, was {Path(before).name}"
+        if Path(before).name in {Path(path).name for path, _ in plan.reusable}:
+            ctx.message(f"this job's last attempt extracted the same images under other settings (an earlier "
+                        f"version's whole-image decode, or another precision; {names}): its earlier partial "
+                        "extraction is discarded and the extraction starts again")
+        else:
+            ctx.message(f"the images to extract changed since this job's last attempt ({names}): its earlier "
+                        "partial extraction is discarded")
         _discard_unless_in_use(ctx.store, ctx.job_id, before)
 
 

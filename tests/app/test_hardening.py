@@ -1598,6 +1598,44 @@ def test_a_resumed_extraction_of_changed_images_discards_its_earlier_partial_fil
                                                                   "effnet-lite0-otherfp.h5.partial"])
 
 
+def test_a_resumed_extraction_an_older_version_started_says_its_settings_changed_not_its_images(tmp_path):
+    """An extraction an older version started and was killed in (its partial file named by the fingerprint of every
+    image decoded whole), resumed after an upgrade: the job said 'the images to extract changed' of images that had
+    not (an upgrade round). A partial file of one of the plan's reusable fingerprints is said to be of other
+    settings for the same images; it is discarded as before."""
+    from types import SimpleNamespace
+
+    from app.jobs import JobContext
+    from app.steps import _record_extraction, cache_dir_for
+    from app.store import Store
+
+    root = tmp_path / "root"
+    unzip(tiny_zip_bytes(2, 1), root)
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings, start_worker=False)) as client:
+        ds = client.post("/api/datasets", json={"path": "tiny"}).json()
+    store = Store(settings.db_path)
+    folder = cache_dir_for(settings, ds["id"], "effnet-lite0")
+    folder.mkdir(parents=True)
+    whole, reduced, other = (folder / f"effnet-lite0-{fp}.h5" for fp in ("wholefp", "reducedfp", "otherfp"))
+    messages = {}
+    for before in (whole, other):
+        job = store.add_job("extract", {"dataset_id": ds["id"], "encoder": "effnet-lite0", "options": {}})
+        store.claim(job["id"])
+        store.update_result(job["id"], extraction=str(before))  # what the killed attempt recorded
+        before.with_name(before.name + ".partial").write_bytes(b"half")
+        plan = SimpleNamespace(path=reduced, reusable=((whole, "wholefp"),))
+        _record_extraction(JobContext(job=store.get_job(job["id"]), store=store, settings=settings), plan)
+        messages[before] = [m["text"] for m in store.get_job(job["id"])["messages"]]
+        assert not before.with_name(before.name + ".partial").exists()  # discarded either way
+    assert messages[whole] == [
+        "this job's last attempt extracted the same images under other settings (an earlier version's whole-image "
+        f"decode, or another precision; cache {reduced.name}, was {whole.name}): its earlier partial extraction is "
+        "discarded and the extraction starts again"]
+    assert messages[other] == [f"the images to extract changed since this job's last attempt (cache {reduced.name}, "
+                               f"was {other.name}): its earlier partial extraction is discarded"]
+
+
 def test_a_fifo_inside_a_registered_folder_never_blocks_registration_nor_a_thumbnail(service, tmp_path):
     """A FIFO inside a folder registered by path blocked POST /api/datasets forever (the fingerprint opened it and
     waited for a writer), and so did a thumbnail of a listed file swapped for one (found by the fourth attack
