@@ -408,6 +408,22 @@ def stored_methods(store: Store, run: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(method for _, method in sorted(found, reverse=True)))
 
 
+# why a run no job can refit has no likely wrong labels, in place of the request that starts one
+NO_FEATURES = ("none can be found: its report, written before runs recorded their features' fingerprint, has nothing "
+               "to check its cache against (POST /api/jobs refuses it); train the run again to find them")
+
+
+def _how_to_start(run: dict[str, Any], start: str) -> str:
+    """``start`` (the request that finds a run's likely wrong labels), or :data:`NO_FEATURES` for a run whose report
+    records no features (an older version's): the 404 advised a request the service refuses (an upgrade round)."""
+    from probe import load_report
+
+    try:
+        return NO_FEATURES if load_report(run["path"]).features is None else start
+    except (OSError, ValueError):  # a report that does not read: the request's refusal says why
+        return start
+
+
 def newest_result(store: Store, run: dict[str, Any], method: str | None = None
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The newest succeeded label-issues job of ``run`` (of ``method`` when given; a job that named none ran
@@ -428,7 +444,7 @@ def newest_result(store: Store, run: dict[str, Any], method: str | None = None
     rows += [row for row in _of_removed_jobs(store, run) if method is None or row["request"]["method"] == method]
     if not rows:
         of = "" if method is None else f" by {method}"
-        raise LookupError(f"run {run_id!r} has no likely wrong labels found{of} yet: {start}")
+        raise LookupError(f"run {run_id!r} has no likely wrong labels found{of} yet: {_how_to_start(run, start)}")
     job = max(rows, key=lambda row: row["finished_at"] or "")
     path = Path(run["path"]) / str(job["result"].get("label_issues") or "")
     damaged = f"the result of job {job['id']!r} (likely wrong labels of run {run_id!r}) is gone or damaged: {start}"

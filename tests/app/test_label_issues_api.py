@@ -652,3 +652,25 @@ def test_a_result_holding_numbers_out_of_their_range_is_said_damaged(tmp_path, f
         index_file(path).unlink()
     with pytest.raises((LookupError, ValueError)):  # newest_result: a LookupError saying damaged, the route's 404
         _document(path).page(None, 0, 7)
+
+
+def test_a_run_whose_old_report_records_no_features_is_a_404_that_advises_no_refused_request(fresh_finished):
+    """A run an older version wrote, whose report records no features (no fingerprint to check its cache against):
+    the GET's 404 advised the POST that starts a job, which the service refuses as a 422 (an upgrade round). It says
+    no job can find them, and to train the run again."""
+    import json
+
+    from app.label_issues_job import NO_FEATURES
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    run = store.get_run(fresh_finished.erm)
+    path = Path(run["path"]) / "report.json"
+    report = json.loads(path.read_text())
+    del report["features"]  # as a report written before runs recorded them
+    path.write_text(json.dumps(report))
+    refused = _start(client, run["id"])
+    assert refused.status_code == 422 and "records no features fingerprint" in refused.json()["detail"], refused.text
+    none = client.get(f"/api/runs/{run['id']}/label-issues")
+    assert none.status_code == 404, none.text
+    assert none.json()["detail"] == f"run {run['id']!r} has no likely wrong labels found yet: {NO_FEATURES}"
+    assert '"kind": "label_issues"' not in none.json()["detail"]
