@@ -64,7 +64,11 @@ def run_cache(report, run_dir: str | Path, features: str | Path | None = None, n
     from feature_cache import open_cache
 
     name = Path(run_dir).name
-    recorded = None if report.features is None else report.features.cache
+    if report.features is None:  # an older version's report: no cache recorded, nor a fingerprint to check one by
+        # (asked first: it advised giving --features, which the check below then refused; an upgrade round)
+        raise ValueError(f"run {name} records no features fingerprint (its report was written before runs recorded "
+                         "their features): nothing to check a cache against; train the run again")
+    recorded = report.features.cache
     if features is None:
         if recorded is None:
             raise ValueError(f"run {name} records no cache file" + (
@@ -86,8 +90,6 @@ def run_cache(report, run_dir: str | Path, features: str | Path | None = None, n
     else:
         cache = open_cache(features)
         what, advice = named or f"{option} {features}", "" if named else ": give the run's own cache"
-    if report.features is None:
-        raise ValueError(f"run {name} records no features fingerprint: nothing to check {what} against")
     if cache.fingerprint != report.features.fingerprint:
         raise ValueError(f"{what} holds other features (fingerprint {cache.fingerprint[:12]}…) than run {name} was "
                          f"trained on ({report.features.fingerprint[:12]}…){advice}")

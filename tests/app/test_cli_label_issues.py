@@ -277,3 +277,22 @@ def test_few_shot_data_is_refitted_on_fewer_folds_than_the_default_with_a_note(t
     assert main(["label-issues", str(run), "--folds", "5"]) == 2
     assert "folds=5: class 'c' has 3 image(s) in train + val, and each fold needs one of every class; use at most 3 " \
         "folds." in capsys.readouterr().err
+
+
+def test_a_run_whose_old_report_records_no_features_is_refused_without_advising_features(noisy, tmp_path, capsys):
+    """A run an older version wrote, its report without features: label-issues advised '--features CACHE.h5',
+    then refused that as 'nothing to check --features ... against' (an upgrade round). Both say at once that no
+    cache can be checked against it, and to train the run again."""
+    cache_path, run, _ = noisy
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    report = json.loads((old / "report.json").read_text())
+    del report["features"]  # as a report written before runs recorded them
+    (old / "report.json").write_text(json.dumps(report))
+    said = ("mr2probe label-issues: error: run old records no features fingerprint (its report was written before runs "
+            "recorded their features): nothing to check a cache against; train the run again")
+    for given in ([], ["--features", str(cache_path)]):
+        capsys.readouterr()
+        assert main(["label-issues", str(old), *given]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "--features" not in err.replace(str(cache_path), ""), err
