@@ -12,7 +12,8 @@ import pytest
 STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
 _NODE = """
 const fs = require("fs");
-globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [], groups: ["easy", "medium", "hard"] } };
+globalThis.window = {
+  Words: { job_states: { active: [], open: [] }, metrics: [], groups: ["easy", "medium", "hard"] } };
 globalThis.document = {};
 for (const f of ["charts.js", "dash.js", "run.js"]) eval(fs.readFileSync(process.argv[1] + "/" + f, "utf8"));
 window.Charts.bars = (opts) => opts;
