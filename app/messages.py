@@ -23,15 +23,23 @@ def given_spans(exc: BaseException) -> tuple[str, ...]:
     return tuple(getattr(exc, "given", ()))
 
 
+_JOINERS = "=:,;|("  # what joins two words with no space between ("x=/etc/y", "a;/opt/y")
+_OPENERS = " \t\n[" + _JOINERS  # what comes before a quote that opens a quoted name
+_ABSOLUTE_START = re.compile(r"(?:^|[\[" + re.escape(_JOINERS) + r"]|[-=]>)/")  # an absolute path inside a word
+_WEB = re.compile(r"https?:$")  # what comes before the "//" of a web address, kept
+
+
 class ClientMessages:
     """Messages for clients: server-side absolute paths replaced by names (the server log keeps them)."""
 
     # an absolute path not already under a named root ("<data dir>/runs/x" keeps its tail)
-    # ("/etc" alone too: a one-part path is a server path as well); a route of this API ("/api/...") is kept. It
-    # starts a message, or follows a space, a quote, a bracket, "=", ":" or ",": a "/" inside a relative name the
-    # user gave ('test/Shirt (plain)/a.png', 'train/Coat ❄/b.png') is no server path, nor, after a space or one of
-    # those, the rest of such a name ('train/Cat /a.png', 'train/runs=/a.png': :meth:`_server_path`)
-    _ABSOLUTE = re.compile(r"(?:^|(?<=[\s'\"(\[=:,]))/(?!api/)(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
+    # ("/etc" alone too: a one-part path is a server path as well; "//opt/x" too); a route of this API ("/api/...")
+    # and a web address ("http://host/x") are kept. It starts a message, or follows a space, a quote, a bracket,
+    # one of _JOINERS or "->": a "/" inside a relative name the user gave ('test/Shirt (plain)/a.png',
+    # 'train/Coat ❄/b.png') is no server path, nor, inside a quoted name, the rest of such a name ('train/Cat /a.png',
+    # 'train/runs=/a.png': :meth:`_server_path`)
+    _ABSOLUTE = re.compile(r"(?:^|(?<=[\s'\"\[" + re.escape(_JOINERS) + r"])|(?<=[-=]>))/+(?!api/)"
+                           r"(?:[^\s'\"/:,;()\[\]]+/)*[^\s'\"/:,;()\[\]]+/?")
 
     def __init__(self, settings: Settings) -> None:
         roots = [(settings.data_root, "<data root>"), (settings.data_dir, "<data dir>"),
@@ -56,40 +64,34 @@ class ClientMessages:
 
     @staticmethod
     def _server_path(match: re.Match, text: str) -> str:
-        """What replaces the absolute-looking path ``match``: it may be the rest of a relative name whose folder ends
-        in a space ('train/Cat /a.png'; an extremes round read 'train/Cat <server path>') or in "=", ":", "," or "("
-        ('<data root>/runs=/a.png', 'train/data(/b.png' read '... runs=<server path>'), so it is kept where it
-        continues a relative path ("train/Cat /x.png"; after "=", ":", "," or "(" only inside a quoted name,
-        "'train/runs=/x.png'": unquoted, "train/a.png,/srv/x" and "a/b=/srv/x" join a name and a server path) or,
-        after a space, a quoted name that does not start with "/" ("'Cat /x.png'"). After a word with no folder
-        ("x=/etc/y", "mocov2:/w/x.pth", "(/a", quoted or not: a top folder 'runs=' reads as such a key) it is a
-        server path. Decided from the text alone: a check of the server's file system let a client learn which top
-        folders exist ('a /etc/x' and 'a /nothere/x' were answered apart)."""
+        """What replaces the absolute-looking path ``match``: inside a quoted name it may be the rest of a relative
+        name whose folder ends in a space ("'train/Cat /a.png'"; an extremes round read 'train/Cat <server path>') or
+        in one of _JOINERS or "->" ("'train/runs=/a.png'", "'train/data(/b.png'"), so there it is kept where it
+        continues a relative path: after a space, a quoted name that does not start with "/" ("'Cat /x.png'",
+        "'a /etc/x'"); after a joiner, a word with a folder and no absolute path ("mocov2:/w/x.pth", "(/a" and a top
+        folder 'runs=' read as such a key: a server path). Outside quotes it is a server path: "x a/b /opt/y",
+        "a/b=/etc/y" and "a/b;/opt/y" join a name and a server path. Decided from the text alone: a check of the
+        server's file system let a client learn which top folders exist ('a /etc/x' and 'a /nothere/x' were answered
+        apart)."""
         start = match.start()
         if start == 0:
             return "<server path>"
-        if not text[start - 1].isspace():  # after "=", ":", ",", "(", "[" or a quote: the word it ends
+        if match.group().startswith("//") and _WEB.search(text[:start]):
+            return match.group()
+        if not text[start - 1].isspace():  # after a joiner, "->", "[" or a quote: the word it ends
             word = text[:start].rsplit(None, 1)[-1] if text[:start].strip() else ""
             quote = max(word.rfind("'"), word.rfind('"'))
             opened = quote == 0 or quote > 0 and word[quote - 1] in _OPENERS  # inside a quoted name: one token
             return match.group() if opened and _continues_relative(word[quote + 1:]) else "<server path>"
         before = text[:start].rstrip()
         quote = max(before.rfind("'"), before.rfind('"'))
-        if quote >= 0 and (quote == 0 or before[quote - 1] in _OPENERS):  # inside a quoted name: how it starts
-            relative = before[quote + 1:quote + 2] not in ("", "/")
-        else:
-            token = before.rsplit(None, 1)[-1] if before else ""
-            relative = not any(q in token for q in "'\"") and _continues_relative(token)
-        return match.group() if relative else "<server path>"
-
-
-_OPENERS = " \t\n([=:,"  # what comes before a quote that opens a quoted name
-_ABSOLUTE_START = re.compile(r"(?:^|[=:,(\[])/")  # where an absolute path starts inside a word
+        opened = quote == 0 or quote > 0 and before[quote - 1] in _OPENERS  # inside a quoted name: how it starts
+        return match.group() if opened and before[quote + 1:quote + 2] not in ("", "/") else "<server path>"
 
 
 def _continues_relative(word: str) -> bool:
     """Whether ``word`` (what comes before a "/" in a message) is a relative path that the "/" continues: a folder
     in it ("train/Cat ", "train/runs="), and no absolute path ("k=/a", "P=/a:"; "x=" or "mocov2:" alone is no
     folder, and the path after it a server's)."""
-    word = word.lstrip("([=:,")
+    word = word.lstrip("[" + _JOINERS)
     return "/" in word and not _ABSOLUTE_START.search(word)

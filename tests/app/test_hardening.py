@@ -239,15 +239,16 @@ def test_client_messages_replace_every_server_path():
 def test_client_messages_keep_a_name_whose_folder_ends_in_a_space():
     """A class folder 'Cat ' put ' /empty.png' after a space, read as a server path: the service said
     "(e.g. 'hostile/train/Cat <server path>')" (an extremes round). After a space, only a path whose top folder is
-    on this server is one."""
+    on this server is one. Only inside quotes: unquoted, 'train/Cat /x.png' reads as 'x a/b /opt/y', a name and a
+    server path."""
     from app.config import Settings
     from app.messages import ClientMessages
 
     clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
     for kept in ("skipped 1: empty file (e.g. 'hostile/train/Cat /empty.png')",
-                 "test/Cat /img 1.png = train/Cat /img 1.png", "'Cat /x.png' cannot be shown"):
+                 "'test/Cat /img 1.png' = 'train/Cat /img 1.png'", "'Cat /x.png' cannot be shown"):
         assert clean(kept) == kept
-    assert clean("train/Cat /x.png and /tmp/x") == "train/Cat /x.png and <server path>"
+    assert clean("'train/Cat /x.png' and /tmp/x") == "'train/Cat /x.png' and <server path>"
 
 
 def test_client_messages_keep_a_name_whose_folder_ends_in_an_equals_sign_colon_comma_or_bracket():
@@ -289,6 +290,30 @@ def test_client_messages_hide_a_server_path_joined_to_a_relative_name_outside_qu
     assert clean("'train/runs=/a.png'") == "'train/runs=/a.png'"
 
 
+LEAKED_SERVER_PATHS = (  # (what the service said, what a client reads): each showed '/opt/...' before
+    ("x a/b /opt/y", "x a/b <server path>"), ("train/Cat /opt/x.png and /tmp/x", "train/Cat <server path> and "
+                                              "<server path>"),
+    ("x;/opt/y", "x;<server path>"), ("a/b;/opt/y", "a/b;<server path>"), ("'a/b';/opt/y", "'a/b';<server path>"),
+    ("a|/opt/y", "a|<server path>"), ("a/b|/opt/y", "a/b|<server path>"), ("a->/opt/y", "a-><server path>"),
+    ("a/b->/opt/y", "a/b-><server path>"), ("//opt/x", "<server path>"), ("see //opt/x", "see <server path>"),
+    ("x=//opt/x", "x=<server path>"), ("mocov2://opt/w.pth", "mocov2:<server path>"),
+)
+
+
+@pytest.mark.parametrize("said,shown", LEAKED_SERVER_PATHS)
+def test_client_messages_hide_a_server_path_after_a_name_semicolon_bar_arrow_or_double_slash(said, shown):
+    """A review found server paths shown: after a space that follows an unquoted relative name, after ';', '|' or
+    '->', and any starting '//'. What the client gave stays: a quoted name, a route, a web address, a root's name."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    assert clean(said) == shown
+    for kept in ("'train/runs;/a.png'", "'train/a|/b.png'", "'a/b->/c.png'", "'x a/b /c.png'", "see a//b",
+                 "open http://127.0.0.1:8000/docs", "<data root>/x;<data dir>/y", "GET /api/runs/r1"):
+        assert clean(kept) == kept
+
+
 def test_client_messages_do_not_depend_on_the_servers_file_system():
     """After a space, a path was a server path only where its top folder existed on this server (os.path.lexists):
     a client sending the path 'a /etc/x' was told "'a <server path>'" and for 'a /nothere/x' its words back, so it
@@ -298,7 +323,7 @@ def test_client_messages_do_not_depend_on_the_servers_file_system():
 
     clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
     for top in ("etc", "zz-no-such-top-folder"):
-        for kept in (f"path 'a /{top}/x' does not exist under the data root", f"train/Cat /{top}/x.png"):
+        for kept in (f"path 'a /{top}/x' does not exist under the data root", f"'train/Cat /{top}/x.png'"):
             assert clean(kept) == kept
         for said, shown in ((f"cannot open /{top}/x", "cannot open <server path>"),
                             (f"can't open /{top}/x", "can't open <server path>"),
