@@ -134,7 +134,7 @@ def check_start(settings) -> None:
     try:
         resolve_device(settings.device)
     except ValueError as exc:
-        raise ValueError(f"{exc} (MR2PROBE_DEVICE)") from None
+        raise ValueError(f"{exc} ({_variable('device')})") from None
     _check_address(settings.host, settings.port)
     lock_data_dir(settings.data_dir).close()  # DataDirBusy now, not once the server (or the demo's job) has begun
 

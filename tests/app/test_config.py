@@ -190,16 +190,19 @@ def test_a_setting_refused_is_one_line_naming_its_flag_and_variable(monkeypatch,
         assert err.startswith(f"mr2probe {command[0]}: error: {said}") and len(err.splitlines()) == 1, err
 
 
-def test_serve_refuses_a_device_this_host_lacks_in_one_line(monkeypatch, tmp_path, capsys):
-    """An attack round: MR2PROBE_DEVICE=cuda:99 started a server whose every job then failed."""
+@pytest.mark.parametrize("variable", ["MR2PROBE_DEVICE", "mr2probe_device"])
+def test_serve_refuses_a_device_this_host_lacks_in_one_line(monkeypatch, tmp_path, capsys, variable):
+    """An attack round: MR2PROBE_DEVICE=cuda:99 started a server whose every job then failed. The variable is named
+    as it was set (it is read case-insensitively): 'mr2probe_device=cuda:99' was told '(MR2PROBE_DEVICE)'."""
     import torch
 
     monkeypatch.delenv("MR2PROBE_API_TOKEN", raising=False)
+    monkeypatch.delenv("MR2PROBE_DEVICE", raising=False)
     missing = f"cuda:{torch.cuda.device_count()}"
-    monkeypatch.setenv("MR2PROBE_DEVICE", missing)
+    monkeypatch.setenv(variable, missing)
     assert main(["serve", "--port", "0", "--data-dir", str(tmp_path / "state")]) == 2
     err = capsys.readouterr().err
-    assert f"device '{missing}' does not exist on this host" in err and "(MR2PROBE_DEVICE)" in err
+    assert f"device '{missing}' does not exist on this host" in err and f"({variable})" in err
     assert len(err.strip().splitlines()) == 1
 
 
