@@ -81,17 +81,19 @@
 
   /** A field error's message as shown under its field: without the request path it starts with
    * ("probes[0].epochs must be ...", "config.loss: Unknown loss ...", app.field_errors), which named the API's field
-   * under a box labelled in the form's words (a dashboard-only round). */
+   * under a box labelled in the form's words (a dashboard-only round); a field's own check keeps the field's name
+   * and what follows it ("probes[0].seeds[1] must be ..." reads "seeds[1] must be ...": an item's path was whole). */
   function fieldMessage(d) {
     const msg = String(d.msg || "").replace(/^Value error, /, "");
     const parts = (d.loc || []).slice(1).filter((p) => !/^(pipeline|extract|probe|label_issues)$/.test(p));
-    const path = parts.reduce((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : String(p)), "");
+    const pathOf = (ps) => ps.reduce((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : String(p)),
+      "");
+    const path = pathOf(parts);
     if (!path) return msg;
     if (msg.startsWith(path + ": ")) return msg.slice(path.length + 2);  // "config.loss: Unknown loss ..."
     if (msg.startsWith(path + ".")) return msg.slice(path.length + 1);  // an object's field: "probes[0].cv=..."
-    const last = parts[parts.length - 1];
-    return typeof last === "string" && path.endsWith("." + last) && msg.startsWith(path + " ")
-      ? msg.slice(path.length - last.length) : msg;
+    const named = parts.map((p) => typeof p === "string").lastIndexOf(true);  // the field, before an item's index
+    return named > 0 && msg.startsWith(path + " ") ? msg.slice(pathOf(parts.slice(0, named)).length + 1) : msg;
   }
 
   /** What a page shows in place of its content when the server refused the request for want of a token (the
