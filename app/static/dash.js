@@ -63,11 +63,15 @@
     }
   }
 
+  // a job body's tag in a 422's loc (pydantic names the variant: ["body", "pipeline", "probes", 0, ...]), which the
+  // request did not spell: app.steps.JOB_KINDS (formatDetail's copy lacked label_issues)
+  const JOB_KIND = /^(pipeline|extract|probe|label_issues)$/;
+
   function formatDetail(detail) {
     if (typeof detail === "string") return detail;
     if (Array.isArray(detail)) {
       return detail.map((d) => {
-        const loc = (d.loc || []).filter((p) => p !== "body" && typeof p === "string" && !/^(pipeline|extract|probe)$/.test(p));
+        const loc = (d.loc || []).filter((p) => p !== "body" && typeof p === "string" && !JOB_KIND.test(p));
         // pydantic's "Value error, " prefix says nothing to a user
         const msg = String(d.msg || JSON.stringify(d)).replace(/^Value error, /, "");
         // a message that starts with its field's name ("options.val_fraction must be ...", app.field_errors) is not
@@ -85,7 +89,7 @@
    * and what follows it ("probes[0].seeds[1] must be ..." reads "seeds[1] must be ...": an item's path was whole). */
   function fieldMessage(d) {
     const msg = String(d.msg || "").replace(/^Value error, /, "");
-    const parts = (d.loc || []).slice(1).filter((p) => !/^(pipeline|extract|probe|label_issues)$/.test(p));
+    const parts = (d.loc || []).slice(1).filter((p) => !JOB_KIND.test(p));
     const pathOf = (ps) => ps.reduce((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : String(p)),
       "");
     const path = pathOf(parts);

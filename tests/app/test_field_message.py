@@ -44,3 +44,29 @@ def test_a_field_error_under_its_field_drops_the_request_path_and_keeps_the_fiel
     out = subprocess.run(["node", "-e", _NODE, str(STATIC / "dash.js")], input=json.dumps(errors),
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == [shown for _, _, shown in SHOWN]
+
+
+_FORMAT = """
+const fs = require("fs");
+globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [] } };
+globalThis.document = {};
+eval(fs.readFileSync(process.argv[1], "utf8"));
+process.stdout.write(JSON.stringify(window.Dash.formatDetail(JSON.parse(fs.readFileSync(0, "utf8")))));
+"""
+
+
+def test_every_job_kind_is_a_tag_the_messages_drop_from_an_errors_path():
+    """dash.js kept two lists of the job kinds pydantic puts in a 422's loc, and formatDetail's lacked label_issues:
+    a label_issues job's refusal read "label_issues.folds: folds must be ...". One JOB_KIND, of app.steps.JOB_KINDS."""
+    import re
+
+    from app.steps import JOB_KINDS
+
+    source = (STATIC / "dash.js").read_text(encoding="utf-8")
+    assert sorted(re.search(r"const JOB_KIND = /\^\(([\w|]+)\)\$/;", source).group(1).split("|")) == sorted(JOB_KINDS)
+    if shutil.which("node") is None:
+        pytest.skip("node is absent")
+    detail = [{"loc": ["body", "label_issues", "folds"], "msg": "folds must be an integer in [2, 20], got 1."}]
+    out = subprocess.run(["node", "-e", _FORMAT, str(STATIC / "dash.js")], input=json.dumps(detail),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == "folds must be an integer in [2, 20], got 1."
