@@ -810,13 +810,15 @@ def duplicates_warning(class_names: list[str], splits: dict[str, list[Sample]], 
         in_test = [s for split, s in group if split == "test"]
         if in_test and len(in_test) < len(group):
             seen = next(s for split, s in group if split != "test")
-            leaked.extend(f"{s.source} = {seen.source}" for s in in_test)
+            # quoted, as other messages quote a file's name: unquoted, a client message read 'test/Cat /x.png' as a
+            # name and a server path ('test/Cat <server path>', app.messages)
+            leaked.extend(f"{s.source!r} = {seen.source!r}" for s in in_test)
         if len({s.label for _, s in group}) > 1:
             # one file of each class: the group's first few could all be of one class, naming no second label
             each: dict[int, Sample] = {}
             for _, s in group:
                 each.setdefault(s.label, s)
-            mixed.append(" = ".join(f"{s.source} ({class_names[s.label]})" for s in list(each.values())[:shown]))
+            mixed.append(" = ".join(f"{s.source!r} ({class_names[s.label]!r})" for s in list(each.values())[:shown]))
     if not leaked and not mixed:
         return None
     parts = []

@@ -377,8 +377,8 @@ def test_test_images_copied_from_train_are_a_warning_before_the_extraction(tmp_p
     monkeypatch.setattr(feature_cache, "extract", stop)
     with pytest.raises(Stop):
         command.run(parse(["--data", str(data), "--out", str(tmp_path / "c.h5"), "--no-progress"]))
-    assert ("warning: 6 of the 6 test images have the same content as a train or val image (test/cat/0.png = "
-            "train/cat/0.png;") in seen[0], seen
+    assert ("warning: 6 of the 6 test images have the same content as a train or val image ('test/cat/0.png' = "
+            "'train/cat/0.png';") in seen[0], seen
 
 
 def test_ctrl_c_is_one_line_that_says_the_same_command_resumes(tmp_path, capsys, monkeypatch):

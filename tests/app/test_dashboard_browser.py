@@ -1163,7 +1163,7 @@ def test_launch_form_shows_what_the_extraction_will_warn_of_the_chosen_data_set(
     choose(leaked["id"])
     hidden, text = driver.js(box)
     assert not hidden and text.startswith("What the extraction will warn of data set leaked")
-    assert "shapes/test/red/copy.png = shapes/train/red/0.png" in text
+    assert "'shapes/test/red/copy.png' = 'shapes/train/red/0.png'" in text
     choose(clean["id"])
     assert driver.js(box) == [True, ""]
     choose(leaked["id"])

@@ -251,6 +251,24 @@ def test_client_messages_keep_a_name_whose_folder_ends_in_a_space():
     assert clean("'train/Cat /x.png' and /tmp/x") == "'train/Cat /x.png' and <server path>"
 
 
+def test_the_copies_are_named_quoted_so_a_client_reads_a_folder_ending_in_a_space_whole():
+    """The warning named the copies unquoted ('test/Cat /x.png = train/Cat /x.png'): the service's client messages
+    read ' /x.png' after an unquoted name as a server path, 'test/Cat <server path>'. Quoted, as other messages name
+    files, they are kept whole."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+    from feature_cache.datasets import Sample, duplicates_warning
+
+    splits = {"train": [Sample("train/Cat /x.png", 0), Sample("train/Dog /x.png", 1)],
+              "test": [Sample("test/Cat /x.png", 0)]}
+    warning = duplicates_warning(["Cat ", "Dog "], splits, {s.source: 1 for group in splits.values() for s in group},
+                                 read=lambda name: b"same")
+    assert "('test/Cat /x.png' = 'train/Cat /x.png')" in warning
+    assert "('train/Cat /x.png' ('Cat ') = 'train/Dog /x.png' ('Dog '))" in warning
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    assert clean(warning) == warning
+
+
 def test_client_messages_keep_a_name_whose_folder_ends_in_an_equals_sign_colon_comma_or_bracket():
     """A folder 'runs=' or 'data(' put the "/" after it where a server path may start ("x=/etc/y"): the service said
     '<data root>/runs=<server path>' and "'train/data(<server path>'". A "/" that continues a relative path is kept;

@@ -199,11 +199,12 @@ def test_test_images_that_are_copies_of_training_images_or_one_image_under_two_c
     shutil.copy(root / "train" / "cat" / "000.png", root / "train" / "dog" / "cat.png")
     for data in (open_dataset(root), open_dataset(zip_dir(root, tmp_path / "copied.zip"))):
         assert data.duplicates.startswith("8 of the 8 test images have the same content as a train or val image "
-                                          "(test/cat/000.png = train/cat/000.png; test/cat/001.png = "
-                                          "train/cat/001.png; test/cat/002.png = train/cat/002.png and 5 more): test figures on them measure "
+                                          "('test/cat/000.png' = 'train/cat/000.png'; 'test/cat/001.png' = "
+                                          "'train/cat/001.png'; 'test/cat/002.png' = 'train/cat/002.png' and 5 more): "
+                                          "test figures on them measure "
                                           "images the probe trained or was selected on; 1 file content(s) sit under "
                                           "more than one class ("), data.duplicates
-        assert "train/dog/cat.png (dog)" in data.duplicates and data.duplicates.endswith("remove the copies")
+        assert "'train/dog/cat.png' ('dog')" in data.duplicates and data.duplicates.endswith("remove the copies")
     # a copy inside one class and one split is no leak and no second label; nothing read, nothing said
     shutil.rmtree(root / "test")
     (root / "train" / "dog" / "cat.png").unlink()
@@ -222,7 +223,7 @@ def test_files_whose_content_ids_match_by_chance_are_no_copies():
     contents = {"train/cat/a.png": 7, "test/cat/b.png": 7}  # one content id for both
     assert duplicates_warning(["cat"], splits, contents, read=lambda name: name.encode()) is None
     assert duplicates_warning(["cat"], splits, contents, read=lambda name: b"same").startswith(
-        "1 of the 1 test images has the same content as a train or val image (test/cat/b.png = train/cat/a.png)")
+        "1 of the 1 test images has the same content as a train or val image ('test/cat/b.png' = 'train/cat/a.png')")
 
 
 def test_nas_thumbnails_and_recycle_bins_are_skipped_as_metadata(tmp_path):
@@ -743,7 +744,7 @@ def test_copies_inside_one_split_and_class_are_not_read_to_confirm_them():
     read = []
     warning = duplicates_warning(["cat", "dog"], splits, contents, read=lambda name: read.append(name) or b"same")
     assert warning.startswith("1 of the 1 test images has the same content as a train or val image "
-                              "(test/dog/d.png = train/dog/c.png)")
+                              "('test/dog/d.png' = 'train/dog/c.png')")
     assert sorted(read) == ["test/dog/d.png", "train/dog/c.png"]  # not a.png nor b.png
 
 
@@ -756,8 +757,9 @@ def test_one_content_under_two_classes_is_named_with_both_classes():
              Sample("train/dog/d.png", 1)]
     warning = duplicates_warning(["cat", "dog"], {"train": train}, {s.source: 1 for s in train},
                                  read=lambda name: b"same")
-    assert warning == ("1 file content(s) sit under more than one class (train/cat/a.png (cat) = train/dog/d.png "
-                       "(dog)): one image, two labels; remove the copies")
+    assert warning == ("1 file content(s) sit under more than one class ('train/cat/a.png' ('cat') = "
+                       "'train/dog/d.png' ('dog')): one image, two labels; remove the copies")
+
 
 
 def test_the_nested_classes_caution_does_not_hold_every_path_split_at_once():
