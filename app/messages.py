@@ -80,13 +80,28 @@ class ClientMessages:
             return match.group()
         if not text[start - 1].isspace():  # after a joiner, "->", "[" or a quote: the word it ends
             word = text[:start].rsplit(None, 1)[-1] if text[:start].strip() else ""
-            quote = max(word.rfind("'"), word.rfind('"'))
-            opened = quote == 0 or quote > 0 and word[quote - 1] in _OPENERS  # inside a quoted name: one token
-            return match.group() if opened and _continues_relative(word[quote + 1:]) else "<server path>"
+            quote = _open_quote(word)  # inside a quoted name: one token
+            return match.group() if quote >= 0 and _continues_relative(word[quote + 1:]) else "<server path>"
         before = text[:start].rstrip()
-        quote = max(before.rfind("'"), before.rfind('"'))
-        opened = quote == 0 or quote > 0 and before[quote - 1] in _OPENERS  # inside a quoted name: how it starts
-        return match.group() if opened and before[quote + 1:quote + 2] not in ("", "/") else "<server path>"
+        quote = _open_quote(before)  # inside a quoted name: how it starts
+        return match.group() if quote >= 0 and before[quote + 1:quote + 2] not in ("", "/") else "<server path>"
+
+
+def _open_quote(text: str) -> int:
+    """The index of the quote that opens a quoted name still open at the end of ``text``, else -1. A quote opens one
+    where it starts ``text`` or follows one of _OPENERS; the same quote closes it where no letter or digit follows
+    (an apostrophe inside a name, "'Men's", or a quote of the other kind, "\"Men's", does not; nor one escaped,
+    "\\'"). The last quote was taken for the open one: a name's closing quote after a space or "=" ("'x ': /opt/y",
+    "'x=' at /opt/y") showed the server path after it, and an apostrophe hid the rest of a name ("\"a/Men's /b\"")."""
+    opened = -1
+    for i, char in enumerate(text):
+        if char not in "'\"":
+            continue
+        if opened < 0:
+            opened = i if i == 0 or text[i - 1] in _OPENERS else -1
+        elif char == text[opened] and text[i - 1] != "\\" and not text[i + 1:i + 2].isalnum():
+            opened = -1
+    return opened
 
 
 def _continues_relative(word: str) -> bool:

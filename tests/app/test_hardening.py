@@ -332,6 +332,22 @@ def test_client_messages_hide_a_server_path_after_a_name_semicolon_bar_arrow_or_
         assert clean(kept) == kept
 
 
+def test_client_messages_tell_a_names_closing_quote_and_an_apostrophe_from_an_opening_quote():
+    """The last quote before a path was taken for the one that opens a quoted name: a name's closing quote after a
+    space or "=" (a folder 'x ' or 'x=' the client named) kept the server path after it, and an apostrophe in a name
+    quoted by repr ("train/Men's /x.png") hid the rest of the client's own name."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+
+    clean = ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean
+    for said, shown in (("cannot read 'x ': /opt/secret", "cannot read 'x ': <server path>"),
+                        ("file 'x=' at /opt/secret", "file 'x=' at <server path>"),
+                        ("'x (' /opt/secret", "'x (' <server path>")):
+        assert clean(said) == shown
+    for kept in (f"{'train/Men' + chr(39) + 's /x.png'!r} = {'test/Men' + chr(39) + 's /x.png'!r}",
+                 "(e.g. 'train/Men's /x.png')", "it's 'a/b /c.png'"):
+        assert clean(kept) == kept
+
 def test_client_messages_do_not_depend_on_the_servers_file_system():
     """After a space, a path was a server path only where its top folder existed on this server (os.path.lexists):
     a client sending the path 'a /etc/x' was told "'a <server path>'" and for 'a /nothere/x' its words back, so it
