@@ -110,11 +110,13 @@ def rotated_of(cache) -> list[str]:
 
 def skipped_summary(skipped, examples: int = 3) -> str:
     """One line for the files an extraction skipped ((source, reason) pairs), naming up to ``examples`` of those
-    that failed to decode, e.g. "18 files skipped: 5 failed to decode (cat/a.jpg, cat/b.jpg, dog/c.jpg, ...),
+    that failed to decode, e.g. "18 files skipped: 5 failed to decode ('cat/a.jpg', 'cat/b.jpg', 'dog/c.jpg', ...),
     13 non-image or metadata files"; empty when none was."""
     if not skipped:
         return ""
-    failed = [source for source, reason in skipped if reason.startswith(DECODE_FAILURE)]
+    # each name quoted, as datasets' skipped summary quotes them (escaped already, archives.printable): unquoted, a
+    # client message read 'train/Cat /x.png' as a name and a server path ('train/Cat <server path>', app.messages)
+    failed = [f"'{source}'" for source, reason in skipped if reason.startswith(DECODE_FAILURE)]
     parts = []
     if failed:
         named = ", ".join(failed[:examples]) + (", ..." if len(failed) > examples else "")
@@ -122,10 +124,10 @@ def skipped_summary(skipped, examples: int = 3) -> str:
     # links and special files by their reason: "1 non-image or metadata file" hid a skipped symlink (an attack round)
     links = [(source, reason) for source, reason in skipped if is_link_or_special(reason)]
     if links:
-        named = ", ".join(f"{source} ({reason})" for source, reason in links[:examples])
+        named = ", ".join(f"'{source}' ({reason})" for source, reason in links[:examples])
         parts.append(f"{len(links)} unsafe or unreadable link{'s' * (len(links) != 1)} or special file"
                      f"{'s' * (len(links) != 1)} ({named}{', ...' if len(links) > examples else ''})")
-    unread = [source for source, reason in skipped if reason.startswith(UNREAD_IMAGE)]
+    unread = [f"'{source}'" for source, reason in skipped if reason.startswith(UNREAD_IMAGE)]
     if unread:  # an iPhone's .HEIC photos counted among "non-image or metadata files" (a new-user round)
         named = ", ".join(unread[:examples]) + (", ..." if len(unread) > examples else "")
         parts.append(f"{len(unread)} image{'s' * (len(unread) != 1)} in a format not read, to convert to JPEG or "

@@ -269,6 +269,20 @@ def test_the_copies_are_named_quoted_so_a_client_reads_a_folder_ending_in_a_spac
     assert clean(warning) == warning
 
 
+def test_the_files_an_extraction_skipped_are_named_quoted_so_a_client_reads_them_whole():
+    """The extraction job's message named the files it skipped unquoted ('1 failed to decode (train/Cat /x.png)'),
+    read by the client messages as a name and a server path: 'train/Cat <server path>'."""
+    from app.config import Settings
+    from app.messages import ClientMessages
+    from feature_cache import skipped_summary
+    from feature_cache.archives import archive_link
+
+    said = skipped_summary([("train/Cat /x.png", "cannot decode image: broken"),
+                            ("train/Cat /l.png", archive_link("hard", "train/Cat /x.png")),
+                            ("train/Cat /y.heic", "an image format that is not read (extension '.heic')")])
+    assert "('train/Cat /x.png')" in said and "('train/Cat /l.png' (hard link" in said, said
+    assert ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean(said) == said
+
 def test_client_messages_keep_a_name_whose_folder_ends_in_an_equals_sign_colon_comma_or_bracket():
     """A folder 'runs=' or 'data(' put the "/" after it where a server path may start ("x=/etc/y"): the service said
     '<data root>/runs=<server path>' and "'train/data(<server path>'". A "/" that continues a relative path is kept;

@@ -357,7 +357,7 @@ def test_skipped_summary_names_photos_in_a_format_not_read_apart_from_metadata()
     skipped = [(f"cat/IMG_{i}.HEIC", not_an_image(f"cat/IMG_{i}.HEIC")) for i in range(4)]
     skipped += [("cat/.DS_Store", "hidden or metadata file")]
     assert skipped_summary(skipped) == ("5 files skipped: 4 images in a format not read, to convert to JPEG or PNG "
-                                        "(cat/IMG_0.HEIC, cat/IMG_1.HEIC, cat/IMG_2.HEIC, ...), 1 non-image or "
+                                        "('cat/IMG_0.HEIC', 'cat/IMG_1.HEIC', 'cat/IMG_2.HEIC', ...), 1 non-image or "
                                         "metadata file")
 
 
@@ -366,15 +366,15 @@ def test_skipped_summary_counts_decode_failures_apart_and_names_a_few():
 
     skipped = [("cat/notes.txt", "not an image file (extension '.txt')"), ("cat/.DS_Store", "hidden or metadata file")]
     skipped += [(f"dog/{i}.jpg", "cannot decode image: Truncated File Read") for i in range(4)]
-    assert skipped_summary(skipped) == ("6 files skipped: 4 failed to decode (dog/0.jpg, dog/1.jpg, dog/2.jpg, ...), "
-                                        "2 non-image or metadata files")
-    assert skipped_summary(skipped[2:3]) == "1 file skipped: 1 failed to decode (dog/0.jpg)"
+    assert skipped_summary(skipped) == ("6 files skipped: 4 failed to decode ('dog/0.jpg', 'dog/1.jpg', "
+                                        "'dog/2.jpg', ...), 2 non-image or metadata files")
+    assert skipped_summary(skipped[2:3]) == "1 file skipped: 1 failed to decode ('dog/0.jpg')"
     assert skipped_summary(skipped[:1]) == "1 file skipped: 1 non-image or metadata file"
     assert skipped_summary([]) == ""
     # a skipped link is named as one, not as metadata (an attack round)
     link = ("cat/x.jpg", "symlink pointing outside the data folder")
     assert skipped_summary([link, skipped[0]]) == ("2 files skipped: 1 unsafe or unreadable link or special file "
-                                                   "(cat/x.jpg (symlink pointing outside the data folder)), "
+                                                   "('cat/x.jpg' (symlink pointing outside the data folder)), "
                                                    "1 non-image or metadata file")
     # an archive's link is one; a reason naming a user's folder that holds the word, or a decoder's message, is not
     from feature_cache.archives import archive_link
@@ -382,8 +382,9 @@ def test_skipped_summary_counts_decode_failures_apart_and_names_a_few():
     others = [("README.md", "outside the split folders (weblinks/train, weblinks/test)"),
               ("dog/9.jpg", "cannot decode image: broken link in chunk")]
     assert skipped_summary([("t/l.png", archive_link("hard", "t/0.png")), *others]) == (
-        "3 files skipped: 1 failed to decode (dog/9.jpg), 1 unsafe or unreadable link or special file (t/l.png (hard "
-        "link to 't/0.png' inside the archive, not followed (put the file itself in))), 1 non-image or metadata file")
+        "3 files skipped: 1 failed to decode ('dog/9.jpg'), 1 unsafe or unreadable link or special file "
+        "('t/l.png' (hard link to 't/0.png' inside the archive, not followed (put the file itself in))), "
+        "1 non-image or metadata file")
 
 
 def test_a_library_call_leaves_the_callers_allocator_alone(tree, tmp_path, made, monkeypatch):

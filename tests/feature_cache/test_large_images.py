@@ -194,7 +194,7 @@ def test_an_extraction_skips_an_image_over_the_pixel_bound_naming_it(tmp_path):
     assert reasons["train/ant/huge.png"] == (f"{DECODE_FAILURE}: 9000 x 6000 = 54,000,000 pixels, over the "
                                              "50,000,000 an image may decode to (a decompression bomb?); shrink it "
                                              "to use it")
-    assert "1 failed to decode (train/ant/huge.png)" in skipped_summary(result.skipped)
+    assert "1 failed to decode ('train/ant/huge.png')" in skipped_summary(result.skipped)
     cache = open_cache(result.path)
     assert sum(cache.split_sizes.values()) == 12 and "train/ant/huge.png" not in cache.sources("train")
 
