@@ -554,7 +554,7 @@ def check_decodable(data: LabelledImages, skipped: list[tuple[str, str]] | list[
         source, reason = example
         raise DatasetError(
             f"{data.location}: no decodable image left for class(es) {'; '.join(lost)}: every one of their "
-            f"files failed to decode (e.g. {source}: {reason}). Fix or remove those files and extract again."
+            f"files failed to decode (e.g. '{source}': {reason}). Fix or remove those files and extract again."
         )
 
 

@@ -283,6 +283,26 @@ def test_the_files_an_extraction_skipped_are_named_quoted_so_a_client_reads_them
     assert "('train/Cat /x.png')" in said and "('train/Cat /l.png' (hard link" in said, said
     assert ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean(said) == said
 
+def test_the_undecodable_file_a_refusal_names_is_quoted_so_a_client_reads_it_whole():
+    """A class that lost every image to decode failures was refused naming one unquoted ('(e.g. train/Cat /x.png:
+    cannot decode image)'), read by the client messages as 'train/Cat <server path>'."""
+    from types import SimpleNamespace
+
+    from app.config import Settings
+    from app.messages import ClientMessages
+    from feature_cache import DatasetError
+    from feature_cache.datasets import Sample
+    from feature_cache.extract import check_decodable
+
+    data = SimpleNamespace(location="<data root>/pets", class_names=["Cat ", "dog"],
+                           splits={"train": [Sample("train/Cat /x.png", 0), Sample("train/dog/y.png", 1)],
+                                   "test": [Sample("test/dog/z.png", 1)]})
+    with pytest.raises(DatasetError) as refused:
+        check_decodable(data, [("train/Cat /x.png", "cannot decode image: broken")])
+    said = str(refused.value)
+    assert "(e.g. 'train/Cat /x.png': cannot decode image: broken)" in said, said
+    assert ClientMessages(Settings(data_dir="/srv/state", data_root="/srv/data")).clean(said) == said
+
 def test_client_messages_keep_a_name_whose_folder_ends_in_an_equals_sign_colon_comma_or_bracket():
     """A folder 'runs=' or 'data(' put the "/" after it where a server path may start ("x=/etc/y"): the service said
     '<data root>/runs=<server path>' and "'train/data(<server path>'". A "/" that continues a relative path is kept;

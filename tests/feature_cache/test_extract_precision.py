@@ -319,7 +319,7 @@ def test_class_with_no_decodable_training_image_is_an_error(tmp_path):
     for i in range(4):
         (root / "train" / "cat" / f"{i}.jpg").write_text("not a picture")
     with pytest.raises(DatasetError, match=r"no decodable image left for class\(es\) 'cat' in 'train'.*"
-                                           r"train/cat/\d\.jpg: cannot decode image"):
+                                           r"'train/cat/\d\.jpg': cannot decode image"):
         run(root, tmp_path / "caches", workers=1)
     assert not list((tmp_path / "caches").iterdir())  # neither a cache nor a partial file
 
@@ -329,7 +329,7 @@ def test_the_undecodable_file_named_belongs_to_the_class_that_lost_its_images(tm
     (root / "train" / "ant" / "broken.jpg").write_text("not a picture")  # ant keeps its 4 good images
     for path in (root / "train" / "cat").iterdir():
         path.write_bytes(b"not an image")
-    with pytest.raises(DatasetError, match=r"'cat' in 'train'.*\(e\.g\. train/cat/") as raised:
+    with pytest.raises(DatasetError, match=r"'cat' in 'train'.*\(e\.g\. 'train/cat/") as raised:
         run(root, tmp_path / "caches", workers=1)
     assert "ant" not in str(raised.value)
 
