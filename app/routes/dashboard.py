@@ -56,14 +56,13 @@ class PageFile(FileResponse):
 
 class StaticWithPolicy(StaticFiles):
     """``/static``: the pages' files with the pages' Content-Security-Policy, since ``/static/index.html`` is the
-    whole dashboard too, ``nosniff`` so that no file is read as another type, and ``no-cache`` (checked again on
-    each load, a 304 while unchanged): after an upgrade a browser's cached old script beside a new one left a blank
-    page (a review)."""
+    whole dashboard too, and ``no-cache`` (checked again on each load, a 304 while unchanged): after an upgrade a
+    browser's cached old script beside a new one left a blank page (a review). ``nosniff``, so that no file is read
+    as another type, is every answer's (``app.middleware.SecurityHeaders``)."""
 
     async def get_response(self, path: str, scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "no-cache"
         return response
 
@@ -140,8 +139,7 @@ def words_script() -> Response:
              "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD}}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
-                    headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                             "Cache-Control": "no-cache"})
+                    headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
 
 
 @router.get("/launch/choices", dependencies=[Depends(known_query_only)])
