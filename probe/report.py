@@ -1526,15 +1526,19 @@ def shipped_accuracy(row: dict | PerClassRow) -> float | None:
     return seeds[0] if seeds else None
 
 
+def class_row(per_class: list, name: str) -> dict | PerClassRow | None:
+    """The row of the class ``name`` among the ``per_class`` rows (report models or their JSON), None where none is."""
+    return next((row for row in per_class if (row["name"] if isinstance(row, dict) else row.name) == name), None)
+
+
 def worst_class_ci(per_class: list, name: str) -> list | None:
     """The 95 % Wilson interval of the class ``name`` among the ``per_class`` rows (models or their JSON), the worst
     class's beside its accuracy in the terminal and the exports (a new-user round: "Shirt (33.33 %)" alone); None
     in reports without intervals."""
-    for row in per_class:
-        row_name, ci = (row["name"], row.get("accuracy_ci")) if isinstance(row, dict) else (row.name, row.accuracy_ci)
-        if row_name == name:
-            return ci
-    return None
+    row = class_row(per_class, name)
+    if row is None:
+        return None
+    return row.get("accuracy_ci") if isinstance(row, dict) else row.accuracy_ci
 
 
 def shipped_class_ci(row: dict | PerClassRow) -> list[float] | None:

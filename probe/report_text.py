@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 from .groups import GROUP_NAMES
 from .names import class_index, listed, lookalike_key, shown_name
 from .numbers import interval_text, number_text, percent
-from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, confusions_text, loss_label, posthoc_text,
+from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, class_row, confusions_text, loss_label, posthoc_text,
                      shipped_accuracy, shipped_class_ci, shipped_worst, verdict_label, worst_class_ci)
 
 
@@ -124,8 +124,8 @@ def shipped_worst_text(per_class: list, seeds: int, unit: str = " %") -> str:
     worst = shipped_worst(per_class, seeds)
     if worst is None:
         return ""
-    ci = next((shipped_class_ci(row) for row in per_class
-               if (row["name"] if isinstance(row, dict) else row.name) == worst.name), None)
+    row = class_row(per_class, worst.name)
+    ci = None if row is None else shipped_class_ci(row)
     return (f"; of the shipped probe (first seed): {worst.label()} {percent(worst.accuracy, unit=unit)}"
             + (f" {interval_text(ci)}" if ci else ""))
 
