@@ -172,9 +172,10 @@ def _with_thumbnails(rows: list[dict], store: Store, cache_id: str, split: str,
     (``cache``: the caller's opener of its file, :func:`_row_digests`)."""
     from probe.splits import cache_place
 
-    thumbnail = _thumbnails(store, cache_id, [cache_place(row, split) for row in rows], cache=cache)
-    for row in rows:
-        url = thumbnail(row["source"], *cache_place(row, split))
+    places = [cache_place(row, split) for row in rows]
+    thumbnail = _thumbnails(store, cache_id, places, cache=cache)
+    for row, place in zip(rows, places):
+        url = thumbnail(row["source"], *place)
         if url is not None:
             row["thumbnail_url"] = url
     return rows
