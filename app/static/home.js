@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   const { h, api, getJSON, showBanner, table, sortable, sortKey, statusChip, progressBar, pct, count, ACTIVE, enc, timeLeftText,
-          canResume, when, deleteButton, isNum, ciOk, num, cacheImages, cacheState, keepFocus, say } = window.Dash;
+          canResume, when, deleteButton, ciOk, num, cacheImages, cacheState, keepFocus, say } = window.Dash;
   const POLL_MS = 2000;
 
   function splitCounts(cache) {
@@ -120,6 +120,9 @@
     say(fresh.firstChild.textContent);
   }
 
+  /** A 95 % interval of fractions as the runs list shows it under its accuracy: "[61.2, 74.0]", in points. */
+  const compactCi = (ci) => `[${num(100 * ci[0], 1)}, ${num(100 * ci[1], 1)}]`;
+
 
   function runRow(run, ctx) {
     const s = run.summary || {};
@@ -156,8 +159,8 @@
       // in a tooltip alone, out of reach of a keyboard and of a phone's touch)
       window.Words.metrics.filter((k) => k !== "worst_class").map((k) => {
         const ci = k === "overall" ? s.overall_ci : (s.group_ci || {})[k];
-        const shown = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
-        const text = shown ? `[${num(100 * ci[0], 1)}, ${num(100 * ci[1], 1)}]` : null;
+        const shown = ciOk(ci);
+        const text = shown ? compactCi(ci) : null;
         return h("td", { class: "num", "data-sort": sortKey(s[k]), "data-ci": shown ? k : null,
                          title: shown ? `95 % interval over the test images: ${text} %` : null }, pct(s[k]),
           shown ? h("div", { class: "muted ci" }, text) : null);
@@ -166,7 +169,7 @@
       h("td", { "data-col": "worst", "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–",
         s.worst_class && ciOk(s.worst_class_ci) ? h("div", { class: "muted ci", "data-ci": "worst_class" },
-          `[${num(100 * s.worst_class_ci[0], 1)}, ${num(100 * s.worst_class_ci[1], 1)}]`) : null),
+          compactCi(s.worst_class_ci)) : null),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check, run.posthoc)),
       h("td", { class: "name", "data-col": "compare" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
   }
