@@ -33,6 +33,27 @@ def unzip(data: bytes, folder: Path) -> None:
         archive.extractall(folder)
 
 
+def manifest_pair_without_test_rows(root: Path, untested: str = "ship") -> Path:
+    """The tiny set (:func:`tiny_zip_bytes` of 4 train and 2 test images a class) unpacked under ``root`` as a
+    manifest pair, ``root/tiny/train.csv`` and ``test.csv``, whose class ``untested`` has no test rows; its folder."""
+    unzip(tiny_zip_bytes(4, 2), root)
+    pair = root / "tiny"
+    for name, split in (("train.csv", "train"), ("test.csv", "test")):
+        rows = [f"{f.relative_to(pair).as_posix()},{f.parent.name}" for f in sorted((pair / split).rglob("*.*"))
+                if split == "train" or f.parent.name != untested]
+        (pair / name).write_text("path,label\n" + "\n".join(rows) + "\n")
+    return pair
+
+
+def extract_and_probe(client, dataset_id: str, config: dict) -> tuple[str, object]:
+    """Extract the data set ``dataset_id`` (a job waited for, which must succeed), then ask for a probe job of
+    ``config`` on its cache: (the cache's id, the probe request's response)."""
+    job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": dataset_id}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    cache = client.get("/api/caches").json()[0]["id"]
+    return cache, client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": config})
+
+
 def synthetic_cache(store, folder: Path, attrs: dict | None = None, per_class: dict | None = None) -> dict:
     """A cache row (and its data set row) over a small synthetic 8-d feature file: 3 classes, no extraction,
     ``per_class`` rows per class in each split (default train 10, val 4, test 5).

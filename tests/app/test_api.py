@@ -20,8 +20,8 @@ from feature_cache import open_cache
 
 from app.validation import resolve_probe_config
 
-from app_testutils import (CLASSES, ERM, FAST_PROBE, MR2, make_settings, tiny_zip_bytes, unzip, wait_for,
-                           wait_job)
+from app_testutils import (CLASSES, ERM, FAST_PROBE, MR2, extract_and_probe, make_settings,
+                           manifest_pair_without_test_rows, tiny_zip_bytes, unzip, wait_for, wait_job)
 
 
 # -- data sets -------------------------------------------------------------------------------------------
@@ -508,11 +508,7 @@ def test_a_single_csv_manifest_with_a_class_short_of_images_is_told_to_add_rows_
         refused = client.post("/api/jobs", json={"kind": "pipeline", "dataset_id": resp.json()["id"], "probes": [ERM]})
         assert refused.status_code == 422 and f"{add}, or leave it out of the job with " \
             '"drop_classes": ["ship"]' in refused.json()["detail"], refused.text
-        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract",
-                                                              "dataset_id": resp.json()["id"]}).json()["id"])
-        assert job["status"] == "succeeded", job["error"]
-        cache = client.get("/api/caches").json()[0]["id"]
-        on_cache = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": ERM})
+        _, on_cache = extract_and_probe(client, resp.json()["id"], ERM)
         assert on_cache.status_code == 422 and f"{add}, or leave it out" in on_cache.json()["detail"], on_cache.text
     assert any(f"test images of every class; {add}, or drop it before training." in line
                for line in said_before(open_dataset(tree / "labels.csv"), None)), capsys.readouterr()
@@ -524,12 +520,7 @@ def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_t
     import sqlite3
 
     root = tmp_path / "root"
-    unzip(tiny_zip_bytes(4, 2), root)
-    pair = root / "tiny"
-    for name, split in (("train.csv", "train"), ("test.csv", "test")):
-        rows = [f"{f.relative_to(pair).as_posix()},{f.parent.name}" for f in sorted((pair / split).rglob("*.*"))
-                if split == "train" or f.parent.name != "ship"]
-        (pair / name).write_text("path,label\n" + "\n".join(rows) + "\n")
+    manifest_pair_without_test_rows(root)
     with TestClient(create_app(make_settings(tmp_path / "state", data_root=root))) as client:
         resp = client.post("/api/datasets", json={"path": "tiny"})
         assert resp.status_code == 201, resp.text
@@ -542,11 +533,7 @@ def test_a_manifest_pair_with_a_class_only_in_train_csv_is_told_to_add_rows_to_t
             '"drop_classes": ["ship"]' in refused.json()["detail"], refused.text
         # and so is a probe job on its cache, whose row records the layout (it gave the folder words); a cache
         # recorded before its layout was gets neutral words
-        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract",
-                                                              "dataset_id": resp.json()["id"]}).json()["id"])
-        assert job["status"] == "succeeded", job["error"]
-        cache = client.get("/api/caches").json()[0]["id"]
-        on_cache = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache, "config": ERM})
+        cache, on_cache = extract_and_probe(client, resp.json()["id"], ERM)
         assert on_cache.status_code == 422 and "add their rows to test.csv, or leave it out of the job with " \
             '"drop_classes": ["ship"]' in on_cache.json()["detail"], on_cache.text
         with sqlite3.connect(client.app.state.store.path) as conn:

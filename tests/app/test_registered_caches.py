@@ -673,15 +673,10 @@ def test_a_registered_cache_of_a_manifest_pair_says_to_add_rows_to_its_csv_files
     """A cache extracted elsewhere from a manifest pair (train.csv + test.csv) whose class 'ship' has no test rows,
     registered by path: a probe job keeping the class was told to add 'a class folder under test/', which the pair
     has none of. The cache row records the layout its file was extracted from; the refusal names test.csv."""
-    from app_testutils import unzip
+    from app_testutils import manifest_pair_without_test_rows
 
     root = tmp_path / "root"
-    unzip(tiny_zip_bytes(4, 2), root)
-    pair = root / "tiny"
-    for name, split in (("train.csv", "train"), ("test.csv", "test")):
-        rows = [f"{f.relative_to(pair).as_posix()},{f.parent.name}" for f in sorted((pair / split).rglob("*.*"))
-                if split == "train" or f.parent.name != "ship"]
-        (pair / name).write_text("path,label\n" + "\n".join(rows) + "\n")
+    pair = manifest_pair_without_test_rows(root)
     _extract(pair, root / "pair.h5")
     with TestClient(create_app(make_settings(tmp_path / "svc", data_root=root))) as client:
         assert client.post("/api/datasets", json={"path": "tiny"}).status_code == 201
