@@ -97,12 +97,13 @@ def _png(image, size: int) -> bytes:
 
 
 def listing_digest(root: str | os.PathLike) -> bytes | None:
-    """A digest of what the folder ``root`` lists: the path of every entry under it, and the size of each file at its
-    top (a manifest pair's train.csv and test.csv: a row added grows its file; a symlinked one's target's), symlinked
-    folders not followed; None where ``root`` is not a folder (an archive: its own modification time tells a change).
-    An index of the data set made at the same digest lists what it would list now, whatever the files' times say (a
-    manifest row added for an old file, a network share's skewed clock). Names from the directory scans alone below
-    the top: a size for each of 50,000 files tripled the cost (one lstat each)."""
+    """A digest of what the folder ``root`` lists: the path of every entry under it, and the size and modification time
+    of each file at its top (a manifest pair's train.csv and test.csv: a row added grows its file, a row's path changed
+    to another of the same length rewrites it; a symlinked one's target's), symlinked folders not followed; None where
+    ``root`` is not a folder (an archive: its own modification time tells a change). Digests are compared for equality
+    only: an index of the data set made at the same digest lists what it would list now, whatever the files' times
+    say (a manifest row added for an old file, a network share's skewed clock). Names from the directory scans alone
+    below the top: a size for each of 50,000 files tripled the cost (one lstat each)."""
     if not os.path.isdir(root):
         return None
     digest = hashlib.sha256()
@@ -117,8 +118,8 @@ def listing_digest(root: str | os.PathLike) -> bytes | None:
                         folders.append((entry.path, f"{prefix}{entry.name}/"))
                         listed.append(f"{entry.name}/")
                     else:
-                        size = "" if prefix else f"/{_top_size(entry)}"
-                        listed.append(entry.name + size)
+                        stamp = "" if prefix else f"/{_top_stamp(entry)}"
+                        listed.append(entry.name + stamp)
         except OSError as exc:  # a folder unreadable or gone while scanned: its state, as far as it was read
             listed.append(f"/{type(exc).__name__}")
         # NUL-separated, "/" before a size or an error: neither is in a name ('a\nb' and 'a', 'b' read the same)
@@ -126,11 +127,12 @@ def listing_digest(root: str | os.PathLike) -> bytes | None:
     return digest.digest()
 
 
-def _top_size(entry: os.DirEntry) -> int:
-    """The size of a file at the listed folder's top, through a symlink (a manifest ``test.csv`` linked to
-    ``manifests/v1/test.csv``, relinked to v2 or grown, kept its link's size: no re-index, its new rows' thumbnails
-    404); the link's own where it leads nowhere or loops."""
+def _top_stamp(entry: os.DirEntry) -> str:
+    """The size and modification time (ns) of a file at the listed folder's top, through a symlink (a manifest
+    ``test.csv`` linked to ``manifests/v1/test.csv``, relinked to v2 or grown, kept its link's size: no re-index, its
+    new rows' thumbnails 404); the link's own where it leads nowhere or loops."""
     try:
-        return entry.stat(follow_symlinks=True).st_size
+        stat = entry.stat(follow_symlinks=True)
     except OSError:
-        return entry.stat(follow_symlinks=False).st_size
+        stat = entry.stat(follow_symlinks=False)
+    return f"{stat.st_size}/{stat.st_mtime_ns}"

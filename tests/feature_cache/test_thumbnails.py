@@ -158,3 +158,20 @@ def test_a_listing_digest_tells_a_name_with_a_newline_from_two_names(tmp_path):
     for name in ("x", "y"):
         (tmp_path / "cat" / name).write_bytes(b"")
     assert listing_digest(tmp_path) != one
+
+
+def test_a_listing_digest_changes_with_a_manifest_row_rewritten_to_a_path_of_the_same_length(tmp_path):
+    """A manifest's row changed from 'a.png' to 'b.png' leaves test.csv the size it was: the digest (sizes alone at the
+    top) stayed as it was, so the thumbnail index was not made again and the new row's image was a 404."""
+    import os
+
+    from feature_cache.thumbnails import listing_digest
+
+    manifest = tmp_path / "test.csv"
+    manifest.write_text("path,label\na.png,cat\n")
+    before = listing_digest(tmp_path)
+    mtime = manifest.stat().st_mtime_ns
+    manifest.write_text("path,label\nb.png,cat\n")
+    os.utime(manifest, ns=(mtime + 10**9, mtime + 10**9))  # a rewrite's own time, whatever the clock's resolution
+    assert listing_digest(tmp_path) != before
+    assert listing_digest(tmp_path) == listing_digest(tmp_path)
