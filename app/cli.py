@@ -48,15 +48,13 @@ def _command_with_sigterm(run, args) -> int:
 
 
 def _thread_count(text: str) -> int:
-    """argparse type of ``--threads``: an integer in 1..MAX_THREADS (``app.threads.check_threads``)."""
+    """``--threads``'s text as an integer in 1..MAX_THREADS (``app.threads.check_threads``), checked once parsed:
+    as an argparse type, its refusal came after argparse's usage lines."""
     try:
-        value = int(text)
+        value: object = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"threads must be an integer, got {text!r}") from None
-    try:
-        return check_threads(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        value = text
+    return check_threads(value, "--threads")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
@@ -69,11 +67,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     threads_help = (f"CPU threads for the command's numerical work (torch, BLAS; 1..{MAX_THREADS}; default: one per "
                     "core; the service: MR2PROBE_THREADS)")
-    parser.add_argument("--threads", type=_thread_count, default=None, metavar="N", help=threads_help)
+    parser.add_argument("--threads", default=None, metavar="N", help=threads_help)
     # also after the command (`mr2probe train --threads 1 ...` was "unrecognized arguments"; a new-user round); not
     # set there, the value before the command stands
     after = argparse.ArgumentParser(add_help=False)
-    after.add_argument("--threads", type=_thread_count, default=argparse.SUPPRESS, metavar="N", help=threads_help)
+    after.add_argument("--threads", default=argparse.SUPPRESS, metavar="N", help=threads_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules: dict[str, object] = {}
     for name in COMMANDS:
@@ -99,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.threads is not None:
+        try:
+            args.threads = _thread_count(args.threads)
+        except ValueError as exc:
+            print(f"mr2probe {args.command}: error: {exc}", file=sys.stderr)
+            return 2
         limit_threads(args.threads)
     try:
         return _command_with_sigterm(modules[args.command].run, args)

@@ -16,10 +16,11 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VE
                "NUMEXPR_NUM_THREADS")
 
 
-def check_threads(value: int) -> int:
-    """``value`` when it is a thread count in 1..MAX_THREADS; ValueError naming the bounds otherwise."""
+def check_threads(value: int, name: str = "threads") -> int:
+    """``value`` when it is a thread count in [1, MAX_THREADS]; ValueError naming ``name``, the value and the bounds
+    otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
-        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS}, got {value!r}")
+        raise ValueError(f"{name} must be an integer in [1, {MAX_THREADS}], got {value!r}")
     return value
 
 

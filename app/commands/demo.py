@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-class", type=int, default=None, metavar="N",
                         help="images per class without --full (default 100; in each given split, or in all for a "
                              "data set without split folders)")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"dashboard port on 127.0.0.1, "
+    parser.add_argument("--port", default=DEFAULT_PORT, help=f"dashboard port on 127.0.0.1, "
                         f"0..{MAX_PORT} (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory (default MR2PROBE_DATA_DIR or ./.mr2probe)")
@@ -60,15 +60,17 @@ def _progress_printer(stream=None):
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    """--seeds, --epochs and --per-class within the bounds `mr2probe train` and `extract` check (one definition
-    each), each refusal naming its flag, before the data set is read: they were refused by the pipeline job's
-    pydantic report, naming `probes.0.seeds`, and --per-class 0 ran on the default 100 images per class."""
+    """--port, --seeds, --epochs and --per-class within the bounds `mr2probe serve`, `train` and `extract` check
+    (one definition each), each refusal naming its flag, before the data set is read: they were refused by the
+    pipeline job's pydantic report, naming `probes.0.seeds`, and --per-class 0 ran on the default 100 images per
+    class."""
     from feature_cache.options import OPTION_CONSTRAINTS
     from probe.constraints import check
     from probe.params import TRAINER_PARAMS
 
     from .train import check_seed_count
 
+    args.port = port_number(args.port)
     check_seed_count(args.seeds)
     if args.epochs is not None:
         check("--epochs", args.epochs, TRAINER_PARAMS["epochs"])

@@ -10,22 +10,16 @@ from ..config import DEFAULT_PORT, MAX_PORT, Settings
 HELP = "Serve the REST API (/api, /docs) and the dashboard (/) with uvicorn."
 
 
-def port_number(text: str) -> int:
-    """argparse type of ``--port``: an integer in 0..65535 (0: any free port), refused in one line; the settings'
-    own check printed pydantic's four-line report with its URL."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_PORT}, got {text!r}") from None
-    if not 0 <= value <= MAX_PORT:
-        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_PORT}, got {value}")
-    return value
+def port_number(text: object) -> int:
+    """``--port``'s value, checked once parsed by the settings (0..MAX_PORT; 0: any free port): a ValueError of one
+    line naming --port, the value and the range (as an argparse type, its refusal came after argparse's usage)."""
+    return build_settings(port=text).port
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1 or MR2PROBE_HOST); "
                         "a non-loopback address needs a token")
-    parser.add_argument("--port", type=port_number, default=None,
+    parser.add_argument("--port", default=None,
                         help=f"port, 0..{MAX_PORT} (default {DEFAULT_PORT} or MR2PROBE_PORT)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="state directory: database, uploads, caches, runs (default ./.mr2probe or MR2PROBE_DATA_DIR)")
@@ -33,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="server-side directories under this root may be registered (MR2PROBE_DATA_ROOT)")
     parser.add_argument("--token", default=None, help="API bearer token (prefer MR2PROBE_API_TOKEN: "
                         "command lines are visible to other users)")
-    # its text checked with the settings, in their words (argparse's type=int said "invalid int value: 'abc'"
-    # with its usage, not what the setting accepts)
+    # its text (as --port's) checked with the settings, in their words (argparse's type=int said "invalid int
+    # value: 'abc'" with its usage, not what the setting accepts)
     parser.add_argument("--cpu-jobs", default=None, help="CPU jobs run at the same time (MR2PROBE_CPU_JOBS)")
 
 
