@@ -257,13 +257,14 @@ def check(name: str, value: Any, constraints: list) -> Any:
     longest = max(texts, default=MAX_NAME_LENGTH) if None not in texts else None
     if isinstance(value, str) and longest is not None and len(value) > longest:
         raise ValueError(f"{name} must be at most {longest} characters, got {len(value)}.")
-    if _is_number(value, False) and not _finite(value) \
-            and any(isinstance(c, Interval) and c.type is float for c in constraints):
-        if value != value:  # NaN: no bound says it, only what it is not
-            raise ValueError(f"{name} must be a finite number, got {_short(value)}.")
-        # ±inf (JSON's 1e400 reads as inf) or an integer beyond any float (10**400): beyond every bound, said with
-        # the field's; "must be a finite number, got 1000000...." gave neither
-        raise ValueError(f"{name} must be {describe(constraints)}, got {_magnitude(value)}, out of range.")
+    if _is_number(value, False) and not _finite(value) and any(isinstance(c, Interval) for c in constraints):
+        if value != value and any(isinstance(c, Interval) and c.type is float for c in constraints):
+            raise ValueError(f"{name} must be a finite number, got {_short(value)}.")  # NaN: no bound says it
+        if value == value:
+            # ±inf (JSON's 1e400 reads as inf) or an integer beyond any float (10**400): beyond every bound, said
+            # with the field's, for an integer field as for a real one (an integer's inf said no "out of range"
+            # where its 10**400 did); "must be a finite number, got 1000000...." gave neither
+            raise ValueError(f"{name} must be {describe(constraints)}, got {_magnitude(value)}, out of range.")
     names = [c for c in constraints if isinstance(c, Name)]
     if names and isinstance(value, str):
         kind = names[0]

@@ -39,3 +39,15 @@ def test_a_number_beyond_every_float_is_out_of_range_with_the_bounds(value, mess
     with pytest.raises(ValueError) as info:
         check("x", value, [Interval(float, 0, 1, "neither")])
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("value", [float("inf"), 10**400])
+def test_an_integer_fields_infinite_value_reads_as_its_huge_one(value):
+    """An integer field said "got inf." of inf but "got 1.00e+400." of 10**400: both are out of range, in the words
+    a real field uses."""
+    from probe.constraints import Interval
+
+    with pytest.raises(ValueError) as info:
+        check("epochs", value, [Interval(int, 1, 10), None])
+    shown = "inf" if value == float("inf") else "1.00e+400"
+    assert str(info.value) == f"epochs must be an integer in [1, 10] or None, got {shown}, out of range."
