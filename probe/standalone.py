@@ -200,8 +200,8 @@ def _load_features(path: str, width: int) -> np.ndarray:
 
 def main(argv: list[str]) -> int:
     """``python apply_probe.py RUN_FOLDER FEATURES.npy``: one line per row, the predicted class (:func:`cell`: safe
-    to open in a spreadsheet), a tab, its confidence (no header: ``cut -f1`` gives the classes); a bad argument is one
-    line, exit 1."""
+    to open in a spreadsheet), a tab, its confidence (no header: ``cut -f1`` gives the classes); a bad argument (their
+    count, a folder that is no probe's, a features file it cannot apply) is one line, exit 2, as mr2probe's."""
     if len(argv) != 2:
         print("usage: python apply_probe.py RUN_FOLDER FEATURES.npy", file=sys.stderr)
         return 2
@@ -214,7 +214,7 @@ def main(argv: list[str]) -> int:
         probabilities = probe.predict_proba(_load_features(argv[1], probe.tensors["head.weight"].shape[1]))
     except (ValueError, OSError) as e:
         print(f"apply_probe.py: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     for row in probabilities:
         k = int(row.argmax())
         print(f"{cell(probe.class_names[k])}\t{row[k]:.6f}")

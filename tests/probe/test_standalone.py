@@ -101,7 +101,8 @@ def test_the_standalone_loader_knows_every_head_and_adapter_of_the_registry():
     ("strings", "not numbers"),
 ])
 def test_the_shell_command_says_what_is_wrong_in_one_line(adapter_run, tmp_path, capsys, what, expected):  # noqa: F811
-    """``python apply_probe.py RUN_FOLDER features.npy`` with a wrong argument: one line, exit 1, no traceback."""
+    """``python apply_probe.py RUN_FOLDER features.npy`` with a wrong argument: one line, exit 2 (as its docstring
+    says; it said exit 1 and exited 1, but 2 for a wrong count of arguments), no traceback."""
     from probe.standalone import main
 
     d = load_probe(adapter_run).tensors["head.weight"].shape[1]
@@ -121,10 +122,11 @@ def test_the_shell_command_says_what_is_wrong_in_one_line(adapter_run, tmp_path,
         np.savez(features, x=np.zeros((2, d), dtype=np.float32))
     elif what == "strings":
         np.save(features, np.array(["a", "b"]))
-    assert main([str(folder), str(features)]) == 1
+    assert main([str(folder), str(features)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("apply_probe.py: error: ") and __import__("re").search(expected, err), err
+    assert "exit 2" in main.__doc__ and "exit 1" not in main.__doc__
 
 
 @pytest.mark.parametrize("name, text, expected", [
@@ -147,10 +149,11 @@ def test_a_damaged_bias_or_temperature_file_is_one_line(scaled_run, data, tmp_pa
     folder, features = shutil.copytree(scaled_run, tmp_path / "run"), tmp_path / "x.npy"
     np.save(features, data["test"][0][:2].astype(np.float32))
     (folder / name).write_text(text)
-    assert main([str(folder), str(features)]) == 1
+    assert main([str(folder), str(features)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("apply_probe.py: error: ") and __import__("re").search(expected, err), err
+    assert "exit 2" in main.__doc__ and "exit 1" not in main.__doc__
 
 
 HOSTILE_NAMES = ("=cmd().jpg", "+1", "-x", "@a", "\tb", "\rc", "'=x", "''+y", "cat", "a=b", "'quoted", "")
@@ -173,3 +176,19 @@ def test_the_shell_command_prints_class_names_safe_for_spreadsheets_by_csv_cells
                         lambda folder: dataclasses.replace(shipped, class_names=["=a"] * len(shipped.class_names)))
     assert probe.standalone.main([str(adapter_run), str(tmp_path / "x.npy")]) == 0
     assert capsys.readouterr().out.startswith("'=a\t")
+
+
+@pytest.mark.parametrize("args", [[], ["a-folder-of-no-probe", "x.npy"]])
+def test_the_script_exits_2_for_a_bad_argument_as_its_docstring_says(tmp_path, args):
+    """The file shipped as apply_probe.py, run as a script: a wrong count of arguments and a wrong folder both exit
+    2 with one line (a wrong folder exited 1 while the count exited 2)."""
+    import subprocess
+    import sys
+
+    import probe.standalone
+
+    script = tmp_path / "apply_probe.py"
+    script.write_text(Path(probe.standalone.__file__).read_text())
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
