@@ -505,7 +505,8 @@ def _class_folder_layout(reader: Reader) -> Discovery:
         for split, folder in folders.items():
             given[split] = _class_folders(reader, names, prefix + (folder,), skipped)
         used = _split_dirs(prefix, folders)
-        reason = f"outside the split folders ({', '.join('/'.join(folder) for folder in used)})"
+        # each folder quoted, as other messages quote names: 'a b/train' reads unambiguously in a list
+        reason = f"outside the split folders ({', '.join(repr('/'.join(folder)) for folder in used)})"
         skipped += [(name, reason) for name in names if not any(_is_under(name, folder) for folder in used)]
         return reader, given, skipped, "split-folders"
     root = _common_root(image_names)

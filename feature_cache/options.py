@@ -290,8 +290,9 @@ SKIPPED_LISTED = 20  # skipped files named after an extraction; the rest counted
 
 def skipped_lines(skipped: Sequence[tuple[str, str]]) -> list[str]:
     """The files an extraction left out (``ExtractResult.skipped``: source, reason), as the lines printed after it:
-    the first :data:`SKIPPED_LISTED` named, the rest counted."""
-    lines = [f"skipped {source}: {reason}" for source, reason in skipped[:SKIPPED_LISTED]]
+    the first :data:`SKIPPED_LISTED` named (quoted, as other messages name files: a name with a colon or spaces
+    read ambiguously before the reason), the rest counted."""
+    lines = [f"skipped {source!r}: {reason}" for source, reason in skipped[:SKIPPED_LISTED]]
     if len(skipped) > SKIPPED_LISTED:
         lines.append(f"... and {len(skipped) - SKIPPED_LISTED} more skipped files (see the cache's 'skipped' "
                      "attribute)")

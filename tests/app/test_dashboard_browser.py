@@ -3295,7 +3295,7 @@ def test_the_home_page_says_which_files_a_data_set_skipped_and_why(driver, tmp_p
             "an image format that is not read (extension '.heic'): convert it to JPEG or PNG: 4"
             "e.g. tiny/train/cat/IMG_1.HEIC, tiny/train/cat/IMG_2.HEIC, tiny/train/cat/IMG_3.HEIC, …",
             "hidden or metadata file: 1e.g. tiny/.DS_Store",
-            "outside the split folders (tiny/train, tiny/test): 1e.g. tiny/README.txt"]
+            "outside the split folders ('tiny/train', 'tiny/test'): 1e.g. tiny/README.txt"]
         assert driver.js(texts) == expected
         driver.js(f"window.shownSkipped = {cell.format(photos['id'])[len('return '):]}.querySelector('details')")
         wait_for(lambda: driver.js(f"return {cell.format(photos['id'])[len('return '):]}.querySelector('details') "
@@ -3335,7 +3335,7 @@ def test_the_launch_form_says_what_an_upload_left_out(driver, launch_service, tm
     assert driver.js("return document.getElementById('banner').textContent") == (
         f"Data set with_photos.zip ({ds['id']}) registered without 3 files of the archive: an image format that is "
         "not read (extension '.heic'): convert it to JPEG or PNG: 2 (e.g. shapes/train/red/IMG_1.HEIC); outside the "
-        "split folders (shapes/train, shapes/test): 1 (e.g. shapes/README.txt). The home page's data sets list names "
+        "split folders ('shapes/train', 'shapes/test'): 1 (e.g. shapes/README.txt). The home page's data sets list names "
         "them.")
 
 

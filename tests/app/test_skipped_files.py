@@ -34,7 +34,7 @@ def test_an_uploads_skipped_files_are_listed_with_their_reasons(tmp_path):
                                                       "tiny/train/cat/IMG_3.HEIC"]},
             {"reason": "hidden or metadata file", "count": 1, "examples": ["tiny/.DS_Store"]},
             {"reason": "not inside a class folder", "count": 1, "examples": ["tiny/train/notes.txt"]},
-            {"reason": "outside the split folders (tiny/train, tiny/test)", "count": 1,
+            {"reason": "outside the split folders ('tiny/train', 'tiny/test')", "count": 1,
              "examples": ["tiny/README.txt"]}]
         assert (body["dataset_id"], body["total"], body["recorded"], body["kept"], body["note"]) == (
             ds["id"], 7, True, 7, None)
@@ -120,7 +120,7 @@ def test_a_data_set_registered_before_gets_a_note_then_its_files_when_registered
         body = client.get(f"/api/datasets/{first['id']}/skipped").json()
         assert body["recorded"] is True and body["kept"] == 2 and body["note"] is None
         assert [(r["reason"], r["examples"]) for r in body["reasons"]] == [
-            (HEIC, ["train/cat/IMG_1.HEIC"]), ("outside the split folders (train, test)", ["README.txt"])]
+            (HEIC, ["train/cat/IMG_1.HEIC"]), ("outside the split folders ('train', 'test')", ["README.txt"])]
 
 
 def test_an_older_database_gains_the_column_and_the_table(tmp_path):

@@ -605,7 +605,7 @@ def test_files_outside_the_split_folders_are_skipped_and_listed(tree, tmp_path):
     write_image(tree / "__MACOSX" / "train" / "ant" / "._000.png", 0, 1)
     write_image(tree / "__MACOSX" / "test" / "ant" / "._000.png", 0, 2)
     data = open_dataset(tree, val_fraction=0.0)
-    reason = "outside the split folders (train, test)"
+    reason = "outside the split folders ('train', 'test')"
     assert sorted(data.skipped) == [("README.md", reason), ("__MACOSX/test/ant/._000.png", "hidden or metadata file"),
                                     ("__MACOSX/train/ant/._000.png", "hidden or metadata file"),
                                     ("extra_class/000.png", reason)]
@@ -614,8 +614,21 @@ def test_files_outside_the_split_folders_are_skipped_and_listed(tree, tmp_path):
     nested = open_dataset(zip_dir(tree, tmp_path / "nested.zip", prefix="top/"), val_fraction=0.0)
     assert sorted(s for s, r in nested.skipped if r.startswith("outside")) == ["top/README.md",
                                                                                  "top/extra_class/000.png"]
-    assert {r for s, r in nested.skipped if r.startswith("outside")} == {"outside the split folders (top/train, "
-                                                                         "top/test)"}
+    assert {r for s, r in nested.skipped if r.startswith("outside")} == {"outside the split folders ('top/train', "
+                                                                         "'top/test')"}
+
+
+def test_the_split_folders_and_skipped_files_are_named_quoted(tree, tmp_path):
+    """A reason and the lines printed after an extraction named folders and files unquoted ("outside the split
+    folders (my set/train, my set/test)", "skipped a, b.txt: ..."): a name with a comma, a colon or spaces read
+    ambiguously; they are quoted as the other messages quote names."""
+    from feature_cache.options import skipped_lines
+
+    (tree / "a, b: c.txt").write_text("about")
+    data = open_dataset(zip_dir(tree, tmp_path / "nested.zip", prefix="my set/"), val_fraction=0.0)
+    reason = "outside the split folders ('my set/train', 'my set/test')"
+    assert [(s, r) for s, r in data.skipped if r.startswith("outside")] == [("my set/a, b: c.txt", reason)]
+    assert skipped_lines([("my set/a, b: c.txt", reason)]) == [f"skipped 'my set/a, b: c.txt': {reason}"]
 
 
 def test_a_folder_holding_its_manifest_says_to_name_the_manifest(tmp_path):

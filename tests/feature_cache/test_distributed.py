@@ -135,7 +135,7 @@ def test_the_command_takes_unlabelled_and_no_progress_and_says_what_mr2probe_ext
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["code"] for r in ranks] == [0, 0] and _said(ranks[1]["stderr"]) == []
     assert _said(ranks[0]["stderr"]) == [
-        "found 6 images (test 6), unlabelled", f"skipped b/broken.jpg: {dict(single.skipped)['b/broken.jpg']}"]
+        "found 6 images (test 6), unlabelled", f"skipped 'b/broken.jpg': {dict(single.skipped)['b/broken.jpg']}"]
     merged, reference = open_cache(out), open_cache(single.path)
     assert merged.fingerprint == reference.fingerprint and merged.split_sizes["test"] == 5
     assert merged.attrs["split_params"] == {"layout": "unlabelled"} and merged.attrs["skipped"] == [

@@ -379,7 +379,7 @@ def test_skipped_summary_counts_decode_failures_apart_and_names_a_few():
     # an archive's link is one; a reason naming a user's folder that holds the word, or a decoder's message, is not
     from feature_cache.archives import archive_link
 
-    others = [("README.md", "outside the split folders (weblinks/train, weblinks/test)"),
+    others = [("README.md", "outside the split folders ('weblinks/train', 'weblinks/test')"),
               ("dog/9.jpg", "cannot decode image: broken link in chunk")]
     assert skipped_summary([("t/l.png", archive_link("hard", "t/0.png")), *others]) == (
         "3 files skipped: 1 failed to decode ('dog/9.jpg'), 1 unsafe or unreadable link or special file "
