@@ -3,6 +3,10 @@
 which import this module without loading torch. Each had written them again; a review found six copies."""
 from __future__ import annotations
 
+# The split's seed is bounded as a probe's (one definition): numpy's default_rng, its only consumer, takes it; the
+# split's 2**31-1 and the probe's 2**32-1 were two bounds under one name
+from probe.params import MAX_SEED
+
 __all__ = ["DEFAULT_ENCODER", "ENCODER_PATTERNS", "ENCODER_HELP", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_WORKERS",
            "DEFAULT_VAL_FRACTION", "VAL_FRACTION_BOUNDS", "MAX_SEED", "MAX_PER_CLASS"]
 
@@ -21,5 +25,4 @@ MAX_BATCH_SIZE = 1024
 MAX_WORKERS = 64
 DEFAULT_VAL_FRACTION = 0.1  # of each class's train images carved into val where a data set has no val split
 VAL_FRACTION_BOUNDS = (0.0, 1.0)  # the share of train carved out as val a request or a command asks: strictly between
-MAX_SEED = 2**31 - 1  # the split's seed
 MAX_PER_CLASS = 10**9  # images per class an extraction keeps at most (the launch form reads it from /launch/choices)

@@ -35,7 +35,9 @@ MAX_FIT_EPOCHS = 512_000
 # round); the 1.28M-row MR² sweep on CPU takes ~300,000
 MAX_FIT_STEPS = 10_000_000
 MAX_DROPPED_CLASSES = 1_000   # classes one run leaves out (drop_classes; each a name of at most probe.names.MAX_NAME)
-MAX_SEED = 2**32 - 1          # seeds (random_state) are in [0, MAX_SEED]: what numpy and torch both accept
+# Every seed (a probe's random_state, an extraction's split seed) is in [0, MAX_SEED]: what each of their consumers
+# accepts (numpy's RandomState, the tightest, and default_rng; torch's manual_seed; scikit-learn's random_state)
+MAX_SEED = 2**32 - 1
 # Numbers past these are no setting of a linear probe (c̄ 1–3 in the paper, p 2 or 3, lr ≤ 0.1, α/n ≤ 1000/n):
 # c̄ = 1e300 made every γ_k infinite and "succeeded" at chance, wd = 1e300 diverged blaming the learning rate.
 MAX_CBAR = 100.0              # mean margin c̄

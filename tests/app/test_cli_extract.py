@@ -78,7 +78,7 @@ def test_a_val_share_on_a_data_set_with_its_own_val_is_a_warning_and_no_new_extr
 @pytest.mark.parametrize("option, value, message", [
     ("--val-fraction", "0", "--val-fraction must be in (0, 1), got 0.0."),
     ("--val-fraction", "nan", "--val-fraction must be a finite number, got nan."),
-    ("--seed", "-5", "--seed must be an integer in [0, 2147483647], got -5."),
+    ("--seed", "-5", "--seed must be an integer in [0, 4294967295], got -5."),
     ("--max-per-class", "0", "--max-per-class must be an integer in [1, 1000000000], got 0."),
     ("--batch-size", "0", "--batch-size must be an integer in [1, 1024], got 0."),
     ("--batch-size", "5000", "--batch-size must be an integer in [1, 1024], got 5000."),

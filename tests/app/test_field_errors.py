@@ -313,7 +313,7 @@ def test_a_jobs_kind_of_no_job_is_named_with_the_kinds(client, kind, said):
     ('{"kind": "probe", "cache_id": "c", "config": {"lr_grid": [-1%s]}}' % ("0" * 400),
      "config.lr_grid[0] must be in (0, 100], got -1.00e+400, out of range."),
     ('{"kind": "extract", "dataset_id": "d", "options": {"seed": 1%s}}' % ("0" * 400),
-     "options.seed must be an integer in [0, 2147483647], got 1.00e+400, out of range."),
+     "options.seed must be an integer in [0, 4294967295], got 1.00e+400, out of range."),
 ])
 def test_a_number_beyond_a_float_is_out_of_the_fields_range(client, body, msg):
     """A JSON number too large for a float (1e400 reads as inf; an integer of 401 digits is none) said "must be a

@@ -306,10 +306,21 @@ def test_bad_parameters_name_the_value(tree):
     with pytest.raises(ValueError, match="max_per_class must be >= 1 or None, got 0"):
         open_dataset(tree, max_per_class=0)
     # torchrun's `--seed -5` said numpy's 'expected non-negative integer', naming neither the option nor the value
-    with pytest.raises(ValueError, match=r"seed must be in \[0, 2147483647\], got -5\."):
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 4294967295\], got -5\."):
         open_dataset(tree, seed=-5)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_dataset(tree / "missing")
+
+
+def test_the_split_seed_takes_every_seed_a_probe_takes(tree):
+    """Two MAX_SEED constants bounded the split's seed at 2**31-1 and a probe's at 2**32-1; numpy's default_rng, the
+    split's one consumer, takes both, so one bound serves every seed."""
+    from probe.params import MAX_SEED
+
+    assert MAX_SEED == 2**32 - 1
+    assert open_dataset(tree, seed=MAX_SEED).splits == open_dataset(tree, seed=MAX_SEED).splits
+    with pytest.raises(ValueError, match=rf"seed must be in \[0, {MAX_SEED}\], got {MAX_SEED + 1}\."):
+        open_dataset(tree, seed=MAX_SEED + 1)
 
 
 def test_fingerprint_follows_content(tree):
