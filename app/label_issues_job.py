@@ -26,7 +26,7 @@ from probe.numbers import percent
 from .caches import cache_file
 from .jobs import JobCancelled, JobContext, device_resource
 from .kept import Kept, file_identity
-from .status import JobStatus, NotFound
+from .status import JobStatus, NotFound, job_no_room
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -163,10 +163,12 @@ def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, An
     ctx.check_stop()
     labels = np.asarray(found.predictions.labels)
     rows = found.rows_of(None, None)
-    _write(target, {"format": FORMAT, "run_id": run["id"], "job_id": ctx.job_id, "folds": found.folds,
-                    "method": found.method, "params": found.params, "class_names": found.class_names,
-                    "images": np.bincount(labels, minlength=len(found.class_names)).tolist(),
-                    "accuracy": found.accuracy, "rows": rows})
+    # a full disk or a file-size limit said as the other jobs say it (it was the bare 'OSError: [Errno 28] ...')
+    with job_no_room("the label-issues result", "nothing of it is kept"):
+        _write(target, {"format": FORMAT, "run_id": run["id"], "job_id": ctx.job_id, "folds": found.folds,
+                        "method": found.method, "params": found.params, "class_names": found.class_names,
+                        "images": np.bincount(labels, minlength=len(found.class_names)).tolist(),
+                        "accuracy": found.accuracy, "rows": rows})
     ctx.check_stop()
     return len(rows), len(labels), found.accuracy
 

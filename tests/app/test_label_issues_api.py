@@ -131,6 +131,29 @@ def test_a_label_issues_request_is_checked_before_a_job_exists(fresh_finished):
     assert _jobs(client) == jobs
 
 
+def test_a_label_issues_job_on_a_full_disk_says_so_as_other_jobs_do(fresh_finished, monkeypatch):
+    """A full disk as the job wrote its result ended it with the bare 'OSError: [Errno 28] No space left on device',
+    not the words (app.status.NO_ROOM) of a probe's or an extraction's job; nothing of the result is left."""
+    import errno
+
+    import app.label_issues_job
+
+    def full(path, write):
+        path.with_name(path.name + ".tmp").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(app.label_issues_job, "_write_replacing", full)
+    client = fresh_finished.client
+    run = client.app.state.store.get_run(fresh_finished.erm)
+    job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
+    assert job["status"] == "failed" and job["retryable"] is True, job
+    assert job["error"] == ("OSError: [Errno 28] the server's disk is full: the label-issues result could not be "
+                            "written (No space left on device); nothing of it is kept: free space on that disk, then "
+                            "resume the job")
+    results = Path(run["path"]) / "label_issues"
+    assert not results.exists() or list(results.iterdir()) == []
+
+
 @pytest.mark.parametrize("when", ["between folds", "after the last fold"])
 def test_a_cancelled_label_issues_job_leaves_no_result(fresh_finished, monkeypatch, when):
     """A cancel between two folds stops the fits; one that lands once they are done (the result about to be
