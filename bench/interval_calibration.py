@@ -3,17 +3,19 @@
 Two questions, each against a named baseline in the same run:
 
 * **One class's test accuracy** (the report's per-class ``accuracy_ci``): the coverage of the true accuracy p by
-  the Wilson score interval (``probe.uncertainty.class_accuracy_interval``, the product's since stop 44) and by the
-  stratified bootstrap's percentile interval it replaced (``Bootstrap.class_accuracy`` + ``percentile_interval``),
+  the Wilson score interval (``probe.uncertainty.class_accuracy_interval``, the product's since stop 44,
+  continuity-corrected under 30 images since a later round; the plain interval's figures are in bench/README.md)
+  and by the stratified bootstrap's percentile interval it replaced (``Bootstrap.class_accuracy`` + ``percentile_interval``),
   for n test images of the class and a true accuracy p. Each trial is one class: n Bernoulli(p) outcomes. The
   bootstrap's trials are the classes of one stratified :class:`probe.uncertainty.Bootstrap`, so the R trials of a
   cell cost one call.
 * **A paired difference with no true difference** (the verdicts' and ``mr2probe compare``'s "within noise"):
-  how often the paired stratified bootstrap interval (``Bootstrap.paired_delta``, 1,000 resamples) of the overall
-  and the hard-third difference excludes 0 when two runs differ only by chance: each sample is scored
+  how often the paired stratified bootstrap interval (``Bootstrap.paired_delta``, 1,000 resamples; its means over
+  classes widened by their small classes' ``small_class_variance``) of the overall and the hard-third difference
+  excludes 0 when two runs differ only by chance: each sample is scored
   right/wrong (right with probability 0.7), a fraction q of the samples is discordant (scored the other way
   by the second scoring), and which run gets which scoring is a coin flip per sample (both runs then have the
-  same expected accuracy, 0.7 − 0.2·q). The decision rule claims a hard-third gain
+  same expected accuracy, 0.7 − 0.2·q). A hard-third gain is claimed
   when the interval's lower end is above 0, nominally 2.5 % of such splits (``claims_gain``).
 * **One class's paired difference** (``mr2probe compare``'s per-class ``delta_ci``): the coverage of the true
   difference of two runs' accuracies on a class of n images by the product's interval
@@ -26,7 +28,7 @@ Results go to ``bench/results/interval_calibration.json``; bench/README.md ("Int
 
 Usage::
 
-    python bench/interval_calibration.py                  # ~2 min on 2 cores
+    python bench/interval_calibration.py                  # ~5-9 min on 2 cores
     python bench/interval_calibration.py --trials 200     # quicker, noisier
 """
 from __future__ import annotations
