@@ -48,7 +48,7 @@ from .seen import SEEN_FILE
 from .names import listed, repeated, shown_name
 from .numbers import csv_cell, interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
-from .uncertainty import p_text, wilson_interval
+from .uncertainty import interval_or_none, p_text, wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -146,10 +146,10 @@ PER_CLASS_COLUMNS = ("index", "name", "group", "n_train", "n_test", "accuracy", 
                      "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                      "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
                      "top_confusions", "n_val", "shipped_accuracy", "precision_ci_lo", "precision_ci_hi",
-                     "recall_ci_lo", "recall_ci_hi", "f1_ci_lo", "f1_ci_hi")
+                     "recall_ci_lo", "recall_ci_hi", "f1_ci_lo", "f1_ci_hi", "val_accuracy_ci_lo", "val_accuracy_ci_hi")
 # The per-class fields that carry a 95 % interval beside them (``<name>_ci``), written as ``<name>_ci_lo`` and
 # ``<name>_ci_hi`` in per_class.csv
-CLASS_INTERVALS = ("accuracy", "precision", "recall", "f1")
+CLASS_INTERVALS = ("accuracy", "precision", "recall", "f1", "val_accuracy")
 SEED_METRICS = ("overall", "balanced", "easy", "medium", "hard", "worst_class")
 # The per-class charts (the dashboard's, the HTML export's) draw the worst this many: 1,000 bars made an SVG 18,036 px
 # tall (a 1,000-class round); their tables list every class.
@@ -671,6 +671,10 @@ class PerClassRow(_Model):
     f1_ci: Optional[Interval] = None
     support: Optional[NonNegativeInt] = None
     top_confusions: list[ConfusedWith] = Field(default_factory=list)
+    val_accuracy_ci: Optional[Interval] = Field(
+        None, description="95 % Wilson interval of val_accuracy over the images behind it (the n_val images; under "
+        "cross-validation the n_train + n_val images out of fold, each predicted once), as accuracy_ci's over n_test; "
+        "null in reports written before it")
 
 
 class ValSummary(_Model):
@@ -1288,6 +1292,7 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
     out_margin, sm_min, sm_mean = (nan_mean([getattr(e, name) for e in evaluations])
                                    for name in ("output_margin_mean", "sample_margin_min", "sample_margin_mean"))
     val_mean = nan_mean([e.val_per_class for e in evaluations])
+    val_ci = [None] * num_classes if n_val is None else accuracy_intervals(val_mean, n_val)
     counts = evaluations[0].test_counts
     return [
         PerClassRow(index=k, name=class_names[k], group=names_of[k], n_train=int(n_train[k]), n_test=int(counts[k]),
@@ -1295,7 +1300,7 @@ def _per_class(evaluations: list, class_names: list[str], groups: dict[str, list
                     accuracy=mean_acc[k], accuracy_std=acc_std[k], accuracy_per_seed=test_acc[:, k],
                     val_accuracy=val_mean[k], r2=r2[k], r=math.sqrt(r2[k]) if np.isfinite(r2[k]) else None,
                     spread=spread[k], gamma=gamma[k], output_margin=out_margin[k], sample_margin_min=sm_min[k],
-                    sample_margin_mean=sm_mean[k])
+                    sample_margin_mean=sm_mean[k], val_accuracy_ci=val_ci[k])
         for k in range(num_classes)
     ]
 
@@ -1539,6 +1544,16 @@ def worst_class_ci(per_class: list, name: str) -> list | None:
     if row is None:
         return None
     return row.get("accuracy_ci") if isinstance(row, dict) else row.accuracy_ci
+
+
+def accuracy_intervals(accuracies, images) -> list[list[float] | None]:
+    """The 95 % Wilson interval of each accuracy over its number of ``images``
+    (:func:`probe.uncertainty.wilson_interval`, what ``class_accuracy_interval`` gives each test accuracy), as a
+    report stores it: None where the accuracy is unknown (None, nan) or there are no images. A seed mean counts
+    fractional successes, as the test accuracy's interval does."""
+    values = np.array([np.nan if v is None else v for v in accuracies], dtype=np.float64)
+    counts = np.asarray(images, dtype=np.float64)
+    return [interval_or_none(ends) for ends in wilson_interval(values * counts, counts)]
 
 
 def shipped_class_ci(row: dict | PerClassRow) -> list[float] | None:

@@ -65,7 +65,7 @@ from .splits import (Splits, check_arrays, check_class_options, check_spread, ch
 from .run_notes import (calibration_warnings, carved_test, choice_warnings, feature_warnings, imbalance, other_features,
                         other_metric, past_budget_sentence, posthoc_sentence, tie_note, verdict_on_test)
 from .selection import delta_sentence, format_delta, select_candidate
-from .uncertainty import observed_class_accuracy, wilson_interval
+from .uncertainty import class_accuracy_interval, interval_or_none, observed_class_accuracy, wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -878,7 +878,8 @@ def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) 
     """Under cross-validation, the report's validation accuracies (``val``, each row's ``val_accuracy``) are the
     chosen configuration's out-of-fold ones on train + val, what selected and grouped: the seeds' accuracy on a
     validation split of a few images per class (one, in a new-user round's run) sat beside groups it contradicted.
-    Whether it replaced them (each row's then rests on its ``n_train + n_val`` images)."""
+    Whether it replaced them (each row's then rests on its ``n_train + n_val`` images, each predicted once: its
+    ``val_accuracy_ci`` is over them)."""
     if scorer.plan is None or outcome.chosen_correct is None:
         return False
     num_classes = scorer.splits.num_classes
@@ -887,8 +888,9 @@ def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) 
     report.val.overall = overall_score(outcome.chosen_correct, scorer.labels, num_classes, scorer.overall_metric)
     report.val.source = (f"out of fold: {scorer.plan.k}-fold cross-validation on train + val, the chosen "
                          "configuration's first seed")
-    for row, value in zip(report.per_class, report.val.per_class):
-        row.val_accuracy = value
+    intervals = class_accuracy_interval(outcome.chosen_correct, scorer.labels, num_classes)
+    for row, value, interval in zip(report.per_class, report.val.per_class, intervals):
+        row.val_accuracy, row.val_accuracy_ci = value, interval_or_none(interval)
     return True
 
 

@@ -285,7 +285,8 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
     candidates = [{**c, "failed": None} for c in old["selection"]["candidates"]]
     # version 1 files lack what version 2 added: those fields read as null / empty, nothing else changes
     v2_rows = {"accuracy_ci": None, "precision": None, "recall": None, "f1": None, "support": None,
-               "top_confusions": [], "n_val": None, "precision_ci": None, "recall_ci": None, "f1_ci": None}
+               "top_confusions": [], "n_val": None, "precision_ci": None, "recall_ci": None, "f1_ci": None,
+               "val_accuracy_ci": None}
     assert dumped == {**old, "code": None, "selection": {**old["selection"], "preset": None, "candidates": candidates,
                                            "chosen": {**old["selection"]["chosen"], "failed": None},
                                            "verdict": "not_applicable", "verdict_text": "", "frontier": [],

@@ -294,3 +294,15 @@ def test_a_run_refuses_the_work_its_folds_would_make_before_it_trains(small):
     with pytest.raises(ValueError, match=r"this run fits 323 probes \(64 candidates, 3 seeds, 5-fold "
                                          r"cross-validation\) × 2,000 epochs = 646,000 epochs of training"):
         run_probe(small, NAMES, config)
+
+
+def test_the_out_of_fold_validation_accuracies_carry_their_interval_over_train_and_val(cv_run):
+    """Under cross-validation each class's val accuracy is out of fold on its n_train + n_val images, each predicted
+    once (out_of_fold): its 95 % Wilson interval is over those 20 images, not the 4 of the validation split."""
+    from scipy.stats import binomtest
+
+    report, _ = cv_run
+    for row in report.per_class:
+        images = row.n_train + row.n_val
+        ci = binomtest(round(row.val_accuracy * images), images).proportion_ci(0.95, method="wilsoncc")
+        assert row.val_accuracy_ci == pytest.approx((ci.low, ci.high), abs=1e-9)
