@@ -269,6 +269,8 @@ def test_a_class_without_samples_is_named_before_training(split):
 
 
 def test_report_round_trips_and_reads_v1_files(tmp_path):
+    from probe.report import shipped_class_ci
+
     report = run_probe(_data(), ["a", "b", "c"], ProbeConfig(seeds=[0, 1], epochs=3, lr_grid=[0.05]),
                        out_dir=tmp_path / "run")
     assert load_report(tmp_path / "run") == report
@@ -287,6 +289,9 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
     v2_rows = {"accuracy_ci": None, "precision": None, "recall": None, "f1": None, "support": None,
                "top_confusions": [], "n_val": None, "precision_ci": None, "recall_ci": None, "f1_ci": None,
                "val_accuracy_ci": None}
+    # the shipped accuracy's interval is derived on reading, from the first seed's accuracy and n_test
+    shipped = [shipped_class_ci(row) for row in old["per_class"]]
+    assert None not in shipped
     assert dumped == {**old, "code": None, "selection": {**old["selection"], "preset": None, "candidates": candidates,
                                            "chosen": {**old["selection"]["chosen"], "failed": None},
                                            "verdict": "not_applicable", "verdict_text": "", "frontier": [],
@@ -296,7 +301,8 @@ def test_report_round_trips_and_reads_v1_files(tmp_path):
                                   "shipped_overall_ci": None, "worst_class_ci": None,
                                   "worst_class": {**old["summary"]["worst_class"], "tied_with": [], "tied_count": None,
                                                   "text": old["summary"]["worst_class"]["name"]}},
-                      "per_class": [{**row, **v2_rows} for row in old["per_class"]],
+                      "per_class": [{**row, **v2_rows, "shipped_accuracy_ci": ci}
+                                    for row, ci in zip(old["per_class"], shipped)],
                       "confusion": None, "calibration": None, "timing": None, "features": None, "environment": None,
                       "near_duplicates": None, "warnings": [],
                       "posthoc": {**old["posthoc"], "guard": None, "text": (

@@ -3,12 +3,13 @@ split's images of the class) beside the test accuracy's accuracy_ci, both Wilson
 images); reports written before it read without one."""
 import csv
 import io
+import json
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from probe import ProbeConfig, run_probe
+from probe import ProbeConfig, load_report, run_probe
 from probe.report import PerClassRow, report_csv
 from testdata import gaussian_splits
 
@@ -45,3 +46,34 @@ def test_a_row_written_before_the_validation_interval_reads_and_writes_without_o
     report = type("R", (), {"per_class": [row], "grouping": type("G", (), {"stability": None})()})()
     written = next(csv.DictReader(io.StringIO(report_csv(report))))
     assert written["val_accuracy_ci_lo"] == written["val_accuracy_ci_hi"] == ""
+
+
+@pytest.fixture(scope="module")
+def two_seeds(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shipped") / "run"
+    return run_probe(data, NAMES, ProbeConfig(**QUICK, seeds=[0, 1]), out_dir=out), out
+
+
+def test_each_class_s_shipped_accuracy_carries_its_wilson_interval_over_its_test_images(two_seeds):
+    report, out = two_seeds
+    for row in report.per_class:
+        assert row.shipped_accuracy_ci == pytest.approx(_wilsoncc(row.accuracy_per_seed[0] * 7, 7), abs=1e-9)
+    written = list(csv.DictReader(io.StringIO((out / "per_class.csv").read_text())))
+    assert [float(r["shipped_accuracy_ci_hi"]) for r in written] == pytest.approx(
+        [row.shipped_accuracy_ci[1] for row in report.per_class])
+
+
+def test_a_report_written_before_the_shipped_interval_reads_with_it(two_seeds):
+    """The interval is derived from the first seed's accuracy and n_test, both in every report: one written before
+    the field (and edited to another value) reads with the derived interval, the one every view shows."""
+    report, out = two_seeds
+    stored = json.loads((out / "report.json").read_text())
+    for row in stored["per_class"]:
+        del row["shipped_accuracy_ci"], row["val_accuracy_ci"]
+    stored["per_class"][0]["accuracy_per_seed"][0] = 0.0
+    (out / "report.json").write_text(json.dumps(stored))
+    old = load_report(out)
+    assert old.per_class[0].shipped_accuracy_ci == pytest.approx(_wilsoncc(0, 7), abs=1e-9)
+    assert [row.shipped_accuracy_ci for row in old.per_class[1:]] == [row.shipped_accuracy_ci
+                                                                      for row in report.per_class[1:]]
+    assert all(row.val_accuracy_ci is None for row in old.per_class)

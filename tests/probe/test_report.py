@@ -201,7 +201,8 @@ def test_csv_header_and_rows():
                        "accuracy_ci_hi", "val_accuracy", "precision", "recall", "f1", "support", "r2", "r", "spread",
                        "gamma", "output_margin", "sample_margin_min", "sample_margin_mean", "stability",
                        "top_confusions", "n_val", "shipped_accuracy", "precision_ci_lo", "precision_ci_hi",
-                       "recall_ci_lo", "recall_ci_hi", "f1_ci_lo", "f1_ci_hi", "val_accuracy_ci_lo", "val_accuracy_ci_hi"]
+                       "recall_ci_lo", "recall_ci_hi", "f1_ci_lo", "f1_ci_hi", "val_accuracy_ci_lo",
+                       "val_accuracy_ci_hi", "shipped_accuracy_ci_lo", "shipped_accuracy_ci_hi"]
     assert len(rows) == 4
     # the shipped probe's (first seed's) accuracy, the per-seed list's first
     assert [float(r[24]) for r in rows[1:]] == pytest.approx([r.accuracy_per_seed[0] for r in rep.per_class])
@@ -720,7 +721,7 @@ def test_per_class_csv_has_a_column_for_every_field_of_a_per_class_row():
 
     # written otherwise: the interval as its two ends, the per-seed accuracies as accuracy and accuracy_std
     otherwise = {**{f"{name}_ci": (f"{name}_ci_lo", f"{name}_ci_hi")
-                    for name in ("accuracy", "precision", "recall", "f1", "val_accuracy")},
+                    for name in ("accuracy", "precision", "recall", "f1", "val_accuracy", "shipped_accuracy")},
                  "accuracy_per_seed": ("accuracy_std",)}
     missing = [field for field in PerClassRow.model_fields
                if field not in PER_CLASS_COLUMNS and not set(otherwise.get(field, ("-",))) <= set(PER_CLASS_COLUMNS)]
