@@ -198,7 +198,7 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
 
     rows, caption = _shown_classes(report, max_classes)
     pc = class_table(
-        "per class (test), worst first",
+        "per class (test), worst first; shipped and val with their [95 % intervals]",
         (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_val", "right"), ("n_test", "right"),
          ("acc %", "right"), ("± std", "right"), ("shipped %", "right"), ("val %", "right"), ("r²", "right"),
          ("spread", "right"), ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
@@ -206,7 +206,9 @@ def format_report(report: Report, *, width: int = 120, max_classes: int | None =
         # the CSV gave the count, the terminal did not)
         [[row.name, row.group, str(row.n_train), "—" if row.n_val is None else str(row.n_val), str(row.n_test),
           percent(row.accuracy), percent(row.accuracy_std),
-          percent(shipped_accuracy(row)), percent(row.val_accuracy),
+          # each with its 95 % interval, as the test accuracy's in the table below (both were bare)
+          with_interval(shipped_accuracy(row), row.shipped_accuracy_ci),
+          with_interval(row.val_accuracy, row.val_accuracy_ci),
           number_text(row.r2, ".4g"), number_text(row.spread, ".4g"), number_text(row.gamma),
           number_text(row.output_margin), number_text(row.sample_margin_min), number_text(row.sample_margin_mean)]
          for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
@@ -277,7 +279,9 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
         elif prose[i]:
             table.add_column(header, justify=justify, min_width=12)
         else:
-            table.add_column(header, justify=justify, min_width=need[i])
+            # a number with its interval ("71.43 [30.3, 94.9]") never wraps: rich narrowed the widest wrappable
+            # column first, min_width put it back, and the last column was cut off whole ('smp mean' as 'sm')
+            table.add_column(header, justify=justify, min_width=need[i], no_wrap=any(" " in row[i] for row in rows))
     for row in rows:
         table.add_row(cut_name(row[0], name_width), *row[1:])
     # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'

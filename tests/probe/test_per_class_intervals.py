@@ -77,3 +77,18 @@ def test_a_report_written_before_the_shipped_interval_reads_with_it(two_seeds):
     assert [row.shipped_accuracy_ci for row in old.per_class[1:]] == [row.shipped_accuracy_ci
                                                                       for row in report.per_class[1:]]
     assert all(row.val_accuracy_ci is None for row in old.per_class)
+
+
+def test_the_terminal_table_gives_shipped_and_val_accuracy_with_their_intervals_and_cuts_no_column(two_seeds):
+    """The terminal's first per-class table gave "shipped %" and "val %" bare; with their intervals it outgrew 120
+    columns and rich cut its last column off whole (the sample margins' mean)."""
+    from probe import format_report
+    from probe.numbers import interval_text, number_text, percent
+
+    report, _ = two_seeds
+    lines = format_report(report, width=120).splitlines()
+    for row in report.per_class:
+        line = next(line for line in lines if line.split()[:2] == [row.name, row.group])
+        assert f"{percent(row.accuracy_per_seed[0])} {interval_text(row.shipped_accuracy_ci)}" in line
+        assert f"{percent(row.val_accuracy)} {interval_text(row.val_accuracy_ci)}" in line
+        assert line.split()[-1] == number_text(row.sample_margin_mean)
