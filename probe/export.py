@@ -19,7 +19,7 @@ from .compare_many import MANY_HEADER, ManyComparison, many_facts, many_rows
 from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, Calibration, Confusion, CrossValidation, Environment,
                      FeatureSource, NearDuplicates, Report, Timing, confusions_text, interval_text, loss_label,
-                     posthoc_text, shipped_accuracy, verdict_label, WorstClass)
+                     posthoc_text, shipped_accuracy, shipped_class_ci, verdict_label, WorstClass)
 from .report_text import (NO_CLASSES, cut_name, empty_third, left_out_text, shipped_worst_text, with_interval,
                           worst_class_ci, worst_first)
 
@@ -126,8 +126,10 @@ def _per_class_rows(report: dict, name: Callable[[str], str] = str) -> list[list
     confusions column (:func:`confusions_text`)."""
     rows = worst_first(report["per_class"], lambda r: r["accuracy"])
     return [[str(r["name"]), str(r["group"]), str(r["n_train"]), str(r["n_test"]), percent(r["accuracy"]),
-             interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")), percent(shipped_accuracy(r)),
-             percent(r.get("val_accuracy")),
+             interval_text(r.get("accuracy_ci")), percent(r.get("accuracy_std")),
+             # each with its 95 % interval, as accuracy's (both were bare; val's null in reports before it)
+             with_interval(shipped_accuracy(r), shipped_class_ci(r)),
+             with_interval(r.get("val_accuracy"), r.get("val_accuracy_ci")),
              with_interval(r.get("precision"), r.get("precision_ci")),
              with_interval(r.get("recall"), r.get("recall_ci")),
              with_interval(r.get("f1"), r.get("f1_ci"), fraction=True),
@@ -139,9 +141,9 @@ def _per_class_rows(report: dict, name: Callable[[str], str] = str) -> list[list
 
 
 PER_CLASS_HEADER = ["class", "group", "training images", "test images", "accuracy %", "95 % interval", "± std",
-                    "shipped (first seed) %",
+                    "shipped (first seed) % [95 %]",
                     # [95 %]: each of the three with its 95 % interval in brackets, unsaid before (a review)
-                    "val accuracy %", "precision % [95 %]", "recall % [95 %]", "F1 [95 %]", CONFUSIONS_HEADER,
+                    "val accuracy % [95 %]", "precision % [95 %]", "recall % [95 %]", "F1 [95 %]", CONFUSIONS_HEADER,
                     "r²", "γ", "output margin"]
 # Up to this many classes the exports print the confusion matrix; beyond, it stays in report.json (confusion.counts)
 # and the per-class table's confusions stand for it.

@@ -160,7 +160,8 @@ def test_exports_carry_the_warnings_the_diagnostics_and_the_confusion_matrix(rep
         lo, hi = r["accuracy_ci"]
         assert row[5] == f"[{percent(lo, 1)}, {percent(hi, 1)}]"
         # the shipped probe's accuracy beside the seeds' mean (a new-user round): the first seed's
-        assert row[7] == percent(r['accuracy_per_seed'][0])
+        slo, shi = r["shipped_accuracy_ci"]
+        assert row[7] == f"{percent(r['accuracy_per_seed'][0])} [{percent(slo, 1)}, {percent(shi, 1)}]"
         # each with its 95 % interval (probe.uncertainty.precision_recall_f1_intervals)
         (plo, phi), (flo, fhi) = r["precision_ci"], r["f1_ci"]
         assert row[9] == f"{percent(r['precision'])} [{percent(plo, 1)}, {percent(phi, 1)}]"

@@ -92,3 +92,22 @@ def test_the_terminal_table_gives_shipped_and_val_accuracy_with_their_intervals_
         assert f"{percent(row.accuracy_per_seed[0])} {interval_text(row.shipped_accuracy_ci)}" in line
         assert f"{percent(row.val_accuracy)} {interval_text(row.val_accuracy_ci)}" in line
         assert line.split()[-1] == number_text(row.sample_margin_mean)
+
+
+def test_the_exports_give_shipped_and_val_accuracy_with_their_intervals_and_older_reports_render(two_seeds):
+    from probe import report_html, report_markdown
+    from probe.numbers import interval_text, percent
+
+    report, _ = two_seeds
+    stored = report.model_dump(mode="json")
+    markdown, html = report_markdown(stored), report_html(stored)
+    assert "| shipped (first seed) % [95 %] | val accuracy % [95 %] |" in markdown
+    for row in report.per_class:
+        shipped = f"{percent(row.accuracy_per_seed[0])} {interval_text(row.shipped_accuracy_ci)}"
+        val = f"{percent(row.val_accuracy)} {interval_text(row.val_accuracy_ci)}"
+        assert f"| {shipped} | {val} |" in markdown and f"<td>{shipped}</td><td>{val}</td>" in html
+    for row in stored["per_class"]:  # written before both intervals: val bare, shipped's derived from the row
+        del row["shipped_accuracy_ci"], row["val_accuracy_ci"]
+    first = report.per_class[0]
+    shipped = f"{percent(first.accuracy_per_seed[0])} {interval_text(first.shipped_accuracy_ci)}"
+    assert f"| {shipped} | {percent(first.val_accuracy)} |" in report_markdown(stored)
