@@ -1012,11 +1012,16 @@
     // ranked them itself: without it a class "easy" at 60 % on test beside one "hard" at 90 % looked wrong
     const ranker = cmp ? other : report;
     const val = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy])) : {};
-    if (ranker && (ranker.grouping || {}).source === "self") cols.push([VAL_COLUMN, (r) => pct(val[r.index])]);
+    // with its 95 % interval, as accuracy's (val_accuracy_ci: none in reports from before it)
+    const valCi = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy_ci])) : {};
+    if (ranker && (ranker.grouping || {}).source === "self") {
+      cols.push([VAL_COLUMN, (r) => pctCi(val[r.index], valCi[r.index])]);
+    }
     cols.push(["accuracy", (r) => pctCi(r.accuracy, r.accuracy_ci)]);
     // the shipped probe's own accuracy (the first seed's) beside the seeds' mean (bird 30.6 % read as what ships, which
     // scored 16.7 %; a new-user round)
-    cols.push(["shipped", (r) => pct((r.accuracy_per_seed || [])[0])]);  // as every view shows it, one seed or more
+    // as every view shows it, one seed or more, with its interval (shipped_accuracy_ci)
+    cols.push(["shipped", (r) => pctCi((r.accuracy_per_seed || [])[0], r.shipped_accuracy_ci)]);
     if (cmp) cols.push(["compared", (r) => pctCi((cmpRow[r.index] || {}).base, (cmpRow[r.index] || {}).base_ci)], ["Δ", (r) => { const c = cmpRow[r.index] || {}; return deltaSpan(c.delta, c.delta_ci, c.beyond_noise, c.changed, c.p_value); }]);
     // each value with its 95 % interval beside it, as accuracy's (precision_ci, recall_ci, f1_ci; none in reports from
     // before them): a tooltip alone was out of reach of a keyboard and of a phone's touch (a review)

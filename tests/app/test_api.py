@@ -754,6 +754,23 @@ def test_report_json_and_csv(finished):
     assert [float(r["accuracy"]) for r in rows] == pytest.approx([r["accuracy"] for r in report["per_class"]])
 
 
+def test_a_report_s_per_class_rows_carry_the_shipped_and_val_accuracy_intervals(finished):
+    """GET /api/reports/ID gives each class's shipped and validation accuracy with its 95 % Wilson interval (the
+    dashboard's per-class table shows them): over its test images, and over the images behind val_accuracy."""
+    from scipy.stats import binomtest
+
+    def wilsoncc(accuracy, images):
+        ci = binomtest(round(accuracy * images), images).proportion_ci(0.95, method="wilsoncc")
+        return ci.low, ci.high
+
+    report = finished.client.get(f"/api/reports/{finished.erm}").json()
+    assert report["config"]["seeds"] == [0]  # one seed: each accuracy is a count of images right
+    for row in report["per_class"]:
+        assert row["shipped_accuracy_ci"] == pytest.approx(wilsoncc(row["accuracy_per_seed"][0], row["n_test"]))
+        behind = row["n_val"] + row["n_train"] * (report["selection"]["cv"] is not None)
+        assert row["val_accuracy_ci"] == pytest.approx(wilsoncc(row["val_accuracy"], behind))
+
+
 def test_reports_and_comparisons_download_as_the_cli_exports_them(finished):
     from probe import compare_reports, load_report
     from probe.export import comparison_html, comparison_markdown, report_html, report_markdown

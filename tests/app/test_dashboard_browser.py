@@ -1771,11 +1771,13 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     # each class's validation images beside its train and test ones (a dashboard-only round read 7 train images
     # for the 8 it uploaded)
     assert heads.index("n val") == heads.index("n train") + 1 and heads.index("n test") == heads.index("n val") + 1
-    erm_val = {r["name"]: r["val_accuracy"] for r in httpx.get(
+    erm_val = {r["name"]: (r["val_accuracy"], r["val_accuracy_ci"]) for r in httpx.get(
         f"{base}/api/reports/{launch_service.launched['erm']}").json()["per_class"]}
     shown = driver.js("""return Array.from(document.querySelectorAll('#per-class-table tbody tr')).map(r =>
         [r.dataset.class, r.children[2].textContent])""")
-    assert shown and all(text == f"{percent(erm_val[name], 1)}%" for name, text in shown), (shown, erm_val)
+    # with its 95 % interval, as the accuracy's (val_accuracy_ci)
+    assert shown and all(text == f"{percent(erm_val[name][0], 1)}% [{percent(erm_val[name][1][0], 1)}%, "
+                         f"{percent(erm_val[name][1][1], 1)}%]" for name, text in shown), (shown, erm_val)
     # precision / recall / support / stability / most often predicted as
     row = driver.js(f"""return Array.from(document.querySelector('#per-class-table tr[data-class="{names[1]}"]').cells,
         t => t.textContent)""")
@@ -2052,6 +2054,23 @@ def test_the_per_class_table_of_5000_classes_builds_only_the_rows_it_shows(drive
     assert got[0][:2] == [1 + 100, 1 + 200]  # the header's row, then each page's rows once
     assert got[0][2] == 1 + got[1] < 1 + 300  # the sorted first page: only its rows not built yet
     assert got[2] == ["class 4999", "class 0", "class 1"]  # "class 0 50.0 %", by its number, before "class 1 …"
+
+
+def test_the_per_class_table_gives_shipped_and_val_accuracy_with_their_intervals(driver, live_server, finished):
+    """The per-class table's shipped and val columns gave the values bare beside accuracy's interval: each has its
+    interval now (shipped_accuracy_ci, val_accuracy_ci), and a report from before them shows the value alone."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""
+        const row = (i, cis) => ({ index: i, name: 'c' + i, group: 'easy', accuracy: .5, accuracy_per_seed: [.25],
+                                   val_accuracy: .75, n_train: 3, n_test: 4, ...cis });
+        const report = { class_names: ['c0', 'c1'], grouping: { source: 'self' }, summary: {}, per_class: [
+            row(0, { shipped_accuracy_ci: [.1, .4], val_accuracy_ci: [.6, .9] }), row(1, {})] };
+        const box = RunPage.panels.perClassTable(report, null, null);
+        const heads = Array.from(box.querySelectorAll('#per-class-table thead th'), (t) => t.textContent);
+        const cols = ['shipped', 'val (ranked the groups)'].map((name) => heads.indexOf(name));
+        return Array.from(box.querySelectorAll('#per-class-table tbody tr'),
+                          (r) => cols.map((c) => r.cells[c].textContent));""")
+    assert got == [["25.0% [10.0%, 40.0%]", "75.0% [60.0%, 90.0%]"], ["25.0%", "75.0%"]]
 
 
 def test_a_sort_by_the_confusions_of_5000_classes_reads_its_keys_from_the_data(driver, live_server, finished):
