@@ -135,7 +135,10 @@
     const shipped = isNum((report.calibration || {}).accuracy)
       ? ` (${pct(report.calibration.accuracy)}${shippedCi} overall on test, against the seeds' mean ${pct(report.summary.overall)})` : "";
     const worst = report.summary.shipped_worst_class;  // its worst class, beside the mean's in the cards (a review)
-    const worstText = worst ? `, its worst class ${worst.text || worst.name} at ${pct(worst.accuracy)}` : "";  // ties named
+    // ties named; with its interval, as the terminal and the exports give it (shipped_accuracy_ci of its row)
+    const worstRowCi = worst ? (report.per_class.find((r) => r.name === worst.name) || {}).shipped_accuracy_ci : null;
+    const worstText = worst ? `, its worst class ${worst.text || worst.name} at ${pct(worst.accuracy)}`
+      + (ciOk(worstRowCi) ? ` ${ciText(worstRowCi)}` : "") : "";
     return h("p", { class: "muted note", id: "seeds-caption" }, `Test figures on this page (cards, charts, the per-class `
       + `table) are means over the run's ${seeds} seeds, each class's interval over its test images. The probe that ships `
       + `is the first seed's${shipped}${worstText}: its own figures are the per-class table's "shipped" column, "Calibration of the shipped probe", "Score the shipped probe on a cache" `
@@ -1270,5 +1273,5 @@
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
-                                       nearDuplicatesPanel } };
+                                       nearDuplicatesPanel, seedsCaption } };
 })();

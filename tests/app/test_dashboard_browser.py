@@ -1091,8 +1091,9 @@ def test_a_test_set_uploaded_from_the_form_is_extracted_and_the_run_page_says_wh
             "return document.getElementById('per-class-note').textContent")
         worst = report["summary"]["shipped_worst_class"]  # and its worst class beside the caption's overall
         assert worst["text"].startswith(worst["name"])  # with its ties
-        assert f", its worst class {worst['text']} at {percent(worst['accuracy'], 1)}%:" in driver.js(
-            "return document.getElementById('seeds-caption').textContent")
+        lo, hi = next(r for r in report["per_class"] if r["name"] == worst["name"])["shipped_accuracy_ci"]
+        assert (f", its worst class {worst['text']} at {percent(worst['accuracy'], 1)}% [{percent(lo, 1)}%, "
+                f"{percent(hi, 1)}%]:") in driver.js("return document.getElementById('seeds-caption').textContent")
     assert driver.js("return document.getElementById('export-md-link').getAttribute('href')") == \
         f"/api/compare.md?base={launched['erm']}&other={launched['disparity']}"
     erm_worst = httpx.get(f"{base}/api/reports/{launched['erm']}").json()["summary"]["worst_class"]
@@ -2071,6 +2072,21 @@ def test_the_per_class_table_gives_shipped_and_val_accuracy_with_their_intervals
         return Array.from(box.querySelectorAll('#per-class-table tbody tr'),
                           (r) => cols.map((c) => r.cells[c].textContent));""")
     assert got == [["25.0% [10.0%, 40.0%]", "75.0% [60.0%, 90.0%]"], ["25.0%", "75.0%"]]
+
+
+def test_the_seeds_caption_gives_the_shipped_worst_class_with_its_interval(driver, live_server, finished):
+    """The caption named the shipped probe's worst class "at 25.0%" bare, where the terminal and the exports give its
+    interval: its row's shipped_accuracy_ci now; none in a report without it."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    got = driver.js("""
+        const report = { seeds: { values: [0, 1] }, summary: { shipped_worst_class: { name: 'b', text: 'b',
+            accuracy: .25 } }, per_class: [{ name: 'a' }, { name: 'b', shipped_accuracy_ci: [.1, .4] }] };
+        const text = () => RunPage.panels.seedsCaption(report).textContent;
+        const shown = text();
+        delete report.per_class[1].shipped_accuracy_ci;
+        return [shown, text()];""")
+    assert ", its worst class b at 25.0% [10.0%, 40.0%]:" in got[0]
+    assert ", its worst class b at 25.0%:" in got[1]
 
 
 def test_a_sort_by_the_confusions_of_5000_classes_reads_its_keys_from_the_data(driver, live_server, finished):
