@@ -56,7 +56,7 @@ from .defaults import DEFAULT_VAL_FRACTION, MAX_SEED
 from .errors import DatasetError, NoClassFolders
 from .fingerprint import dataset_fingerprint
 from .idx import find_idx_files, open_idx
-from .manifest import MANIFEST_PAIR, has_manifest_pair, read_manifest, read_manifest_pair
+from .manifest import MANIFEST_PAIR, has_manifest_pair, label_forms, read_manifest, read_manifest_pair
 
 __all__ = ["Sample", "LabelledImages", "open_dataset", "open_images", "IMAGE_EXTENSIONS", "SPLITS", "SPLIT_FOLDERS",
            "UNLABELLED", "ARCHIVE_SUFFIXES", "TAR_SUFFIXES"]
@@ -907,25 +907,42 @@ def unread_manifest_warning(data: LabelledImages, shown: int = 3) -> str | None:
             "read")
 
 
-def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:
-    """A caution when one class's images sit in folders whose names are one name in two Unicode forms ('café'
-    composed, NFC, and decomposed, NFD, as macOS writes names): they are read as one class (``probe.names.
-    class_name``) and nothing said so (an extremes round); None otherwise (a manifest's labels are no folders)."""
-    if not data.labelled:
-        return None
+def _manifests(data: LabelledImages) -> list[Path]:
+    """The CSV manifests ``data`` was read from (a manifest, or a folder of a train and a test one); [] otherwise."""
+    location, layout = Path(getattr(data, "location", "")), getattr(data, "params", {}).get("layout")
+    if layout == "manifest-pair":
+        return [location / name for name in MANIFEST_PAIR]
+    return [location] if location.suffix.lower() == ".csv" else []
+
+
+def _folder_forms(data: LabelledImages) -> dict[str, set[str]]:
+    """Each class name → the names of the folders its images sit in that read as it (``class_name``)."""
     # each folder once: per image, 1.28M images (ImageNet's layout) took 4.3 s of a registration (a review)
     folders = {(sample.label, sample.source.rpartition("/")[0]) for split in data.splits.values() for sample in split}
     forms: dict[str, set[str]] = {}
     for label, folder in folders:
         name = data.class_names[label]
         forms.setdefault(name, set()).update(part for part in folder.split("/") if class_name(part) == name)
+    return forms
+
+
+def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:
+    """A caution when one class's images sit in folders whose names are one name in two Unicode forms ('café'
+    composed, NFC, and decomposed, NFD, as macOS writes names), or carry a manifest's labels written so: they are
+    read as one class (``probe.names.class_name``) and nothing said so (an extremes round; a manifest's labels, an
+    odd-data-sets round); None otherwise."""
+    if not data.labelled:
+        return None
+    manifests = _manifests(data)
+    forms = label_forms(manifests) if manifests else _folder_forms(data)
     merged = [(name, sorted(found)) for name, found in forms.items() if len(found) > 1]
     if not merged:
         return None
     said = "; ".join(f"{' and '.join(map(ascii, found))} as {name!r}" for name, found in merged[:shown])
     more = f" (and {len(merged) - shown} more)" if len(merged) > shown else ""
-    return (f"class folders named alike in two Unicode forms (composed, and decomposed as macOS writes names) are "
-            f"read as one class: {said}{more}")
+    what = ("labels of the manifest written alike in two Unicode forms (composed and decomposed)" if manifests else
+            "class folders named alike in two Unicode forms (composed, and decomposed as macOS writes names)")
+    return f"{what} are read as one class: {said}{more}"
 
 
 MAX_CLASS_NAME = MAX_NAME  # characters, as the service's names (probe.names.MAX_NAME)

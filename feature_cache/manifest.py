@@ -27,7 +27,7 @@ from .archives import (EMPTY_FILE, NOT_REGULAR, UNPRINTABLE_NAME, FileListReader
                        check_member_name, is_special, not_an_image, printable)
 from .errors import DatasetError, UnsafeArchive
 
-__all__ = ["read_manifest", "read_manifest_pair", "MANIFEST_PAIR", "has_manifest_pair"]
+__all__ = ["read_manifest", "read_manifest_pair", "MANIFEST_PAIR", "has_manifest_pair", "label_forms"]
 
 # A folder holding both files is read as one data set: every row of the first is training data (validation is
 # carved from it), every row of the second is test data.
@@ -233,6 +233,21 @@ def _read_names(path: Path, named: dict[str, tuple[str, Path, int]]) -> bool:
             if len(row) >= len(header) and row[col_label].strip():
                 labels(row, line)
     return True
+
+
+def label_forms(paths: list[Path]) -> dict[str, set[str]]:
+    """Each class name of the manifests ``paths`` → its labels as written there (the label and names columns'
+    cells, stripped): more than one where the manifest writes one name in two Unicode forms ('café' composed and
+    decomposed), which ``class_name`` reads as one class."""
+    forms: dict[str, set[str]] = {}
+    for path in paths:
+        with closing(_rows(path)) as rows:
+            header = [_header_name(h) for h in next(rows, (1, []))[1]]
+            columns = {_column(header, LABEL_COLUMNS), _column(header, NAME_COLUMNS)} - {None}
+            for _, row in rows:
+                for cell in (row[column].strip() for column in columns if column < len(row)):
+                    forms.setdefault(class_name(cell), set()).add(cell)
+    return forms
 
 
 def has_manifest_pair(folder: Path) -> bool:

@@ -412,6 +412,33 @@ def test_class_folders_named_alike_in_nfd_and_nfc_are_one_class(tmp_path):
                     "are read as one class: 'ka\\u0301ve\\u0301' and 'k\\xe1v\\xe9' as 'kávé'"], said
 
 
+@pytest.mark.parametrize("pair", [False, True])
+def test_manifest_labels_in_nfd_and_nfc_are_one_class_and_said(tmp_path, pair):
+    """A manifest's labels 'kávé' composed and decomposed were one class with nothing said (the data set's warnings
+    empty, its class of twice the images): the folders' caution only read folder names (an odd-data-sets round)."""
+    from feature_cache.options import data_warnings
+
+    nfc, nfd = unicodedata.normalize("NFC", "kávé"), unicodedata.normalize("NFD", "kávé")
+    rows = {split: [] for split in ("train", "test")}
+    for label, name in enumerate((nfc, nfd, "tea")):
+        for split in rows:
+            for i in range(3):
+                write_image(tmp_path / f"img/{split}{label}{i}.png", label, i)
+                rows[split].append(f"img/{split}{label}{i}.png,{name},{split}")
+    if pair:
+        for split, lines in rows.items():
+            (tmp_path / f"{split}.csv").write_text("\n".join(["path,label", *(r.rsplit(",", 1)[0] for r in lines)]),
+                                                    encoding="utf-8")
+    else:
+        (tmp_path / "m.csv").write_text("\n".join(["path,label,split", *rows["train"], *rows["test"]]),
+                                        encoding="utf-8")
+    data = open_dataset(tmp_path if pair else tmp_path / "m.csv", val_fraction=0.0)
+    assert data.class_names == [nfc, "tea"]
+    said = [text for text in data_warnings(data) if "Unicode forms" in text]
+    assert said == ["labels of the manifest written alike in two Unicode forms (composed and decomposed) are read "
+                    "as one class: 'ka\\u0301ve\\u0301' and 'k\\xe1v\\xe9' as 'kávé'"], said
+
+
 def test_the_unicode_forms_caution_reads_each_folder_once(monkeypatch):
     """It normalised every part of every image's path: 1.28M images in ImageNet's layout took 4.3 s of a data set's
     registration (a review); each folder's parts are read once now, whatever the number of images in it."""
