@@ -830,6 +830,17 @@ def test_a_class_left_out_by_its_decomposed_name_is_the_composed_class():
         without_classes({"test": (x, y)}, None, ["  CAT  ", "thé", "eau"], ["cat"])
 
 
+def test_several_unknown_names_to_leave_out_each_get_their_own_guess():
+    """'a' and 'b' (a class 'a,b' split at its comma by a form) said "(did you mean 'ab'?) (did you mean 'ab'?)",
+    neither guess naming the name it was for (an odd-data-sets round)."""
+    from probe.splits import kept_classes
+
+    with pytest.raises(ValueError) as caught:
+        kept_classes(["a", "zz", "Cow"], ["a,b", "ab", "cow", "ox"])
+    assert str(caught.value).startswith("no class named 'a', 'zz', 'Cow' to leave out ('a': did you mean 'ab'?; "
+                                        "'Cow': did you mean 'cow'?); the classes: "), caught.value
+
+
 def test_a_class_is_left_out_by_its_exact_name_first_then_by_its_name_trimmed_when_only_one_class_fits():
     """A name is the class it names exactly; else the one class whose name equals it trimmed ('cat' for 'cat ', a
     form or a shell adds or drops the spaces); two such classes name none, and the refusal offers both."""
