@@ -16,6 +16,21 @@
    * name itself. The rule of probe.names.shown_name, which the reports' texts (worst_class.text) follow. */
   const shownName = (name) => (String(name) !== String(name).trim() ? `"${name}"` : String(name));
 
+  /** The class names of the launch form's "Leave out classes" field: separated by commas, as a CSV row reads them
+   * (a name in double quotes may hold commas, a quote in it written twice: '"a,b", cat' is a,b and cat; the class
+   * a,b was sent as 'a' and 'b'), every other name as typed (white space kept: the server trims it where no class
+   * has it), empty ones dropped. classNamesText writes names so that classNames reads them back. */
+  const classNames = (text) => {
+    const item = /\s*"((?:[^"]|"")*)"\s*(?:,|$)|([^,]*)(?:,|$)/y;
+    const names = [];
+    for (let m = item.exec(text); m && (m.index < text.length); m = item.exec(text)) {
+      names.push(m[1] !== undefined ? m[1].replaceAll('""', '"') : m[2]);
+    }
+    return names.filter((x) => x.trim() !== "");
+  };
+  const classNamesText = (names) => names.map((n) => (/[,"]/.test(n) || n !== n.trim()
+    ? `"${n.replaceAll('"', '""')}"` : n)).join(",");  // ", " would add a space to the next name
+
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -589,5 +604,5 @@
                   fieldMessage, ciOk, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
-                  canResume, shownName };
+                  canResume, shownName, classNames, classNamesText };
 })();

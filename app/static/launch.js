@@ -191,7 +191,7 @@
           field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, max: choices.max_epochs, step: 1, placeholder: "automatic" }), "limits",
                 `At most this many passes over the training images per fit; a fit ends sooner once its loss settles. Automatic: enough for ${choices.auto_epochs.steps} optimiser steps (${choices.auto_epochs.steps} full-batch epochs up to ${choices.auto_epochs.full_batch_rows.toLocaleString("en")} training images, 10 at 50,000).`),
           field("Leave out classes", h("input", { id: "drop-classes", type: "text", placeholder: "none", autocomplete: "off" }), "drop-classes",
-                "Class names, separated by commas: their images are left out of every split (a class without test images, or one not wanted), and both probes are of the other classes."))),
+                "Class names, separated by commas (a name holding a comma in double quotes: \"a,b\"): their images are left out of every split (a class without test images, or one not wanted), and both probes are of the other classes."))),
       h("div", { class: "submit-row" }, h("button", { type: "submit", id: "launch-submit", class: "primary" }, "Start the pipeline"),
         h("span", { class: "field-error", id: "err-form", role: "alert" })));
     const sync = () => {
@@ -406,7 +406,7 @@
     // only when set, the same for both probes (the first is the second's reference)
     // each name as typed: the server takes the class it names exactly, else the one it names trimmed ("cat " is a
     // class of its own; " dog" after a comma is dog), as the CLI and the API do (probe.splits.dropped_index)
-    const drop = document.getElementById("drop-classes").value.split(",").filter((x) => x.trim() !== "");
+    const drop = Dash.classNames(document.getElementById("drop-classes").value);  // "a,b" in quotes is one class
     if (drop.length) common.drop_classes = drop;
     const metric = (document.getElementById("overall-metric") || {}).value;  // only when not the default
     if (metric && metric !== "accuracy") common.overall_metric = metric;
@@ -525,7 +525,7 @@
       set("epochs", first.epochs);
       set("cv", first.cv);
       set("overall-metric", first.overall_metric);
-      set("drop-classes", (first.drop_classes || []).join(", "));
+      set("drop-classes", Dash.classNamesText(first.drop_classes || []));
       const calibrated = form.querySelector("#temperature-scaling");
       if (calibrated) calibrated.checked = Boolean(first.temperature_scaling);
       set("preset", presetOf(form.querySelector("#preset"), second));
