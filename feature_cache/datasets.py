@@ -928,9 +928,10 @@ def _folder_forms(data: LabelledImages) -> dict[str, set[str]]:
 
 def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:
     """A caution when one class's images sit in folders whose names are one name in two Unicode forms ('café'
-    composed, NFC, and decomposed, NFD, as macOS writes names), or carry a manifest's labels written so: they are
-    read as one class (``probe.names.class_name``) and nothing said so (an extremes round; a manifest's labels, an
-    odd-data-sets round); None otherwise."""
+    composed, NFC, and decomposed, NFD, as macOS writes names), or carry a manifest's labels written so or with white
+    space at an end ('cat ' and 'cat': ``feature_cache.manifest.label_forms``): they are read as one class
+    (``probe.names.class_name``) and nothing said so (an extremes round; a manifest's labels, an odd-data-sets
+    round); None otherwise."""
     if not data.labelled:
         return None
     manifests = _manifests(data)
@@ -940,7 +941,8 @@ def unicode_forms_warning(data: LabelledImages, shown: int = 3) -> str | None:
         return None
     said = "; ".join(f"{' and '.join(map(ascii, found))} as {name!r}" for name, found in merged[:shown])
     more = f" (and {len(merged) - shown} more)" if len(merged) > shown else ""
-    what = ("labels of the manifest written alike in two Unicode forms (composed and decomposed)" if manifests else
+    what = ("labels of the manifest written alike in two forms (Unicode composed and decomposed, or with white space "
+            "at an end)" if manifests else
             "class folders named alike in two Unicode forms (composed, and decomposed as macOS writes names)")
     return f"{what} are read as one class: {said}{more}"
 

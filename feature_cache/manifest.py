@@ -237,16 +237,20 @@ def _read_names(path: Path, named: dict[str, tuple[str, Path, int]]) -> bool:
 
 def label_forms(paths: list[Path]) -> dict[str, set[str]]:
     """Each class name of the manifests ``paths`` → its labels as written there (the label and names columns'
-    cells, stripped): more than one where the manifest writes one name in two Unicode forms ('café' composed and
-    decomposed), which ``class_name`` reads as one class."""
+    cells; an integer label beside a names column is no name): more than one where the manifest writes one name in
+    two Unicode forms ('café' composed and decomposed), which ``class_name`` reads as one, or with white space at an
+    end ('cat ' and 'cat'), which a label loses."""
     forms: dict[str, set[str]] = {}
     for path in paths:
         with closing(_rows(path)) as rows:
             header = [_header_name(h) for h in next(rows, (1, []))[1]]
-            columns = {_column(header, LABEL_COLUMNS), _column(header, NAME_COLUMNS)} - {None}
+            label, names = _column(header, LABEL_COLUMNS), _column(header, NAME_COLUMNS)
+            numbered = names is not None and names != label
             for _, row in rows:
-                for cell in (row[column].strip() for column in columns if column < len(row)):
-                    forms.setdefault(class_name(cell), set()).add(cell)
+                cells = [row[c] for c in {label, names} - {None} if c < len(row)
+                         and not (c == label and numbered and re.fullmatch(r"\s*[+-]?\d+\s*", row[c]))]
+                for cell in cells:
+                    forms.setdefault(class_name(cell.strip()), set()).add(cell)
     return forms
 
 
