@@ -5,8 +5,8 @@ Two questions, each against a named baseline in the same run:
 * **One class's test accuracy** (the report's per-class ``accuracy_ci``): the coverage of the true accuracy p by
   the Wilson score interval (``probe.uncertainty.class_accuracy_interval``, the product's since stop 44,
   continuity-corrected under 30 images since a later round; the plain interval's figures are in bench/README.md)
-  and by the stratified bootstrap's percentile interval it replaced (``Bootstrap.class_accuracy`` + ``percentile_interval``),
-  for n test images of the class and a true accuracy p. Each trial is one class: n Bernoulli(p) outcomes. The
+  and by the stratified bootstrap's percentile interval it replaced (``Bootstrap.class_accuracy`` +
+  ``percentile_interval``), for n test images of the class and a true accuracy p. Each trial is one class: n Bernoulli(p) outcomes. The
   bootstrap's trials are the classes of one stratified :class:`probe.uncertainty.Bootstrap`, so the R trials of a
   cell cost one call.
 * **A paired difference with no true difference** (the verdicts' and ``mr2probe compare``'s "within noise"):

@@ -222,7 +222,8 @@ def kept_classes(drop: Sequence[str], class_names: Sequence[str]) -> list[int]:
     if unknown:
         close = [[c for c in class_names if lookalike_key(c) == lookalike_key(name)]  # 'B' for 'b', 'b ' for 'b'
                  or difflib.get_close_matches(name, class_names, n=1) for name in unknown]
-        guesses = [(name, f"did you mean {' or '.join(repr(n) for n in c[:3])}?") for name, c in zip(unknown, close) if c]
+        guesses = [(name, f"did you mean {' or '.join(repr(n) for n in c[:3])}?")
+                   for name, c in zip(unknown, close) if c]
         # each guess beside the name it is for where several names are unknown: 'a' and 'b' (a form's 'a,b' split at
         # its comma) said "(did you mean 'ab'?) (did you mean 'ab'?)" (an odd-data-sets round)
         hint = (f" ({guesses[0][1]})" if len(unknown) == 1 and guesses else

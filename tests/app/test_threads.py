@@ -52,7 +52,8 @@ def test_a_thread_count_out_of_bounds_is_refused(value):
 def test_the_cli_refuses_a_bad_thread_count_in_one_line_before_any_command_runs(argv, text, shown, capsys):
     """argparse printed its usage lines before the refusal; now one line naming --threads, the value and bounds."""
     assert main([part.format(text) for part in argv]) == 2
-    assert capsys.readouterr().err == f"mr2probe report: error: --threads must be an integer in [1, 1024], got {shown}\n"
+    said = f"mr2probe report: error: --threads must be an integer in [1, 1024], got {shown}\n"
+    assert capsys.readouterr().err == said
 
 
 def test_train_with_threads_runs_and_records_that_many(tmp_path):
@@ -100,5 +101,6 @@ def test_the_cli_flag_takes_precedence_over_mr2probe_threads_for_the_service(mon
     assert settings_from_args(parser.parse_args(["serve", "--data-dir", str(tmp_path)])).threads == 3
     # after the command too (it was "unrecognized arguments: --threads 1"; a new-user round); there it wins
     assert settings_from_args(parser.parse_args(["serve", "--threads", "1", "--data-dir", str(tmp_path)])).threads == 1
-    assert parser.parse_args(["--threads", "2", "train", "--features", "c.h5", "--out", "r", "--threads", "1"]).threads == "1"
+    args = ["--threads", "2", "train", "--features", "c.h5", "--out", "r", "--threads", "1"]
+    assert parser.parse_args(args).threads == "1"
     assert parser.parse_args(["--threads", "2", "report", "run"]).threads == "2"
