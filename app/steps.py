@@ -258,18 +258,20 @@ def _when_free(ctx: JobContext, start: float, extraction: Callable[[], Any]) -> 
 
 
 def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_applicable",
-                  test_check: str | None = None) -> str:
+                  test_check: str | None = None, posthoc: str | None = None) -> str:
     """The job message of a finished run: its test accuracies, and the disparity-aware decision where one was made
-    (so that a run equal to its reference does not read like a copy of it)."""
+    (so that a run equal to its reference does not read like a copy of it), or what a post-hoc bias run's guard did
+    (``posthoc``: probe.report.Posthoc.outcome; its line said nothing of it, a new-user round)."""
     from probe.numbers import percent
 
     def fmt(key: str) -> str:
         value = summary.get(key)
         return f"{percent(value)} %" if isinstance(value, (int, float)) else "n/a"  # percent, as every view
 
-    from probe.report import TEST_CHECKS, VERDICT_WORDS
+    from probe.report import POSTHOC_WORDS, TEST_CHECKS, VERDICT_WORDS
 
-    note = VERDICT_WORDS[verdict].detail if verdict in VERDICT_WORDS else None
+    note = (VERDICT_WORDS[verdict].detail if verdict in VERDICT_WORDS else
+            f"{POSTHOC_WORDS[posthoc].label}: {POSTHOC_WORDS[posthoc].detail}" if posthoc in POSTHOC_WORDS else None)
     if note and verdict == "improved" and test_check in TEST_CHECKS and test_check != "holds":
         note += f"; {TEST_CHECKS[test_check].text}"  # the job's line read as a success (a new-user round)
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
@@ -404,7 +406,8 @@ def _record_run(ctx: JobContext, run_id: str, cfg: Any, config: dict[str, Any], 
                             posthoc=None if report.posthoc is None else report.posthoc.outcome(),
                             left_out=left_out_json(report.config),
                             reference_config=config if reference_run is None else None)
-    ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check))
+    ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check,
+                              None if report.posthoc is None else report.posthoc.outcome()))
     ctx.progress(done, f"{name} done")
     return row
 

@@ -100,3 +100,16 @@ def test_a_jobs_line_for_an_improvement_says_what_test_said():
         "(within noise))")
     assert _summary_line("r", summary, "improved", "holds").endswith("(hard classes raised beyond noise on validation)")
     assert _summary_line("r", summary, "not_applicable") == "run r: overall 50.00 %, hard 25.00 %"
+
+
+def test_a_jobs_line_for_a_posthoc_run_says_what_its_guard_did():
+    """A new-user round: a post-hoc bias job's line read "run r: overall 80.67 %, hard 68.89 %", not whether the bias
+    ships, while the runs list said "bias not applied"."""
+    from app.steps import _summary_line
+
+    summary = {"overall": 0.5, "hard": 0.25}
+    declined = _summary_line("r", summary, "not_applicable", posthoc="declined")
+    assert declined.startswith("run r: overall 50.00 %, hard 25.00 % (bias not applied: its out-of-sample check")
+    assert declined.endswith("the run ships the ERM probe)")
+    assert "(bias applied: the post-hoc bias raised" in _summary_line("r", summary, posthoc="applied")
+    assert "too few validation images" in _summary_line("r", summary, posthoc="untested")
