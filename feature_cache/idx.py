@@ -26,7 +26,7 @@ __all__ = ["FASHION_MNIST_CLASSES", "IdxReader", "read_idx", "find_idx_files", "
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-_PREFIXES = {"train": "train", "test": "t10k"}
+IDX_FILES = {"train": "train", "test": "t10k"}  # each split's file name prefix
 
 
 def _check_expansion(path: Path, nbytes: int, limits: ArchiveLimits) -> None:
@@ -80,7 +80,7 @@ def read_idx(path: Path, limits: ArchiveLimits | None = None) -> np.ndarray:
 def find_idx_files(folder: Path) -> dict[str, tuple[Path, Path]] | None:
     """{split: (images, labels)} for the idx files in ``folder``, or None when there are none."""
     found: dict[str, tuple[Path, Path]] = {}
-    for split, prefix in _PREFIXES.items():
+    for split, prefix in IDX_FILES.items():
         pair = []
         for kind in ("images-idx3", "labels-idx1"):
             candidates = [folder / f"{prefix}-{kind}-ubyte{ext}" for ext in (".gz", "")]

@@ -852,6 +852,21 @@ def test_data_naming_a_zips_top_folder_with_a_file_moved_since(tmp_path, capsys)
         f"{tmp_path / sources[0]}): moved, renamed or removed since the run's cache was extracted\n")
 
 
+def test_data_naming_an_idx_folder_keeps_the_record_names(tmp_path, capsys):
+    """A run on a Fashion-MNIST idx folder lists its images as test/08923: `failures --data` of that folder warned
+    '--data must be the folder these paths start in' and printed .../fashion-mnist/test/08923, a file that exists
+    nowhere (a new-user round). The rows keep the record names and a note says what they are."""
+    from app.commands import full_paths
+
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes(b"")
+    rows = full_paths([{"source": None}, {"source": "test/08923"}], tmp_path)
+    assert rows == [{"source": None}, {"source": "test/08923"}]
+    assert capsys.readouterr().err == (
+        f"note: --data {tmp_path} holds idx files, whose images are records, not files: each row names its idx "
+        "file's split and record, from 0 (test/08923: record 8923 of t10k-images)\n")
+
+
 def test_images_predicted_as_a_class_absent_from_the_split_are_said(run, tmp_path, capsys):
     """The table lists the classes with images: 2 of 30 val images called a class without val images showed
     93.3 % beside every listed precision at 100 %, and nowhere the class they went to (an extremes round)."""
