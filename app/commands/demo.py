@@ -20,8 +20,9 @@ HELP = ("Extract effnet-lite0 features of CIFAR-10 (or Fashion-MNIST), train an 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="use every image (default: a per-class subset)")
     parser.add_argument("--data", type=Path, default=None,
-                        help="data set (folder or archive of class folders; default ../shared/data/cifar10-jpeg.zip, "
-                             "then /usr/share/datasets/fashion-mnist)")
+                        help="data set, as `mr2probe extract --data` takes it: a folder or archive of class folders, "
+                             "a CSV manifest or a Fashion-MNIST idx folder (default ../shared/data/cifar10-jpeg.zip, "
+                             "then the idx folder /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--per-class", type=int, default=None, metavar="N",
                         help="images per class without --full (default 100; in each given split, or in all for a "
                              "data set without split folders)")

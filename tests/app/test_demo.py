@@ -107,6 +107,15 @@ def test_demo_data_lookup(tmp_path, monkeypatch):
     assert demo.find_demo_data() == fmnist.resolve()
 
 
+def test_demo_help_names_every_kind_of_data_it_takes(capsys):
+    """`demo --help` said --data is a "folder or archive of class folders" beside its own default, the Fashion-MNIST
+    idx folder (a new-user round); it takes what `extract --data` takes."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a CSV manifest or a Fashion-MNIST idx folder" in text and "the idx folder /usr/share/" in text
+
+
 def test_demo_probes_are_erm_then_the_disparity_preset():
     erm, preset = demo.demo_probes(head="cosine", epochs=7, seeds=2)
     assert erm == {"seeds": [0, 1], "head": "cosine", "epochs": 7, "loss": "ce"}
