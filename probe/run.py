@@ -509,6 +509,12 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
     frontier = [FrontierPoint(**e) for e in d.frontier]
     common = dict(criterion=config.select, candidates=sweep.scored, reason=d.reason, preset=_preset_info(config),
                   verdict=d.verdict, frontier=frontier)
+    # a reference run of another loss: every "reference (ERM)" of the report is that loss (its verdict read "equals
+    # the reference (ERM) configuration" of a focal run it shipped; a new-user round)
+    not_erm = ([] if ref_fitter.config.loss == "ce" else [
+        f"The reference run is not ERM: its loss is {ref_fitter.config.loss}, so this run was compared with a "
+        f"{ref_fitter.config.loss} configuration where it says 'reference (ERM)', and ships it when nothing qualified. "
+        "Give an ERM run (loss ce) as the reference to compare with ERM."])
     if d.index == 0:  # no safe improvement: the run is the reference configuration
         # val_hard on the groups, as every candidate's (the frontier's is the decision's cross-fitted third)
         hard = group_accuracy(observed_class_accuracy(ref_correct, scorer.labels, len(class_names)), d.groups)["hard"]
@@ -522,11 +528,12 @@ def _decide_hard(fitter: _Fitter, sweep: _Sweep, reference: Report | None, ref_g
             f"a {ref_fitter.config.head} head. Train a {config.head} ERM reference to compare {config.head} settings "
             f"with {config.head}."])  # the head changed without a word (found by a new-user round)
         return _Outcome(ref_fitter.config.kept_for(config), ref_params, ref_model, ref_fitter, selection, d.groups,
-                        d.stability, [*kept_head, *d.warnings], chosen_correct=ref_correct)
+                        d.stability, [*not_erm, *kept_head, *d.warnings], chosen_correct=ref_correct)
     i = d.index - 1
     selection = Selection(**common, chosen=sweep.scored[i])
     return _Outcome(config, sweep.candidates[i], sweep.fitted[i], fitter, selection, d.groups, d.stability,
-                    d.warnings, reference=(ref_fitter, ref_params, ref_model), chosen_correct=sweep.correct[i])
+                    [*not_erm, *d.warnings], reference=(ref_fitter, ref_params, ref_model),
+                    chosen_correct=sweep.correct[i])
 
 
 def _split_name(cross_validated: bool) -> str:

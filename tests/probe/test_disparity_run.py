@@ -144,6 +144,22 @@ def test_a_kept_reference_of_another_head_names_its_head(data, erm):
         "to compare cosine settings with cosine.")
 
 
+def test_a_reference_run_of_another_loss_is_said_not_to_be_erm(data, tmp_path):
+    """`--preset disparity --reference runs/focal` said "this run equals the reference (ERM) configuration" of the
+    focal configuration it shipped (a new-user round): a warning names the reference's loss."""
+    focal = run_probe(data, NAMES, ProbeConfig(**FAST, loss="focal"), out_dir=tmp_path / "focal")
+    config = ProbeConfig(**{**FAST, "lr_grid": [1e-6]}, loss="mr2", select="hard")
+    report = run_probe(data, NAMES, config, reference=focal)
+    assert report.selection.verdict == "no_safe_improvement" and report.config["loss"] == "focal"
+    assert report.warnings[0] == (
+        "The reference run is not ERM: its loss is focal, so this run was compared with a focal configuration where "
+        "it says 'reference (ERM)', and ships it when nothing qualified. Give an ERM run (loss ce) as the reference "
+        "to compare with ERM.")
+    # an ERM reference gives no such warning
+    erm_ref = run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=tmp_path / "erm")
+    assert not any("is not ERM" in w for w in run_probe(data, NAMES, config, reference=erm_ref).warnings)
+
+
 def test_an_improvement_is_checked_on_test_by_its_hard_third_interval_and_its_images():
     """compare's beyond_noise rule: the interval and the images' exact test, leaning the same way (3 hard test images
     fixed resample to an interval above 0 and are p = 0.25: "holds" beside a verdict saying so; a statistics
