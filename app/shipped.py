@@ -169,9 +169,11 @@ def _renamed_hint(scores) -> str | None:
     unknown = sum(scores.unknown.values())
     if 2 * n <= unknown:
         return None
+    # a name with '/' is no folder's ('T-shirt/top' of Fashion-MNIST's idx files; a new-user round)
+    how = ("label its images so in a CSV manifest (no folder's name holds '/') and extract again" if "/" in name
+           else "rename the folder or labels and extract again")
     return (f"Most of them ({n:,} of {unknown:,}) were predicted as {name!r}, which has no images here: a class "
-            "renamed since the run? Labels match the run's classes by name: give it its old name back (rename the "
-            "folder or labels and extract again).")
+            f"renamed since the run? Labels match the run's classes by name: give it its old name back ({how}).")
 
 
 def csv_rows(got: "CachePredictions", class_names: list[str]):

@@ -604,6 +604,20 @@ def test_a_class_renamed_since_the_run_gets_a_hint(run, tmp_path, capsys):
             "it its old name back (rename the folder or labels and extract again).\n") in text
 
 
+def test_the_renamed_hint_for_a_class_whose_name_holds_a_slash_points_to_a_manifest():
+    """A run on Fashion-MNIST's idx files has a class 'T-shirt/top'; scored on class folders, whose 'T-shirt-top'
+    could not be named so, the hint said 'rename the folder' (a new-user round)."""
+    from types import SimpleNamespace
+
+    from app.shipped import unknown_hint
+
+    scores = SimpleNamespace(unknown={"T-shirt-top": 5}, unknown_predicted={"T-shirt/top": 4, "Pullover": 1},
+                             per_class=[SimpleNamespace(name="T-shirt/top", n=0), SimpleNamespace(name="Bag", n=5)])
+    assert unknown_hint(scores, ["T-shirt/top", "Bag", "Pullover"]).endswith(
+        "give it its old name back (label its images so in a CSV manifest (no folder's name holds '/') and extract "
+        "again).")
+
+
 def test_probabilities_add_every_class_column_as_predict_proba(run, tmp_path, capsys):
     """--probabilities: a column p(<class>) per class, the run's probe's softmax (scikit-learn's predict_proba):
     rows sum to 1, their maximum is the confidence and its class the prediction (a new-user round missed them)."""
