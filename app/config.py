@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from feature_cache.defaults import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_WORKERS
-from probe.constraints import DEVICE_PATTERN
+from probe.constraints import Device, check
 
 from .datadir import LOCK_FILE
 from .threads import MAX_THREADS
@@ -88,9 +88,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if not DEVICE_PATTERN.match(value):  # the names probe.devices.resolve_device takes ('cuda:abc' started)
-            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N; got {value!r}")
-        return value
+        return check("device", value, [Device()])  # the names probe.devices.resolve_device takes, said as there
 
     @field_validator("api_token")
     @classmethod

@@ -39,7 +39,7 @@ def test_a_token_no_http_client_can_send_is_refused_unrepeated(token):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("device", "tpu", "device must be one of auto, cpu, cuda, cuda:N; got 'tpu'"),
+    ("device", "tpu", "device must be one of auto, cpu, cuda, cuda:N, got 'tpu'"),  # as a probe config says it
     ("cpu_jobs", 0, "greater than or equal to 1"),
     ("cpu_jobs", 100_000, "less than or equal to 64"),
     ("max_upload_bytes", 0, "greater than 0"),
