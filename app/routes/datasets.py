@@ -47,7 +47,7 @@ from ..middleware import media_type
 from ..removal import delete
 from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, HOST_REFUSED, CacheOut,
                        CacheRegister, DatasetOut, DatasetRegister, DeletedOut, ErrorOut, IdPath, SkippedOut, download)
-from ..skipped import MAX_KEPT, skipped_note
+from ..skipped import MAX_KEPT, MAX_TEXT, skipped_note
 from ..status import NotFound, UploadsBusy, UploadStalled
 from ..store import Store
 
@@ -241,7 +241,6 @@ def delete_dataset(dataset_id: IdPath, cascade: bool = _CASCADE, dry_run: bool =
 
 
 REGISTRATION_SLOTS = 2  # cache files checked at once (POST /api/caches)
-MAX_SOURCE_LENGTH = 1024
 # Thumbnails decoded at once, each in a thread of its own: one image can take a few hundred MB up to Pillow's
 # decompression-bomb limit (~89 M pixels), so a page of many thumbnails, or a burst of requests, waits for a slot
 # instead of decoding them all at once.
@@ -371,7 +370,7 @@ def thumbnail_url(dataset_id: str | None, source: str | None, digest: bytes | No
           "extraction (extract the data set again)"}},
     summary="A small PNG of one sample the data set lists (only listed sources; anything else is a 404)")
 async def thumbnail(request: Request, dataset_id: IdPath,
-                    source: str = Query(..., min_length=1, max_length=MAX_SOURCE_LENGTH),
+                    source: str = Query(..., min_length=1, max_length=MAX_TEXT),  # as long as a name recorded
                     size: int = Query(128, ge=8, le=512), digest: str | None = DigestQuery,
                     store: Store = Depends(get_store)) -> Response:
     row = store.get_dataset(dataset_id)
