@@ -24,6 +24,7 @@ from .status import JobStatus
 
 # Bounds of every client-supplied string and list (a request is also capped at MR2PROBE_MAX_JSON_BYTES).
 MAX_PROBES = 8
+MAX_ENCODER_NAME = 1024  # characters of an encoder name (an openclip or mocov2 one holds a weights file's path)
 ID_PATTERN = r"^[A-Za-z0-9_.-]+$"  # every id the service makes (run_…, job_…, ds_…, cache_…)
 RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 # The published patterns' class of refused characters: probe.names.UNPRINTABLE and the lone surrogates
@@ -78,8 +79,9 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN,
                              description="an id as returned by the API")]
-EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=1024), _printable(),
-                        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": PRINTABLE})]
+EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ENCODER_NAME), _printable(),
+                        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ENCODER_NAME,
+                                        "pattern": PRINTABLE})]
 
 
 class ErrorOut(BaseModel):
