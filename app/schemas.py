@@ -26,7 +26,8 @@ from .status import JobStatus
 MAX_PROBES = 8
 MAX_ENCODER_NAME = 1024  # characters of an encoder name (an openclip or mocov2 one holds a weights file's path)
 ID_PATTERN = r"^[A-Za-z0-9_.-]+$"  # every id the service makes (run_…, job_…, ds_…, cache_…)
-RowId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+MAX_ID = 64  # characters of an id a client gives
+RowId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
 # The published patterns' class of refused characters: probe.names.UNPRINTABLE and the lone surrogates
 # (:func:`_printable` refuses both) in ECMA-262, JSON Schema's dialect, which has no \UXXXXXXXX escape (Ajv and
 # node threw on it, or without the u flag refused "abc"; an integration round): an astral character stands as
@@ -77,7 +78,7 @@ def _printable(allowed: str = "") -> Any:
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME), _printable(),
                  WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NAME_TEXT})]
 ServerPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
-IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN,
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN,
                              description="an id as returned by the API")]
 EncoderName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ENCODER_NAME), _printable(),
                         WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ENCODER_NAME,

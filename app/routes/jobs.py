@@ -13,8 +13,8 @@ from ..deps import TOTAL_COUNT, OffsetQuery, get_runner, get_store, set_total
 from ..store import Store
 from ..status import RESUMABLE, JobStatus
 from ..steps import JOB_KINDS, job_what
-from ..schemas import (BODY_TOO_LARGE, DRY_RUN, ERROR_RESPONSES, ErrorOut, IdPath, JobAccepted, JobCreate, JobOut,
-                       JobsRemovedOut)
+from ..schemas import (BODY_TOO_LARGE, DRY_RUN, ERROR_RESPONSES, MAX_ID, ErrorOut, IdPath, JobAccepted, JobCreate,
+                       JobOut, JobsRemovedOut)
 from ..validation import validate_job
 from ..worker import JobRunner
 
@@ -47,7 +47,7 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
             summary="Jobs, newest first (X-Total-Count: all of them, of the status, kind and run asked)")
 def list_jobs(response: Response, status_: JobStatus | None = Query(None, alias="status"),
               kind: JobKindName | None = Query(None, description="only jobs of this kind"),
-              run_id: str | None = Query(None, min_length=1, max_length=64,
+              run_id: str | None = Query(None, min_length=1, max_length=MAX_ID,
                                          description="only jobs whose request names this run (label_issues)"),
               limit: int = Query(200, ge=1, le=1000), offset: int = OffsetQuery, store: Store = Depends(get_store),
               runner: JobRunner = Depends(get_runner)) -> list[JobOut]:

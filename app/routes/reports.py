@@ -28,8 +28,8 @@ from ..kept import Kept, file_identity
 from ..deps import TOTAL_COUNT, Page, get_store, in_slot, offset_query, page, set_total
 from ..removal import delete
 from .datasets import thumbnail_url
-from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, DeletedOut, FailuresOut, IdPath,
-                       LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut,
+from ..schemas import (BODY_TOO_LARGE, DELETE_RESPONSES, DRY_RUN, ERROR_RESPONSES, MAX_ID, DeletedOut, FailuresOut,
+                       IdPath, LabelIssuesMethod, LabelIssuesOut, NearDuplicatesOut, PredictedOut, RunDetailOut, RunOut,
                        RunUpdate, ScoresOut, download)
 from ..store import Store
 
@@ -63,7 +63,7 @@ def _report(store: Store, run_id: str) -> Report:
     return report
 
 
-RunsOfCache = Query(None, min_length=1, max_length=64, description="only the runs on this cache (its id)")
+RunsOfCache = Query(None, min_length=1, max_length=MAX_ID, description="only the runs on this cache (its id)")
 NEWEST = "newest"
 RunOrder = Literal[(NEWEST, *SEED_METRICS)]
 SortQuery = Query(NEWEST, description="newest first, or the highest test accuracy of a summary metric first (the "
@@ -101,7 +101,7 @@ PredictedQuery = Query(None, min_length=1, max_length=200,
                        description="only the mistakes predicted as this class (one cell of the confusion matrix)")
 LimitQuery = Query(24, ge=1, le=MAX_FAILURES)
 SplitQuery = Query("test", pattern="^(train|val|test)$", description="the cache's split")
-CacheQuery = Query(..., min_length=1, max_length=64, description="cache id, e.g. of another data set's images")
+CacheQuery = Query(..., min_length=1, max_length=MAX_ID, description="cache id, e.g. of another data set's images")
 
 
 @router.get("/runs/{run_id}/failures", response_model=FailuresOut, responses=ERROR_RESPONSES,
@@ -604,11 +604,11 @@ def get_report(run_id: IdPath, store: Store = Depends(get_store)) -> Report:
     return _report(store, run_id)
 
 
-BaseRun = Query(..., min_length=1, max_length=64, description="run id, e.g. the ERM run")
-OtherRun = Query(..., min_length=1, max_length=64, description="run id, e.g. the MR² run")
+BaseRun = Query(..., min_length=1, max_length=MAX_ID, description="run id, e.g. the ERM run")
+OtherRun = Query(..., min_length=1, max_length=MAX_ID, description="run id, e.g. the MR² run")
 
 
-OnCache = Query(None, min_length=1, max_length=64, description="a cache id: compare the runs' shipped probes "
+OnCache = Query(None, min_length=1, max_length=MAX_ID, description="a cache id: compare the runs' shipped probes "
                 "(first seed) on its images instead of their own test split (mr2probe compare --features)")
 
 
@@ -741,7 +741,7 @@ async def compare_md(request: Request, base: str = BaseRun, other: str = OtherRu
 
 OtherRuns = Query(..., min_length=1, max_length=MAX_COMPARED_RUNS, description="the runs compared with the base, in "
                   f"the order of the rows, each once: other=a&other=b (1 to {MAX_COMPARED_RUNS})")
-RunIds = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]]
+RunIds = list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID)]]
 
 
 @router.get("/compare/many", response_model=ManyComparison, responses=ERROR_RESPONSES,
