@@ -17,7 +17,7 @@ from .names import listed, repeated
 from .numbers import percent, signed_points
 from .predictions import PREDICTIONS_FILE
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
-from .report_text import TERMINAL_CLASSES, class_table, print_table, text_console
+from .report_text import COMPARE_WIDTH, TERMINAL_CLASSES, class_table, print_table, text_console
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
 
@@ -818,7 +818,8 @@ def class_rows(comparison: Comparison, max_classes: int | None = None, own_inter
              _delta_cell(row.delta, row.delta_ci, row.changed, row.beyond_noise, row.p_value)] for row in rows], caption
 
 
-def format_comparison(comparison: Comparison, *, width: int = 110, max_classes: int | None = TERMINAL_CLASSES) -> str:
+def format_comparison(comparison: Comparison, *, width: int = COMPARE_WIDTH,
+                      max_classes: int | None = TERMINAL_CLASSES) -> str:
     """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points, with their 95 %
     paired intervals when the runs stored their test predictions); the per-class table lists every class up to
     ``max_classes``, else those whose accuracy changed most (None: every class)."""

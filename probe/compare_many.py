@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from .compare import Comparison, metric_title
 from .numbers import percent, signed_points
 from .report import Num, Report, interval_text
-from .report_text import print_table, text_console
+from .report_text import COMPARE_WIDTH, print_table, text_console
 from .selection import SIGN_TEST_ALPHA
 from .uncertainty import holm
 
@@ -196,7 +196,7 @@ def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
               for w in many.run_warnings)]
 
 
-def format_many(many: ManyComparison, *, width: int = 110) -> str:
+def format_many(many: ManyComparison, *, width: int = COMPARE_WIDTH) -> str:
     """Terminal table of :func:`compare_many`: what was compared and the probes, then one row per run with its
     deltas against the base, then the base's own accuracies."""
     from rich import box

@@ -19,6 +19,9 @@ from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, class_row, confusi
 # (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
 # comparison's JSON and the exports keep every class.
 TERMINAL_CLASSES = 40
+# Columns of the terminal views, at the least (app.commands.terminal_width widens them on a wider terminal)
+REPORT_WIDTH = 120  # format_report
+COMPARE_WIDTH = 110  # compare.format_comparison, compare_many.format_many
 
 
 # What a third without any class shows (fewer than three classes leave one empty), instead of "—% —"
@@ -151,7 +154,7 @@ def text_console(width: int):
     return Console(file=io.StringIO(), width=width, record=True, color_system=None, markup=False, emoji=False)
 
 
-def format_report(report: Report, *, width: int = 120, max_classes: int | None = TERMINAL_CLASSES) -> str:
+def format_report(report: Report, *, width: int = REPORT_WIDTH, max_classes: int | None = TERMINAL_CLASSES) -> str:
     """A readable terminal view: header, summary with mean ± std over seeds, margins, per-class tables (every class
     up to ``max_classes``, else the worst ``max_classes``; None: every class)."""
     from rich import box

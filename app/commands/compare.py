@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from probe import format_comparison
     from probe.export import COMPARE_FORMATS, runs_context
-    from probe.report_text import TERMINAL_CLASSES
+    from probe.report_text import COMPARE_WIDTH, TERMINAL_CLASSES
     from probe.rundir import read_run
 
     check_export_arguments(args)
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_document(comparison.model_dump_json(indent=2))
         return 0
-    print(format_comparison(comparison, width=terminal_width(110), max_classes=limit))
+    print(format_comparison(comparison, width=terminal_width(COMPARE_WIDTH), max_classes=limit))
     # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round)
     for label, text in runs_context(base, other).warnings:
         print(f"{label}: {text}")
@@ -109,6 +109,7 @@ def _compare(args: argparse.Namespace, base, other_dir: str, other):
 def _many(args: argparse.Namespace) -> int:
     """Several runs against the base: one row each (:mod:`probe.compare_many`), then each run's warnings."""
     from probe.compare_many import format_many
+    from probe.report_text import COMPARE_WIDTH
     from probe.rundir import read_run
 
     seen: dict = {}
@@ -133,7 +134,7 @@ def _many(args: argparse.Namespace) -> int:
 
         write_document(MANY_FORMATS[args.format](many), args.out)
         return 0
-    print(format_many(many, width=terminal_width(110)))  # the warnings under the table
+    print(format_many(many, width=terminal_width(COMPARE_WIDTH)))  # the warnings under the table
     return 0
 
 
