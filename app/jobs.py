@@ -76,7 +76,7 @@ class JobContext:
 
 def default_resource(request: dict[str, Any], device: str) -> str:
     """``"gpu"`` when the service's resolved ``device`` is a GPU (one such job at a time), else ``"cpu"``."""
-    return "gpu" if device.startswith("cuda") else "cpu"
+    return device_resource(None, device)
 
 
 def device_resource(job_device: str | None, device: str) -> str:
