@@ -93,12 +93,14 @@ def _unreadable_storage(features: Any) -> str | None:
     """How a features dataset's storage would cost a reader far more than its file does, or None: a band of chunk
     rows over ``MAX_ROW_BAND_BYTES`` once decompressed, or more than ``MAX_COMPRESSION``× fewer bytes stored than
     held."""
+    from feature_cache.store import CHUNK_ROWS  # the chunks an extraction writes, suggested
+
     row_bytes = features.shape[1] * features.dtype.itemsize
     band = None if features.chunks is None else features.chunks[0] * row_bytes  # decompressed to read any row
     if band is not None and band > MAX_ROW_BAND_BYTES:
         return (f"chunks of {features.chunks[0]:,} rows: reading any row decompresses {band:,} bytes (at most "
                 f"{MAX_ROW_BAND_BYTES:,}; repack it with chunks of fewer rows, e.g. h5repack -l "
-                f"CHUNK=1024x{features.shape[1]})")
+                f"CHUNK={CHUNK_ROWS}x{features.shape[1]})")
     stored, full = _stored_and_held(features)
     if full > _FEATURE_CHUNK_BYTES and stored * MAX_COMPRESSION < full:
         return (f"features stored in {stored:,} bytes for {full:,}: {full / max(stored, 1):,.0f}× compressed, "
