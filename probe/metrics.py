@@ -30,6 +30,8 @@ import warnings
 
 import numpy as np
 
+from .standalone import NORM_FLOOR
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -231,7 +233,7 @@ def output_margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
+    return x / np.maximum(norm, NORM_FLOOR)
 
 
 def class_margin_deg(weights: np.ndarray) -> float:
@@ -265,7 +267,7 @@ def sample_margins(features: np.ndarray, labels: np.ndarray, weights: np.ndarray
     labels = _labels(labels, w.shape[0])
     # cosines as (z · w̃ᵀ) / ‖z‖ in z's precision: no normalised (n, d) copy of the features
     dtype = z.dtype if np.issubdtype(z.dtype, np.floating) else np.float64
-    norms = np.maximum(np.linalg.norm(z, axis=1), 1e-12)
+    norms = np.maximum(np.linalg.norm(z, axis=1), NORM_FLOOR)
     cos = ((z @ _normalise(w).T.astype(dtype)) / norms[:, None]).astype(np.float64)
     return cos[np.arange(len(labels)), labels] - _top_other(cos, labels)
 

@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from .files import write_output
-from .standalone import StandaloneProbe, load_head
+from .standalone import NORM_FLOOR, StandaloneProbe, load_head
 
 OPSET = 17  # ReduceL2 with its axes as an attribute, Softmax over one axis: ONNX Runtime 1.12+, TensorRT 8.5+
 INPUT, OUTPUTS = "features", ("probabilities", "logits")
-NORM_FLOOR = 1e-12  # a zero row stays zero, as probe.standalone's _normalize
 
 
 class _Graph:

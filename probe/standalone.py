@@ -46,6 +46,7 @@ def cell(text: str) -> str:
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ROWS = 4096  # rows widened to float64 at a time
+NORM_FLOOR = 1e-12  # the least L2 norm a row is divided by (torch's F.normalize, the cosine head's): zero stays zero
 
 
 def _unusable_rows(x: np.ndarray) -> np.ndarray:
@@ -61,7 +62,7 @@ def _unusable_rows(x: np.ndarray) -> np.ndarray:
 
 def _normalize(a: np.ndarray) -> np.ndarray:
     """Each row divided by its L2 norm (a zero row stays zero), as the cosine head does."""
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), NORM_FLOOR)
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
