@@ -110,7 +110,8 @@ def words_script() -> Response:
     whose settings the launch page offers back; whether a job can be resumed is its own
     ``resumable`` field), the ``splits`` and the ``groups`` in their order (feature_cache.datasets.SPLITS,
     probe.groups.GROUP_NAMES), the summary's ``metrics`` (probe.report.SEED_METRICS: the cards, the runs list's
-    columns), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
+    columns), ``compared_metrics``, the columns of a comparison of several runs (probe.compare_many.SUMMARY_METRICS:
+    the compare page), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
     export's), ``heatmap_classes``, the classes the confusion heat map draws (probe.report.HEATMAP_CLASSES),
     ``confusions_header``, the per-class confusions' column (probe.report.CONFUSIONS_HEADER), and
     ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
@@ -119,6 +120,7 @@ def words_script() -> Response:
     ``label_issue_methods``, the likely-wrong-label methods with what each lists, and the default
     (probe.label_issues.METHODS, DEFAULT_METHOD)."""
     from feature_cache.datasets import SPLITS
+    from probe.compare_many import SUMMARY_METRICS
     from probe.groups import GROUP_NAMES
     from probe.label_issues import DEFAULT_METHOD, METHODS
     from probe.report import (CHART_CLASSES, CONFUSIONS_HEADER, HEATMAP_CLASSES, POSTHOC_WORDS, SEED_METRICS,
@@ -134,6 +136,7 @@ def words_script() -> Response:
              "job_states": {"active": [s.value for s in ACTIVE], "open": [s.value for s in OPEN],
                             "unsuccessful": [s.value for s in UNSUCCESSFUL]},
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
+             "compared_metrics": list(SUMMARY_METRICS),
              "chart_classes": CHART_CLASSES, "heatmap_classes": HEATMAP_CLASSES, "confusions_header": CONFUSIONS_HEADER,
              "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,
              "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD}}

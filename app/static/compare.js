@@ -6,7 +6,7 @@
 (function () {
   "use strict";
   const { h, getJSON, enc, deltaSpan, pctCi, pSay, fileLink } = window.Dash;
-  const METRICS = ["overall", "balanced", "hard", "worst_class"];
+  const METRICS = window.Words.compared_metrics;  // probe.compare_many.SUMMARY_METRICS
   // the page's one level-one heading is its card's (styled as the cards' h2s, as the run page's)
   const card = (title, ...body) => h("section", { class: "card" }, h("h1", {}, title), ...body);
 

@@ -40,6 +40,7 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     assert set(words["job_states"]["open"]) == set(JobStatus) - set(FINISHED)
     assert words["splits"] == ["train", "val", "test"] and words["groups"] == ["easy", "medium", "hard"]
     assert words["metrics"] == ["overall", "balanced", "easy", "medium", "hard", "worst_class"]
+    assert words["compared_metrics"] == ["overall", "balanced", "hard", "worst_class"]  # compare_many's columns
     assert words["sign_flip_floor"] == 1 / 20_001  # probe.uncertainty.SIGN_FLIP_FLOOR: where Dash.pSay says "p ≤"
     assert words["confusions_header"] == "most often predicted as (% of its test images)"  # CONFUSIONS_HEADER
     assert words["chart_classes"] == 60  # probe.report.CHART_CLASSES: the dashboard's charts draw what the export's do
@@ -67,7 +68,7 @@ def test_the_pages_load_the_words_before_their_scripts():
         states = "(queued|running|succeeded|failed|cancelled|interrupted)"
         assert not re.search(f'"{states}", "{states}"', text), script.name  # no list of job states
         assert '"train", "val"' not in text and "beyond noise on validation" not in text, script.name
-        assert '"easy", "medium", "hard"' not in text, script.name
+        assert '"easy", "medium", "hard"' not in text and '"overall", "balanced"' not in text, script.name
 
 
 def test_verdict_and_probe_labels():
