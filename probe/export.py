@@ -20,8 +20,8 @@ from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, Calibration, Confusion, CrossValidation, Environment,
                      FeatureSource, NearDuplicates, Report, Timing, confusions_text, interval_text, loss_label,
                      posthoc_text, shipped_accuracy, shipped_class_ci, verdict_label, WorstClass)
-from .report_text import (NO_CLASSES, cut_name, empty_third, left_out_text, shipped_worst_text, with_interval,
-                          worst_class_ci, worst_first)
+from .report_text import (NO_CLASSES, SEED_WORST_HEADER, cut_name, empty_third, left_out_text, shipped_worst_text,
+                          with_interval, worst_class_ci, worst_first)
 
 __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASSES", "comparison_markdown",
            "comparison_html", "COMPARE_FORMATS", "RunsContext", "runs_context"]
@@ -29,9 +29,7 @@ __all__ = ["report_markdown", "report_html", "EXPORT_FORMATS", "MATRIX_MAX_CLASS
 GROUP_COLOURS = {"easy": "#4c9f70", "medium": "#d9a43b", "hard": "#c8553d"}
 SUMMARY_KEYS = (("overall", "overall"), ("balanced", "balanced"), ("easy", "easy third"),
                 ("medium", "medium third"), ("hard", "hard third"),
-                # seeds.metrics.worst_class: each seed's lowest class accuracy, whichever class; summary.worst_class
-                # (the "Worst class: dress" line) is the class lowest on the seed mean, so the two differ
-                ("worst_class", "worst class of each seed"))
+                ("worst_class", SEED_WORST_HEADER))
 
 
 # What CommonMark would read as HTML: a tag (< then a letter, /, ! or ?) and an entity (&name; or &#...;).

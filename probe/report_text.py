@@ -19,6 +19,9 @@ from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, class_row, confusi
 # (compared: the most moved) this many: a 300-class run printed 600 table rows. report.json, per_class.csv, the
 # comparison's JSON and the exports keep every class.
 TERMINAL_CLASSES = 40
+# seeds.metrics.worst_class's column in the terminal and the exports: each seed's lowest class accuracy, whichever
+# class; summary.worst_class (the "Worst class: dress" line) is the class lowest on the seed mean, so the two differ
+SEED_WORST_HEADER = "worst class of each seed"
 # Columns of the terminal views, at the least (app.commands.terminal_width widens them on a wider terminal)
 REPORT_WIDTH = 120  # format_report
 COMPARE_WIDTH = 110  # compare.format_comparison, compare_many.format_many
@@ -165,8 +168,8 @@ def format_report(report: Report, *, width: int = REPORT_WIDTH, max_classes: int
         console.print(line)
     summary, metrics = report.summary, report.seeds.metrics
     table = Table(title="test accuracy (%), mean ± std over seeds", box=box.SIMPLE)
-    for col in ("overall", "balanced", "easy", "medium", "hard", "worst class of each seed"):
-        table.add_column(col, justify="right")
+    for key in SEED_METRICS:  # the columns of the row below, in its order
+        table.add_column(SEED_WORST_HEADER if key == "worst_class" else key, justify="right")
     table.add_row(*("—" if metrics[key].mean is None
                     else f"{percent(metrics[key].mean)} ± {percent(metrics[key].std)}" for key in SEED_METRICS))
     console.print(table)
