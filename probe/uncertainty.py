@@ -65,6 +65,12 @@ _CHUNK_ELEMENTS = 65_536
 ZERO_TOLERANCE = 1e-6
 
 
+def _check_level(level: float) -> None:
+    """An interval's coverage: strictly between 0 and 1 (NaN refused too)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}.")
+
+
 def snap_zero(value):
     """``value`` (a number or array) with what lies within ``ZERO_TOLERANCE`` of 0 made exactly 0."""
     return np.where(np.abs(value) < ZERO_TOLERANCE, 0.0, value)
@@ -76,8 +82,7 @@ def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> np
 
     Resamples whose value is ``nan`` (e.g. a class absent from a split) are ignored; all-``nan`` gives ``nan``.
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    _check_level(level)
     tail = 100.0 * (1.0 - level) / 2.0
     samples = np.asarray(samples, dtype=np.float64)
     missing = np.isnan(samples)
@@ -423,8 +428,7 @@ def simultaneous_lower_bounds(samples: np.ndarray, level: float = DEFAULT_LEVEL)
     Returns:
         ``(bounds (m,), t)``; a bound within ``ZERO_TOLERANCE`` of 0 is exactly 0.
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    _check_level(level)
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 2 or samples.shape[1] == 0:
         raise ValueError(f"samples must be (m, B) with B >= 1, got shape {samples.shape}.")
@@ -467,8 +471,7 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, level: float = DE
     rounding had put the ends a hair past it (lo 1.7e-18 for 0 of 209, hi 1 − 1.1e-16 for 13 of 13), so a value
     of 100 % lay outside its own interval.
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    _check_level(level)
     z = NormalDist().inv_cdf(0.5 + level / 2.0)
     z2 = z * z
     successes, trials = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
