@@ -29,7 +29,7 @@ from .posthoc import PosthocLogitBias
 from .report import TEMPERATURE_FILE, Calibration, FeatureSource, Num, NumList, TemperatureScaling, load_report
 from .rundir import read_run
 from .seen import SEEN_FILE, SeenSources
-from .uncertainty import interval_or_none, precision_recall_f1_intervals, wilson_interval
+from .uncertainty import interval_or_none, intervals_or_none, precision_recall_f1_intervals, wilson_interval
 
 __all__ = ["RunProbe", "TrueClass", "ClassScore", "Scores", "score_predictions", "PredictedShare", "predicted_shares",
            "UNKNOWN_CLASS", "PROBE_FILES"]
@@ -270,7 +270,7 @@ def _class_intervals(labels: np.ndarray, predicted: np.ndarray, k: int) -> dict[
     an image of a class the probe does not have: one more true class, so each precision counts those images as
     wrong, as the point value does."""
     intervals = precision_recall_f1_intervals(labels, predicted, k + 1)
-    return {f"{key}_ci": [interval_or_none(row) for row in value[:k]] for key, value in intervals.items()}
+    return {f"{key}_ci": intervals_or_none(value[:k]) for key, value in intervals.items()}
 
 
 def scored_calibration(confidence: np.ndarray, predicted: np.ndarray, labels: np.ndarray, num_classes: int,

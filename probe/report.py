@@ -48,7 +48,7 @@ from .seen import SEEN_FILE
 from .names import listed, repeated, shown_name
 from .numbers import csv_cell, interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
-from .uncertainty import interval_or_none, p_text, wilson_interval
+from .uncertainty import intervals_or_none, p_text, wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -1568,7 +1568,7 @@ def accuracy_intervals(accuracies, images) -> list[list[float] | None]:
     fractional successes, as the test accuracy's interval does."""
     values = np.array([np.nan if v is None else v for v in accuracies], dtype=np.float64)
     counts = np.asarray(images, dtype=np.float64)
-    return [interval_or_none(ends) for ends in wilson_interval(values * counts, counts)]
+    return intervals_or_none(wilson_interval(values * counts, counts))
 
 
 def shipped_class_ci(row: dict | PerClassRow) -> list[float] | None:

@@ -65,7 +65,7 @@ from .splits import (Splits, check_arrays, check_class_options, check_spread, ch
 from .run_notes import (calibration_warnings, carved_test, choice_warnings, feature_warnings, imbalance, other_features,
                         other_metric, past_budget_sentence, posthoc_sentence, tie_note, verdict_on_test)
 from .selection import delta_sentence, format_delta, select_candidate
-from .uncertainty import class_accuracy_interval, interval_or_none, observed_class_accuracy, wilson_interval
+from .uncertainty import class_accuracy_interval, intervals_or_none, observed_class_accuracy, wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -895,9 +895,9 @@ def _out_of_fold_validation(report: Report, outcome: _Outcome, scorer: _Scorer) 
     report.val.overall = overall_score(outcome.chosen_correct, scorer.labels, num_classes, scorer.overall_metric)
     report.val.source = (f"out of fold: {scorer.plan.k}-fold cross-validation on train + val, the chosen "
                          "configuration's first seed")
-    intervals = class_accuracy_interval(outcome.chosen_correct, scorer.labels, num_classes)
+    intervals = intervals_or_none(class_accuracy_interval(outcome.chosen_correct, scorer.labels, num_classes))
     for row, value, interval in zip(report.per_class, report.val.per_class, intervals):
-        row.val_accuracy, row.val_accuracy_ci = value, interval_or_none(interval)
+        row.val_accuracy, row.val_accuracy_ci = value, interval
     return True
 
 
