@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 __all__ = ["UNPRINTABLE", "UNPRINTABLE_CHARACTERS", "MAX_NAME", "listed", "class_name", "class_index", "shown_name",
-           "lookalike_key", "lookalike_names_warning", "repeated"]
+           "listed_name", "lookalike_key", "lookalike_names_warning", "repeated"]
 
 # Characters no name may hold (a regular-expression character class, the same text for Python's re and pydantic's
 # Rust regex): control characters (C0, DEL, C1), the text-direction controls, the line and paragraph separators
@@ -53,6 +53,13 @@ def shown_name(name: str) -> str:
     which shows as nothing (class folders 'cat ' and 'cat' read as one name twice), else as it is; the stored name
     is not changed. The dashboard's ``Dash.shownName`` (app/static/dash.js) is the same rule."""
     return f'"{name}"' if name != name.strip() else name
+
+
+def listed_name(name: str) -> str:
+    """A class name in a list of names joined by ", ": as :func:`shown_name` shows it, and in double quotes where it
+    holds a comma ('a, b' and 'c' listed as "a, b", c: 'a, b, c' read as three classes; ImageNet's names hold
+    commas). The dashboard's ``Dash.listedName`` is the same rule."""
+    return f'"{name}"' if "," in name else shown_name(name)
 
 
 def class_index(name: str, class_names: Sequence[str]) -> int | None:

@@ -15,6 +15,9 @@
    * as nothing (folders "cat " and "cat" read as one name twice), else as it is; what is sent back to the API is the
    * name itself. The rule of probe.names.shown_name, which the reports' texts (worst_class.text) follow. */
   const shownName = (name) => (String(name) !== String(name).trim() ? `"${name}"` : String(name));
+  /** A class name in a list of names joined by ", ": as shownName shows it, and in double quotes where it holds a
+   * comma ("left out: a,b, cat" read as three classes or two). The rule of probe.names.listed_name. */
+  const listedName = (name) => (String(name).includes(",") ? `"${name}"` : shownName(name));
 
   /** The class names of the launch form's "Leave out classes" field: separated by commas, as a CSV row reads them
    * (a name in double quotes may hold commas, a quote in it written twice: '"a,b", cat' is a,b and cat; the class
@@ -604,5 +607,5 @@
                   fieldMessage, ciOk, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
-                  canResume, shownName, classNames, classNamesText };
+                  canResume, shownName, listedName, classNames, classNamesText };
 })();

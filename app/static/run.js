@@ -1167,7 +1167,8 @@
     // opened an error; greyed out, with why (an operator round). Unknown (null: its report unread): offered.
     const mine = (report.config.drop_classes || []).slice().sort().join("\n");
     const unlike = (r) => Array.isArray(r.left_out) && r !== elsewhere && r.left_out.join("\n") !== mine;
-    const classesOf = (r) => (r.left_out.length ? `left out ${r.left_out.join(", ")}` : "every class");
+    // each name as a list shows it (Dash.listedName): "a,b, cat" did not say which classes it held
+    const classesOf = (r) => (r.left_out.length ? `left out ${r.left_out.map(Dash.listedName).join(", ")}` : "every class");
     const select = h("select", { id: "compare-select" },
       h("option", { value: "" }, "— none —"),
       choices.map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null,
@@ -1198,7 +1199,9 @@
       h("p", { class: "muted meta" }, [ds ? `data set ${ds.name}` : null, cache ? `encoder ${cache.encoder}` : null, `cache ${run.cache_id}`,
         `${report.class_names.length} classes`,
         // the classes it left out (drop_classes): 2 classes of a 3-class cache read as the whole of it
-        ((report.config || {}).drop_classes || []).length ? `left out: ${report.config.drop_classes.join(", ")}` : null,
+        // each name by Dash.listedName: "left out: a,b, cat" read as three classes or two
+        ((report.config || {}).drop_classes || []).length
+          ? `left out: ${report.config.drop_classes.map(Dash.listedName).join(", ")}` : null,
         cache ? `${count(Object.values(cache.counts || {}).reduce((a, b) => a + b, 0))} images` : null,
         // the launch form's word of them was gone once the page moved here (a dashboard round)
         ds && ds.skipped ? `${count(ds.skipped)} file${ds.skipped === 1 ? "" : "s"} skipped at registration (the home page lists them)` : null,

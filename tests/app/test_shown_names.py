@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from probe.names import shown_name
+from probe.names import listed_name, shown_name
 
 STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
-NAMES = ["cat ", " cat", "cat", "big cat", "\tcat", "Ünïcode  "]
+NAMES = ["cat ", " cat", "cat", "big cat", "\tcat", "Ünïcode  ", "a,b", " x, y"]
 _NODE = """
 const fs = require("fs");
 globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [] } };
 globalThis.document = {};
 eval(fs.readFileSync(process.argv[1], "utf8"));
 const names = JSON.parse(fs.readFileSync(0, "utf8"));
-process.stdout.write(JSON.stringify(names.map(window.Dash.shownName)));
+process.stdout.write(JSON.stringify([names.map(window.Dash.shownName), names.map(window.Dash.listedName)]));
 """
 
 
@@ -28,8 +28,11 @@ def test_the_dashboard_shows_class_names_by_the_terminals_rule():
         pytest.skip("node is absent")
     out = subprocess.run(["node", "-e", _NODE, str(STATIC / "dash.js")], input=json.dumps(NAMES),
                          capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == [shown_name(name) for name in NAMES] == [
-        '"cat "', '" cat"', "cat", "big cat", '"\tcat"', '"Ünïcode  "']
+    shown, listed = json.loads(out)
+    assert shown == [shown_name(name) for name in NAMES] == [
+        '"cat "', '" cat"', "cat", "big cat", '"\tcat"', '"Ünïcode  "', "a,b", '" x, y"']
+    # in a list joined by ", ", a name holding a comma quoted too ("left out: a,b, cat" read as three classes)
+    assert listed == [listed_name(name) for name in NAMES] == [*shown[:6], '"a,b"', '" x, y"']
 
 
 def test_the_run_page_and_charts_show_names_through_it():
@@ -38,3 +41,11 @@ def test_the_run_page_and_charts_show_names_through_it():
     assert "window.Dash.shownName(label)" in (STATIC / "charts.js").read_text()
     run = (STATIC / "run.js").read_text()
     assert run.count("Dash.shownName(") >= 5 and 'h("bdi", {}, p.true)' not in run
+
+
+def test_the_run_page_lists_the_classes_left_out_through_listed_name():
+    """The run page's 'left out: a,b, cat' (classes 'a,b' and 'cat') and the compare picker's 'left out a,b, cat'
+    read as three classes: each name through Dash.listedName."""
+    run = (STATIC / "run.js").read_text()
+    assert run.count("drop_classes.map(Dash.listedName).join") == 1 and run.count("left_out.map(Dash.listedName)") == 1
+    assert "drop_classes.join(" not in run and 'left_out.join(", ")' not in run
