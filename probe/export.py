@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 from .compare import (CLASS_HEADER, METRIC_HEADER, Comparison, class_rows, comparison_facts, metric_rows,
                       metric_title)
 from .compare_many import MANY_HEADER, ManyComparison, many_facts, many_rows
+from .names import listed_name
 from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, Calibration, Confusion, CrossValidation, Environment,
                      FeatureSource, NearDuplicates, Report, Timing, confusions_text, interval_text, loss_label,
@@ -119,7 +120,7 @@ def _summary_rows(report: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _per_class_rows(report: dict, name: Callable[[str], str] = str) -> list[list[str]]:
+def _per_class_rows(report: dict, name: Callable[[str], str] = listed_name) -> list[list[str]]:
     """The per-class table's rows (:data:`PER_CLASS_HEADER`), worst first; ``name`` writes the names in the
     confusions column (:func:`confusions_text`)."""
     rows = worst_first(report["per_class"], lambda r: r["accuracy"])
@@ -198,7 +199,7 @@ def _focus(report: dict) -> _Focus | None:
     return _Focus(caption, shown + ([OTHER_CLASSES] if left else []), counts, len(shown))
 
 
-def _focus_rows(focus: _Focus, name: Callable[[str], str] = str) -> list[list[str]]:
+def _focus_rows(focus: _Focus, name: Callable[[str], str] = listed_name) -> list[list[str]]:
     """One row per shown class (:data:`FOCUS_HEADER`): its test images, its confusions each way, and the ≤ 3
     classes (or the other classes together) it is most often predicted as, each written by ``name`` (the HTML
     export's: isolated, as the per-class confusions)."""
@@ -335,7 +336,7 @@ def _isolated(name: str) -> str:
     """A class name in HTML text, escaped and isolated from the text around it (<bdi>): a right-to-left name took
     the share after it into its own run ("فئة عربية 801 (50.0)" read with the parentheses and number moved; a
     many-classes round)."""
-    return f"<bdi>{html.escape(name)}</bdi>"
+    return f"<bdi>{html.escape(listed_name(name))}</bdi>"  # as a list shows it (probe.names.listed_name)
 
 
 _STYLE = (f"body{{font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px;margin:24px auto;color:#222}}"

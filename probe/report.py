@@ -45,7 +45,7 @@ from .predictions import PREDICTIONS_FILE
 from .registry import get_loss_spec
 from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_file
 from .seen import SEEN_FILE
-from .names import listed, repeated, shown_name
+from .names import listed, listed_name, repeated, shown_name
 from .numbers import csv_cell, interval_text, number_text, percent, signed_points
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import intervals_or_none, p_text, wilson_interval
@@ -331,7 +331,7 @@ class WorstClass(_Model):
         if not self.tied_with:
             return ""
         more = (self.tied_count or 0) - len(self.tied_with)
-        return f" (tied with {', '.join(map(shown_name, self.tied_with))}{f' and {more} more' if more > 0 else ''})"
+        return f" (tied with {', '.join(map(listed_name, self.tied_with))}{f' and {more} more' if more > 0 else ''})"
 
     def label(self) -> str:
         """``bird``, or ``bird (tied with horse)``: how every view names it (a name with white space at an end
@@ -1622,10 +1622,10 @@ def report_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-def confusions_text(top: list[tuple[str, float]], name: Callable[[str], str] = str) -> str:
+def confusions_text(top: list[tuple[str, float]], name: Callable[[str], str] = listed_name) -> str:
     """A class's most frequent confusions, (name, fraction of its test images predicted as it) pairs, as "name (per
-    cent)" (:data:`CONFUSIONS_HEADER`); "—" when it has none. ``name`` writes each name (the HTML export: escaped
-    and isolated)."""
+    cent)" (:data:`CONFUSIONS_HEADER`); "—" when it has none. ``name`` writes each name: :func:`listed_name` (a name
+    holding ", " read as two in the list), the HTML export's also escaped and isolated."""
     return ", ".join(f"{name(n)} ({percent(rate, 1)})" for n, rate in top if rate > 0) or "—"
 
 

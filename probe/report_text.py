@@ -9,7 +9,7 @@ import io
 from typing import Any, Callable, Sequence
 
 from .groups import GROUP_NAMES
-from .names import class_index, listed, lookalike_key, shown_name
+from .names import class_index, listed, listed_name, lookalike_key, shown_name
 from .numbers import interval_text, number_text, percent
 from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, class_row, confusions_text, loss_label, posthoc_text,
                      shipped_accuracy, shipped_class_ci, shipped_worst, verdict_label, worst_class_ci)
@@ -51,7 +51,7 @@ def unknown_class_text(name: str, class_names: list[str], shown: int = 20, left_
     if len(class_names) <= shown:  # the class named but for case: said, as --drop-class says it (a new-user round)
         same = [c for c in class_names if lookalike_key(c) == lookalike_key(name)]  # 'Cat ' for 'Cat' too
         hint = f" (did you mean {same[0]!r}?)" if same else ""
-        return f"{name!r} is not a class of this run{hint}; its classes: {', '.join(class_names)}"
+        return f"{name!r} is not a class of this run{hint}; its classes: {', '.join(map(listed_name, class_names))}"
     # names holding it first ('tench' → 'n01440764 tench, Tinca tinca', under difflib's cutoff; a scale round)
     needle = name.strip().casefold()
     holding = [c for c in class_names if needle and needle in c.casefold()]
@@ -231,7 +231,7 @@ def format_report(report: Report, *, width: int = REPORT_WIDTH, max_classes: int
 NAME_COLUMN = 30  # the widest class-name column of a terminal table; a longer name is cut in its middle
 
 
-def cut_name(name: str, width: int = NAME_COLUMN) -> str:
+def cut_name(name: str, width: int = NAME_COLUMN, shown: Callable[[str], str] = shown_name) -> str:
     """``name`` in at most ``width`` terminal cells, cut in the middle ('n01447017 goldfish, Carassius auratus #17'
     → 'n01447017 goldf…us auratus #17'): the end tells apart names alike at the start (a scale round), and cut at
     the end a name read as whole ('n01443537 goldfish,'; an earlier one). Cells, not characters: a CJK character or
@@ -240,7 +240,7 @@ def cut_name(name: str, width: int = NAME_COLUMN) -> str:
     white space at an end is shown quoted (:func:`~probe.names.shown_name`)."""
     from rich.cells import cell_len
 
-    name = shown_name(name)  # 'cat ' quoted: its space shows
+    name = shown(name)  # 'cat ' quoted: its space shows (listed_name in a list)
     if cell_len(name) <= width:
         return name
     head = width // 2
@@ -333,6 +333,6 @@ def _failures_table(rows: list, caption: str | None, width: int):
         [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci),
           with_interval(row.precision, row.precision_ci),
           with_interval(row.recall, row.recall_ci), with_interval(row.f1, row.f1_ci, fraction=True),
-          confusions_text([(cut_name(c.name, 24), c.rate) for c in row.top_confusions])]
+          confusions_text([(c.name, c.rate) for c in row.top_confusions], lambda n: cut_name(n, 24, listed_name))]
          for row in worst_first(rows, lambda r: r.accuracy)],
         width, caption)

@@ -15,7 +15,7 @@ from .config import LEAVE_OUT, VAL_FRACTION_BOUND, ProbeConfig
 from .constraints import check
 from .crossval import within_class_rank
 from .metrics import integer_labels
-from .names import class_index, class_name, listed, lookalike_key, repeated
+from .names import class_index, class_name, listed, listed_name, lookalike_key, repeated
 from .registry import NEEDS, get_loss_spec
 from .seen import SeenSources, common_folder
 
@@ -229,7 +229,7 @@ def kept_classes(drop: Sequence[str], class_names: Sequence[str]) -> list[int]:
         hint = (f" ({guesses[0][1]})" if len(unknown) == 1 and guesses else
                 f" ({'; '.join(f'{name!r}: {guess}' for name, guess in guesses)})" if guesses else "")
         raise ValueError(f"no class named {listed([repr(n) for n in unknown], 5)} to leave out{hint}; the classes: "
-                         f"{listed(list(class_names), 10)}")
+                         f"{listed([listed_name(c) for c in class_names], 10)}")
     dropped = set(found)
     kept = [k for k in range(len(class_names)) if k not in dropped]
     if len(kept) < 2:

@@ -1036,7 +1036,7 @@
     // each name isolated (bdi): a right-to-left name took the share after it into its own run
     // ("50.0 801 فئة عربية%"; a many-classes round)
     const confusions = (r) => (r.top_confusions || []).flatMap((t, i) => [i ? ", " : "",
-      h("bdi", {}, Dash.shownName(t.name)), ` ${pct(t.rate)}`]);
+      h("bdi", {}, Dash.listedName(t.name)), ` ${pct(t.rate)}`]);
     if (has("top_confusions")) {
       cols.push([CONFUSED, (r) => ((r.top_confusions || []).length ? h("span", {}, confusions(r)) : "–")]);
     }
@@ -1065,7 +1065,7 @@
     // the text columns' keys from the data, not from a cell built to be read (sorting 5,000 classes by their
     // confusions built a <span> of <bdi>s for each; a many-classes round): the text each cell shows
     const textBy = { class: (r) => Dash.shownName(r.name),
-      [CONFUSED]: (r) => (r.top_confusions || []).map((t) => `${Dash.shownName(t.name)} ${pct(t.rate)}`).join(", ")
+      [CONFUSED]: (r) => (r.top_confusions || []).map((t) => `${Dash.listedName(t.name)} ${pct(t.rate)}`).join(", ")
         || "–" };
     const keyOf = (r, i) => {
       const [name, f] = cols[i];

@@ -49,3 +49,8 @@ def test_the_run_page_lists_the_classes_left_out_through_listed_name():
     run = (STATIC / "run.js").read_text()
     assert run.count("drop_classes.map(Dash.listedName).join") == 1 and run.count("left_out.map(Dash.listedName)") == 1
     assert "drop_classes.join(" not in run and 'left_out.join(", ")' not in run
+
+
+def test_the_run_page_lists_each_class_s_confusions_through_listed_name():
+    """The per-class table's confusions ("n01 tench, Tinca tinca 12.0 %, dog 3.0 %") joined by ", " as the CSV's."""
+    assert (STATIC / "run.js").read_text().count("Dash.listedName(t.name)") == 2

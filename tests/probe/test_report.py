@@ -297,7 +297,7 @@ def test_an_unknown_class_is_answered_with_the_classes_or_the_closest_names():
         "'rare_thing' is not a class of this run (did you mean 'rare_Thing'?); its classes: BLUE squares, rare_Thing")
     # or but for a space at its end: 'Cat ' and 'Cat' read alike in the list (an extremes round)
     assert unknown_class_text("Cat", ["Cat ", " dog"]) == (
-        "'Cat' is not a class of this run (did you mean 'Cat '?); its classes: Cat ,  dog")
+        "'Cat' is not a class of this run (did you mean 'Cat '?); its classes: \"Cat \", \" dog\"")
     many = [f"class_{k:03d}" for k in range(300)]
     text = unknown_class_text("clas_155", many)
     assert text.startswith("'clas_155' is not a class of this run, one of 300 (report.json class_names); did you "
