@@ -40,3 +40,29 @@ def test_the_launch_form_reads_and_fills_the_field_through_them():
     launch = (STATIC / "launch.js").read_text()
     assert 'Dash.classNames(document.getElementById("drop-classes").value)' in launch
     assert "Dash.classNamesText(first.drop_classes || [])" in launch and '.value.split(",")' not in launch
+
+
+_ROUND_TRIP = """
+const fs = require("fs");
+globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [] } };
+globalThis.document = {};
+eval(fs.readFileSync(process.argv[1], "utf8"));
+const lists = JSON.parse(fs.readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(lists.map((n) => window.Dash.classNames(window.Dash.classNamesText(n)))));
+"""
+PIECES = ["a", ",", '"', " ", "\t", "é", "e\u0301", '""', ", ", "北京", "'", "\u200f"]
+
+
+def test_every_list_of_names_written_to_the_field_reads_back_as_it_was():
+    """classNamesText then classNames gives back every name but the blank ones (no class is blank: registration
+    refuses them): each of one to three pieces (quotes, commas, spaces at the ends, unicode), in lists of three."""
+    if shutil.which("node") is None:
+        pytest.skip("node is absent")
+    import itertools
+
+    names = ["".join(p) for n in (1, 2, 3) for p in itertools.product(PIECES, repeat=n)]
+    lists = [[names[i], names[(i * 7 + 1) % len(names)], names[(i * 13 + 5) % len(names)]] for i in range(len(names))]
+    lists += [[], [""], ["", "a", ""]]
+    out = subprocess.run(["node", "-e", _ROUND_TRIP, str(STATIC / "dash.js")], input=json.dumps(lists),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [[n for n in names if n.strip()] for names in lists]
