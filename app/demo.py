@@ -188,7 +188,7 @@ def _failing_classes(erm) -> list[str]:
     """The classes the ERM run misclassifies test images of, worst first, each with its interval and confusions,
     then those it scores 100 % on, named: they were listed under "fails on" among the others (a new-user round:
     five classes at 100.0 % there, the name column cut by "Stripes Horizontal")."""
-    from probe.names import listed
+    from probe.names import listed, listed_name
     from probe.report import interval_text
 
     rows = sorted(erm.per_class, key=lambda r: -1.0 if r.accuracy is None else r.accuracy)
@@ -199,12 +199,12 @@ def _failing_classes(erm) -> list[str]:
     width = max([16] + [len(row.name) for row in failing])
     for row in failing:
         interval = f" {interval_text(row.accuracy_ci)}" if row.accuracy_ci else ""
-        confused = ", ".join(f"{c.name} {percent(c.rate, 0)} %" for c in row.top_confusions[:2])
+        confused = ", ".join(f"{listed_name(c.name)} {percent(c.rate, 0)} %" for c in row.top_confusions[:2])
         accuracy = "n/a" if row.accuracy is None else f"{percent(row.accuracy, 1)} %"
         lines.append(f"  {row.name:<{width}} {row.group:<7} {accuracy}{interval}"
                      + (f"   confused with {confused}" if confused else ""))
     if failing and perfect:
-        lines.append(f"  100 % on test: {listed(perfect, 10)}")
+        lines.append(f"  100 % on test: {listed([listed_name(n) for n in perfect], 10)}")
     return lines
 
 

@@ -308,3 +308,8 @@ def test_the_classes_the_probe_fails_on_leave_out_those_it_scores_100_on():
                          "  100 % on test: ant, bee"]
     perfect = _failing_classes(SimpleNamespace(run_id="run_x", per_class=[row("ant", 1.0), row("bee", 1.0)]))
     assert perfect == ["The probe (run_x) classifies every test image right."]
+    # names in a list joined by ", " as probe.names.listed_name writes them: 'a, b' read as two classes
+    comma = row("c", 0.5)
+    comma.top_confusions = [SimpleNamespace(name="a, b", rate=0.5)]
+    lines = _failing_classes(SimpleNamespace(run_id="run_x", per_class=[comma, row("x, y", 1.0), row("z", 1.0)]))
+    assert lines[1].endswith('confused with "a, b" 50 %') and lines[2] == '  100 % on test: "x, y", z'
