@@ -512,6 +512,21 @@ def test_the_run_page_and_the_launch_form_fit_a_375_px_phone(driver, live_server
         driver.window(1400, 1800)
 
 
+def test_the_run_pages_compare_picker_stays_in_its_card_on_a_phone(driver, live_server, finished):
+    """The "compare with" picker kept its 28rem (448 px) on a 390 px phone, its id's rule outranking every select's
+    max-width 100 %: it ran 130 px past its card (a dashboard round). A run of a long name now stays inside."""
+    driver.window(390, 844)
+    try:
+        _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+        got = driver.js("""const select = document.getElementById('compare-select');
+            select.append(new Option('mr2/linear (5 epochs), a note long enough to be the longest option · run_x'));
+            const card = select.closest('section').getBoundingClientRect();
+            return [select.getBoundingClientRect().right <= card.right, select.options.length];""")
+        assert got == [True, 3]
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server, finished):
     """The home page showed the API's newest 500 of 512 runs without a word (an operator round): it asks for the
     API's most and says when a list holds more."""
