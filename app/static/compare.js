@@ -47,7 +47,9 @@
     const items = many.run_warnings || [];
     if (!items.length) return null;
     return h("div", { class: "warning-box", id: "many-warnings" }, h("strong", {}, "The runs' own warnings"),
-      h("ul", {}, items.map((w) => h("li", { "data-run": w.run }, h("strong", {}, w.run === null ? "every run" : names[w.run] || w.run), ": ", w.text))));
+      h("ul", {}, items.map((w) => h("li", { "data-run": w.run },
+        h("strong", {}, w.run === null ? "every run" : names[w.run] || w.run), ": ",
+        ...window.Dash.isolated(w.text)))));
   }
 
   async function render(main) {
@@ -80,7 +82,8 @@
         // the pairwise comparisons' warnings, each with its runs ("compared with itself", no stored predictions)
         (many.warnings || []).length ? h("div", { class: "warning-box", id: "warnings" },
           h("strong", {}, many.warnings.length === 1 ? "Warning" : "Warnings"),
-          h("ul", {}, many.warnings.map((w) => h("li", {}, `${w.runs.map((r) => names[r] || r).join(", ")}: ${w.text}`)))) : null,
+          h("ul", {}, many.warnings.map((w) => h("li", {}, `${w.runs.map((r) => names[r] || r).join(", ")}: `,
+            ...window.Dash.isolated(w.text))))) : null,
         h("div", { class: "table-scroll" }, window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
         h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: `,
           ...baseLine(many), "."),

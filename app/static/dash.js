@@ -34,6 +34,14 @@
   const classNamesText = (names) => names.map((n) => (/[,"]/.test(n) || n !== n.trim()
     ? `"${n.replaceAll('"', '""')}"` : n)).join(",");  // ", " would add a space to the next name
 
+  /** A server text (a warning) with each right-to-left run of words in a <bdi>, as the tables show a class name: bare,
+   * a right-to-left name took the quote and count beside it into its own run ("'6 'طائرة ورقية, 'class 3'"), and a
+   * line break inside it read "طائرة (18) ورقية" (a dashboard round). Its text stays the same. */
+  const RTL = "\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc";
+  const RTL_RUN = new RegExp(`([${RTL}](?:[${RTL}\\s\\d]*[${RTL}])?)`);  // its words, and the spaces and digits between
+  const isolated = (text) => String(text).split(RTL_RUN).map((part, i) => (i % 2 ? h("bdi", {}, part) : part))
+    .filter((part) => part !== "");
+
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -607,5 +615,5 @@
                   fieldMessage, ciOk, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
-                  canResume, shownName, listedName, classNames, classNamesText };
+                  canResume, shownName, listedName, classNames, classNamesText, isolated };
 })();

@@ -27,7 +27,7 @@
     const items = [...(report.warnings || []), ...((cmp && cmp.warnings) || [])];
     if (!items.length) return null;
     return h("div", { class: "warning-box", id: "warnings", role: "alert" }, h("strong", {}, items.length === 1 ? "Warning" : "Warnings"),
-      h("ul", {}, items.map((w) => h("li", {}, w))));
+      h("ul", {}, items.map((w) => h("li", {}, ...Dash.isolated(w)))));
   }
 
   // whether an improvement decided on validation held on test (selection.test_check; probe.report.TEST_CHECKS):

@@ -527,6 +527,26 @@ def test_the_run_pages_compare_picker_stays_in_its_card_on_a_phone(driver, live_
         driver.window(1400, 1800)
 
 
+def test_a_warning_keeps_the_count_after_a_right_to_left_class_name(driver, live_server, finished):
+    """A warning naming a right-to-left class ("... 'طائرة ورقية' 6, 'class 3' 6") was shown as bare text: the name
+    took the quote and the count after it into its own run, which read "'6 'طائرة ورقية" (a dashboard round). Each
+    right-to-left run is isolated now: the count stays right of the name, and the text is the same."""
+    text = "val has fewer than 50 images: 'class 0' 6, 'طائرة ورقية' 6, 'class 3' 6"
+    warn = f"""(path, data) => (path.startsWith("/api/reports/") ? {{ ...data, warnings: [{json.dumps(text)}] }}
+        : data)"""
+    with _fetch_rewritten(driver, warn):
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+        got = driver.js("""const li = document.querySelector('#warnings li');
+            const node = Array.from(li.childNodes).find((n) => n.textContent.includes("' 6, 'class 3"));
+            const six = document.createRange(), at = node.textContent.indexOf('6');
+            six.setStart(node, at); six.setEnd(node, at + 1);
+            const name = document.createRange();
+            name.selectNodeContents(li.querySelector('bdi') || li);
+            return [li.textContent, Array.from(li.querySelectorAll('bdi'), (b) => b.textContent),
+                    six.getBoundingClientRect().left > name.getBoundingClientRect().right];""")
+    assert got == [text, ["طائرة ورقية"], True]
+
+
 def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server, finished):
     """The home page showed the API's newest 500 of 512 runs without a word (an operator round): it asks for the
     API's most and says when a list holds more."""
