@@ -15,7 +15,8 @@
   function cell(c) {
     const span = deltaSpan(c.delta, c.delta_ci, c.beyond_noise === null ? undefined : c.beyond_noise);
     return h("td", { class: "num", "data-sort": c.delta === null ? "" : c.delta, "data-beyond": c.beyond_noise ? "true" : null },
-      span, c.beyond_noise ? h("div", { class: "muted ci" }, `${c.delta > 0 ? "gain" : "loss"} (${pSay(c.holm_p)}, Holm)`) : null);
+      span, c.beyond_noise ? h("div", { class: "muted ci" }, `${c.delta > 0 ? "gain" : "loss"} (`,
+        h("span", { class: "p-value" }, pSay(c.holm_p)), ", Holm)") : null);
   }
 
   function rowsTable(many, base, names) {

@@ -547,6 +547,39 @@ def test_a_warning_keeps_the_count_after_a_right_to_left_class_name(driver, live
     assert got == [text, ["طائرة ورقية"], True]
 
 
+def test_the_compare_pages_intervals_and_p_values_keep_to_one_line_on_a_phone(driver, live_server, finished):
+    """At 390 px the compare table's cells broke "[-5.2, -0.4]" after its comma and "(p = 0.0026, Holm)" into "(p",
+    "=", "0.0026," (a dashboard round): each interval and p value is on one line now, the table scrolling sideways
+    within the page, which does not."""
+    beyond = """(path, data) => (path.startsWith("/api/compare/many?") ? { ...data, rows: data.rows.map((row) => ({
+        ...row, metrics: Object.fromEntries(Object.keys(row.metrics).map((k) => [k, { ...row.metrics[k], delta: -0.028,
+        delta_ci: [-0.052, -0.004], beyond_noise: true, holm_p: 0.0026 }])) })) } : data)"""
+    driver.window(390, 844)
+    try:
+        with _fetch_rewritten(driver, beyond):
+            _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
+            got = driver.js("""const broken = [];
+                for (const td of document.querySelectorAll('#many-table td[data-beyond]')) {
+                  for (const part of ['[-5.2, -0.4]', 'p = 0.0026']) {  // the text of the part, its lines on screen
+                    const at = td.textContent.indexOf(part), range = document.createRange();
+                    const walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+                    for (let n = walk.nextNode(), seen = 0; n; seen += n.length, n = walk.nextNode()) {
+                      if (at >= seen && at < seen + n.length) range.setStart(n, at - seen);
+                      if (at + part.length > seen && at + part.length <= seen + n.length) {
+                        range.setEnd(n, at + part.length - seen);
+                      }
+                    }
+                    const tops = new Set(Array.from(range.getClientRects(), (r) => Math.round(r.bottom)));
+                    if (at < 0 || tops.size !== 1) broken.push(part);
+                  }
+                }
+                return [document.querySelectorAll('#many-table td[data-beyond]').length > 0, broken,
+                        document.documentElement.scrollWidth - document.documentElement.clientWidth];""")
+        assert got == [True, [], 0]
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server, finished):
     """The home page showed the API's newest 500 of 512 runs without a word (an operator round): it asks for the
     API's most and says when a list holds more."""
