@@ -987,7 +987,10 @@
       + "definitions), each with its 95 % interval (precision and recall Wilson, F1 theirs at their "
       + "intervals' ends, each at 97.5 %; an image counts once, whatever the seeds). "
       + "Shipped: the class's test accuracy under the probe that ships, the first seed's (what predict and probe.zip give)"
-      + (seeds > 1 ? ", which can sit far from the seeds' mean on few images. " : ", the accuracy itself with one seed. ")
+      + (seeds > 1 ? ", which can sit far from the seeds' mean on few images" : ", the accuracy itself with one seed")
+      // the intervals the shipped and val cells carry since they gained them, said as accuracy's (a dashboard round)
+      + ", with its 95 % Wilson interval over the class's test images. Val: the validation accuracy the groups were "
+      + "ranked by, with its 95 % Wilson interval over the images behind it. "
       + "Stability: in how many bootstrap resamples of the ranking split the class kept its third. rₖ: "
       + "the class's feature radius, √ of the mean of ‖φ(x)‖ₚ² over its training images (p = 2 linear head, 3 cosine); γₖ: MR²'s temperature of the class, from rₖ; "
       + "output margin: the mean over its test images of its own probability less the largest other. n val: the class's "

@@ -2142,6 +2142,16 @@ def test_the_per_class_table_gives_shipped_and_val_accuracy_with_their_intervals
     assert got == [["25.0% [10.0%, 40.0%]", "75.0% [60.0%, 90.0%]"], ["25.0%", "75.0%"]]
 
 
+def test_the_per_class_note_says_what_the_shipped_and_val_intervals_are(driver, live_server, finished):
+    """The shipped and val cells gained their 95 % intervals, but the note under the table, which says what
+    accuracy's interval is, said nothing of theirs (a dashboard round): it names both now."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    note = driver.js("return document.getElementById('per-class-note').textContent")
+    assert ("(what predict and probe.zip give), the accuracy itself with one seed, with its 95 % Wilson interval over "
+            "the class's test images. Val: the validation accuracy the groups were ranked by, with its 95 % Wilson "
+            "interval over the images behind it.") in note
+
+
 def test_the_seeds_caption_gives_the_shipped_worst_class_with_its_interval(driver, live_server, finished):
     """The caption named the shipped probe's worst class "at 25.0%" bare, where the terminal and the exports give its
     interval: its row's shipped_accuracy_ci now; none in a report without it."""
