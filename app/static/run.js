@@ -1171,7 +1171,8 @@
     const mine = (report.config.drop_classes || []).slice().sort().join("\n");
     const unlike = (r) => Array.isArray(r.left_out) && r !== elsewhere && r.left_out.join("\n") !== mine;
     // each name as a list shows it (Dash.listedName): "a,b, cat" did not say which classes it held
-    const classesOf = (r) => (r.left_out.length ? `left out ${r.left_out.map(Dash.listedName).join(", ")}` : "every class");
+    const classesOf = (r) => (r.left_out.length ? `left out ${r.left_out.map(Dash.listedName).join(", ")}`
+      : "every class");
     const select = h("select", { id: "compare-select" },
       h("option", { value: "" }, "— none —"),
       choices.map((r) => h("option", { value: r.id, selected: r.id === compareId ? "selected" : null,
