@@ -6,9 +6,9 @@ Two questions, each against a named baseline in the same run:
   the Wilson score interval (``probe.uncertainty.class_accuracy_interval``, the product's since stop 44,
   continuity-corrected under 30 images since a later round; the plain interval's figures are in bench/README.md)
   and by the stratified bootstrap's percentile interval it replaced (``Bootstrap.class_accuracy`` +
-  ``percentile_interval``), for n test images of the class and a true accuracy p. Each trial is one class: n Bernoulli(p) outcomes. The
-  bootstrap's trials are the classes of one stratified :class:`probe.uncertainty.Bootstrap`, so the R trials of a
-  cell cost one call.
+  ``percentile_interval``), for n test images of the class and a true accuracy p. Each trial is one class: n
+  Bernoulli(p) outcomes. The bootstrap's trials are the classes of one stratified
+  :class:`probe.uncertainty.Bootstrap`, so the R trials of a cell cost one call.
 * **A paired difference with no true difference** (the verdicts' and ``mr2probe compare``'s "within noise"):
   how often the paired stratified bootstrap interval (``Bootstrap.paired_delta``, 1,000 resamples; its means over
   classes widened by their small classes' ``small_class_variance``) of the overall and the hard-third difference

@@ -3448,8 +3448,8 @@ def test_the_launch_form_says_what_an_upload_left_out(driver, launch_service, tm
     assert driver.js("return document.getElementById('banner').textContent") == (
         f"Data set with_photos.zip ({ds['id']}) registered without 3 files of the archive: an image format that is "
         "not read (extension '.heic'): convert it to JPEG or PNG: 2 (e.g. shapes/train/red/IMG_1.HEIC); outside the "
-        "split folders ('shapes/train', 'shapes/test'): 1 (e.g. shapes/README.txt). The home page's data sets list names "
-        "them.")
+        "split folders ('shapes/train', 'shapes/test'): 1 (e.g. shapes/README.txt). The home page's data sets list "
+        "names them.")
 
 
 def test_the_frontier_labels_the_reference_as_chosen_on_its_own_line(driver, live_server, finished):
