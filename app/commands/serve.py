@@ -182,10 +182,19 @@ def serve(app, settings) -> None:
     from ..datadir import lock_data_dir
 
     lock_data_dir(settings.data_dir).close()
+    uvicorn.run(app, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings) -> dict:
+    """The keyword arguments of the service's ``uvicorn.Config`` (:func:`serve`; the tests start it with them)."""
+    from ..http_protocol import JSONErrorsH11Protocol
+
     # one line per request in the service's own log format (uvicorn's loggers propagate to the root logger that
     # mr2probe configures): the server logged no request at all, so an operator could not see who called what, nor
     # a client's 401s (an operator round). Method, path, query and status: never a header, so never the token.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None, access_log=True)
+    # A request h11 cannot parse is refused in JSON as every other error (uvicorn's own answer was plain text).
+    return dict(host=settings.host, port=settings.port, log_level="info", log_config=None, access_log=True,
+                http=JSONErrorsH11Protocol)
 
 
 def run(args: argparse.Namespace) -> int:
