@@ -175,3 +175,27 @@ def test_a_listing_digest_changes_with_a_manifest_row_rewritten_to_a_path_of_the
     os.utime(manifest, ns=(mtime + 10**9, mtime + 10**9))  # a rewrite's own time, whatever the clock's resolution
     assert listing_digest(tmp_path) != before
     assert listing_digest(tmp_path) == listing_digest(tmp_path)
+
+
+def test_a_large_jpeg_s_preview_decodes_reduced_and_looks_as_its_whole_decode(tree, monkeypatch):
+    """A thumbnail is at most 512 pixels a side: a JPEG's preview decodes at 1/2 .. 1/8 of its size (libjpeg's DCT
+    scaling, ``Image.draft``, through decode_opened), not whole (a 6000 × 4000 photo's whole decode raised the peak
+    memory by 93 MB, its 1/8 decode by 3 MB), and shows what the whole decode, made RGB and thumbnailed, shows."""
+    import numpy as np
+
+    from feature_cache import datasets
+
+    y, x = np.mgrid[0:1536, 0:2048]
+    noise = np.random.default_rng(0).integers(-20, 21, (1536, 2048, 3))
+    pixels = np.stack([x // 8, y // 6, (x + y) % 256], -1) + noise
+    path = tree / "train" / "bee" / "photo.jpg"
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+    decoded = []  # the size each decode had before its reduction and resize
+    monkeypatch.setattr(datasets, "reduce_to", lambda image, size, real=datasets.reduce_to:
+                        decoded.append(image.size) or real(image, size))
+    preview = Image.open(io.BytesIO(Thumbnailer(open_dataset(tree, val_fraction=0.0)).png("train/bee/photo.jpg")))
+    assert decoded == [(256, 192)]  # at 1/8: still at least the preview's 128 pixels a side
+    whole = Image.open(path).convert("RGB")
+    whole.thumbnail((128, 128))
+    diff = np.abs(np.asarray(preview, dtype=int) - np.asarray(whole, dtype=int))
+    assert preview.size == whole.size == (128, 96) and diff.mean() < 1 and diff.max() <= 8, (diff.mean(), diff.max())
