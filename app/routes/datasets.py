@@ -241,9 +241,10 @@ def delete_dataset(dataset_id: IdPath, cascade: bool = _CASCADE, dry_run: bool =
 
 
 REGISTRATION_SLOTS = 2  # cache files checked at once (POST /api/caches)
-# Thumbnails decoded at once, each in a thread of its own: one image can take a few hundred MB up to Pillow's
-# decompression-bomb limit (~89 M pixels), so a page of many thumbnails, or a burst of requests, waits for a slot
-# instead of decoding them all at once.
+# Thumbnails decoded at once, each in a thread of its own: one image can take a few hundred MB up to the bound of
+# every decode (feature_cache.datasets.MAX_DECODED_PIXELS, a JPEG's counted after its 1/8 draft: a 692-byte JPEG
+# declaring 56,000 x 56,000 decodes 7,000 x 7,000, 2.7 s and +188 MB), so a page of many thumbnails, or a burst of
+# requests, waits for a slot instead of decoding them all at once.
 THUMBNAIL_SLOTS = 4
 
 
