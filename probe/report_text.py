@@ -203,26 +203,32 @@ def format_report(report: Report, *, width: int = REPORT_WIDTH, max_classes: int
                   f"{number_text(summary.min_sample_margin)} (ideal {number_text(summary.ideal_sample_margin)})")
 
     rows, caption = _shown_classes(report, max_classes)
-    pc = class_table(
-        "per class (test), worst first; shipped and val with their [95 % intervals]",
+    ordered = worst_first(rows, lambda r: r.accuracy)  # as the failures table (best first read wrong)
+    # two tables by purpose, each within the width: in one, with shipped and val given their intervals, the 15
+    # columns took 159 characters and every row of a 120-column terminal wrapped
+    print_class_table(
+        console, "per class (test), worst first: accuracy; shipped and val with their [95 % intervals]",
         (("class", "left"), ("group", "left"), ("n_train", "right"), ("n_val", "right"), ("n_test", "right"),
-         ("acc %", "right"), ("± std", "right"), ("shipped %", "right"), ("val %", "right"), ("r²", "right"),
-         ("spread", "right"), ("γ", "right"), ("out margin", "right"), ("smp min", "right"), ("smp mean", "right")),
+         ("acc %", "right"), ("± std", "right"), ("shipped %", "right"), ("val %", "right")),
         # n_val beside "val %": a long-tailed round read 100.00 resting on one validation image (the dashboard and
         # the CSV gave the count, the terminal did not)
         [[row.name, row.group, str(row.n_train), "—" if row.n_val is None else str(row.n_val), str(row.n_test),
           percent(row.accuracy), percent(row.accuracy_std),
           # each with its 95 % interval, as the test accuracy's in the table below (both were bare)
           with_interval(shipped_accuracy(row), row.shipped_accuracy_ci),
-          with_interval(row.val_accuracy, row.val_accuracy_ci),
-          number_text(row.r2, ".4g"), number_text(row.spread, ".4g"), number_text(row.gamma),
-          number_text(row.output_margin), number_text(row.sample_margin_min), number_text(row.sample_margin_mean)]
-         for row in worst_first(rows, lambda r: r.accuracy)],  # as the second table (best first read wrong)
+          with_interval(row.val_accuracy, row.val_accuracy_ci)] for row in ordered],
         width, caption)
-    print_table(console, pc, width)
     console.print(_val_note(report))
+    print_class_table(
+        console, "per class, worst first: geometry and margins",
+        (("class", "left"), ("r²", "right"), ("spread", "right"), ("γ", "right"), ("out margin", "right"),
+         ("smp min", "right"), ("smp mean", "right")),
+        [[row.name, number_text(row.r2, ".4g"), number_text(row.spread, ".4g"), number_text(row.gamma),
+          number_text(row.output_margin), number_text(row.sample_margin_min), number_text(row.sample_margin_mean)]
+         for row in ordered],
+        width, caption)
     if any(row.precision is not None for row in report.per_class):
-        print_table(console, _failures_table(rows, caption, width), width)
+        _failures_table(console, ordered, caption, width)
         if any(row.precision is None for row in rows):
             console.print(NEVER_PREDICTED)
     return console.export_text()
@@ -259,6 +265,25 @@ def _fit_cells(text: str, cells: int) -> str:
     return text
 
 
+def _needs(columns, rows: list[list[str]]) -> tuple[list[bool], list[int]]:
+    """Of each of a :func:`class_table`'s ``columns``: whether it is prose (left-justified, not the first, words in
+    some cell), and the cells its widest cell or header word takes."""
+    from rich.cells import cell_len
+
+    prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
+             enumerate(columns)]
+    need = [max([cell_len(row[i]) for row in rows] + [max(map(cell_len, header.split()))]) for i, (header, _) in
+            enumerate(columns)]
+    return prose, need
+
+
+def _least_width(prose: list[bool], need: list[int], name_width: int) -> int:
+    """The width of a :func:`class_table` whose name column is ``name_width`` cells, its numbers whole and its prose
+    columns 12 cells: three characters a column (padding on either side, a separator), one at the edge."""
+    return (name_width + sum(n for i, n in enumerate(need) if i and not prose[i]) + 12 * sum(prose)
+            + 3 * len(need) + 1)
+
+
 def class_table(title: str, columns, rows: list[list[str]], width: int, caption: str | None = None):
     """A rich table, ``width`` columns wide at most, whose first column is the class name and ``columns`` its
     ``(header, justify)``: each number column as wide as its widest cell (no number is ever cut), the names cut in
@@ -267,17 +292,11 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
     column 7 characters beside roomy number columns, every name wrapped onto up to ten lines, and cut 'Pullover' to
     'Pullov…' at 120 columns (new-user and scale rounds)."""
     from rich import box
-    from rich.cells import cell_len
     from rich.table import Table
 
     rows = [[shown_name(row[0]), *row[1:]] for row in rows]  # the width of a quoted name, as cut_name shows it
-    prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
-             enumerate(columns)]
-    need = [max([cell_len(row[i]) for row in rows] + [max(map(cell_len, header.split()))]) for i, (header, _) in
-            enumerate(columns)]
-    # three characters a column (padding on either side, a separator), one at the edge
-    left = width - 3 * len(columns) - 1 - sum(n for i, n in enumerate(need) if i and not prose[i]) - 12 * any(prose)
-    name_width = min(NAME_COLUMN, need[0], max(12, left))
+    prose, need = _needs(columns, rows)
+    name_width = min(NAME_COLUMN, need[0], max(12, width - _least_width(prose, need, 0)))
     table = Table(title=title, box=box.SIMPLE, caption=caption)
     for i, (header, justify) in enumerate(columns):
         if i == 0:
@@ -292,9 +311,35 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
         table.add_row(cut_name(row[0], name_width), *row[1:])
     # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'
     # numbers with no mark (-0.087 read -0.08, 'smp mean' 'sm mea'; a new-user round): print_table widens to it
-    table.needed_width = (name_width + sum(n for i, n in enumerate(need) if i and not prose[i])
-                          + 12 * sum(prose) + 3 * len(columns) + 1)
+    table.needed_width = _least_width(prose, need, name_width)
     return table
+
+
+def column_parts(columns, rows: list[list[str]], width: int) -> list[list[int]]:
+    """The indices of ``columns`` after the first (the class name) in consecutive parts, each of which fits
+    ``width`` beside the names at their narrowest (at most 12 cells; one part where all fit; a column too wide even
+    alone is a part of its own, printed wider: :func:`print_table`)."""
+    prose, need = _needs(columns, rows)
+    name, parts = min(12, need[0]), [[]]
+    for i in range(1, len(columns)):
+        trial = parts[-1] + [i]
+        if parts[-1] and _least_width([prose[j] for j in [0, *trial]], [need[j] for j in [0, *trial]], name) > width:
+            parts.append([i])
+        else:
+            parts[-1] = trial
+    return parts
+
+
+def print_class_table(console, title: str, columns, rows: list[list[str]], width: int,
+                      caption: str | None = None) -> None:
+    """Print a :func:`class_table` within ``width``: where its columns need more, as consecutive tables of the
+    columns that fit (:func:`column_parts`), each repeating the class names, titled "(1/2)", "(2/2)", the caption
+    under the last: a table as wide as its numbers wrapped every row of the terminal instead."""
+    parts = column_parts(columns, [[shown_name(row[0]), *row[1:]] for row in rows], width)
+    for k, part in enumerate(parts, 1):
+        print_table(console, class_table(
+            title if len(parts) == 1 else f"{title} ({k}/{len(parts)})", [columns[0], *(columns[i] for i in part)],
+            [[row[0], *(row[i] for i in part)] for row in rows], width, caption if k == len(parts) else None), width)
 
 
 def print_table(console, table, width: int) -> None:
@@ -323,16 +368,16 @@ def with_interval(value: float | None, ci: list | None, fraction: bool = False) 
                    else " " + interval_text(ci))
 
 
-def _failures_table(rows: list, caption: str | None, width: int):
-    """The terminal's second per-class table over ``rows``: accuracy with its 95 % interval, precision / recall / F1
-    and the most frequent confusions (``probe.diagnostics``), worst class first."""
-    return class_table(
-        "per class (test): where the errors go, worst first; [95 % intervals]",
+def _failures_table(console, rows: list, caption: str | None, width: int) -> None:
+    """Print the terminal's second per-class table over ``rows`` (worst first): accuracy with its 95 % interval,
+    precision / recall / F1 and the most frequent confusions (``probe.diagnostics``)."""
+    print_class_table(
+        console, "per class (test): where the errors go, worst first; [95 % intervals]",
         (("class", "left"), ("acc %", "right"), ("95 % interval", "right"), ("precision %", "right"),
          ("recall %", "right"), ("F1", "right"), (CONFUSIONS_HEADER, "left")),
         [[row.name, percent(row.accuracy), interval_text(row.accuracy_ci),
           with_interval(row.precision, row.precision_ci),
           with_interval(row.recall, row.recall_ci), with_interval(row.f1, row.f1_ci, fraction=True),
           confusions_text([(c.name, c.rate) for c in row.top_confusions], lambda n: cut_name(n, 24, listed_name))]
-         for row in worst_first(rows, lambda r: r.accuracy)],
+         for row in rows],
         width, caption)

@@ -81,7 +81,8 @@ def test_a_report_written_before_the_shipped_interval_reads_with_it(two_seeds):
 
 def test_the_terminal_table_gives_shipped_and_val_accuracy_with_their_intervals_and_cuts_no_column(two_seeds):
     """The terminal's first per-class table gave "shipped %" and "val %" bare; with their intervals it outgrew 120
-    columns and rich cut its last column off whole (the sample margins' mean)."""
+    columns and rich cut its last column off whole (the sample margins' mean), now in a table of its own (the
+    geometry and margins), each row ending in it."""
     from probe import format_report
     from probe.numbers import interval_text, number_text, percent
 
@@ -91,7 +92,29 @@ def test_the_terminal_table_gives_shipped_and_val_accuracy_with_their_intervals_
         line = next(line for line in lines if line.split()[:2] == [row.name, row.group])
         assert f"{percent(row.accuracy_per_seed[0])} {interval_text(row.shipped_accuracy_ci)}" in line
         assert f"{percent(row.val_accuracy)} {interval_text(row.val_accuracy_ci)}" in line
-        assert line.split()[-1] == number_text(row.sample_margin_mean)
+        margins = next(line for line in lines if line.split()[:2] == [row.name, number_text(row.r2, ".4g")])
+        assert line.rstrip().endswith(interval_text(row.val_accuracy_ci))  # the last column of its table
+        assert margins.split()[-1] == number_text(row.sample_margin_mean)
+
+
+@pytest.mark.parametrize("width", [120, 80])
+def test_every_line_of_the_terminal_report_fits_its_width_and_keeps_every_figure(data, width):
+    """With shipped % and val % given their intervals the first per-class table took 159 characters at any width:
+    every row wrapped in a 120-column terminal. The per-class figures are now in tables by purpose (accuracy;
+    geometry and margins; where the errors go), a table wider than the terminal split into parts that each repeat
+    the class names, and every line fits, names of 60 characters too, with every figure whole."""
+    from probe import format_report
+    from probe.numbers import interval_text, number_text, percent
+
+    names = [f"{c * 50} long class name {c}"[-60:] for c in "abc"]
+    report = run_probe(data, names, ProbeConfig(**QUICK, seeds=[0, 1]))
+    text = format_report(report, width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    for row in report.per_class:
+        for figure in (f"{percent(row.accuracy_per_seed[0])} {interval_text(row.shipped_accuracy_ci)}",
+                       f"{percent(row.val_accuracy)} {interval_text(row.val_accuracy_ci)}",
+                       number_text(row.sample_margin_mean), number_text(row.r2, ".4g"), interval_text(row.recall_ci)):
+            assert figure in text
 
 
 def test_the_exports_give_shipped_and_val_accuracy_with_their_intervals_and_older_reports_render(two_seeds):
