@@ -1075,7 +1075,9 @@
       if (sortBy[name]) return Number(sortKey(sortBy[name](r)));
       return String((textBy[name] || f)(r));
     };
-    const heads = cols.map(([name]) => h("th", { class: numeric.has(name) ? "num" : "" }, name));
+    // the val header's own class: its min-width (style.css) keeps it on two lines where its cells are narrow
+    const heads = cols.map(([name]) => h("th", { class: (numeric.has(name) ? "num" : "")
+      + (name === VAL_COLUMN ? " val-ranked" : "") }, name));
     const paged = all.length > PER_CLASS_ROWS;
     const nav = h("nav", { class: "pager", id: "per-class-pages", "aria-label": "pages of the per-class table" });
     // in a box of its own with a sticky header: wider than its card (comparing, at 1,400 px), its only horizontal

@@ -2142,6 +2142,31 @@ def test_the_per_class_table_gives_shipped_and_val_accuracy_with_their_intervals
     assert got == [["25.0% [10.0%, 40.0%]", "75.0% [60.0%, 90.0%]"], ["25.0%", "75.0%"]]
 
 
+def test_the_val_header_keeps_to_two_lines_where_its_cells_are_narrow(driver, live_server, finished):
+    """Without an interval in its cells (a report from before val_accuracy_ci) the val column of a table squeezed
+    into its card was 72 px wide and its header "val (ranked the groups)" took four lines: its min-width keeps it to
+    two."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    lines = driver.js("""
+        const row = (i) => ({ index: i, name: 'c' + i, group: 'easy', accuracy: .5, accuracy_ci: [.2, .8],
+            accuracy_per_seed: [.25], shipped_accuracy_ci: [.1, .4], val_accuracy: .75, precision: .5,
+            precision_ci: [.2, .8], recall: .5, recall_ci: [.2, .8], f1: .5, f1_ci: [.2, .8], n_train: 3, n_val: 2,
+            n_test: 4, r: 1, gamma: 1, output_margin: .1,
+            top_confusions: [{ name: 'c' + (1 - i), rate: .5 }] });
+        const report = { class_names: ['c0', 'c1'], grouping: { source: 'self' }, summary: {},
+                         per_class: [row(0), row(1)] };
+        const narrow = document.createElement('div');
+        narrow.style.width = '700px';
+        narrow.append(RunPage.panels.perClassTable(report, null, null));
+        document.getElementById('per-class-table').closest('.table-scroll').replaceWith(narrow);
+        const th = Array.from(document.querySelectorAll('#per-class-table thead th'))
+            .find((t) => t.textContent === 'val (ranked the groups)');
+        const range = document.createRange();
+        range.selectNodeContents(th.querySelector('button.sort') || th);  // its text's lines, not the button's box
+        return new Set(Array.from(range.getClientRects(), (r) => Math.round(r.top))).size;""")
+    assert lines == 2
+
+
 def test_the_per_class_note_says_what_the_shipped_and_val_intervals_are(driver, live_server, finished):
     """The shipped and val cells gained their 95 % intervals, but the note under the table, which says what
     accuracy's interval is, said nothing of theirs (a dashboard round): it names both now."""
