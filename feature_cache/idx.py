@@ -21,12 +21,19 @@ import numpy as np
 from .archives import ArchiveLimits, open_regular
 from .errors import DatasetError
 
-__all__ = ["FASHION_MNIST_CLASSES", "IdxReader", "read_idx", "find_idx_files", "open_idx"]
+__all__ = ["FASHION_MNIST_CLASSES", "IdxReader", "read_idx", "find_idx_files", "open_idx", "idx_record"]
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 IDX_FILES = {"train": "train", "test": "t10k"}  # each split's file name prefix
+
+
+def idx_record(name: str) -> tuple[str, int] | None:
+    """``(split, record)`` of an image name an idx folder gives (``test/08923``: record 8923 of t10k-images), or
+    None for any other name (a file's path in class folders or a manifest)."""
+    split, _, record = name.partition("/")
+    return (split, int(record)) if split in IDX_FILES and record.isdigit() and record.isascii() else None
 
 
 def _check_expansion(path: Path, nbytes: int, limits: ArchiveLimits) -> None:

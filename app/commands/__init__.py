@@ -66,18 +66,19 @@ def full_paths(rows: list[dict], data) -> list[dict]:
 
     if data is None:
         return rows
-    from feature_cache.idx import IDX_FILES, find_idx_files
+    from feature_cache.idx import IDX_FILES, find_idx_files, idx_record
 
-    if Path(data).is_dir() and find_idx_files(Path(data)):  # "test/08923" is no file there: it said "--data must be
-        # the folder these paths start in" of the idx folder itself and printed paths that exist nowhere (a new-user
-        # round)
-        split, _, record = next((row["source"] for row in rows if row["source"] is not None), "").partition("/")
-        example = (f" ({split}/{record}: record {int(record)} of {IDX_FILES[split]}-images)"
-                   if split in IDX_FILES and record.isdigit() else "")
+    sources = [row["source"] for row in rows if row["source"] is not None]
+    # "test/08923" is no file there: it said "--data must be the folder these paths start in" of the idx folder itself
+    # and printed paths that exist nowhere (a new-user round); only rows named as records, though (a class folders' or
+    # manifest's files beside idx files kept their bare paths under a note calling them records; a review)
+    if Path(data).is_dir() and find_idx_files(Path(data)) and sources and all(map(idx_record, sources)):
+        split, record = idx_record(sources[0])
         print(f"note: --data {data} holds idx files, whose images are records, not files: each row names its idx "
-              f"file's split and record, from 0{example}", file=sys.stderr)
+              f"file's split and record, from 0 ({sources[0]}: record {record} of {IDX_FILES[split]}-images)",
+              file=sys.stderr)
         return rows
-    root = _data_root(Path(data), [row["source"] for row in rows if row["source"] is not None])
+    root = _data_root(Path(data), sources)
     return [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]
 
 

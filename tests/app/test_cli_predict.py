@@ -881,6 +881,19 @@ def test_data_naming_an_idx_folder_keeps_the_record_names(tmp_path, capsys):
         "file's split and record, from 0 (test/08923: record 8923 of t10k-images)\n")
 
 
+def test_data_holding_idx_files_and_class_folders_joins_the_files_paths(tmp_path, capsys):
+    """A --data folder holding idx files beside the class folders a run was extracted from kept the rows' bare
+    paths (cat/a.png) under a note calling them idx records (a review): only record names are kept as they are."""
+    from app.commands import full_paths
+
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.png").write_bytes(b"png")
+    assert full_paths([{"source": "cat/a.png"}], tmp_path) == [{"source": str(tmp_path / "cat" / "a.png")}]
+    assert capsys.readouterr().err == ""
+
+
 def test_images_predicted_as_a_class_absent_from_the_split_are_said(run, tmp_path, capsys):
     """The table lists the classes with images: 2 of 30 val images called a class without val images showed
     93.3 % beside every listed precision at 100 %, and nowhere the class they went to (an extremes round)."""
