@@ -38,7 +38,9 @@
    * a right-to-left name took the quote and count beside it into its own run ("'6 'طائرة ورقية, 'class 3'"), and a
    * line break inside it read "طائرة (18) ورقية" (a dashboard round). Its text stays the same. */
   const RTL = "\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc";
-  const RTL_RUN = new RegExp(`([${RTL}](?:[${RTL}\\s\\d]*[${RTL}])?)`);  // its words, and the spaces and digits between
+  // its words, and the spaces, digits and joiners of a name's words (_ - .) between them: "طائرة_ورقية" in two
+  // isolates read its words in reverse order (a review)
+  const RTL_RUN = new RegExp(`([${RTL}](?:[${RTL}\\s\\d_.\\-]*[${RTL}])?)`);
   const isolated = (text) => String(text).split(RTL_RUN).map((part, i) => (i % 2 ? h("bdi", {}, part) : part))
     .filter((part) => part !== "");
 

@@ -54,3 +54,29 @@ def test_the_run_page_lists_the_classes_left_out_through_listed_name():
 def test_the_run_page_lists_each_class_s_confusions_through_listed_name():
     """The per-class table's confusions ("n01 tench, Tinca tinca 12.0 %, dog 3.0 %") joined by ", " as the CSV's."""
     assert (STATIC / "run.js").read_text().count("Dash.listedName(t.name)") == 2
+
+
+_NODE_ISOLATED = """
+const fs = require("fs");
+globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [] } };
+globalThis.Node = class {};
+globalThis.document = { createElement: (tag) => Object.assign(new Node(), { tag, kids: [],
+  append(c) { this.kids.push(c); }, setAttribute() {}, addEventListener() {} }) };
+eval(fs.readFileSync(process.argv[1], "utf8"));
+const texts = JSON.parse(fs.readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(texts.map((t) => window.Dash.isolated(t)
+  .map((p) => (p instanceof Node ? { [p.tag]: p.kids.join("") } : p)))));
+"""
+
+
+def test_a_right_to_left_name_joined_by_underscores_or_hyphens_is_one_isolate():
+    """Dash.isolated put "طائرة_ورقية" in two <bdi>, one a word: laid out left to right, the name read its words in
+    reverse order (a review). The joiners of a name's words stay inside its isolate; quotes and commas do not."""
+    if shutil.which("node") is None:
+        pytest.skip("node is absent")
+    texts = ["few images: 'طائرة_ورقية' 6", "x طائرة-ورقية.كبيرة 2", "'שלום', 'עולם'", ""]
+    out = subprocess.run(["node", "-e", _NODE_ISOLATED, str(STATIC / "dash.js")], input=json.dumps(texts),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [["few images: '", {"bdi": "طائرة_ورقية"}, "' 6"],
+                               ["x ", {"bdi": "طائرة-ورقية.كبيرة"}, " 2"],
+                               ["'", {"bdi": "שלום"}, "', '", {"bdi": "עולם"}, "'"], []]
