@@ -115,14 +115,16 @@ VERDICT_WORDS: dict[str, VerdictWords] = {
 # What a post-hoc bias run's guard did for the probe that ships (Posthoc.outcome): the runs list's verdict column
 # showed "–" for such a run, its outcome only in its name and banner (a dashboard-only round).
 PosthocOutcome = Literal["applied", "declined", "untested", "unchecked"]
+# what ships where the bias is not applied: "the ERM probe" was said of a focal or MR² run's too (a review)
+UNBIASED_SHIPS = "the probe ships as trained, without the bias"
 POSTHOC_WORDS: dict[str, VerdictWords] = {
     "applied": VerdictWords("bias applied", "the post-hoc bias raised the hard third beyond noise out of sample "
                             "(cross-fitted on validation) and ships", "pos"),
     "declined": VerdictWords("bias not applied", "its out-of-sample check did not pass the rule (a hard-third gain "
                              "beyond noise within the overall-accuracy budget; the run's post-hoc line gives its "
-                             "figures): the run ships the ERM probe", "muted"),
-    "untested": VerdictWords("bias not applied", "too few validation images in some class to test it: the run ships "
-                             "the ERM probe", "muted"),
+                             f"figures): {UNBIASED_SHIPS}", "muted"),
+    "untested": VerdictWords("bias not applied", "too few validation images in some class to test it: "
+                             f"{UNBIASED_SHIPS}", "muted"),
     "unchecked": VerdictWords("bias unchecked", "applied without its out-of-sample check (posthoc_guard off, or a "
                               "run from before the check)", "muted"),
 }
@@ -788,12 +790,11 @@ class Posthoc(_Model):
             few, small = _short_of_validation(short)
             return (f"Post-hoc bias not applied: it is tested out of sample on the validation split, where every "
                     f"class needs {POSTHOC_MIN_PER_CLASS} images, and {few} (a val/ folder, or a larger val_fraction "
-                    f"at extraction, gives them{small}); the shipped probe is the ERM probe.")
+                    f"at extraction, gives them{small}); {UNBIASED_SHIPS}.")
         failed = first.failed_check(budget, overall)
         why = (f"; {failed}" if failed else
                ", not a hard-third gain beyond noise within the overall-accuracy budget")
-        return (f"Post-hoc bias not applied: {estimate or 'its out-of-sample check'}{why}; the shipped probe is the "
-                "ERM probe.")
+        return f"Post-hoc bias not applied: {estimate or 'its out-of-sample check'}{why}; {UNBIASED_SHIPS}."
 
     def outcome(self) -> PosthocOutcome:
         """What its guard did for the probe that ships (:data:`POSTHOC_WORDS`): applied, declined (tested, no safe

@@ -111,6 +111,6 @@ def test_a_jobs_line_for_a_posthoc_run_says_what_its_guard_did():
     summary = {"overall": 0.5, "hard": 0.25}
     declined = _summary_line("r", summary, "not_applicable", posthoc="declined")
     assert declined.startswith("run r: overall 50.00 %, hard 25.00 % (bias not applied: its out-of-sample check")
-    assert declined.endswith("the run ships the ERM probe)")
+    assert declined.endswith("the probe ships as trained, without the bias)")
     assert "(bias applied: the post-hoc bias raised" in _summary_line("r", summary, posthoc="applied")
     assert "too few validation images" in _summary_line("r", summary, posthoc="untested")

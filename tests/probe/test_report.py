@@ -615,7 +615,7 @@ def test_a_post_hoc_bias_too_few_images_could_test_says_so_and_what_to_do():
     assert rep.posthoc.describe() == (
         "Post-hoc bias not applied: it is tested out of sample on the validation split, where every class needs 10 "
         "images, and some class has fewer (a val/ folder, or a larger val_fraction at extraction, gives them); the "
-        "shipped probe is the ERM probe.")
+        "probe ships as trained, without the bias.")
     # with the counts, the classes named, and a class too small for any val share said so (a dashboard round: "a
     # larger val_fraction" for a class of 15 images)
     counts = [("Bag", 2, 22), ("Trouser", 2, 15), ("Coat", 30, 300)]
@@ -623,7 +623,7 @@ def test_a_post_hoc_bias_too_few_images_could_test_says_so_and_what_to_do():
         "Post-hoc bias not applied: it is tested out of sample on the validation split, where every class needs 10 "
         "images, and 2 classes have fewer ('Bag' 2 of its 22, 'Trouser' 2 of its 15) (a val/ folder, or a larger "
         "val_fraction at extraction, gives them; 'Trouser' has too few images in all to give 10 and keep as many to "
-        "train on: more images of it would); the shipped probe is the ERM probe.")
+        "train on: more images of it would); the probe ships as trained, without the bias.")
     assert probe_words(rep).endswith(", post-hoc bias not applied (too few validation images to test it)")
     rep.posthoc = Posthoc(objective="hard", guard=True, per_seed=[PosthocSeed(**{**seed, "folds": 5})])
     assert probe_words(rep).endswith(", post-hoc bias not applied (its guard declined)")

@@ -149,10 +149,22 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     assert text.startswith("Post-hoc bias not applied: out of sample on validation (5-fold cross-fitting) the hard "
                            "third ") and text.endswith(
         f"; the hard third's lower bound, {signed_points(first['oof_hard_joint_lo'])} pt, is not above 0 (the two "
-        "bounds holding together); the shipped probe is the ERM probe.")  # what failed, not the rule (a round)
+        "bounds holding together); the probe ships as trained, without the bias.")  # what failed, not the rule (a round)
     assert first["oof_hard_joint_lo"] <= first["oof_hard_ci"][0] and first["oof_overall_joint_lo"] <= \
         first["oof_overall_ci"][0]
     _said_in_every_view(guarded_run, text)
+
+
+def test_a_declined_bias_on_another_loss_does_not_call_the_shipped_probe_erm(data, tmp_path_factory):
+    """A focal run's declined post-hoc bias said "the shipped probe is the ERM probe" (and its job line "the run ships
+    the ERM probe"; a review): it ships the focal probe as trained."""
+    from probe.report import POSTHOC_WORDS
+
+    report = load_report(_run(data, tmp_path_factory, "focal-guarded", loss="focal", posthoc_bias=True,
+                              wd_grid=[0.0]))
+    assert report.config["loss"] == "focal" and report.posthoc.outcome() in ("declined", "untested")
+    for text in (report.posthoc.text, POSTHOC_WORDS[report.posthoc.outcome()].detail):
+        assert "ERM" not in text and text.rstrip(".").endswith("the probe ships as trained, without the bias")
 
 
 def test_the_unguarded_bias_says_so(biased_run):
@@ -453,7 +465,7 @@ def test_a_declined_bias_names_the_bound_that_failed():
 
     text = declined(oof_hard_joint_lo=0.16, oof_overall_joint_lo=-0.032).describe("accuracy", 3.0)
     assert text.endswith("; the overall lower bound, -3.2 pt, is below the 3-point budget (the two bounds holding "
-                         "together); the shipped probe is the ERM probe.")
+                         "together); the probe ships as trained, without the bias.")
     assert "is below the" not in declined(oof_hard_joint_lo=0.16, oof_overall_joint_lo=-0.032).describe(
         "accuracy", 5.0)
     assert "balanced accuracy lower bound, -3.2 pt" in declined(
@@ -464,7 +476,7 @@ def test_a_declined_bias_names_the_bound_that_failed():
     unsure.per_seed[0].oof_hard_sign_p = 0.2
     assert "do not lean its way beyond chance (sign-flip test p = 0.2)" in unsure.describe()
     assert declined().describe().endswith("not a hard-third gain beyond noise within the overall-accuracy budget; "
-                                          "the shipped probe is the ERM probe.")  # a report from before stop 62
+                                          "the probe ships as trained, without the bias.")  # a report from before stop 62
 
 
 @pytest.mark.parametrize("labels, predicted, match", [
