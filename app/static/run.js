@@ -975,13 +975,20 @@
 
   // ---- per-class table ------------------------------------------------------------------------------
   /** What the per-class table's columns a user cannot guess are (a new-user round: their tooltips said only "sort"). */
-  function perClassNote(report, compared) {
+  // the run whose validation accuracy ranked the groups the per-class table shows (the compared run's when comparing),
+  // where it ranked them itself: the table's val column, and the note's words for it, only then
+  const valRanker = (report, cmp, other) => {
+    const ranker = cmp ? other : report;
+    return ranker && (ranker.grouping || {}).source === "self" ? ranker : null;
+  };
+  function perClassNote(report, cmp, other, compared) {
     const seeds = ((report.seeds || {}).values || []).length;
+    const hasVal = valRanker(report, cmp, other) !== null;
     return h("p", { class: "muted note", id: "per-class-note" },
       // compared, the group, val and stability columns are the compared run's (the thirds every delta uses), not
       // this run's own, which its warnings name: the two read as contradicting each other (a dashboard round)
-      (compared ? `Group, val and stability: those of ${compared}, the compared run, whose thirds every delta on `
-        + "this page uses; this run's own thirds (its warnings, its report) can differ. " : "")
+      (compared ? `Group${hasVal ? ", val" : ""} and stability: those of ${compared}, the compared run, whose `
+        + "thirds every delta on this page uses; this run's own thirds (its warnings, its report) can differ. " : "")
       + `Accuracy: the mean over ${seeds > 1 ? `the ${seeds} seeds` : "the seed"}, with its 95 % Wilson interval over the `
       + "class's test images; precision, recall, F1 and support from every seed's test predictions (scikit-learn's "
       + "definitions), each with its 95 % interval (precision and recall Wilson, F1 theirs at their "
@@ -989,8 +996,10 @@
       + "Shipped: the class's test accuracy under the probe that ships, the first seed's (what predict and probe.zip give)"
       + (seeds > 1 ? ", which can sit far from the seeds' mean on few images" : ", the accuracy itself with one seed")
       // the intervals the shipped and val cells carry since they gained them, said as accuracy's (a dashboard round)
-      + ", with its 95 % Wilson interval over the class's test images. Val: the validation accuracy the groups were "
-      + "ranked by, with its 95 % Wilson interval over the images behind it. "
+      + ", with its 95 % Wilson interval over the class's test images. "
+      // no val column where a reference run's ranking gave the groups: the note described a column not there (a review)
+      + (hasVal ? "Val: the validation accuracy the groups were ranked by, with its 95 % Wilson interval over the "
+        + "images behind it. " : "")
       + "Stability: in how many bootstrap resamples of the ranking split the class kept its third. rₖ: "
       + "the class's feature radius, √ of the mean of ‖φ(x)‖ₚ² over its training images (p = 2 linear head, 3 cosine); γₖ: MR²'s temperature of the class, from rₖ; "
       + "output margin: the mean over its test images of its own probability less the largest other. n val: the class's "
@@ -998,8 +1007,8 @@
       + "train on them: n train + n val are the class's images given for training."
       // under cross-validation neither selection nor the val column read the n val images alone (a new-user round:
       // "val 50.0 %" beside "n val 1")
-      + ((report.selection || {}).cv ? " This run cross-validated: selection's scores and the val column are out of "
-        + "fold on train + val, not the n val images alone." : ""));
+      + ((report.selection || {}).cv ? " This run cross-validated: selection's scores"
+        + `${hasVal ? " and the val column" : ""} are out of fold on train + val, not the n val images alone.` : ""));
   }
 
   const VAL_COLUMN = "val (ranked the groups)";
@@ -1016,11 +1025,11 @@
       ["group", (r) => h("span", { class: "chip " + groupOf(r) }, groupOf(r))]];
     // the validation accuracy the groups shown were ranked by (out of fold under cross-validation), where that run
     // ranked them itself: without it a class "easy" at 60 % on test beside one "hard" at 90 % looked wrong
-    const ranker = cmp ? other : report;
+    const ranker = valRanker(report, cmp, other);
     const val = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy])) : {};
     // with its 95 % interval, as accuracy's (val_accuracy_ci: none in reports from before it)
     const valCi = ranker ? Object.fromEntries(ranker.per_class.map((r) => [r.index, r.val_accuracy_ci])) : {};
-    if (ranker && (ranker.grouping || {}).source === "self") {
+    if (ranker) {
       cols.push([VAL_COLUMN, (r) => pctCi(val[r.index], valCi[r.index])]);
     }
     cols.push(["accuracy", (r) => pctCi(r.accuracy, r.accuracy_ci)]);
@@ -1268,7 +1277,8 @@
       card("Calibration of the shipped probe (test)", calibrationPanel(report, cmp ? other : null, names)),
       card("Sample margins per class (mean and minimum over the test images)", marginChart(report)),
       card("Score the shipped probe on a cache", scorePanel(view)),
-      card("Per class", perClassTable(report, cmp, other), perClassNote(report, cmp ? names.other : null)),
+      card("Per class", perClassTable(report, cmp, other),
+        perClassNote(report, cmp, other, cmp ? names.other : null)),
     ].filter((node) => node != null));
     // a confused pair or an off-diagonal cell of the confusion matrix opens its images in the gallery
     main.onclick = (ev) => {  // a property, not a listener: a re-render replaces it instead of adding one
@@ -1282,5 +1292,5 @@
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
-                                       nearDuplicatesPanel, seedsCaption } };
+                                       nearDuplicatesPanel, seedsCaption, perClassNote } };
 })();

@@ -39,3 +39,33 @@ def test_the_group_charts_deltas_beyond_noise_carry_their_interval():
         "+10.0 pt [+2.0, +20.0]",  # beyond noise: its interval
         "+10.0 pt (noise)",        # within noise: said so
         "+10.0 pt"]                # a comparison without predictions has no interval to give
+
+
+_NODE_NOTE = """
+const fs = require("fs");
+globalThis.window = {
+  Words: { job_states: { active: [], open: [] }, metrics: [], groups: ["easy", "medium", "hard"] } };
+globalThis.document = { createElement: () => ({ kids: [], append(c) { this.kids.push(c); }, setAttribute() {} }) };
+globalThis.Node = class {};
+for (const f of ["charts.js", "dash.js", "run.js"]) eval(fs.readFileSync(process.argv[1] + "/" + f, "utf8"));
+const report = (source) => ({ seeds: { values: [0, 1] }, selection: { cv: { k: 5 } }, grouping: { source },
+                               per_class: [] });
+// the note of a run that ranked its groups itself (the table's val column), and of one a reference run's ranked
+const note = (source) => window.RunPage.panels.perClassNote(report(source), null, null, null).kids.join("");
+process.stdout.write(JSON.stringify([note("self"), note("reference")]));
+"""
+
+
+def test_the_per_class_note_says_val_only_where_the_table_has_the_column():
+    """A run whose groups a reference run ranked (a disparity run of the pipeline) has no val column, yet its
+    per-class note said "Val: the validation accuracy the groups were ranked by ..." and "the val column are out of
+    fold" (a review): the note names the column only where the table shows it."""
+    if shutil.which("node") is None:
+        pytest.skip("node is absent")
+    out = subprocess.run(["node", "-e", _NODE_NOTE, str(STATIC)], input="", capture_output=True, text=True,
+                         check=True).stdout
+    with_val, without = json.loads(out)
+    assert "Val: the validation accuracy the groups were ranked by, with its 95 % Wilson interval" in with_val
+    assert "selection's scores and the val column are out of fold" in with_val
+    assert "Val:" not in without and "val column" not in without
+    assert "selection's scores are out of fold on train + val" in without
