@@ -149,7 +149,7 @@ def test_a_bias_the_guard_did_not_apply_is_not_shipped(guarded_run):
     assert text.startswith("Post-hoc bias not applied: out of sample on validation (5-fold cross-fitting) the hard "
                            "third ") and text.endswith(
         f"; the hard third's lower bound, {signed_points(first['oof_hard_joint_lo'])} pt, is not above 0 (the two "
-        "bounds holding together); the probe ships as trained, without the bias.")  # what failed, not the rule (a round)
+        "bounds holding together); the probe ships as trained, without the bias.")  # what failed, not the rule
     assert first["oof_hard_joint_lo"] <= first["oof_hard_ci"][0] and first["oof_overall_joint_lo"] <= \
         first["oof_overall_ci"][0]
     _said_in_every_view(guarded_run, text)
@@ -476,7 +476,7 @@ def test_a_declined_bias_names_the_bound_that_failed():
     unsure.per_seed[0].oof_hard_sign_p = 0.2
     assert "do not lean its way beyond chance (sign-flip test p = 0.2)" in unsure.describe()
     assert declined().describe().endswith("not a hard-third gain beyond noise within the overall-accuracy budget; "
-                                          "the probe ships as trained, without the bias.")  # a report from before stop 62
+                                          "the probe ships as trained, without the bias.")  # a report before stop 62
 
 
 @pytest.mark.parametrize("labels, predicted, match", [
