@@ -59,6 +59,27 @@ def check_data_folder(data) -> None:
                          "from, or leave --data out to list the paths inside the data set (an archive's members)")
 
 
+def _idx_records(data, sources: list[str]) -> bool:
+    """Whether ``sources`` are records of idx files (test/08923), which stay as they are, said in one line on stderr:
+    a note where ``data`` holds the idx files, else a warning naming the folder it must be."""
+    from feature_cache.idx import IDX_FILES, find_idx_files, idx_record
+
+    # only rows named as records (a class folders' or manifest's files beside idx files kept their bare paths under a
+    # note calling them records; a review)
+    if not sources or not all(map(idx_record, sources)):
+        return False
+    split, record = idx_record(sources[0])
+    what = f"{sources[0]}: record {record} of {IDX_FILES[split]}-images"
+    if data.is_dir() and find_idx_files(data):  # "test/08923" is no file there: it said "--data must be the folder
+        # these paths start in" of the idx folder itself and printed paths that exist nowhere (a new-user round)
+        print(f"note: --data {data} holds idx files, whose images are records, not files: each row names its idx "
+              f"file's split and record, from 0 ({what})", file=sys.stderr)
+    else:  # "--data must be ... the one holding test" of a folder with no idx files (a review)
+        print(f"warning: --data {data} holds no idx files, and the rows are records of idx files ({what}): --data "
+              f"must be the folder holding {IDX_FILES[split]}-images-idx3-ubyte[.gz]", file=sys.stderr)
+    return True
+
+
 def full_paths(rows: list[dict], data) -> list[dict]:
     """``rows`` with each ``source`` (a path inside the data set) joined to the data set folder ``data``
     (:func:`_data_root`); as they are without ``data``."""
@@ -66,17 +87,8 @@ def full_paths(rows: list[dict], data) -> list[dict]:
 
     if data is None:
         return rows
-    from feature_cache.idx import IDX_FILES, find_idx_files, idx_record
-
     sources = [row["source"] for row in rows if row["source"] is not None]
-    # "test/08923" is no file there: it said "--data must be the folder these paths start in" of the idx folder itself
-    # and printed paths that exist nowhere (a new-user round); only rows named as records, though (a class folders' or
-    # manifest's files beside idx files kept their bare paths under a note calling them records; a review)
-    if Path(data).is_dir() and find_idx_files(Path(data)) and sources and all(map(idx_record, sources)):
-        split, record = idx_record(sources[0])
-        print(f"note: --data {data} holds idx files, whose images are records, not files: each row names its idx "
-              f"file's split and record, from 0 ({sources[0]}: record {record} of {IDX_FILES[split]}-images)",
-              file=sys.stderr)
+    if _idx_records(Path(data), sources):
         return rows
     root = _data_root(Path(data), sources)
     return [{**row, "source": None if row["source"] is None else str(root / row["source"])} for row in rows]

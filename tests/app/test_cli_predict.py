@@ -894,6 +894,19 @@ def test_data_holding_idx_files_and_class_folders_joins_the_files_paths(tmp_path
     assert capsys.readouterr().err == ""
 
 
+def test_data_without_idx_files_for_idx_records_names_the_folder_they_need(tmp_path, capsys):
+    """A run on an idx folder given --data of the folder above it said "--data must be the folder these paths start
+    in, the one holding test" (there is none) and printed .../test/08923 (a review): the record names stay, and the
+    warning names the idx files the folder must hold."""
+    from app.commands import full_paths
+
+    rows = full_paths([{"source": "test/08923"}, {"source": "test/00001"}], tmp_path)
+    assert rows == [{"source": "test/08923"}, {"source": "test/00001"}]
+    assert capsys.readouterr().err == (
+        f"warning: --data {tmp_path} holds no idx files, and the rows are records of idx files (test/08923: record "
+        "8923 of t10k-images): --data must be the folder holding t10k-images-idx3-ubyte[.gz]\n")
+
+
 def test_images_predicted_as_a_class_absent_from_the_split_are_said(run, tmp_path, capsys):
     """The table lists the classes with images: 2 of 30 val images called a class without val images showed
     93.3 % beside every listed precision at 100 %, and nowhere the class they went to (an extremes round)."""
