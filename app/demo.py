@@ -53,8 +53,8 @@ def find_demo_data(explicit: Path | None = None) -> Path:
             return candidate.resolve()
     raise FileNotFoundError(
         "no demo data found: expected ../shared/data/cifar10-jpeg.zip next to the repository, or Fashion-MNIST in "
-        f"{FASHION_MNIST_DIR} (sudo apt-get install dataset-fashion-mnist); or pass --data PATH "
-        "(a folder or archive of class folders)")
+        f"{FASHION_MNIST_DIR} (sudo apt-get install dataset-fashion-mnist); or pass --data PATH, any data set "
+        "`mr2probe extract --data` takes (not only class folders: a CSV manifest or an idx folder too)")
 
 
 def demo_probes(head: str | None = None, epochs: int | None = None, seeds: int = 3) -> list[dict[str, Any]]:

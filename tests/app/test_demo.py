@@ -98,8 +98,12 @@ def test_demo_data_lookup(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="--data .* does not exist"):
         demo.find_demo_data(tmp_path / "missing.zip")
     monkeypatch.setattr(demo, "default_data_candidates", lambda: [tmp_path / "no.zip", tmp_path / "no-fmnist"])
-    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist") as refused:
         demo.find_demo_data()
+    # what --data takes, as `demo --help` says it: "(a folder or archive of class folders)" left out the CSV manifest
+    # and the idx folder its own default is (a review)
+    assert str(refused.value).endswith("or pass --data PATH, any data set `mr2probe extract --data` takes (not only "
+                                       "class folders: a CSV manifest or an idx folder too)")
     fmnist = tmp_path / "fmnist"
     fmnist.mkdir()
     (fmnist / "train-images-idx3-ubyte.gz").write_bytes(b"")
