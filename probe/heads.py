@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .metrics import check_num_classes
 from .registry import HEADS, HeadSpec, check_options, get_head_spec
 
 logger = logging.getLogger(__name__)
@@ -155,8 +156,7 @@ def head_class(name: str) -> type[nn.Module]:
 def _check_dims(num_features: int, num_classes: int) -> None:
     if int(num_features) < 1:
         raise ValueError(f"num_features must be >= 1, got {num_features}.")
-    if int(num_classes) < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+    check_num_classes(num_classes)
 
 
 def create_head(name: str, num_features: int, num_classes: int, *, generator: torch.Generator | None = None,

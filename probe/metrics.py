@@ -35,6 +35,7 @@ from .standalone import NORM_FLOOR
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "check_num_classes",
     "integer_labels",
     "OVERALL_METRICS",
     "overall_weights",
@@ -287,13 +288,18 @@ def per_class_reduce(values: np.ndarray, labels: np.ndarray, num_classes: int) -
     return mins, means
 
 
+def check_num_classes(num_classes: int) -> None:
+    """Raise ValueError unless ``num_classes`` is at least 2 (a head, a margin and a simplex need two classes)."""
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+
+
 def ideal_class_margin_deg(num_classes: int, dim: int | None = None) -> float | None:
     """Largest possible class margin of K class vectors in ``dim`` = d dimensions (None: d ≥ K−1), in degrees:
     arccos(−1/(K−1)) (the simplex) for d ≥ K−1; 90° for K/2 ≤ d < K−1 (Rankin: of more than d+1 unit vectors two are
     at most 90° apart, and the 2d vectors ±e_i reach it); None for d < K/2, where it is below 90° with no closed form
     (999 classes in 128 dimensions read "ideal 90.06°"; a 1,000-class round)."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+    check_num_classes(num_classes)
     if dim is None or dim >= num_classes - 1:
         return math.degrees(math.acos(-1.0 / (num_classes - 1)))
     return 90.0 if 2 * dim >= num_classes else None
@@ -302,8 +308,7 @@ def ideal_class_margin_deg(num_classes: int, dim: int | None = None) -> float | 
 def ideal_sample_margin(num_classes: int, dim: int | None = None) -> float | None:
     """Largest possible minimal sample margin of K classes in ``dim`` = d dimensions (None: d ≥ K−1): K/(K−1), the
     simplex's, for d ≥ K−1; None below, where the simplex does not fit (no closed form is used)."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+    check_num_classes(num_classes)
     return num_classes / (num_classes - 1) if dim is None or dim >= num_classes - 1 else None
 
 

@@ -248,3 +248,10 @@ def test_the_most_confused_classes_sub_matrix_matches_a_plain_computation():
     diagonal = confusion_cells(np.diag([3, 4, 5]))
     assert most_confused_classes(diagonal, 3, 60).tolist() == []  # no confusion: no class to show
     assert confusion_submatrix(diagonal, 3, np.array([], dtype=np.int64)).tolist() == [[12]]
+
+
+@pytest.mark.parametrize("ideal", [ideal_class_margin_deg, ideal_sample_margin])
+def test_the_ideal_margins_need_two_classes(ideal):
+    """One class has no margin: the same message as a head's (probe.metrics.check_num_classes)."""
+    with pytest.raises(ValueError, match=r"^num_classes must be >= 2, got 1\.$"):
+        ideal(1)
