@@ -142,6 +142,11 @@ def _encode_attr(key: str, value: Any) -> Any:
     return value
 
 
+def _not_extracted(path: Path, problem: str) -> CacheMismatch:
+    """The error for a cache file ``path`` whose ``problem`` extract never writes."""
+    return CacheMismatch(f"{path}: {problem}; the file was not written by feature_cache.extract, or is damaged.")
+
+
 def _decode_attr(path: Path, key: str, value: Any) -> Any:
     """A root attribute of the cache file ``path`` as written by :func:`_encode_attr`. Raises CacheMismatch naming
     the file and the attribute for text that does not decode (a damaged ``class_names`` said only 'Expecting
@@ -155,18 +160,15 @@ def _decode_attr(path: Path, key: str, value: Any) -> Any:
             value = json.loads(value)
     except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
         kind = "JSON" if key in JSON_ATTRS else "UTF-8 text"
-        raise CacheMismatch(f"{path}: the root attribute {key!r} is not valid {kind} ({exc}); the file was not "
-                            "written by feature_cache.extract, or is damaged.") from None
+        raise _not_extracted(path, f"the root attribute {key!r} is not valid {kind} ({exc})") from None
     if key == "class_names" and not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
-        raise CacheMismatch(f"{path}: the root attribute 'class_names' is not a list of class names; the file was "
-                            "not written by feature_cache.extract, or is damaged.")
+        raise _not_extracted(path, "the root attribute 'class_names' is not a list of class names")
     kind = _JSON_KINDS.get(key)
     if kind is not None and value is not None and not isinstance(value, kind):
         # a hand-written cache's split_params stored as a JSON string (encoded twice) crashed train with an
         # AttributeError (a scale round)
-        raise CacheMismatch(f"{path}: the root attribute {key!r} holds JSON {type(value).__name__}, not a JSON "
-                            f"{'object' if kind is dict else 'array'} (was it JSON-encoded twice?); the file was not "
-                            "written by feature_cache.extract, or is damaged.")
+        raise _not_extracted(path, f"the root attribute {key!r} holds JSON {type(value).__name__}, not a JSON "
+                                   f"{'object' if kind is dict else 'array'} (was it JSON-encoded twice?)")
     return value
 
 
@@ -731,11 +733,10 @@ def open_cache(path: str | Path, *, shard: bool = False) -> FeatureCache:
     attrs = {key: _decode_attr(path, key, value) for key, value in raw.items()}
     wrong = next((key for key in _TEXT_ATTRS if key in attrs and not isinstance(attrs[key], str)), None)
     if wrong:  # an integer fingerprint crashed every listing of the service's caches (an attack round)
-        raise CacheMismatch(f"{path}: the root attribute {wrong!r} is not text; the file was not written by "
-                            "feature_cache.extract, or is damaged.")
+        raise _not_extracted(path, f"the root attribute {wrong!r} is not text")
     wrong = _odd_attr(attrs)
     if wrong:
-        raise CacheMismatch(f"{path}: {wrong}; the file was not written by feature_cache.extract, or is damaged.")
+        raise _not_extracted(path, wrong)
     if any(len(shape) != 2 for shape in shapes.values()):
         raise CacheMismatch(f"{path} is incomplete or malformed: features that are not (rows, width) arrays.")
     sizes = {s: int(shape[0]) for s, shape in shapes.items()}

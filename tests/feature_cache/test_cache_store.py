@@ -237,6 +237,7 @@ def test_a_damaged_class_names_attribute_names_the_file_and_the_attribute(tmp_pa
     with pytest.raises(CacheMismatch) as raised:
         open_cache(path)
     assert str(raised.value).startswith(f"{path}: the root attribute 'class_names' {what}")
+    assert str(raised.value).endswith("; the file was not written by feature_cache.extract, or is damaged.")
 
 
 @pytest.mark.parametrize("key", ["split_params", "preprocess", "versions", "skipped"])
