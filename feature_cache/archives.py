@@ -432,16 +432,37 @@ def _zip_entries_over(handle, limit: int) -> bool:
     return False
 
 
-class ZipReader:
+class _ArchiveFiles:
+    """What the zip and the tar reader share: the resolved archive, its limits, the folders and the skipped links
+    it lists, and a handle to it that is this process's own (never pickled into a worker)."""
+
+    def __init__(self, path: str | Path, limits: ArchiveLimits | None) -> None:
+        self.path = Path(path).resolve()
+        self.limits = limits or ArchiveLimits()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"archive {path} does not exist.")
+        self._dirs: list[str] = []
+        self.unsafe: list[tuple[str, str]] = []  # link members: skipped, listed with why
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"], state["_pid"] = None, None
+        return state
+
+    def dirs(self) -> list[str]:
+        return list(self._dirs)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+class ZipReader(_ArchiveFiles):
     """Members of a .zip archive, validated up front and read in place (see module docstring)."""
 
     kind = "zip"
 
     def __init__(self, path: str | Path, limits: ArchiveLimits | None = None) -> None:
-        self.path = Path(path).resolve()
-        self.limits = limits or ArchiveLimits()
-        if not self.path.is_file():
-            raise FileNotFoundError(f"archive {path} does not exist.")
+        super().__init__(path, limits)
         try:
             with open(self.path, "rb") as handle:
                 if _zip_entries_over(handle, self.limits.max_members):
@@ -450,8 +471,6 @@ class ZipReader:
         except zipfile.BadZipFile as exc:
             raise UnsafeArchive(f"{self.path.name}: not a readable zip archive ({exc}).") from exc
         self._infos: dict[str, zipfile.ZipInfo] = {}
-        self._dirs: list[str] = []
-        self.unsafe: list[tuple[str, str]] = []  # link members: skipped, listed with why
         try:
             self._check(archive.infolist())
         except BaseException:
@@ -530,16 +549,8 @@ class ZipReader:
     def _rewritten(self) -> FileChanged:
         return FileChanged(f"{self.path.name} was replaced or rewritten since the data set was opened")
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handle"], state["_pid"] = None, None
-        return state
-
     def names(self) -> list[str]:
         return sorted(self._infos)
-
-    def dirs(self) -> list[str]:
-        return list(self._dirs)
 
     def read(self, name: str) -> bytes:
         """The member's bytes, checked by zipfile against the CRC the listing counted (its content id). A read that
@@ -565,9 +576,6 @@ class ZipReader:
 
     def size(self, name: str) -> int:
         return self._infos[name].file_size
-
-    def __str__(self) -> str:
-        return str(self.path)
 
 
 
@@ -732,16 +740,13 @@ def _remove(path: str, owner: int) -> None:
         os.unlink(path)
 
 
-class TarReader:
+class TarReader(_ArchiveFiles):
     """Members of a tar archive (optionally compressed), validated and read by offset (see module doc)."""
 
     kind = "tar"
 
     def __init__(self, path: str | Path, limits: ArchiveLimits | None = None) -> None:
-        self.path = Path(path).resolve()
-        self.limits = limits or ArchiveLimits()
-        if not self.path.is_file():
-            raise FileNotFoundError(f"archive {path} does not exist.")
+        super().__init__(path, limits)
         self._plain = self.path
         with open(self.path, "rb") as handle:
             magic = handle.read(10)
@@ -750,8 +755,6 @@ class TarReader:
         if _compressed(magic):
             self._plain = self._decompress()
         self._members: dict[str, tuple[int, int, str]] = {}  # name -> (offset, size, sha256)
-        self._dirs: list[str] = []
-        self.unsafe: list[tuple[str, str]] = []  # link members: skipped, listed with why
         self._check()
         self._handle = None
         self._pid: int | None = None
@@ -855,8 +858,7 @@ class TarReader:
         self._dirs.sort()
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handle"], state["_pid"] = None, None
+        state = super().__getstate__()
         state.pop("_finalizer", None)  # only the creating process deletes the temporary file
         return state
 
@@ -868,9 +870,6 @@ class TarReader:
 
     def names(self) -> list[str]:
         return sorted(self._members)
-
-    def dirs(self) -> list[str]:
-        return list(self._dirs)
 
     def read(self, name: str) -> bytes:
         offset, size, _ = self._members[name]
@@ -887,6 +886,3 @@ class TarReader:
 
     def size(self, name: str) -> int:
         return self._members[name][1]
-
-    def __str__(self) -> str:
-        return str(self.path)

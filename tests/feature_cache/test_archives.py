@@ -75,6 +75,25 @@ def test_zip_reader_in_a_forked_process_reuses_the_parsed_directory_with_its_own
     assert reader.read(reader.names()[0]) == expected[reader.names()[0]]
 
 
+@pytest.mark.parametrize("suffix", [".zip", ".tar", ".tar.gz"])
+def test_a_pickled_archive_reader_reads_with_its_own_handle(tree, tmp_path, suffix):
+    """What a spawned DataLoader worker receives: the listing and the folders without this process's open handle
+    (nor a compressed tar's temporary file's finalizer), reading the same bytes once it opens its own."""
+    import pickle
+
+    members = [(f"top/{n}", b) for n, b in tree_members(tree)]
+    archive = (make_zip(tmp_path / "d.zip", members) if suffix == ".zip" else
+               make_tar(tmp_path / f"d{suffix}", members, "w:gz" if suffix == ".tar.gz" else "w"))
+    reader = open_dataset(archive).reader
+    name = reader.names()[0]
+    expected = reader.read(name)
+    state = reader.__getstate__()
+    assert state["_handle"] is None and state["_pid"] is None and "_finalizer" not in state
+    copy = pickle.loads(pickle.dumps(reader))
+    assert copy.read(name) == expected and copy.dirs() == reader.dirs()
+    assert str(copy) == str(reader) == str(archive.resolve()) and copy.unsafe == []
+
+
 def test_zip_and_tar_feed_extraction(tree, tmp_path):
     members = tree_members(tree)
     features = []
