@@ -40,7 +40,7 @@ import torch.distributed as dist
 import torch.distributed.nn  # noqa: F401
 
 from .datasets import SPLITS, LabelledImages, Sample
-from .defaults import DEFAULT_VAL_FRACTION, MAX_WORKERS
+from .defaults import MAX_WORKERS
 from .encoders import Encoder
 from .errors import DatasetError, ExtractionBusy
 from .extract import (ExtractionPlan, ExtractResult, _exclusive, _existing, _remove_orphaned_copies, _shard_files,
@@ -166,18 +166,15 @@ def extract_distributed(
     *,
     batch_size: int = 64,
     workers: int | None = None,
-    device: str = "auto",
-    precision: str | None = None,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    seed: int = 0,
-    max_per_class: int | None = None,
-    out: str | Path | None = None,
-    dtype: str = "float16",
     show_progress: bool = True,
     tune_allocator: bool = False,
+    **plan: Any,
 ) -> ExtractResult:
     """:func:`~feature_cache.extract` across the processes of an initialised default process group.
 
+    ``plan``: :func:`~feature_cache.extract.plan_extraction`'s keywords (``device``, ``precision``, ``val_fraction``,
+    ``seed``, ``max_per_class``, ``out``, ``dtype``), its defaults where left out; ``device="auto"`` with CUDA is this
+    rank's GPU (``LOCAL_RANK``).
     Every rank returns the same :class:`ExtractResult` (``encoded`` summed over ranks). A class left
     without a decodable ``train`` / ``test`` image raises the same ``DatasetError`` on every rank, before
     the merge (the shards are kept: they are complete). ``tune_allocator``: as :func:`~feature_cache.extract`'s
@@ -191,18 +188,17 @@ def extract_distributed(
     if not dist.is_initialized():
         raise RuntimeError("extract_distributed needs torch.distributed.init_process_group() first (use torchrun).")
     rank, world = dist.get_rank(), dist.get_world_size()
-    if device == "auto" and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
-    plan = _done_on_every_rank(lambda: plan_extraction(
-        data, encoder, cache_dir, device=device, precision=precision, val_fraction=val_fraction, seed=seed,
-        max_per_class=max_per_class, out=out, dtype=dtype))
-    if workers is None and plan.encoder.device.type == "cuda":  # the node's cores shared by its ranks
-        workers = resolve_workers(None, plan.encoder.device, sharing=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    if plan.get("device", "auto") == "auto" and torch.cuda.is_available():
+        plan["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
+    planned = _done_on_every_rank(lambda: plan_extraction(data, encoder, cache_dir, **plan))
+    if workers is None and planned.encoder.device.type == "cuda":  # the node's cores shared by its ranks
+        workers = resolve_workers(None, planned.encoder.device,
+                                  sharing=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     with ExitStack() as held:  # rank 0 holds the cache's lock until the merge is done
-        found = _decided_by_rank0(lambda: _claim(plan, world, held), rank)
+        found = _decided_by_rank0(lambda: _claim(planned, world, held), rank)
         if found is not None:
             return found
-        return _encode_and_merge(plan, rank, world, batch_size=batch_size, workers=workers,
+        return _encode_and_merge(planned, rank, world, batch_size=batch_size, workers=workers,
                                  show_progress=show_progress, tune_allocator=tune_allocator)
 
 

@@ -10,6 +10,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -260,6 +261,19 @@ def test_torchruns_extraction_holds_the_cache_lock_and_removes_killed_merges_cop
                                                  show_progress=False)
     assert seen == [[writing.name]] and result.counts["train"] == 15
     assert sorted(p.name for p in tmp_path.glob("*multi.h5*")) == sorted(["multi.h5", writing.name])
+
+
+def test_extract_distributed_plans_with_extracts_keywords(tree, tmp_path):
+    """The plan keywords (dtype, seed, max_per_class, val_fraction) reach plan_extraction: the cache is the one
+    `extract` writes with them (its fingerprint, dtype and counts)."""
+    plan = {"dtype": "float32", "seed": 3, "max_per_class": 3, "val_fraction": 0.25}
+    alone = extract(tree, tiny_encoder(), None, out=tmp_path / "alone.h5", workers=0, show_progress=False, **plan)
+    with one_process_group():
+        result = distributed.extract_distributed(tree, tiny_encoder(), None, out=tmp_path / "multi.h5", workers=0,
+                                                 show_progress=False, **plan)
+    assert result.fingerprint == alone.fingerprint and result.counts == alone.counts
+    with h5py.File(result.path, "r") as h5:
+        assert h5["train"]["features"].dtype == np.float32
 
 
 @contextmanager
