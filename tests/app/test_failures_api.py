@@ -511,6 +511,23 @@ def test_a_report_damaged_on_disk_is_a_422_naming_the_run_on_every_route(fresh_f
         assert "report.json" in resp.json()["detail"] and str(client.app.state.settings.data_dir) not in resp.text
 
 
+def damage_run_file(finished, name: str, edit) -> tuple:
+    """(client, run id, cache id, path) of ``finished``'s MR² run, its file ``name`` (an .npz) cut short where
+    ``edit`` is None, else rewritten with ``edit`` applied to its arrays (a dict it changes in place)."""
+    client, run_id = finished.client, finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    path = Path(client.app.state.store.get_run(run_id)["path"]) / name
+    if edit is None:
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        with np.load(path) as data:
+            arrays = dict(data)
+        edit(arrays)
+        with open(path, "wb") as out:
+            np.savez(out, **arrays)
+    return client, run_id, cache_id, path
+
+
 @pytest.mark.parametrize("damage", ["cut short", "class 99", "float labels", "nan confidence", "scalar labels",
                                     "no seed"])
 def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage):
@@ -518,16 +535,7 @@ def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage)
     attack round), and so did a predicted class 99 of 3 (IndexError), while float labels and nan confidences were
     read as they came (a later attack round). They now answer 422 naming the file; scores, computed from the cache,
     still answer."""
-    import numpy as np
-
-    client, run_id = fresh_finished.client, fresh_finished.mr2
-    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
-    path = Path(client.app.state.store.get_run(run_id)["path"]) / "predictions.npz"
-    if damage == "cut short":
-        path.write_bytes(path.read_bytes()[:100])
-    else:
-        with np.load(path) as data:
-            arrays = dict(data)
+    def edit(arrays):
         if damage == "class 99":
             arrays["predicted"][0, :3] = 99
         elif damage == "float labels":
@@ -538,7 +546,9 @@ def test_predictions_damaged_on_disk_are_a_422_not_a_500(fresh_finished, damage)
             arrays["predicted"] = arrays["predicted"][:0]
         else:
             arrays["confidence"][0] = np.nan
-        np.savez_compressed(path, **arrays)
+
+    client, run_id, cache_id, _ = damage_run_file(fresh_finished, "predictions.npz",
+                                                  None if damage == "cut short" else edit)
     for url in (f"/api/runs/{run_id}/failures?class=cat", f"/api/compare?base={fresh_finished.erm}&other={run_id}",
                 f"/api/compare.html?base={fresh_finished.erm}&other={run_id}"):
         resp = client.get(url)
@@ -853,19 +863,13 @@ def test_a_seen_file_damaged_on_disk_is_a_422_and_exit_2_naming_it(fresh_finishe
 
     from app.cli import main
 
-    client, run_id = fresh_finished.client, fresh_finished.mr2
-    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
-    path = Path(client.app.state.store.get_run(run_id)["path"]) / "seen_sources.npz"
-    if damage == "cut short":
-        path.write_bytes(path.read_bytes()[:100])
-    else:
-        with np.load(path) as data:
-            arrays = dict(data)
+    def edit(arrays):
         arrays["train" if damage == "scalar train" else "val"] = {
             "scalar train": lambda: arrays["train"][0], "float val": lambda: arrays["val"] + 0.5,
             "objects": lambda: np.array([{}], dtype=object)}[damage]()
-        with open(path, "wb") as out:
-            np.savez(out, **arrays)
+
+    client, run_id, cache_id, path = damage_run_file(fresh_finished, "seen_sources.npz",
+                                                     None if damage == "cut short" else edit)
     stored = hashlib.sha256(path.read_bytes()).hexdigest()
     for url in (f"/api/runs/{run_id}/scores?cache={cache_id}", f"/api/runs/{run_id}/predicted?cache={cache_id}",
                 f"/api/runs/{run_id}/predictions.csv?cache={cache_id}", f"/api/runs/{run_id}/probe.zip",
