@@ -154,7 +154,8 @@ def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, g
         ValueError: the two runs were not scored on the same test split.
     """
     boot = _paired_bootstrap(base, other, num_classes, n_resamples, seed)
-    return boot.paired_delta(other.correct, base.correct, groups)
+    delta = boot.paired_delta(other.correct, base.correct, groups)
+    return _pinned(delta) if _same_predictions(base, other) else delta
 
 
 def paired_test_intervals(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],
@@ -164,7 +165,27 @@ def paired_test_intervals(base: Predictions, other: Predictions, num_classes: in
     (:meth:`probe.uncertainty.Bootstrap.paired_intervals`): what a comparison shows, each run's classes resampled
     once where the two apart resampled them twice. Raises ValueError as :func:`paired_test_delta` does."""
     boot = _paired_bootstrap(base, other, num_classes, n_resamples, seed)
-    return boot.paired_intervals(other.correct, base.correct, groups)
+    delta, classes = boot.paired_intervals(other.correct, base.correct, groups)
+    if _same_predictions(base, other):
+        return _pinned(delta), np.where(np.isnan(classes), np.nan, 0.0)
+    return delta, classes
+
+
+def _same_predictions(base: Predictions, other: Predictions) -> bool:
+    """Whether the two runs are one probe: the same class predicted for every test sample, seed by seed, and the
+    first seed's confidences equal to the bit (a run compared with itself, or a run that kept its reference's
+    heads): their differences are 0 by construction, not estimates of a difference between two probes. Newcombe's
+    interval of a class and Agresti & Min's half image had read ±9.9 points on each class of "a run compared with
+    itself: every difference is 0" (a review). Two other probes that happen to agree on every test image keep
+    those intervals: agreeing on the images seen does not make them one probe."""
+    return base.predicted.shape == other.predicted.shape and bool(np.array_equal(base.predicted, other.predicted)) \
+        and bool(np.array_equal(base.confidence, other.confidence))
+
+
+def _pinned(delta: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``delta`` with each interval the point itself (0 for runs of the same predictions: :func:`_same_predictions`);
+    an undefined one (nan) stays so."""
+    return {key: {**value, "lo": value["delta"], "hi": value["delta"]} for key, value in delta.items()}
 
 
 def _paired_bootstrap(base: Predictions, other: Predictions, num_classes: int, n_resamples: int, seed: int

@@ -95,6 +95,37 @@ def test_a_comparison_of_classes_of_one_test_image_has_intervals_of_width():
     assert np.allclose(classes[100], [-0.7934507, 0.7934507], atol=1e-6)  # the same in both runs: was [0, 0]
 
 
+def test_runs_of_the_same_predictions_have_every_difference_pinned_at_zero():
+    """A run compared with itself (or two runs of one probe: the same classes, seed by seed, and confidences)
+    differs by 0 on every metric and class, by construction: no interval around it (Newcombe's square-and-add had
+    read ±9.95 points on a class of 39 images and Agresti & Min's half image ±1.32 overall, beside "every difference
+    is 0"). Runs that differ elsewhere keep Newcombe's interval on an unchanged class (the test above)."""
+    from probe.predictions import paired_test_delta, paired_test_intervals
+
+    labels = np.repeat(np.arange(4), 10)
+    predicted = np.stack([labels, labels])
+    predicted[0, [0, 12]] = 3  # one seed wrong on two images: seed means of 0.5
+    predicted[:, 25] = 0
+    run = Predictions(labels, predicted, np.full(40, 0.9))
+    same = Predictions(labels, predicted.copy(), np.full(40, 0.9))
+    groups = {"easy": [0], "medium": [1, 3], "hard": [2]}
+    for delta in (paired_test_intervals(run, same, 5, groups)[0], paired_test_delta(run, same, 5, groups)):
+        assert {key: (v["delta"], v["lo"], v["hi"]) for key, v in delta.items()} == {
+            key: (0.0, 0.0, 0.0) for key in ("overall", "balanced", "worst_class", "easy", "medium", "hard")}
+    classes = paired_test_intervals(run, same, 5, groups)[1]
+    assert np.array_equal(classes[:4], np.zeros((4, 2))) and np.isnan(classes[4]).all()  # class 4: no image
+    # two probes that agree on every test image but are not one probe (other confidences): estimates, intervals kept
+    near = Predictions(labels, predicted.copy(), np.full(40, 0.8))
+    delta, classes = paired_test_intervals(run, near, 5, groups)
+    assert delta["overall"]["lo"] < 0 < delta["overall"]["hi"] and classes[0, 0] < 0 < classes[0, 1]
+    # one seed apart on one image: an estimate again, with its interval
+    other = predicted.copy()
+    other[1, 5] = 2
+    delta, classes = paired_test_intervals(run, Predictions(labels, other, np.full(40, 0.9)), 5, groups)
+    assert delta["overall"]["lo"] < delta["overall"]["delta"] < delta["overall"]["hi"]
+    assert classes[0, 0] < 0 < classes[1, 1]
+
+
 def test_failures_least_likely_label_first_and_stored(tmp_path):
     """A mistake whose probability the probe splits among other classes, its own label's near 0, is a likelier wrong
     label than one predicted a little surer than its label: the lowest p(label) first (cleanlab's self-confidence),
