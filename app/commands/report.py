@@ -104,7 +104,10 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
     found, pairs = read_run(folder, checked_and_pairs)
     if pairs is None or found is None:
         raise ValueError(no_pairs_message(folder.name, checked=found is not None))
-    tests = [row["source"] for row in full_paths([{"source": p["test"]} for p in pairs], data)]
+    # one call for both columns: an idx folder's note on its records was said once for each (a review)
+    sides = ("test",) if paths_only else ("test", "seen")
+    both = [row["source"] for row in full_paths([{"source": p[side]} for side in sides for p in pairs], data)]
+    tests, seen = both[:len(pairs)], both[len(pairs):]
     if paths_only:
         if None in tests:  # a run given arrays without paths: an empty list read as "nothing to remove"
             raise ValueError(f"run {folder.name} stored no path for {tests.count(None):,} of its {len(tests):,} "
@@ -113,7 +116,6 @@ def list_near_duplicates(run_dir, paths_only: bool, data) -> int:
         for path in tests:  # escaped: a file name with a line break would read as two
             print(printable(path))
         return 0
-    seen = [row["source"] for row in full_paths([{"source": p["seen"]} for p in pairs], data)]
     identical = sum(p["identical"] for p in pairs)
     outside = outside_sample(pairs, found.test_images, found.sampled, found.sample_draw)
     inside = "" if data is not None or not pairs else " (paths inside the data set; --data DIR prints them whole)"

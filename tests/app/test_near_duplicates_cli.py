@@ -147,3 +147,26 @@ def test_a_list_naming_a_test_row_past_the_runs_test_images_is_refused(leaky, tm
     assert main(["report", str(out), "--near-duplicates"]) == 2
     assert capsys.readouterr().err == (f"mr2probe report: error: {PAIRS_FILE} of run run cannot be read (damaged): "
                                        "test row 60 is past the run's 60 test images\n")
+
+
+def test_rows_of_idx_records_say_their_note_once(tmp_path, capsys):
+    """A run of an idx folder names its images as records (test/00012): --data prints them as they are, with one
+    note on stderr saying why (it was said twice, once for the test images and once for those they duplicate)."""
+    data, _, digests = leaky_splits(NAMES)
+    offset = {"train": 0, "val": 40 * 3, "test": 0}  # val rows are train records of an idx folder
+    sources = {split: [f"{'test' if split == 'test' else 'train'}/{offset[split] + i:05d}" for i in range(len(y))]
+               for split, (_, y) in data.items()}
+    out = tmp_path / "idx"
+    run_probe(data, NAMES, ProbeConfig(**FAST), out_dir=out, sources=sources, contents=digests,
+              features=FeatureSource(fingerprint="f" * 64, encoder="effnet-lite0"))
+    idx_folder = tmp_path / "fashion"
+    idx_folder.mkdir()
+    for part in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte",
+                 "train-labels-idx1-ubyte"):
+        (idx_folder / part).write_bytes(b"")
+    for folder, word in ((idx_folder, "note: --data"), (tmp_path / "empty", "warning: --data")):
+        folder.mkdir(exist_ok=True)
+        assert main(["report", str(out), "--near-duplicates", "--data", str(folder)]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.count(word) == 1 and captured.err.count("\n") == 1, captured.err
+        assert f"  {sources['test'][LEAKY_NEAR[0]]}  ~  train: " in captured.out
