@@ -810,3 +810,7 @@ def test_intervals_or_none_reads_each_row_as_interval_or_none_does():
     said = intervals_or_none(rows)
     assert said == [interval_or_none(row) for row in rows] == [[0.1, 0.9], None, None, [0.25, 1.0]]
     assert all(type(v) is float for v in said[0]) and intervals_or_none(np.empty((0, 2))) == []
+    # no rows in any form (a report of no class; a list built empty): none, as an empty (0, 2) array gives (an empty
+    # list raised TypeError)
+    assert intervals_or_none([]) == intervals_or_none(()) == intervals_or_none(np.empty(0)) == []
+    assert intervals_or_none([0.5, 0.75]) == [[0.5, 0.75]] and intervals_or_none([np.nan, 0.5]) == [None]
