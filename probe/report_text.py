@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 from typing import Any, Callable, Sequence
 
 from .groups import GROUP_NAMES
@@ -235,6 +236,7 @@ def format_report(report: Report, *, width: int = REPORT_WIDTH, max_classes: int
 
 
 NAME_COLUMN = 30  # the widest class-name column of a terminal table; a longer name is cut in its middle
+PROSE_COLUMN = 12  # the narrowest prose column of a terminal table (its widest entry where wider)
 
 
 def cut_name(name: str, width: int = NAME_COLUMN, shown: Callable[[str], str] = shown_name) -> str:
@@ -272,15 +274,34 @@ def _needs(columns, rows: list[list[str]]) -> tuple[list[bool], list[int]]:
 
     prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
              enumerate(columns)]
-    need = [max([cell_len(row[i]) for row in rows] + [max(map(cell_len, header.split()))]) for i, (header, _) in
-            enumerate(columns)]
+    # a prose column needs its widest entry (it wraps between entries only): '1 (2.4)' was broken over two lines
+    need = [max([cell_len(part) for row in rows for part in (_ENTRY_END.split(row[i]) if prose[i] else [row[i]])]
+                + [max(map(cell_len, header.split()))]) for i, (header, _) in enumerate(columns)]
     return prose, need
+
+
+_ENTRY_END = re.compile(r"(?<=\)), ")  # between two entries of a list such as "cat (4.8), dog (3.6)"
+
+
+def _wrap_entries(cell: str, width: int) -> str:
+    """``cell``, a list of entries ("cat (4.8), dog (3.6)"), on as many lines of at most ``width`` cells as it
+    needs, each line ending at an entry's end (an entry wider than ``width`` alone on its line)."""
+    from rich.cells import cell_len
+
+    lines: list[str] = []
+    for entry in _ENTRY_END.split(cell):
+        if lines and cell_len(lines[-1]) + 2 + cell_len(entry) <= width:
+            lines[-1] += ", " + entry
+        else:
+            lines.append(entry)
+    return ",\n".join(lines)
 
 
 def _least_width(prose: list[bool], need: list[int], name_width: int) -> int:
     """The width of a :func:`class_table` whose name column is ``name_width`` cells, its numbers whole and its prose
-    columns 12 cells: three characters a column (padding on either side, a separator), one at the edge."""
-    return (name_width + sum(n for i, n in enumerate(need) if i and not prose[i]) + 12 * sum(prose)
+    columns :data:`PROSE_COLUMN` cells or their widest entry: three characters a column (padding on either side,
+    a separator), one at the edge."""
+    return (name_width + sum(n if not prose[i] else max(n, PROSE_COLUMN) for i, n in enumerate(need) if i)
             + 3 * len(need) + 1)
 
 
@@ -298,17 +319,21 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
     prose, need = _needs(columns, rows)
     name_width = min(NAME_COLUMN, need[0], max(12, width - _least_width(prose, need, 0)))
     table = Table(title=title, box=box.SIMPLE, caption=caption)
+    # each prose column its least width and an even share of what is left, wrapped there between its entries
+    spare = max(0, width - _least_width(prose, need, name_width)) // max(1, sum(prose))
+    room = [max(n, PROSE_COLUMN) + spare if prose[i] else n for i, n in enumerate(need)]
     for i, (header, justify) in enumerate(columns):
         if i == 0:
             table.add_column(header, justify=justify, no_wrap=True, min_width=name_width, max_width=name_width)
         elif prose[i]:
-            table.add_column(header, justify=justify, min_width=12)
+            table.add_column(header, justify=justify, min_width=room[i], max_width=room[i])
         else:
             # a number with its interval ("71.43 [30.3, 94.9]") never wraps: rich narrowed the widest wrappable
             # column first, min_width put it back, and the last column was cut off whole ('smp mean' as 'sm')
             table.add_column(header, justify=justify, min_width=need[i], no_wrap=any(" " in row[i] for row in rows))
     for row in rows:
-        table.add_row(cut_name(row[0], name_width), *row[1:])
+        table.add_row(cut_name(row[0], name_width),
+                      *(_wrap_entries(cell, room[i]) if prose[i] else cell for i, cell in enumerate(row[1:], 1)))
     # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'
     # numbers with no mark (-0.087 read -0.08, 'smp mean' 'sm mea'; a new-user round): print_table widens to it
     table.needed_width = _least_width(prose, need, name_width)
@@ -339,7 +364,9 @@ def print_class_table(console, title: str, columns, rows: list[list[str]], width
     for k, part in enumerate(parts, 1):
         print_table(console, class_table(
             title if len(parts) == 1 else f"{title} ({k}/{len(parts)})", [columns[0], *(columns[i] for i in part)],
-            [[row[0], *(row[i] for i in part)] for row in rows], width, caption if k == len(parts) else None), width)
+            [[row[0], *(row[i] for i in part)] for row in rows], width), width)
+    if caption:  # at the console's width: as a table's caption it wrapped to a narrow table's (the geometry's)
+        console.print(caption)
 
 
 def print_table(console, table, width: int) -> None:

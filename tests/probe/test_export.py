@@ -257,7 +257,7 @@ def test_terminal_report_of_many_classes_lists_the_worst_and_says_where_the_rest
 
     short = format_report(rep, width=200, max_classes=4)
     assert sorted(listed(short)) == sorted(list(worst) * 3)  # each of the 4 worst once per table, no other class
-    # under each table (the narrow geometry table wraps its caption)
+    # under each table, on a line of its own (under the narrow geometry table it had wrapped to that table's width)
     caption = "the 4 worst of 6 classes by test accuracy; the other 2 are in per_class.csv"
     assert " ".join(short.split()).count(caption) == 3
     every = format_report(rep, width=200, max_classes=None)

@@ -106,10 +106,22 @@ def test_every_line_of_the_terminal_report_fits_its_width_and_keeps_every_figure
     from probe import format_report
     from probe.numbers import interval_text, number_text, percent
 
+    from probe.names import listed_name
+    from probe.report_text import cut_name
+
     names = [f"{c * 50} long class name {c}"[-60:] for c in "abc"]
     report = run_probe(data, names, ProbeConfig(**QUICK, seeds=[0, 1]))
     text = format_report(report, width=width)
     assert max(len(line) for line in text.splitlines()) <= width
+    # the tables' caption (the classes listed of more) whole on its line under each narrow table too, and each
+    # confusion of the errors table ("name (rate)") whole on one line: '1 (2.4)' was broken over two
+    for run in (report, run_probe(data, ["a", "b", "c"], ProbeConfig(**QUICK))):  # short names: narrow tables
+        short = format_report(run, width=width, max_classes=2).splitlines()
+        assert max(map(len, short)) <= width and [line.strip() for line in short].count(
+            "the 2 worst of 3 classes by test accuracy; the other 1 are in per_class.csv") == 3
+    confusions = [f"{cut_name(c.name, 24, listed_name)} ({percent(c.rate, 1)})" for row in report.per_class
+                  for c in row.top_confusions if c.rate > 0]
+    assert confusions and all(any(c in line for line in text.splitlines()) for c in confusions)
     for row in report.per_class:
         for figure in (f"{percent(row.accuracy_per_seed[0])} {interval_text(row.shipped_accuracy_ci)}",
                        f"{percent(row.val_accuracy)} {interval_text(row.val_accuracy_ci)}",
