@@ -25,6 +25,7 @@ TERMINAL_CLASSES = 40
 SEED_WORST_HEADER = "worst class of each seed"
 # Columns of the terminal views, at the least (app.commands.terminal_width widens them on a wider terminal)
 REPORT_WIDTH = 120  # format_report
+REPORT_LEAST_WIDTH = 80  # the narrowest terminal format_report fits every line of (the CLI prints no narrower)
 COMPARE_WIDTH = 110  # compare.format_comparison, compare_many.format_many
 
 

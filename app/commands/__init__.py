@@ -18,16 +18,18 @@ def print_document(text: str, end: str = "\n") -> None:
     print(text, end=end)
 
 
-def terminal_width(default: int) -> int:
+def terminal_width(default: int, least: int | None = None) -> int:
     """Columns for a terminal table: ``COLUMNS`` where it is set (a pipe too: `COLUMNS=220 mr2probe report ... |
-    less` was cut at 120; a scale round), else the terminal's when stdout is one, never below ``default`` (class
-    names and numbers were cut at a fixed 120 columns on a 200-column terminal); else ``default`` (pipes, files)."""
+    less` was cut at 120; a scale round), else the terminal's when stdout is one, never below ``least`` (``default``
+    where not given: class names and numbers were cut at a fixed 120 columns on a 200-column terminal); else
+    ``default`` (pipes, files). A view whose every line fits a narrower width gives it as ``least``."""
+    floor = default if least is None else least
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit():
-        return max(default, min(int(columns), 1000))
+        return max(floor, min(int(columns), 1000))
     if not sys.stdout.isatty():
         return default
-    return max(default, shutil.get_terminal_size((default, 24)).columns)
+    return max(floor, shutil.get_terminal_size((default, 24)).columns)
 
 
 def same_file(path, other) -> bool:

@@ -451,6 +451,22 @@ def test_terminal_tables_take_a_wide_terminals_width(erm_dir, capsys, monkeypatc
         assert terminal_width(120) == width, columns
 
 
+def test_report_at_an_80_column_terminal_prints_every_line_within_80(erm_dir, capsys, monkeypatch):
+    """COLUMNS=80 printed the report at 120 columns, every long line wrapped by the terminal, though format_report
+    fits every line at 80 (tests/probe/test_per_class_intervals.py): the report takes a terminal of 80 columns or
+    more, the comparison views still none below their own width."""
+    from app.commands import terminal_width
+    from probe.report_text import COMPARE_WIDTH
+
+    for columns in (80, 120):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        assert main(["report", str(erm_dir)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert max(map(len, lines)) <= columns and max(map(len, lines)) > columns - 10
+    monkeypatch.setenv("COLUMNS", "60")
+    assert terminal_width(120, 80) == 80 and terminal_width(COMPARE_WIDTH) == COMPARE_WIDTH
+
+
 def test_report_lists_the_worst_classes_of_a_large_run_unless_all_classes(erm_dir, capsys, monkeypatch):
     import probe.report_text
 
