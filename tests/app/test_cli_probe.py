@@ -154,7 +154,13 @@ def test_mr2_with_reference_compare_and_report(erm_dir, cache, tmp_path, capsys)
     assert main(["failures", str(out), "--class", "dog", "--data", str(tmp_path / "set.tar.xz")]) == 2
     assert "set.tar.xz is a file, not a folder" in capsys.readouterr().err
     assert main(["failures", str(out), "--class", "dog", "--limit", str(total)]) == 0
-    assert capsys.readouterr().out.splitlines()[0].endswith(":" if total == 1 else ", most confidently wrong first:")
+    # the order said with its key, p(label) (the confidence, printed last, is not in order)
+    assert capsys.readouterr().out.splitlines()[0].endswith(
+        ":" if total == 1 else ", most confidently wrong first (by the lowest p(label)):")
+    if total > 2:
+        assert main(["failures", str(out), "--class", "dog", "--limit", "2"]) == 0
+        assert capsys.readouterr().out.splitlines()[0].endswith("; the 2 most confidently wrong (by the lowest "
+                                                                "p(label)):")
     from probe.predictions import Predictions
 
     names = report["class_names"]
