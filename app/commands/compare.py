@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from . import check_out_apart, check_out_file, print_document, run_folder, terminal_width
 from .report import add_export_arguments, check_export_arguments, write_document
@@ -53,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_document(comparison.model_dump_json(indent=2))
         return 0
-    print(format_comparison(comparison, width=terminal_width(COMPARE_WIDTH), max_classes=limit))
-    # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round)
+    width = terminal_width(COMPARE_WIDTH)
+    print(format_comparison(comparison, width=width, max_classes=limit))
+    # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round),
+    # wrapped at the comparison's width (each was one line of 300 to 400 characters under it)
     for label, text in runs_context(base, other).warnings:
-        print(f"{label}: {text}")
+        print(textwrap.fill(f"{label}: {text}", width, break_long_words=False, break_on_hyphens=False))
     return 0
 
 

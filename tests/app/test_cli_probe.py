@@ -496,7 +496,10 @@ def test_report_lists_the_worst_classes_of_a_large_run_unless_all_classes(erm_di
 def test_compare_lists_the_classes_that_moved_most_unless_all_classes(erm_dir, capsys, monkeypatch):
     import probe.report_text
 
+    from probe.report_text import COMPARE_WIDTH
+
     monkeypatch.setattr(probe.report_text, "TERMINAL_CLASSES", 2)
+    monkeypatch.delenv("COLUMNS", raising=False)
     assert main(["compare", str(erm_dir), str(erm_dir)]) == 0
     printed = capsys.readouterr()
     short = printed.out
@@ -508,7 +511,9 @@ def test_compare_lists_the_classes_that_moved_most_unless_all_classes(erm_dir, c
     assert f"warning: run {run_id} is compared with itself: every difference is 0" in " ".join(short.split())
 
     warnings = load_report(erm_dir).warnings
-    assert warnings and all(f"warning (both runs): {w}" in short for w in warnings)  # as the exports
+    # as the exports, wrapped at the comparison's width (each was one line of up to 400 characters)
+    assert warnings and all(" ".join(f"warning (both runs): {w}".split()) in " ".join(short.split()) for w in warnings)
+    assert max(map(len, short.splitlines())) <= COMPARE_WIDTH
     assert main(["compare", str(erm_dir), str(erm_dir), "--format", "md"]) == 0
     md = capsys.readouterr().out
     assert "## Per class (no class's accuracy changed)" in md and f"- **Base run:** {erm_dir}" in md
