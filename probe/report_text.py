@@ -252,8 +252,31 @@ def cut_name(name: str, width: int = NAME_COLUMN, shown: Callable[[str], str] = 
     name = shown(name)  # 'cat ' quoted: its space shows (listed_name in a list)
     if cell_len(name) <= width:
         return name
-    head = width // 2
+    return _cut_at(name, width, width // 2)
+
+
+def _cut_at(name: str, width: int, head: int) -> str:
+    """``name``'s first ``head`` cells, '…', and its end in the ``width - 1 - head`` cells left."""
     return _fit_cells(name, head) + "…" + _fit_cells(name[::-1], width - 1 - head)[::-1]
+
+
+def cut_names(names: list[str], width: int = NAME_COLUMN) -> list[str]:
+    """:func:`cut_name` of each of ``names``, but where its middle cut shows two names alike, every long name is cut
+    at the one place nearest the middle that tells them all apart, where one does: 'circle_4_hstripes' and
+    'circle_4_vstripes' both read 'circle_4…stripes' in 16 cells, two rows of a 120-class table under one name (a
+    many-classes round), and read 'circle_4_h…ripes' and 'circle_4_v…ripes'. One place for all keeps a column of
+    names alike in their pattern readable down the table."""
+    from rich.cells import cell_len
+
+    shown = [shown_name(name) for name in names]
+    cuts = [cut_name(name, width) for name in names]
+    if len(set(cuts)) == len(set(shown)):
+        return cuts
+    for head in sorted(range(1, width - 1), key=lambda h: (abs(h - width // 2), h)):
+        trial = [name if cell_len(name) <= width else _cut_at(name, width, head) for name in shown]
+        if len(set(trial)) == len(set(shown)):
+            return trial
+    return cuts
 
 
 def _fit_cells(text: str, cells: int) -> str:
@@ -316,7 +339,7 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
     from rich import box
     from rich.table import Table
 
-    rows = [[shown_name(row[0]), *row[1:]] for row in rows]  # the width of a quoted name, as cut_name shows it
+    original, rows = rows, [[shown_name(row[0]), *row[1:]] for row in rows]  # a quoted name's width, as shown
     prose, need = _needs(columns, rows)
     name_width = min(NAME_COLUMN, need[0], max(12, width - _least_width(prose, need, 0)))
     table = Table(title=title, box=box.SIMPLE, caption=caption)
@@ -332,9 +355,8 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
             # a number with its interval ("71.43 [30.3, 94.9]") never wraps: rich narrowed the widest wrappable
             # column first, min_width put it back, and the last column was cut off whole ('smp mean' as 'sm')
             table.add_column(header, justify=justify, min_width=need[i], no_wrap=any(" " in row[i] for row in rows))
-    for row in rows:
-        table.add_row(cut_name(row[0], name_width),
-                      *(_wrap_entries(cell, room[i]) if prose[i] else cell for i, cell in enumerate(row[1:], 1)))
+    for row, name in zip(rows, cut_names([row[0] for row in original], name_width)):
+        table.add_row(name, *(_wrap_entries(cell, room[i]) if prose[i] else cell for i, cell in enumerate(row[1:], 1)))
     # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'
     # numbers with no mark (-0.087 read -0.08, 'smp mean' 'sm mea'; a new-user round): print_table widens to it
     table.needed_width = _least_width(prose, need, name_width)

@@ -853,3 +853,21 @@ def test_a_precision_undefined_for_a_class_never_predicted_is_said_under_the_tab
     assert "precision —: no test image was predicted as the class, so its precision TP / (TP + FP) is 0 / 0" in text
     rep.per_class[1].precision = 0.5
     assert "precision —" not in format_report(rep, width=300)
+
+
+def test_names_alike_but_in_their_middle_are_cut_where_they_differ():
+    """'circle_4_hstripes' and 'circle_4_vstripes' both read 'circle_4…stripes' when cut in their middle to 16 cells:
+    two rows of a 120-class table under one name (a many-classes round). They are cut where they differ instead,
+    at one place for all (names alike in their pattern stay readable down the column); none alike, the middle."""
+    from probe.report_text import class_table, cut_names
+    from rich.console import Console
+
+    names = ["circle_4_hstripes", "circle_4_vstripes", "circle_5_hstripes", "circle_5_vstripes", "triangle_0_plain_x"]
+    assert cut_names(names, 16) == ["circle_4_h…ripes", "circle_4_v…ripes", "circle_5_h…ripes", "circle_5_v…ripes",
+                                    "triangle_0…ain_x"]
+    assert cut_names(names[:1] + names[4:], 16) == ["circle_4…stripes", "triangle…plain_x"]  # none alike: the middle
+    console = Console(file=io.StringIO(), width=60, record=True, color_system=None)
+    rows = [[name, *(f"{-1.5 + i:.3f}" for i in range(5))] for name in names]
+    console.print(class_table("t", [("class", "left"), *((f"m{i}", "right") for i in range(5))], rows, 60))
+    text = console.export_text()
+    assert "circle_4…stripes" not in text and "_h…" in text and "_v…" in text
