@@ -871,3 +871,20 @@ def test_names_alike_but_in_their_middle_are_cut_where_they_differ():
     console.print(class_table("t", [("class", "left"), *((f"m{i}", "right") for i in range(5))], rows, 60))
     text = console.export_text()
     assert "circle_4…stripes" not in text and "_h…" in text and "_v…" in text
+
+
+def test_a_prose_column_never_cuts_a_class_name():
+    """The confusions column ('most often predicted as') was 12 cells wide beside the interval columns at 120
+    columns, and rich cut each 17-character class name in it to 'square_5_hs…' or 'triangle_5_…', whatever its end
+    (a many-classes round): a prose column is at least as wide as its longest word, and the table splits in two
+    parts where the terminal has no room for it."""
+    from probe.report_text import print_class_table, text_console
+
+    columns = [("class", "left"), *((f"metric {i}", "right") for i in range(4)), ("predicted as", "left")]
+    rows = [[f"circle_{i}_hstripes", *(f"0.00 [0.00, {80.2 + i:.2f}]" for _ in range(4)),
+             f"square_{i}_hstripes (50.0), triangle_{i}_hstripes (50.0)"] for i in range(3)]
+    console = text_console(120)
+    print_class_table(console, "t", columns, rows, 120)
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 120 and "…" not in text
+    assert all(f"square_{i}_hstripes" in text and f"triangle_{i}_hstripes" in text for i in range(3))
