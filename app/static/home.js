@@ -122,6 +122,8 @@
 
   /** A 95 % interval of fractions as the runs list shows it under its accuracy: "[61.2, 74.0]", in points. */
   const compactCi = (ci) => `[${num(100 * ci[0], 1)}, ${num(100 * ci[1], 1)}]`;
+  // the other classes at the worst class's accuracy: tied_count, or tied_with alone in a report written before it
+  const tiedCount = (worst) => (worst ? (worst.tied_count ?? (worst.tied_with || []).length) : 0);
 
 
   function runRow(run, ctx) {
@@ -165,9 +167,14 @@
                          title: shown ? `95 % interval over the test images: ${text} %` : null }, pct(s[k]),
           shown ? h("div", { class: "muted ci" }, text) : null);
       }),
-      // with its interval under it, as the accuracies beside it (summary.worst_class_ci; it read "b (0.0 %)" alone)
-      h("td", { "data-col": "worst", "data-sort": sortKey(s.worst_class && s.worst_class.accuracy) },
+      // with its interval under it, as the accuracies beside it (summary.worst_class_ci; it read "b (0.0 %)" alone),
+      // and how many classes share its accuracy: one name of 29 classes at 0 % read as the one class that fails
+      // (a many-classes round; the ties in full in the tooltip, as every other view names them)
+      h("td", { "data-col": "worst", "data-sort": sortKey(s.worst_class && s.worst_class.accuracy),
+                title: s.worst_class && s.worst_class.text ? s.worst_class.text : null },
         s.worst_class ? `${s.worst_class.name} (${pct(s.worst_class.accuracy)})` : "–",
+        tiedCount(s.worst_class) ? h("div", { class: "muted ci", "data-ties": String(tiedCount(s.worst_class)) },
+          `tied with ${count(tiedCount(s.worst_class))} more`) : null,
         s.worst_class && ciOk(s.worst_class_ci) ? h("div", { class: "muted ci", "data-ci": "worst_class" },
           compactCi(s.worst_class_ci)) : null),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check, run.posthoc)),

@@ -4799,3 +4799,34 @@ def test_a_field_error_that_names_its_field_is_not_prefixed_with_it_again(driver
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_runs_list_says_how_many_classes_share_the_worst_accuracy(driver, tmp_path):
+    """A many-classes round: 29 of 120 classes at 0 % test accuracy, and the runs list named one of them alone as the
+    worst class, read as the one class that fails. It says how many others share that accuracy (tied_count, or
+    tied_with in a report written before it), the ties in full in its tooltip; a worst class without ties as before."""
+    from app_testutils import make_settings, synthetic_cache
+
+    app = create_app(make_settings(tmp_path / "svc"), start_worker=False)
+    server, thread, base = _serve(app)
+    try:
+        store = app.state.store
+        cache = synthetic_cache(store, tmp_path / "data")
+        worsts = {"run_0": {"name": "a", "accuracy": 0.0, "tied_with": ["b", "c"], "tied_count": 28,
+                            "text": "a (tied with b, c and 26 more)"},
+                  "run_1": {"name": "d", "accuracy": 0.5, "tied_with": ["e"]},
+                  "run_2": {"name": "f", "accuracy": 0.25, "tied_with": []}}
+        for run_id, worst in worsts.items():
+            store.add_run(run_id=run_id, job_id=None, cache_id=cache["id"], name=run_id, head="linear", loss="ce",
+                          reference_run=None, path=str(tmp_path / run_id),
+                          summary={"overall": 0.5, "worst_class": worst})
+        _open(driver, base + "/", "home")
+        cell = "const c = document.querySelector('#runs-table tr[data-run=\"%s\"] [data-col=worst]'); return c && [" \
+               "c.firstChild.textContent, (c.querySelector('[data-ties]') || {}).textContent || null, c.title]"
+        wait_for(lambda: driver.js(cell % "run_2"), 30, interval=0.2, what="the runs listed")
+        assert driver.js(cell % "run_0") == ["a (0.0%)", "tied with 28 more", "a (tied with b, c and 26 more)"]
+        assert driver.js(cell % "run_1") == ["d (50.0%)", "tied with 1 more", "d (tied with e)"]
+        assert driver.js(cell % "run_2") == ["f (25.0%)", None, "f"]
+    finally:
+        server.should_exit = True
+        thread.join(10)
