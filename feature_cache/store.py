@@ -81,7 +81,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe.files import orphaned_temporaries, temporary_name, temporary_of  # noqa: F401 (orphaned_... re-exported)
+from probe.files import (orphaned_temporaries, sync, temporary_name,  # noqa: F401 (orphaned_... re-exported)
+                         temporary_of)
 from probe.names import listed, repeated
 
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, labelled_layout
@@ -353,7 +354,9 @@ def replacing_file(path: str | Path, needs: int = 0, **kwargs: Any) -> Iterator[
     """A new HDF5 file written at a temporary name beside ``path`` (``kwargs`` go to ``h5py.File``) and moved onto
     ``path`` with ``os.replace`` only when the block succeeds: ``path`` is never seen half written, and a failure
     leaves what was there untouched. ``needs``: the bytes it will take (:func:`cache_bytes`), checked free first
-    (:func:`check_free_space`)."""
+    (:func:`check_free_space`). The file is synced to the disk before the rename and its folder after
+    (:func:`probe.files.sync`, as :func:`probe.files.atomic_write` does): a power loss leaves the old cache or the
+    new, whole (an unsynced rename could outlive the data it named)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if needs:
@@ -362,7 +365,9 @@ def replacing_file(path: str | Path, needs: int = 0, **kwargs: Any) -> Iterator[
     try:
         with h5py.File(tmp, "w", **kwargs) as h5:
             yield h5
+        sync(tmp)
         os.replace(tmp, path)
+        sync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

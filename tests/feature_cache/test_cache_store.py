@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -141,6 +142,30 @@ def test_failed_write_leaves_existing_file_untouched(tmp_path):
         write_cache(path, bad, ["a", "b", "c"], ATTRS)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]
+
+
+def test_a_cache_file_is_synced_before_it_is_renamed_onto_its_name_and_its_folder_after(tmp_path, monkeypatch):
+    """replacing_file (every cache file: write_cache, an extraction's finalize, torchrun's merge) renamed its
+    temporary copy onto the cache unsynced: a power loss could keep the rename and lose the data, a cache file cut
+    short where the old one was whole (probe.files.atomic_write, which syncs, is the same rule for other files)."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("sync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = write_cache(tmp_path / "c.h5", splits(np.random.default_rng(0)), ["a", "b", "c"], ATTRS)
+    ((_, tmp), (_, src, dst), folder) = events
+    assert Path(tmp).name.startswith(".c.h5.") and Path(tmp).parent == tmp_path
+    assert (src, dst) == (tmp, str(path)) and folder == ("sync", str(tmp_path))
+    assert open_cache(path).split_sizes == {"train": 7, "val": 2, "test": 4}
 
 
 def test_orphaned_temporaries_are_those_of_dead_writers(tmp_path):
