@@ -138,8 +138,15 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
         "history": _floats(state["history"]),
         "forward": _forward(state),
     }
-    atomic_write(weights_path, lambda tmp: _save_tensors(tensors, tmp, weights_path))
-    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, ensure_ascii=False)))
+    def weights_then_sidecar(tmp: str) -> None:
+        # the sidecar replaced while the new weights wait under their temporary name, then the weights: a failure
+        # writing either (a full disk) leaves the pair saved before whole. The weights renamed first, a failure of
+        # the sidecar left them beside the old sidecar: a probe that was neither, loaded without a word.
+        _save_tensors(tensors, tmp, weights_path)
+        atomic_write(meta_path, lambda meta_tmp: Path(meta_tmp).write_text(json.dumps(meta, indent=2,
+                                                                                      ensure_ascii=False)))
+
+    atomic_write(weights_path, weights_then_sidecar)
     logger.info("saved probe to %s (+ %s)", weights_path, meta_path.name)
     return weights_path
 

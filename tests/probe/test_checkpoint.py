@@ -264,6 +264,35 @@ def test_a_full_disk_while_saving_the_weights_is_an_os_error_naming_the_file(tmp
 
 
 
+def test_a_save_that_fails_writing_the_sidecar_leaves_the_probe_saved_before_whole(tmp_path, monkeypatch):
+    """The weights were renamed onto head.safetensors before head.json was written: a full disk (or a kill) while
+    the sidecar was written left the new weights beside the old sidecar, a probe that was neither and loaded all the
+    same. Both files are written before either replaces the old one."""
+    import errno
+    from pathlib import Path
+
+    x, y = _data()
+    old = ProbeTrainer(head="linear", epochs=3, progress=lambda e, n: None).fit(x, y)
+    new = ProbeTrainer(head="linear", epochs=3, progress=lambda e, n: None, random_state=1, lr=0.05).fit(x, y)
+    old.save(tmp_path / "head.safetensors")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = Path.write_text
+
+    def full(self, text, *args, **kwargs):
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        new.save(tmp_path / "head.safetensors")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    xt, _ = _data(seed=1)
+    assert np.array_equal(ProbeTrainer.load(tmp_path).decision_function(xt), old.decision_function(xt))
+    new.save(tmp_path / "head.safetensors")  # the retry
+    assert np.array_equal(ProbeTrainer.load(tmp_path).decision_function(xt), new.decision_function(xt))
+
+
 # head.json's keys that a saved probe cannot be read without; the others (format_version, read as 0 where missing,
 # library_version, class_names, forward) are read where present
 _REQUIRED_KEYS = ["params", "num_features", "num_classes", "classes", "head", "adapter", "loss", "p", "stats_mode",
