@@ -803,6 +803,20 @@ def resolve_workers(workers: int | None, device: torch.device, images: int | Non
     return count if count >= 2 else 0
 
 
+def _foreign_partial(plan: ExtractionPlan, partial: PartialCache) -> CacheMismatch | None:
+    """The refusal of a resumable file at a user's --out that another request started: it was discarded, its
+    encoded images lost with one log line, where a finished cache of another request there is refused untouched.
+    None (discarded, started afresh) for one whose finished cache would answer ``plan`` (``plan.reusable``: an
+    fp32 one, or one of files decoded whole that this version no longer writes)."""
+    if partial.attrs.get("fingerprint") in {fingerprint for _, fingerprint in plan.reusable}:
+        return None
+    differ = cache_differences({**partial.attrs, "dtype": partial.dtype.name}, {**plan.attrs, "dtype": plan.dtype})
+    rows = sum(partial.progress(split)[1] for split in SPLITS)
+    return CacheMismatch(f"{partial.path} holds a partial extraction of another request ({rows:,} images encoded"
+                         f"{'; it differs in ' + '; '.join(differ) if differ else ''}); it is kept for the request "
+                         f"that started it, which resumes from it: {_OTHER_OUT}")
+
+
 def _decode_size(plan: ExtractionPlan) -> tuple[int, int] | None:
     """The least size files may decode to, by the rule the plan's cache records (its fingerprint counts it): None
     (whole) for :data:`~feature_cache.fingerprint.FULL_DECODE`, else the transform's ``decode_size``."""
@@ -841,6 +855,7 @@ def run_plan(
         attrs=plan.attrs,
         num_features=encoder.num_features,
         dtype=plan.dtype,
+        foreign=None if plan.named_by_fingerprint else functools.partial(_foreign_partial, plan),
     )
     samples, batches, indices = _pending(splits, partial, batch_size)
     workers = resolve_workers(workers, encoder.device, len(samples), len(batches), batch_size)

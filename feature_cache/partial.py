@@ -29,7 +29,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -93,8 +93,12 @@ class PartialCache:
         self.digested = True  # every chunk holds its rows' content digests (a log resumed from an older one: not)
 
     @classmethod
-    def open(cls, path: str | Path, *, attrs: Mapping[str, Any], num_features: int, dtype: str) -> "PartialCache":
+    def open(cls, path: str | Path, *, attrs: Mapping[str, Any], num_features: int, dtype: str,
+             foreign: Callable[["PartialCache"], BaseException | None] | None = None) -> "PartialCache":
         """Open ``path`` to resume when it belongs to ``attrs['fingerprint']``, else start it afresh.
+
+        ``foreign``: called with a readable log of another request found at ``path``; an exception it returns is
+        raised and the log kept as it was; else (or without ``foreign``) the log is discarded, said in the log.
 
         Raises :class:`~feature_cache.errors.ExtractionBusy` when another process holds it open,
         :class:`~feature_cache.errors.CacheMismatch` when it is a folder.
@@ -118,6 +122,10 @@ class PartialCache:
                         and partial.num_features == num_features and partial.dtype == np.dtype(dtype)):
                     logger.info("resuming %s (%s)", path, {s: partial.progress(s)[0] for s in SPLITS})
                     return partial
+                refusal = None if foreign is None else foreign(partial)
+                if refusal is not None:
+                    f.close()
+                    raise refusal
                 logger.warning("discarding %s: it belongs to another request", path)
             path.unlink()
             f.close()

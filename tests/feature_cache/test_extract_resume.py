@@ -201,15 +201,29 @@ def test_a_killed_extractions_copy_beside_out_is_removed_when_it_is_extracted_ag
         alive.wait()
 
 
-def test_partial_of_another_request_is_discarded(tree, tmp_path):
+def test_a_partial_of_another_request_at_out_is_refused_and_kept(tree, tmp_path):
+    """An --out whose resumable .partial file another request started (other settings) had that file discarded,
+    its encoded images lost with one log line, where a finished cache of another request there is refused and left
+    untouched: the partial file is refused the same way, naming it, what it holds and how it differs, and kept; the
+    request that started it resumes from it, and once it is deleted the other request runs."""
     out = tmp_path / "p.h5"
-    with pytest.raises(ExtractionCancelled):
-        run(tree, None, tiny_encoder(seed=3), out=out, should_stop=lambda: True)
-    assert (tmp_path / "p.h5.partial").exists()
+    asked = []
+    with pytest.raises(ExtractionCancelled):  # stopped after its first chunk
+        run(tree, None, tiny_encoder(seed=3), out=out, should_stop=lambda: asked.append(1) or len(asked) > 1,
+            batch_size=4)
+    partial = tmp_path / "p.h5.partial"
+    before = partial.read_bytes()
     count = [0]
-    result = run(tree, None, tiny_encoder(counter=count), out=out)
-    assert count == [TOTAL] and result.encoded == TOTAL
-    assert open_cache(out).attrs["encoder"] == "tiny-0"
+    with pytest.raises(CacheMismatch) as caught:
+        run(tree, None, tiny_encoder(counter=count), out=out, batch_size=4)
+    assert str(caught.value) == (
+        f"{partial} holds a partial extraction of another request (4 images encoded; it differs in encoder (there "
+        "'tiny-3', requested 'tiny-0'); weights_sha256 (there " + repr(tiny_encoder(seed=3).weights_sha256)[:57] +
+        "…, requested " + repr(tiny_encoder().weights_sha256)[:57] + "…)); it is kept for the request that started it, "
+        "which resumes from it: choose another --out or delete the file")
+    assert count == [0] and partial.read_bytes() == before and not out.exists()
+    assert run(tree, None, tiny_encoder(seed=3), out=out, batch_size=4).encoded == TOTAL - 4  # resumed
+    assert open_cache(out).attrs["encoder"] == "tiny-3"
 
 
 @pytest.mark.parametrize("workers", [0, 2])
