@@ -285,7 +285,7 @@ def _exclusive(final: Path):
 
 
 def _remove_orphaned_copies(final: Path) -> None:
-    """Remove the temporary copies of ``final`` (``.<name>.<pid>.tmp``, as large as the cache) that an extraction
+    """Remove the temporary copies of ``final`` (``.<name>.<pid>-<hex>.tmp``, as large as the cache) that an extraction
     killed while it copied its partial file into ``final`` left, their writer gone; called under ``final``'s lock.
     The service's start-up sweep found them in its data directory, but beside a CLI ``--out`` each kill left one for
     good (a crash round)."""

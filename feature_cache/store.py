@@ -361,7 +361,7 @@ def replacing_file(path: str | Path, needs: int = 0, **kwargs: Any) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     if needs:
         check_free_space(path.parent, needs, path.name)
-    tmp = temporary_name(path, unique=False)
+    tmp = temporary_name(path)  # unique: two writes of one cache in one process (threads) never share it
     try:
         with h5py.File(tmp, "w", **kwargs) as h5:
             yield h5

@@ -168,6 +168,48 @@ def test_a_cache_file_is_synced_before_it_is_renamed_onto_its_name_and_its_folde
     assert open_cache(path).split_sizes == {"train": 7, "val": 2, "test": 4}
 
 
+def test_two_writes_of_one_cache_in_one_process_never_share_a_temporary_file(tmp_path, monkeypatch):
+    """replacing_file wrote every cache through '.NAME.<pid>.tmp': a second write of the same cache in the same
+    process (two threads) opened the first one's temporary file, and its clean-up removed it under the first
+    writer, whose rename then failed: both lost. Interleaved here: the second write runs whole while the first
+    is inside its block."""
+    import threading
+
+    import feature_cache.store as store
+
+    rng = np.random.default_rng(5)
+    first, second = splits(rng), splits(rng)
+    real, inside, done = store._write_split, threading.Event(), threading.Event()
+
+    def paused(h5, split, *args, **kwargs):
+        if split == "test" and threading.current_thread().name == "first":
+            inside.set()
+            assert done.wait(30)
+        return real(h5, split, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_write_split", paused)
+    errors = []
+
+    def write_first():
+        try:
+            write_cache(tmp_path / "c.h5", first, ["a", "b", "c"], ATTRS, dtype="float32")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=write_first, name="first")
+    thread.start()
+    assert inside.wait(30)
+    try:
+        write_cache(tmp_path / "c.h5", second, ["a", "b", "c"], ATTRS, dtype="float32")
+        assert np.array_equal(open_cache(tmp_path / "c.h5").load("test")[0], second["test"][0].astype(np.float32))
+    finally:
+        done.set()
+        thread.join(30)
+    assert errors == []
+    assert np.array_equal(open_cache(tmp_path / "c.h5").load("test")[0], first["test"][0].astype(np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]
+
+
 def test_orphaned_temporaries_are_those_of_dead_writers(tmp_path):
     (tmp_path / "sub").mkdir()
     dead = tmp_path / "sub" / ".c.h5.999999.tmp"  # a writer killed in the middle (no process 999999)
