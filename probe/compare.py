@@ -15,7 +15,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed, repeated
 from .numbers import percent, signed_points
-from .predictions import PREDICTIONS_FILE
+from .predictions import BY_ROWS, PREDICTIONS_FILE, match_images
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import COMPARE_WIDTH, TERMINAL_CLASSES, class_table, print_table, text_console
 from .selection import SIGN_TEST_ALPHA, past_budget
@@ -337,6 +337,11 @@ class Comparison(BaseModel):
     probes: Optional[dict[Literal["base", "other"], str]] = Field(
         None, description="what each run's probe is, in words ('ERM (ce), linear head'; 'group_dro (eta=0.01), "
         "linear head, preset disparity'), so that an export read by someone else names more than run ids")
+    pairing: Optional[str] = Field(None, description="how the two runs' test images were paired for the intervals "
+                                   "and the count: 'rows' (one test split, row by row), 'content digests' or 'source "
+                                   "paths' (two caches' test images matched by identity: every figure is of the "
+                                   "images both hold), 'unpaired' (not matched: each run's images resampled apart, "
+                                   "no count or sign test); null without stored predictions or on other images")
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
@@ -395,23 +400,102 @@ NO_PREDICTIONS = ("no 95 % intervals, verdict or count of the test images the ru
 def compare_reports(base: Report, other: Report, predictions: tuple | None = None) -> Comparison:
     """Per-group and per-class deltas of ``other`` against ``base``, on base's groups.
 
-    With ``predictions`` = the two runs' :class:`probe.predictions.Predictions` (same test split), every delta
-    gets its 95 % paired bootstrap interval and the comparison its one-sentence verdict.
+    With ``predictions`` = the two runs' :class:`probe.predictions.Predictions`, every delta gets its 95 % paired
+    bootstrap interval and the comparison its one-sentence verdict: on their one test split, or on the test images
+    two caches share (:func:`_matched_images`: every figure then of those), else unpaired intervals (``pairing``).
 
-    Raises ValueError when the runs have different classes or, with predictions, different test splits.
+    Raises ValueError when the runs have different classes or, with predictions, test images of other data sets
+    that no content digests match (:func:`check_same_images`).
     """
     check_same_classes(base, other)
-    comparison = _comparison(base, other, _accuracy(base), _accuracy(other),
-                             {key: (getattr(base.summary, key), getattr(other.summary, key))
-                              for key in ("overall", "balanced")},
-                             f"both runs scored on the groups of the base run {base.run_id} ({base.grouping.note})")
+    matched = None if predictions is None else _matched_images(base, other, predictions)
+    note = f"both runs scored on the groups of the base run {base.run_id} ({base.grouping.note})"
+    if matched is not None and matched[2] != BY_ROWS:  # the images both caches hold: every figure of those alone
+        comparison = _comparison(base, other, *_observed(base, *matched[:2]), f"{note}, on the test images both "
+                                 f"runs' caches hold, matched by {matched[2]}")
+    else:
+        comparison = _comparison(base, other, _accuracy(base), _accuracy(other),
+                                 {key: (getattr(base.summary, key), getattr(other.summary, key))
+                                  for key in ("overall", "balanced")}, note)
     comparison.features = _features(base, other)
-    if predictions is not None:
-        check_same_images(base, other)
-        _add_intervals(comparison, *predictions, metric=_overall_metric(base, other))
+    metric = _overall_metric(base, other)
+    if matched is not None:
+        comparison.pairing = matched[2]
+        _add_intervals(comparison, *matched[:2], metric=metric)
+        comparison.warnings += _matched_warning(predictions, matched)
+    elif predictions is not None:
+        comparison.pairing = UNPAIRED
+        _add_unpaired_intervals(comparison, *predictions, metric=metric)
+        comparison.warnings.append(UNPAIRED_WARNING)
     else:  # a run from before they were stored: the tables' interval columns stood empty, with no word of why
         comparison.warnings.append(NO_PREDICTIONS)
     return comparison
+
+
+UNPAIRED = "unpaired"
+UNPAIRED_WARNING = ("the two runs' test images could not be matched image by image (their predictions keep neither "
+                    "content digests nor source paths that agree, or share no image): every interval is unpaired, "
+                    "each run's test images resampled apart, wider than a paired one, and no image is counted or "
+                    "sign-tested")
+
+
+def _matched_images(base: Report, other: Report, predictions: tuple) -> tuple | None:
+    """:func:`probe.predictions.match_images` of the runs' test predictions, once the reports allow it: by content
+    digests whatever the data sets' fingerprints say (the same images in two data sets, read from a folder and from
+    an archive), otherwise only where the data sets agree (:func:`check_same_images` raises if not). None: not
+    matched, to be compared unpaired."""
+    one, two = predictions
+    by_content = one.digests is not None and two.digests is not None
+    if not by_content:
+        check_same_images(base, other)
+    matched = match_images(one, two)
+    if matched is None and by_content:
+        check_same_images(base, other)  # no image in common: where the data sets differ too, refused as before
+    return matched
+
+
+def _observed(base: Report, one, two) -> tuple:
+    """Per-class accuracies (K,) of both runs' predictions ``one`` and ``two`` and their overall and balanced pair."""
+    k = len(base.class_names)
+    a, b = (observed_class_accuracy(p.correct, p.labels, k) for p in (one, two))
+    return a, b, {"overall": (float(one.correct.mean()), float(two.correct.mean())),
+                  "balanced": (nan_mean(a), nan_mean(b))}
+
+
+def _matched_warning(predictions: tuple, matched: tuple) -> list[str]:
+    """What a comparison of the test images two caches share says of them: how they were matched and how many of
+    each run's were left out; nothing for the same test split."""
+    if matched[2] == BY_ROWS:
+        return []
+    shared, sizes = matched[0].labels.size, [p.labels.size for p in predictions]
+    return [f"the runs were trained on two caches: their test images are paired by {matched[2]}, {shared:,} in "
+            f"both (of {sizes[0]:,} base and {sizes[1]:,} other test images); every figure here is of those "
+            f"{shared:,}, the {sizes[0] - shared:,} and {sizes[1] - shared:,} only one run has left out"]
+
+
+def _add_unpaired_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:
+    """Unpaired 95 % intervals of every delta, in place, where the two runs' test images cannot be matched: each
+    run's test images resampled apart (stratified by class, :class:`probe.uncertainty.Bootstrap`) and the
+    percentile interval of the difference of their resampled metrics; no count or sign test of images, which
+    needs pairs. The verdict sentence says the intervals are unpaired."""
+    from .selection import delta_sentence
+    from .uncertainty import Bootstrap, percentile_interval
+
+    num_classes, groups = len(comparison.per_class), comparison.grouping.groups
+    a, b = (Bootstrap(p.labels, num_classes, seed=i).summary(p.correct, groups)
+            for i, p in enumerate((base, other)))
+    delta = {}
+    for key, row in comparison.metrics.items():
+        if key in a and row.delta is not None:
+            row.delta_ci = interval_or_none(percentile_interval(b[key] - a[key]))
+            if row.delta_ci is not None:
+                delta[key] = {"delta": row.delta, "lo": row.delta_ci[0], "hi": row.delta_ci[1]}
+    for row, interval in zip(comparison.per_class, percentile_interval(b["per_class"] - a["per_class"]).T):
+        row.delta_ci = interval_or_none(interval)
+    _add_own_intervals(comparison, base, other)
+    if {"hard", "overall", "balanced"} <= delta.keys():
+        comparison.verdict_text = (f"Unpaired (the runs' test images could not be matched): "
+                                   f"{delta_sentence(delta, overall_metric=metric)}")
 
 
 def itself_warning(run: str) -> str:
@@ -461,10 +545,7 @@ def compare_on_images(base: Report, other: Report, predictions: tuple, where: st
     check_same_classes(base, other)
     one, two = predictions
     k = len(base.class_names)
-    a, b = (observed_class_accuracy(p.correct, p.labels, k) for p in (one, two))
-    summary = {"overall": (float(one.correct.mean()), float(two.correct.mean())),
-               "balanced": (nan_mean(a), nan_mean(b))}
-    comparison = _comparison(base, other, a, b, summary,
+    comparison = _comparison(base, other, *_observed(base, one, two),
                              f"both runs' shipped probes (first seed) scored on {where}, on the groups of the base "
                              f"run {base.run_id}")
     comparison.scored_on = where

@@ -9,7 +9,9 @@ File contents (numpy ``.npz``, compressed): ``labels`` (n,) int32, ``predicted``
 in the report's seed order —, ``confidence`` (n,) float32 — the softmax probability of the first seed's
 prediction —, when the caller knows them, ``sources`` (n,) str: each test sample's path in its data set, and
 ``label_probability`` (n,) float32: the first seed's probability of each sample's own label (absent in runs
-written before it was stored; their failures are ordered by ``confidence``).
+written before it was stored; their failures are ordered by ``confidence``) and, when the cache kept them, ``digests`` (n, 16) uint8:
+each test sample's content digest (the cache's ``digests``), by which :func:`match_images` pairs two runs' test
+images across caches whatever their names or order (absent in runs written before it was stored).
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import numpy as np
 
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
-__all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair"]
+__all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair",
+           "match_images", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
 
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -33,6 +36,7 @@ class Predictions:
     confidence: np.ndarray   # (n,) first seed
     sources: np.ndarray | None = None  # (n,) str, or None when unknown
     label_probability: np.ndarray | None = None  # (n,) first seed's p(own label), or None when not stored
+    digests: np.ndarray | None = None  # (n, 16) uint8: each test image's content digest (its cache's), or None
 
     def __post_init__(self):
         for name in ("labels", "predicted"):  # 0.5 or True was cast to a class (an attack round)
@@ -57,6 +61,11 @@ class Predictions:
             if self.label_probability.shape != (n,) or not np.all((self.label_probability >= 0)
                                                                    & (self.label_probability <= 1)):
                 raise ValueError(f"predictions' label_probability must be (n,) = ({n},) values in [0, 1] (no nan).")
+        if self.digests is not None:
+            self.digests = np.asarray(self.digests, dtype=np.uint8)
+            if self.digests.ndim != 2 or len(self.digests) != n:
+                raise ValueError(f"predictions' digests must be one row per test sample ({n}), got "
+                                 f"{self.digests.shape}.")
         if self.sources is not None:
             self.sources = np.asarray(self.sources, dtype=str)
             if self.sources.shape != (n,):
@@ -111,7 +120,7 @@ class Predictions:
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PREDICTIONS_FILE
         tmp = path.with_suffix(".tmp.npz")
-        extra = {name: getattr(self, name) for name in ("sources", "label_probability")
+        extra = {name: getattr(self, name) for name in ("sources", "label_probability", "digests")
                  if getattr(self, name) is not None}
         np.savez_compressed(tmp, labels=self.labels, predicted=self.predicted, confidence=self.confidence, **extra)
         tmp.replace(path)
@@ -136,7 +145,8 @@ class Predictions:
                                     f"predictions; re-run it to get failures and test intervals.")
         try:
             with np.load(path) as data:
-                optional = {name: data[name] for name in ("sources", "label_probability") if name in data.files}
+                optional = {name: data[name] for name in ("sources", "label_probability", "digests")
+                            if name in data.files}
                 loaded = cls(data["labels"], data["predicted"], data["confidence"], **optional)
             return loaded if num_classes is None else loaded.check_classes(num_classes)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged on disk
@@ -211,9 +221,76 @@ def _first_other_sample(a: np.ndarray | None, b: np.ndarray | None) -> int | Non
     class, so two different test sets with the same class counts have the same labels; their sources differ."""
     if a is None or b is None:
         return None
-    tail = np.vectorize(lambda path: "/".join(str(path).replace("\\", "/").split("/")[-2:]), otypes=[str])
-    differ = np.flatnonzero(tail(a) != tail(b))
+    differ = np.flatnonzero(np.asarray(_tails(a)) != np.asarray(_tails(b)))
     return int(differ[0]) if differ.size else None
+
+
+BY_ROWS, BY_DIGESTS, BY_PATHS = "rows", "content digests", "source paths"  # how match_images paired two runs
+
+
+def match_images(base: Predictions, other: Predictions) -> tuple[Predictions, Predictions, str] | None:
+    """Two runs' test predictions restricted to the test images both have, in the base run's order, and how they
+    were matched: :data:`BY_ROWS` (the same test split row by row, the predictions as given), :data:`BY_DIGESTS`
+    (each image's content digest and label, where both runs kept digests: two caches of the same images, whatever
+    their names, order or split) or :data:`BY_PATHS` (each image's class folder and file name, as
+    :func:`_first_other_sample` reads them, and label); None where the two cannot be matched (no digests or
+    sources, or no image in common). Paths identify an image only within one data set: the caller checks that
+    the runs' data sets agree before it trusts :data:`BY_PATHS`. An image twice in a split pairs occurrence by
+    occurrence."""
+    if base.digests is not None and other.digests is not None:
+        if _same_labels(base, other) and np.array_equal(base.digests, other.digests):
+            return base, _without_sources(other), BY_ROWS
+        how, identity = BY_DIGESTS, [[row.tobytes() for row in p.digests] for p in (base, other)]
+    elif _same_labels(base, other) and _first_other_sample(base.sources, other.sources) is None:
+        return base, other, BY_ROWS
+    elif base.sources is not None and other.sources is not None:
+        how, identity = BY_PATHS, [_tails(p.sources) for p in (base, other)]
+    else:
+        return None
+    keys = [list(zip(p.labels.tolist(), ids)) for p, ids in zip((base, other), identity)]
+    rows, columns = _matched(*(_occurrences(k) for k in keys))
+    if not rows.size:
+        return None
+    return _take(base, rows), _without_sources(_take(other, columns)), how
+
+
+def _same_labels(base: Predictions, other: Predictions) -> bool:
+    return base.labels.shape == other.labels.shape and np.array_equal(base.labels, other.labels)
+
+
+def _tails(sources: np.ndarray) -> list[str]:
+    """Each path's class folder and file name (the same images read from a folder or from an archive match)."""
+    return ["/".join(str(path).replace("\\", "/").split("/")[-2:]) for path in sources]
+
+
+def _occurrences(keys: list) -> list[tuple]:
+    """Each key with how often it came before: an image twice in a split pairs with the other's second copy."""
+    seen: dict = {}
+    out = []
+    for key in keys:
+        out.append((key, seen.get(key, 0)))
+        seen[key] = out[-1][1] + 1
+    return out
+
+
+def _matched(a: list[tuple], b: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``a`` and of ``b`` holding the same keys, in ``a``'s order."""
+    where = {key: j for j, key in enumerate(b)}
+    pairs = [(i, where[key]) for i, key in enumerate(a) if key in where]
+    return (np.array([i for i, _ in pairs], dtype=np.int64), np.array([j for _, j in pairs], dtype=np.int64))
+
+
+def _take(p: Predictions, rows: np.ndarray) -> Predictions:
+    """The predictions of the test samples ``rows`` of ``p``."""
+    optional = {name: None if getattr(p, name) is None else getattr(p, name)[rows]
+                for name in ("sources", "label_probability", "digests")}
+    return Predictions(p.labels[rows], p.predicted[:, rows], p.confidence[rows], **optional)
+
+
+def _without_sources(p: Predictions) -> Predictions:
+    """``p`` without its paths: images matched by content may carry other names, which the pairing's check of
+    paths (:func:`_paired_bootstrap`) would refuse."""
+    return Predictions(p.labels, p.predicted, p.confidence, None, p.label_probability, p.digests)
 
 
 def load_pair(base_dir: str | Path, other_dir: str | Path, class_counts: tuple[int, int] = (None, None)

@@ -410,7 +410,7 @@ def _train_seeds(fitter: _Fitter, chosen: dict, first, splits: Splits) -> tuple[
 
 
 def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sources=None,
-                 temperature: float = 1.0) -> Predictions:
+                 temperature: float = 1.0, digests=None) -> Predictions:
     """Test predictions of every seed and the first seed's confidence and probability of each sample's label
     (``probe.predictions``): the softmax of its logits divided by ``temperature`` (the shipped head's,
     ``config.temperature_scaling``)."""
@@ -418,7 +418,7 @@ def _predictions(evaluations: list[SeedEvaluation], test_labels: np.ndarray, sou
     # p(label) = exp(−NLL), as the scores of a shipped probe on new images have it (app.shipped)
     return Predictions(test_labels, np.stack([e.test_logits.argmax(axis=1) for e in evaluations]),
                        softmax(first).max(axis=1), sources,
-                       label_probability=np.exp(-true_class_terms(first, test_labels)[0]))
+                       label_probability=np.exp(-true_class_terms(first, test_labels)[0]), digests=digests)
 
 
 def _preset_info(config: ProbeConfig) -> PresetInfo | None:
@@ -696,7 +696,8 @@ def _run(data, class_names, config, reference, out_dir, progress, should_stop, s
         outcome.selection.reason += " " + posthoc_sentence(config, evaluations)
     # the shipped head's temperature, on its validation logits (after its post-hoc bias)
     temperature = temperature_fit(evaluations[0].val_logits, splits.val[1]) if config.temperature_scaling else None
-    predictions = _predictions(evaluations, splits.test[1], sources.get("test"), temperature_of(temperature))
+    predictions = _predictions(evaluations, splits.test[1], sources.get("test"), temperature_of(temperature),
+                               (contents or {}).get("test"))
     _finish_outcome(outcome, groups, predictions, splits, class_names)
 
     steps.tick("report")

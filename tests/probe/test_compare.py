@@ -168,9 +168,16 @@ def test_paired_intervals_with_stored_predictions():
                                          Predictions(labels, other_pred[None], conf)))
     assert both.verdict_text.startswith("Hard third +30.0 pt [") and "], balanced accuracy +10.0 pt [" in \
         both.verdict_text and both.metrics["balanced"].delta_ci == [lo, hi]
-    with pytest.raises(ValueError, match="different test splits"):
-        compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
-                                      Predictions(labels[::-1], other_pred[None], conf)))
+    # test images that cannot be matched (neither sources nor digests, other labels): refused as "different test
+    # splits"; now compared unpaired, and said so
+    from probe.compare import UNPAIRED_WARNING
+
+    unpaired = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                             Predictions(labels[::-1], other_pred[None], conf)))
+    assert unpaired.pairing == "unpaired" and UNPAIRED_WARNING in unpaired.warnings
+    assert unpaired.discordant is None and unpaired.metrics["overall"].changed is None
+    assert unpaired.verdict_text.startswith("Unpaired (the runs' test images could not be matched): Hard third "
+                                            "+30.0 pt [")
     # the same file names and labels from two data sets of other content (two versions of a data set): not paired
     from probe.report import FeatureSource
 
@@ -185,6 +192,36 @@ def test_paired_intervals_with_stored_predictions():
     assert compare_reports(base, other, pair).metrics["hard"].delta_ci is not None
     other.features.dataset = None  # an older report: the sources decide, as before
     assert compare_reports(base, other, pair).metrics["hard"].delta_ci is not None
+
+
+def test_two_extractions_of_one_data_set_pair_their_shared_test_images_by_path():
+    """Two caches of one data set whose test splits were carved otherwise (other images, other order): compare
+    refused them ("different test samples with the same labels"); it pairs the images both hold by their paths
+    and gives every figure of those, as computed here by hand."""
+    import numpy as np
+
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 4)
+    names = np.array([f"data/{NAMES[k]}/{i}.png" for i, k in enumerate(labels)])
+    base_pred = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 1])
+    other_rows = np.array([11, 1, 4, 2, 9, 5, 7, 10])  # another extraction's test split: 8 of the 12, shuffled
+    other_pred = np.array([2, 0, 1, 0, 2, 1, 1, 2])
+    conf = np.full(12, 0.9)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.75, 0.75, 0.5], groups, 2 / 3), _rep("y", [1.0, 1.0, 1.0], groups, 1.0)
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], conf, names),
+                                        Predictions(labels[other_rows], other_pred[None], conf[:8],
+                                                    names[other_rows])))
+    # by hand, base's rows 1, 2, 4, 5, 7, 9, 10, 11: base right on 1, 2, 4, 5, 9; other on all 8
+    assert cmp.pairing == "source paths"
+    assert cmp.metrics["overall"].base == pytest.approx(5 / 8) and cmp.metrics["overall"].other == 1.0
+    assert cmp.metrics["overall"].delta == pytest.approx(3 / 8) and cmp.metrics["overall"].changed == [3, 0]
+    assert [row.delta for row in cmp.per_class] == pytest.approx([0.0, 1 / 3, 2 / 3])
+    assert cmp.discordant.images == 8 and cmp.discordant.p_value == pytest.approx(0.25)  # 2 / 2³
+    assert cmp.warnings == ["the runs were trained on two caches: their test images are paired by source paths, 8 "
+                            "in both (of 12 base and 8 other test images); every figure here is of those 8, the 4 "
+                            "and 0 only one run has left out"]
 
 
 def test_cost_is_the_ratio_of_the_wall_times_and_says_when_the_settings_differ():
