@@ -18,6 +18,7 @@ from .numbers import percent, signed_points
 from .predictions import BY_ROWS, PREDICTIONS_FILE, match_images
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import COMPARE_WIDTH, TERMINAL_CLASSES, class_table, print_table, text_console
+from .seed_spread import add_seed_spreads
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
 
@@ -60,6 +61,11 @@ class CompareMetric(BaseModel):
     p_value: Optional[float] = Field(None, description="paired sign-flip test of those images' differences (exact on "
                                      "equal weights; a third of unequal classes by 20,000 draws past 16 images)")
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
+    seed_spread: Optional[float] = Field(None, description="half-width of the 95 % range of delta over retraining, "
+                                         "from each run's per-seed values on the images compared (probe.seed_spread:"
+                                         " z·√(s_a²/S_a + s_b²/S_b)), which delta_ci, over the test images, leaves "
+                                         "out; a warning names the metrics where it is the wider; null where a run "
+                                         "has one seed, for the worst class, and on other images")
     weighted: bool = Field(False, description="the test weighs each image 1/n of its class, as the metric does "
                            "(balanced accuracy and the thirds): 10 images better against 20 worse can then lean "
                            "the metric's way, which the views say beside the counts")
@@ -423,10 +429,12 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
         comparison.pairing = matched[2]
         _add_intervals(comparison, *matched[:2], metric=metric)
         comparison.warnings += _matched_warning(predictions, matched)
+        add_seed_spreads(comparison, *matched[:2])
     elif predictions is not None:
         comparison.pairing = UNPAIRED
         _add_unpaired_intervals(comparison, *predictions, metric=metric)
         comparison.warnings.append(UNPAIRED_WARNING)
+        add_seed_spreads(comparison, *predictions)
     else:  # a run from before they were stored: the tables' interval columns stood empty, with no word of why
         comparison.warnings.append(NO_PREDICTIONS)
     return comparison

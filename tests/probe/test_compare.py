@@ -42,7 +42,8 @@ def test_deltas_use_base_groups():
     assert m["easy"]["delta"] == pytest.approx(-0.05)
     assert m["worst_class"] == {"base": 0.5, "other": 0.6, "base_ci": None, "other_ci": None,
                                 "delta": pytest.approx(0.1), "delta_ci": None,
-                                "changed": None, "p_value": None, "beyond_noise": None, "weighted": False}
+                                "changed": None, "p_value": None, "beyond_noise": None, "seed_spread": None,
+                                "weighted": False}
     # whose worst class each is, named (a new-user round read horse against bird as one class's accuracy)
     from probe.compare import metric_rows
 
@@ -890,3 +891,44 @@ def test_class_evidence_is_each_classs_own_test_on_shuffled_labels():
         changed, p_value, total = evidence(diff[labels == k], 1)
         assert got[k][:3] == (changed, p_value, total), k
     assert [g[0] for g in got] == [[0, 9], [2, 2], [0, 0], [7, 0]]
+
+
+def _seeded(labels, accuracies):
+    """Predictions of one seed per accuracy: each class's first share of images right, the rest taken for the next
+    class."""
+    from probe.predictions import Predictions
+
+    rows = []
+    for acc in accuracies:
+        rank = np.concatenate([np.arange(n) for n in np.bincount(labels)])
+        rows.append(np.where(rank < acc * np.bincount(labels)[labels], labels, (labels + 1) % 3))
+    return Predictions(labels, np.array(rows), np.full(labels.size, 0.9))
+
+
+def test_a_difference_within_the_seeds_spread_says_so_beside_its_test_interval():
+    """Compare's intervals resample the test images, each run's heads held as trained: runs whose seeds scored 70,
+    80 and 90 % against 75, 85 and 95 % read "+5.0 pt [+3.9, +6.1], beyond noise" with nothing of the seeds'
+    spread, though retraining moves that difference by ±16 pt. Each metric gets its spread over retraining,
+    1.96·√(s_a²/3 + s_b²/3) = 1.96·√(2·0.1²/3), and a warning names where it is wider than the test interval."""
+    import math
+
+    from probe.numbers import fixed
+
+    labels = np.repeat(np.arange(3), 400)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
+    cmp = compare_reports(base, other, (_seeded(labels, [0.7, 0.8, 0.9]), _seeded(labels, [0.75, 0.85, 0.95])))
+    spread = 1.959964 * math.sqrt(2 * 0.1 ** 2 / 3)
+    for key in ("overall", "balanced", "easy", "medium", "hard"):
+        assert cmp.metrics[key].seed_spread == pytest.approx(spread, rel=1e-6), key
+    assert cmp.metrics["worst_class"].seed_spread is None
+    overall = cmp.metrics["overall"]
+    assert overall.delta == pytest.approx(0.05) and overall.beyond_noise
+    lo, hi = overall.delta_ci
+    said = (f"the runs' seeds (3 and 3) spread wider than the test interval for overall (±16.0 pt over retraining "
+            f"against ±{fixed(50 * (hi - lo), 1)} pt over the test images, called beyond noise over the test images "
+            "alone); balanced (±16.0 pt")
+    assert [w for w in cmp.warnings if w.startswith(said)], cmp.warnings
+    # seeds that agree: no spread, nothing said
+    steady = compare_reports(base, other, (_seeded(labels, [0.8] * 3), _seeded(labels, [0.85] * 3)))
+    assert steady.metrics["overall"].seed_spread == pytest.approx(0.0, abs=1e-12) and steady.warnings == []
