@@ -477,8 +477,9 @@ def _matched_warning(predictions: tuple, matched: tuple) -> list[str]:
         return []
     shared, sizes = matched[0].labels.size, [p.labels.size for p in predictions]
     return [f"the runs were trained on two caches: their test images are paired by {matched[2]}, {shared:,} in "
-            f"both (of {sizes[0]:,} base and {sizes[1]:,} other test images); every figure here is of those "
-            f"{shared:,}, the {sizes[0] - shared:,} and {sizes[1] - shared:,} only one run has left out"]
+            f"both (of {sizes[0]:,} base and {sizes[1]:,} other test images); every accuracy, interval and count "
+            f"here is of those {shared:,}, the {sizes[0] - shared:,} and {sizes[1] - shared:,} only one run has left "
+            "out (calibration and cost: each run's own)"]
 
 
 def _add_unpaired_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:

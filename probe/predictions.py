@@ -9,9 +9,10 @@ File contents (numpy ``.npz``, compressed): ``labels`` (n,) int32, ``predicted``
 in the report's seed order —, ``confidence`` (n,) float32 — the softmax probability of the first seed's
 prediction —, when the caller knows them, ``sources`` (n,) str: each test sample's path in its data set, and
 ``label_probability`` (n,) float32: the first seed's probability of each sample's own label (absent in runs
-written before it was stored; their failures are ordered by ``confidence``) and, when the cache kept them, ``digests`` (n, 16) uint8:
-each test sample's content digest (the cache's ``digests``), by which :func:`match_images` pairs two runs' test
-images across caches whatever their names or order (absent in runs written before it was stored).
+written before it was stored; their failures are ordered by ``confidence``) and, when the cache kept them,
+``digests`` (n, 16) uint8: each test sample's content digest (the cache's ``digests``), by which
+:func:`match_images` pairs two runs' test images across caches whatever their names or order (absent in runs
+written before it was stored).
 """
 from __future__ import annotations
 

@@ -77,5 +77,5 @@ def test_runs_on_two_caches_of_the_same_images_are_paired_by_their_content_diges
     lo, hi = cmp["metrics"]["overall"]["delta_ci"]
     assert lo <= b.mean() - a.mean() <= hi
     assert ("the runs were trained on two caches: their test images are paired by content digests, 45 in both (of "
-            "60 base and 45 other test images); every figure here is of those 45, the 15 and 0 only one run has "
-            "left out") in cmp["warnings"]
+            "60 base and 45 other test images); every accuracy, interval and count here is of those 45, the 15 and 0 "
+            "only one run has left out (calibration and cost: each run's own)") in cmp["warnings"]

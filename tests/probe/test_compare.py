@@ -221,8 +221,9 @@ def test_two_extractions_of_one_data_set_pair_their_shared_test_images_by_path()
     assert [row.delta for row in cmp.per_class] == pytest.approx([0.0, 1 / 3, 2 / 3])
     assert cmp.discordant.images == 8 and cmp.discordant.p_value == pytest.approx(0.25)  # 2 / 2³
     assert cmp.warnings == ["the runs were trained on two caches: their test images are paired by source paths, 8 "
-                            "in both (of 12 base and 8 other test images); every figure here is of those 8, the 4 "
-                            "and 0 only one run has left out"]
+                            "in both (of 12 base and 8 other test images); every accuracy, interval and count here "
+                            "is of those 8, the 4 and 0 only one run has left out (calibration and cost: each run's "
+                            "own)"]
 
 
 def test_cost_is_the_ratio_of_the_wall_times_and_says_when_the_settings_differ():
