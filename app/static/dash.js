@@ -11,10 +11,16 @@
   const banner = () => document.getElementById("banner");
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 
+  /** White space as Python's str.strip reads it (str.isspace), the server's rule for a name's ends: not String.trim's,
+   * which strips U+FEFF and keeps U+0085 and U+001C-U+001F (tests/app/test_shown_names.py checks every code point). */
+  const SPACE = "\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+  const ENDS = new RegExp(`^[${SPACE}]+|[${SPACE}]+$`, "g");
+  const stripped = (text) => String(text).replace(ENDS, "");
+
   /** A class name as the pages show it: in double quotes where it starts or ends with white space, which HTML shows
    * as nothing (folders "cat " and "cat" read as one name twice), else as it is; what is sent back to the API is the
    * name itself. The rule of probe.names.shown_name, which the reports' texts (worst_class.text) follow. */
-  const shownName = (name) => (String(name) !== String(name).trim() ? `"${name}"` : String(name));
+  const shownName = (name) => (String(name) !== stripped(String(name)) ? `"${name}"` : String(name));
   /** A class name in a list of names joined by ", ": as shownName shows it, and in double quotes where it holds a
    * comma ("left out: a,b, cat" read as three classes or two). The rule of probe.names.listed_name. */
   const listedName = (name) => (String(name).includes(",") ? `"${name}"` : shownName(name));
@@ -29,9 +35,9 @@
     for (let m = item.exec(text); m && (m.index < text.length); m = item.exec(text)) {
       names.push(m[1] !== undefined ? m[1].replaceAll('""', '"') : m[2]);
     }
-    return names.filter((x) => x.trim() !== "");
+    return names.filter((x) => stripped(x) !== "");
   };
-  const classNamesText = (names) => names.map((n) => (/[,"]/.test(n) || n !== n.trim()
+  const classNamesText = (names) => names.map((n) => (/[,"]/.test(n) || n !== stripped(n)
     ? `"${n.replaceAll('"', '""')}"` : n)).join(",");  // ", " would add a space to the next name
 
   /** A server text (a warning) with each right-to-left run of words in a <bdi>, as the tables show a class name: bare,

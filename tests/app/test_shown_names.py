@@ -80,3 +80,34 @@ def test_a_right_to_left_name_joined_by_underscores_or_hyphens_is_one_isolate():
     assert json.loads(out) == [["few images: '", {"bdi": "طائرة_ورقية"}, "' 6"],
                                ["x ", {"bdi": "طائرة-ورقية.كبيرة"}, " 2"],
                                ["'", {"bdi": "שלום"}, "', '", {"bdi": "עולם"}, "'"], []]
+
+
+_NODE_EVERY_CHARACTER = """
+const fs = require("fs");
+globalThis.window = { Words: { job_states: { active: [], open: [] }, metrics: [] } };
+globalThis.document = {};
+eval(fs.readFileSync(process.argv[1], "utf8"));
+const quoted = [];
+for (let c = 0; c < 0x110000; c++) {
+  if (c >= 0xd800 && c < 0xe000) continue;  // lone surrogates: no Python str of JSON holds them either
+  const s = String.fromCodePoint(c);
+  if (window.Dash.shownName("a" + s) !== "a" + s || window.Dash.shownName(s + "a") !== s + "a") quoted.push(c);
+}
+process.stdout.write(JSON.stringify(quoted));
+"""
+
+
+def test_the_dashboard_s_white_space_at_an_end_is_python_s_str_strip():
+    """Dash.shownName trimmed with JavaScript's String.prototype.trim, whose white space is not Python's str.strip
+    (probe.names.shown_name, the names of every text the server writes): U+FEFF quoted on the page only, U+0085 and
+    U+001C-U+001F in the terminal only. Every code point, quoted at either end exactly where Python's would be."""
+    if shutil.which("node") is None:
+        pytest.skip("node is absent")
+    out = subprocess.run(["node", "-e", _NODE_EVERY_CHARACTER, str(STATIC / "dash.js")],
+                         capture_output=True, text=True, check=True).stdout
+    python = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000 and shown_name("a" + chr(c)) != "a" + chr(c)]
+    assert json.loads(out) == python
+    for c in "\u00a0\u2003\u3000":
+        assert shown_name(f"cat{c}") == f'"cat{c}"'
+    for c in "\u200b\ufeff":
+        assert shown_name(f"cat{c}") == f"cat{c}"
