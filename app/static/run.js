@@ -17,6 +17,12 @@
   // A run's name as a numeric column's header: wrapped (style.css th.run-name), the whole name in its tooltip; a
   // long name on one line pushed a two-column table's numbers out of its card.
   const runHead = (name) => h("th", { class: "num run-name", title: name }, name);
+  // A server's warning or sentence naming classes, each right-to-left run isolated (Dash.isolated): bare, a
+  // right-to-left name took the quote and count beside it into its own run ("'6 'طائرة ورقية").
+  const warningLine = (w) => h("p", { class: "muted" }, "Warning: ", ...Dash.isolated(w));
+  // Class names joined by ", " (Dash.listedName), each in its own isolate, `more(name)` after each name ("(3)").
+  const namesJoined = (names, more = () => "") => names.flatMap((name, i) =>
+    [...(i ? [", "] : []), h("bdi", {}, Dash.listedName(name)), more(name)]).filter((x) => x !== "");
   // an F1 (0–1) with its 95 % interval beside it where it has one, two decimals (probe.report_text.with_interval):
   // the report's per-class table and the score table of another cache
   const f1Ci = (value, ci) => [num(value, 3),
@@ -668,8 +674,8 @@
     // the same test split without a word (a dashboard round)
     return [h("p", { class: "muted", id: "score-scored-on" }, `Both shipped probes (each run's first seed, not the `
       + `seeds' mean the run's verdict reads) on ${c.scored_on}; groups of ${names.other}.`),
-      c.verdict_text ? h("p", { id: "score-verdict" }, c.verdict_text) : null,
-      ...(c.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
+      c.verdict_text ? h("p", { id: "score-verdict" }, ...Dash.isolated(c.verdict_text)) : null,
+      ...(c.warnings || []).map(warningLine),
       table(["metric", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
         rows, "", { id: "score-compare-table", caption: "Both shipped probes on the scored images" }),
       classRows.length ? table(["class", runHead(names.other), runHead(names.main), h("th", { class: "num" }, "Δ [95 % interval]")],
@@ -687,7 +693,8 @@
         // precision and F1 with their intervals (GET .../scores' precision_ci, f1_ci), as the report's table
         h("td", { class: "num", "data-col": "precision" }, pctCi(c.precision, c.precision_ci)),
         h("td", { class: "num", "data-col": "f1" }, f1Ci(c.f1, c.f1_ci))));
-    const unknown = Object.entries(s.unknown || {});
+    const unknown = Object.entries(s.unknown || {}), unknownPredicted = s.unknown_predicted || {};
+    const counted = (counts) => (name) => ` (${count(counts[name])})`;
     const same = s.matches_report;
     return [
       h("p", { id: "score-summary" }, h("strong", {}, `Accuracy ${pct(s.accuracy)}${interval(s.accuracy_ci)}`),
@@ -695,12 +702,13 @@
       s.calibration ? h("p", { class: "muted", id: "score-calibration" }, `Calibration on these images: ${calibrationText(s.calibration)}.`) : null,
       unknown.length ? h("p", { class: "muted", id: "score-unknown" },
         `${count(unknown.reduce((a, [, n]) => a + n, 0))} images of classes this run does not have: not in the accuracy, `
-        + "and wrong wherever predicted (a class's precision counts them): "
-        + unknown.map(([name, n]) => `${name} (${count(n)})`).join(", ") + "; predicted as "
-        + Object.entries(s.unknown_predicted || {}).map(([name, n]) => `${name} (${count(n)})`).join(", ") + ".") : null,
+        + "and wrong wherever predicted (a class's precision counts them): ",
+        ...namesJoined(unknown.map(([name]) => name), counted(s.unknown)), "; predicted as ",
+        ...namesJoined(Object.keys(unknownPredicted), counted(unknownPredicted)), ".") : null,
       // mr2probe predict's hint (GET .../scores' unknown_hint): a class renamed since the run, labels differing in case
-      unknown.length && s.unknown_hint ? h("p", { class: "muted", id: "score-unknown-hint" }, s.unknown_hint) : null,
-      ...(s.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
+      unknown.length && s.unknown_hint
+        ? h("p", { class: "muted", id: "score-unknown-hint" }, ...Dash.isolated(s.unknown_hint)) : null,
+      ...(s.warnings || []).map(warningLine),
       same ? h("p", { class: "muted", id: "score-matches" }, "This is the run's own test split: the predictions equal "
         + `the report's first seed on ${count(same.equal)} of ${count(same.images)} images.`) : null,
       table(["class", ...["images", "accuracy [95 % interval]", "precision [95 %]", "F1 [95 %]"]
@@ -721,10 +729,11 @@
     return [
       h("p", { id: "predicted-summary" }, `${count(p.images)} images, nothing to score them against: how many the `
         + `probe gives each class; ${count(p.unsure)} of them below ${Math.round(100 * p.unsure_below)} % confidence.`),
-      ...(p.warnings || []).map((w) => h("p", { class: "muted" }, "Warning: " + w)),
+      ...(p.warnings || []).map(warningLine),
       table(["predicted class", ...["images", "share", "mean confidence"].map((x) => h("th", { class: "num" }, x))],
         rows, "No image.", { id: "predicted-table", caption: "Predicted classes of the unlabelled images" }),
-      never.length ? h("p", { class: "muted", id: "predicted-never" }, `Never predicted: ${never.join(", ")}.`) : null,
+      never.length
+        ? h("p", { class: "muted", id: "predicted-never" }, "Never predicted: ", ...namesJoined(never), ".") : null,
     ].filter(Boolean);
   }
 
@@ -1292,5 +1301,6 @@
 
   window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
-                                       nearDuplicatesPanel, seedsCaption, perClassNote } };
+                                       nearDuplicatesPanel, scoreNodes, shippedNodes, predictedNodes,
+                                       seedsCaption, perClassNote } };
 })();

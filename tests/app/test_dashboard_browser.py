@@ -3114,6 +3114,36 @@ def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_serve
     driver.screenshot(tmp_path / "run_scores_compared.png")
 
 
+def test_the_score_panel_isolates_every_class_name_in_its_warnings(driver, live_server, finished):
+    """The score panel's warnings (a labelled cache's, both probes compared, an unlabelled cache's counts) and its
+    lists of class names (images of classes the run lacks, classes never predicted) were bare text: a right-to-left
+    name took the count and the quote beside it into its own run ("'6 'طائرة ورقية"). Each name is in a <bdi>, the
+    texts the same."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    warning = "few images: 'طائرة ورقية' 6, 'class 3' 6"
+    scores = {"per_class": [], "accuracy": 0.5, "balanced": 0.5, "n": 10, "warnings": [warning],
+              "unknown": {"כלב": 2, "cat ": 1}, "unknown_predicted": {"class 0": 3}, "run_id": "r", "cache_id": "c"}
+    compared = {"metrics": {}, "per_class": [], "scored_on": "cache c, split test (10 images)",
+                "verdict_text": "'طائرة ورقية' gained", "warnings": [warning]}
+    predicted = {"predicted": [{"name": "class 0", "n": 3, "share": 1, "mean_confidence": 0.9},
+                               {"name": "שלום", "n": 0, "share": 0, "mean_confidence": None},
+                               {"name": "a,b", "n": 0, "share": 0, "mean_confidence": None}],
+                 "images": 3, "unsure": 0, "unsure_below": 0.5, "warnings": [warning]}
+    got = driver.js(f"""const p = RunPage.panels, d = document.createElement('div');
+        [...p.scoreNodes({json.dumps(scores)}), ...p.shippedNodes({json.dumps(compared)}, {{ main: "a", other: "b" }}),
+         ...p.predictedNodes({json.dumps(predicted)})].forEach((n) => d.append(n));
+        const warned = [...d.querySelectorAll('p')].filter((e) => e.textContent.startsWith('Warning: '));
+        const seen = (e) => [e.textContent, [...e.querySelectorAll('bdi')].map((b) => b.textContent)];
+        return [warned.map(seen), ...['#score-unknown', '#score-verdict', '#predicted-never']
+          .map((css) => seen(d.querySelector(css)))];""")
+    assert got == [
+        [[f"Warning: {warning}", ["طائرة ورقية"]]] * 3,
+        ["3 images of classes this run does not have: not in the accuracy, and wrong wherever predicted (a class's "
+         'precision counts them): כלב (2), "cat " (1); predicted as class 0 (3).', ["כלב", '"cat "', "class 0"]],
+        ["'طائرة ورقية' gained", ["طائرة ورقية"]],
+        ['Never predicted: שלום, "a,b".', ["שלום", '"a,b"']]]
+
+
 @contextlib.contextmanager
 def _fetch_rewritten(driver: WebDriver, rewrite: str, delay: str = "() => 0"):
     """Pages opened inside see each JSON answer of ``fetch`` passed through the JS function ``rewrite(path, data)``,
