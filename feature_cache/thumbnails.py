@@ -15,9 +15,13 @@ from collections import OrderedDict
 from .datasets import LabelledImages, Sample, decode_opened, to_rgb
 from .errors import ImageChanged
 
-__all__ = ["THUMBNAIL_SIZE", "Thumbnailer", "changed_since_extraction", "listing_digest"]
+__all__ = ["THUMBNAIL_SIZE", "THUMBNAIL_SIZES", "Thumbnailer", "changed_since_extraction", "listing_digest"]
 
 THUMBNAIL_SIZE = 128  # longest side in pixels; smaller images are not enlarged
+# The sizes a preview is made at: a size asked is read as the largest of these not over it (steps of at most 1.5x).
+# Each size asked was made and kept apart: 505 sizes of one image made 505 previews, each decoding it again and
+# pushing the others out (a review).
+THUMBNAIL_SIZES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # Previews kept per data set (a gallery page asks for the same ones again), at most this many bytes: counted in
 # entries, 256 previews of 512 px (~630 KB each) held 160 MB a data set (a review).
 _KEPT_BYTES = 16 * 1024 * 1024
@@ -37,8 +41,9 @@ class Thumbnailer:
         return source in self._listed
 
     def png(self, source: str, size: int = THUMBNAIL_SIZE, digest: bytes | None = None) -> bytes:
-        """The sample ``source`` as PNG bytes, longest side at most ``size`` pixels, made of the bytes read now and
-        kept by their content: a file rewritten since (same name, same size) is shown as it is now.
+        """The sample ``source`` as PNG bytes, longest side at most ``size`` pixels (the largest of
+        :data:`THUMBNAIL_SIZES` not over it), made of the bytes read now and kept by their content: a file rewritten
+        since (same name, same size) is shown as it is now.
 
         Args:
             digest: the :func:`~feature_cache.datasets.content_digest` a cache recorded of ``source`` (its
@@ -54,8 +59,9 @@ class Thumbnailer:
         """
         if source not in self._listed:
             raise KeyError(f"{source!r} is not a sample of this data set")
-        if not 8 <= size <= 512:
-            raise ValueError(f"size must lie in 8..512 pixels, got {size}.")
+        if not THUMBNAIL_SIZES[0] <= size <= THUMBNAIL_SIZES[-1]:
+            raise ValueError(f"size must lie in {THUMBNAIL_SIZES[0]}..{THUMBNAIL_SIZES[-1]} pixels, got {size}.")
+        size = max(s for s in THUMBNAIL_SIZES if s <= size)
         image, found = self.data.open_with_digest(Sample(source, -1))
         if digest is not None and found != digest:
             raise ImageChanged(changed_since_extraction(source))

@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from feature_cache.datasets import CONTENT_DIGEST_SIZE  # torch-free
+from feature_cache.thumbnails import THUMBNAIL_SIZE, THUMBNAIL_SIZES  # torch-free
 from probe.names import MAX_NAME
 from pydantic import ValidationError
 
@@ -372,7 +373,10 @@ def thumbnail_url(dataset_id: str | None, source: str | None, digest: bytes | No
     summary="A small PNG of one sample the data set lists (only listed sources; anything else is a 404)")
 async def thumbnail(request: Request, dataset_id: IdPath,
                     source: str = Query(..., min_length=1, max_length=MAX_TEXT),  # as long as a name recorded
-                    size: int = Query(128, ge=8, le=512), digest: str | None = DigestQuery,
+                    size: int = Query(THUMBNAIL_SIZE, ge=THUMBNAIL_SIZES[0], le=THUMBNAIL_SIZES[-1],
+                                      description="the longest side at most: the largest of "
+                                      f"{', '.join(map(str, THUMBNAIL_SIZES))} not over it"),
+                    digest: str | None = DigestQuery,
                     store: Store = Depends(get_store)) -> Response:
     row = store.get_dataset(dataset_id)
     check_in_place(row)

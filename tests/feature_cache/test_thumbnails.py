@@ -24,7 +24,7 @@ def test_listed_sources_from_a_folder(tree):
     write_image(tree / "train" / "bee" / "big.png", 1, 99, size=300)
     thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
     assert _png_size(thumbs.png("train/bee/big.png")) == (128, 128)
-    assert _png_size(thumbs.png("train/bee/big.png", size=40)) == (40, 40)
+    assert _png_size(thumbs.png("train/bee/big.png", size=40)) == (32, 32)  # the kept size at most 40 (THUMBNAIL_SIZES)
     with pytest.raises(ValueError, match="size must lie in 8..512"):
         thumbs.png("train/bee/big.png", size=4096)
 
@@ -199,3 +199,18 @@ def test_a_large_jpeg_s_preview_decodes_reduced_and_looks_as_its_whole_decode(tr
     whole.thumbnail((128, 128))
     diff = np.abs(np.asarray(preview, dtype=int) - np.asarray(whole, dtype=int))
     assert preview.size == whole.size == (128, 96) and diff.mean() < 1 and diff.max() <= 8, (diff.mean(), diff.max())
+
+
+def test_a_preview_is_made_at_one_of_a_few_sizes_whatever_size_is_asked(tree):
+    """Each size asked was made and kept apart: 505 sizes (8..512) of one image made 505 previews, each decoding it
+    again and pushing the others out. A size is read as the largest of THUMBNAIL_SIZES not over it: a preview still
+    at most the size asked, of a dozen kinds an image."""
+    from feature_cache.thumbnails import THUMBNAIL_SIZE, THUMBNAIL_SIZES
+
+    Image.new("L", (400, 300)).save(tree / "train" / "bee" / "wide.png")
+    thumbs = Thumbnailer(open_dataset(tree, val_fraction=0.0))
+    shown = {size: _png_size(thumbs.png("train/bee/wide.png", size=size))[0] for size in range(8, 513)}
+    assert len(thumbs._made) == len(THUMBNAIL_SIZES) == 12 and THUMBNAIL_SIZE in THUMBNAIL_SIZES
+    assert THUMBNAIL_SIZES == (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+    assert shown == {size: min(400, max(s for s in THUMBNAIL_SIZES if s <= size)) for size in range(8, 513)}
+    assert shown[8] == 8 and shown[47] == 32 and shown[128] == 128 and shown[511] == 384 and shown[512] == 400
