@@ -334,14 +334,17 @@
     const all = h("button", { type: "button", class: "page-all",
                               onclick: () => { state.all = !state.all; state.start = 0; show(); } });
     let virtual = null;  // "Show all"'s drawing of the rows in view, made when first needed
-    // the items whose name (`find(item)`) holds what is typed, in any case: the browser's find reached only the rows
-    // drawn, and 5,000 classes paged through 50 pages (a many-classes round)
-    const query = h("input", { type: "search", class: "page-find", "aria-label": `find ${noun} by name`,
+    // the items whose name (`find(item)`) holds what is typed, in any case (foundKey): the browser's find reached
+    // only the rows drawn, and 5,000 classes paged through 50 pages (a many-classes round). Typed in its own
+    // direction (dir=auto): an Arabic or Hebrew query was laid out left to right.
+    const query = h("input", { type: "search", class: "page-find", dir: "auto", "aria-label": `find ${noun} by name`,
                                placeholder: `find ${noun} by name`, oninput: () => { state.start = 0; show(); } });
     nav.replaceChildren(previous, said, next, all, ...(find ? [query] : []));
+    const keys = new Map();  // each item's key, made once: a keystroke compared 5,000 names
+    const keyOf = (item) => keys.get(item) ?? keys.set(item, foundKey(find(item))).get(item);
     function show() {
-      const q = query.value.trim().toLowerCase();
-      const items = q ? every.filter((item) => String(find(item)).toLowerCase().includes(q)) : every;
+      const asked = stripped(query.value), q = foundKey(asked);
+      const items = q ? every.filter((item) => keyOf(item).includes(q)) : every;
       const per = state.all ? Math.max(items.length, 1) : size;
       const last = Math.max(0, Math.ceil(items.length / per) - 1) * per;
       state.start = Math.min(Math.max(state.start || 0, 0), last);
@@ -352,11 +355,12 @@
         if (virtual) virtual.stop();
         body.replaceChildren(...shown.map(numbered(rowOf, state.start)));
       }
-      said.textContent = ` ${items.length ? `${noun} ${count(state.start + 1)}–`
-        + `${count(Math.min(state.start + per, items.length))} of ${count(items.length)}` : `no ${noun}`}`
-        + (q ? ` whose name holds "${query.value.trim()}" (of ${count(every.length)})` : "")
-        + (drawn ? " (the rows in view are drawn as the table scrolls: the browser's find, Ctrl-F, reaches only those)"
-          : "") + " ";
+      // the query isolated (bdi): a right-to-left one took the digits or words beside it into its own run
+      said.replaceChildren(` ${items.length ? `${noun} ${count(state.start + 1)}–`
+        + `${count(Math.min(state.start + per, items.length))} of ${count(items.length)}` : `no ${noun}`}`,
+        ...(q ? [' whose name holds "', h("bdi", {}, asked), `" (of ${count(every.length)})`] : []),
+        (drawn ? " (the rows in view are drawn as the table scrolls: the browser's find, Ctrl-F, reaches only those)"
+          : "") + " ");
       // aria-disabled, not disabled: a disabled button lost the keyboard's focus to the page's body
       previous.setAttribute("aria-disabled", String(state.start === 0));
       next.setAttribute("aria-disabled", String(state.start === last));
@@ -364,6 +368,12 @@
     }
     return show;
   }
+
+  /** What the class finder compares, a name's or a query's: in Unicode NFKC and case-folded, as
+   * probe.names.lookalike_key reads names (upper then lower case: "ß" is "ss", as Python's casefold), so that "café"
+   * pasted decomposed (NFD, as macOS writes file names) finds the NFC class name, "STRASSE" "Straße" and a
+   * full-width "ｃａｔ" "cat". */
+  const foundKey = (text) => String(text).normalize("NFKC").toUpperCase().toLowerCase();
 
   /** `rowOf(item)` for the item at `from + i` of the list, its place said to a screen reader (aria-rowindex: 1 is the
    * header's row): a page's rows, or those in view, are a part of the table (its aria-rowcount has them all). */

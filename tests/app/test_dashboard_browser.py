@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
+import unicodedata
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -2461,6 +2462,36 @@ def test_show_all_of_5000_classes_finds_classes_by_name(driver, live_server, fin
               "q.dispatchEvent(new Event('input'));")
     assert driver.js(_SHOWN)["rows"] == []
     assert driver.js(_SHOWN)["said"] == 'no classes whose name holds "no such class" (of 5,000)'
+
+
+def test_the_class_finder_reads_names_in_any_script(driver, live_server, finished):
+    """The box that finds classes by name (past 100 classes: the table pages, and Ctrl-F reaches only the rows drawn)
+    compared lower-cased text as typed: 'café' pasted decomposed (NFD, as macOS writes file names) found no 'café'
+    (class names are NFC), 'STRASSE' no 'Straße', full-width 'ｃａｔ' no 'cat'; an Arabic query was typed left to
+    right, and its trailing digits moved before it in the count's sentence. Compared in Unicode NFKC and case-folded
+    as probe.names.lookalike_key does, the query typed in its own direction (dir=auto) and isolated where it is
+    said."""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    special = ["café", "Straße", "cat", "طائرة 3", "כלב", "İstanbul", "ΟΔΟΣ"]
+    got = driver.js(_MANY_CLASSES_REPORT + """
+        const special = arguments[1];
+        special.forEach((name, i) => { report.class_names[i] = name; report.per_class[i].name = name; });
+        const box = RunPage.panels.perClassTable(report, null, null);
+        document.querySelector('main').prepend(box);
+        const q = box.querySelector('.page-find'), said = q.previousElementSibling.previousElementSibling;
+        const find = (text) => { q.value = text; q.dispatchEvent(new Event('input'));
+            return [...box.querySelectorAll('#per-class-table tbody tr')].map((r) => r.dataset.class); };
+        const found = arguments[2].map(find);
+        find('طائرة 3');
+        const bdi = box.querySelector('#per-class-pages span bdi');
+        return [found, q.getAttribute('dir'), bdi && bdi.textContent,
+                box.querySelector('#per-class-pages span[aria-live]').textContent];""",
+        [150, special, ["cafe\u0301", "STRASSE", "ｃａｔ", "طائرة", "כלב", "i̇stanbul", "οδος", "class 14"]])
+    found, *rest = got
+    assert [sorted(names) for names in found] == [["café"], ["Straße"], ["cat"], ["طائرة 3"], ["כלב"], ["İstanbul"],
+                                                  ["ΟΔΟΣ"], ["class 14", *[f"class {i}" for i in range(140, 150)]]]
+    assert rest == ["auto", "طائرة 3", ' classes 1–1 of 1 whose name holds "طائرة 3" (of 150) ']
+    assert got[0][0] == [unicodedata.normalize("NFC", "cafe\u0301")]
 
 
 def test_a_scatter_of_many_classes_names_its_worst_classes_only(driver, live_server, finished):
