@@ -650,7 +650,8 @@
       h("code", {}, "mr2probe predict"), both ? " and " : "", both ? h("code", {}, "mr2probe compare --features") : "",
       " score them; a cache of unlabelled images gets its predictions only. ", h("label", { for: "score-cache" }, "Cache"), " ",
       cacheSelect, " ", h("label", { for: "score-split" }, "split"), " ", splitSelect, " ", scoreButton, " ", csvButton, " ",
-      h("label", { title: "a column p(<class>) per class: every class's probability" }, probabilities, " with probabilities"),
+      h("label", { class: "nowrap", title: "a column p(<class>) per class: every class's probability" }, probabilities,
+        " with probabilities"),
       both ? " " : "", both || ""), body];
   }
 

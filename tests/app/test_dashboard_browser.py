@@ -3145,6 +3145,21 @@ def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_serve
     driver.screenshot(tmp_path / "run_scores_compared.png")
 
 
+def test_the_score_panel_keeps_its_checkbox_beside_its_words_at_any_width(driver, live_server, finished):
+    """At 1280 px the score panel's line broke inside "[ ] with probabilities": the box ended one line, its words began
+    the next (a screenshot round). The label is one piece of the line at every width of the panel."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    split = driver.js("""const card = document.getElementById('score-cache').closest('section'), split = [];
+        const label = document.getElementById('score-proba').closest('label');
+        for (let w = 260; w <= 1400; w += 5) {
+            card.style.width = `${w}px`;
+            if (label.getClientRects().length !== 1) split.push(w);
+        }
+        card.style.width = '';
+        return split;""")
+    assert split == []
+
+
 def test_the_score_panel_isolates_every_class_name_in_its_warnings(driver, live_server, finished):
     """The score panel's warnings (a labelled cache's, both probes compared, an unlabelled cache's counts) and its
     lists of class names (images of classes the run lacks, classes never predicted) were bare text: a right-to-left
