@@ -1011,6 +1011,24 @@ def test_launch_form_registers_a_server_folder(driver, launch_service, tmp_path)
     assert driver.url() == f"{base}/runs/{job['result']['run_ids'][0]}"  # ERM only: nothing to compare with
 
 
+def test_the_launch_form_s_checkbox_sits_under_its_label(driver, live_server):
+    """"Calibrated probabilities" drew its checkbox alone in the middle of the field, as wide as the field (the
+    fields' inputs are full width): at 1280 px it sat 150 px right of its label, with nothing beside it (a
+    screenshot round). It sits at the field's left edge, under its label, its own size, at a desktop's and a phone's
+    width."""
+    try:
+        for width in (1280, 375):
+            driver.window(width, 900)
+            _open(driver, live_server + "/launch", "launch")
+            got = driver.js("""const box = document.getElementById('temperature-scaling');
+                const label = document.querySelector('label[for=temperature-scaling]');
+                const b = box.getBoundingClientRect(), l = label.getBoundingClientRect();
+                return [Math.round(b.width), Math.round(b.left - l.left)];""")
+            assert got[0] <= 20 and 0 <= got[1] <= 5, (width, got)
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_launch_form_says_a_csv_manifest_is_given_as_a_file_on_the_server(driver, live_server, tmp_path):
     """A new user with a Kaggle-style export (labels.csv beside images/): the upload hint spoke of class folders
     only and the server option of "a folder", so the archive was uploaded and labelled by its folders, the CSV
