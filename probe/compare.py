@@ -346,8 +346,9 @@ class Comparison(BaseModel):
     pairing: Optional[str] = Field(None, description="how the two runs' test images were paired for the intervals "
                                    "and the count: 'rows' (one test split, row by row), 'content digests' or 'source "
                                    "paths' (two caches' test images matched by identity: every figure is of the "
-                                   "images both hold), 'unpaired' (not matched: each run's images resampled apart, "
-                                   "no count or sign test); null without stored predictions or on other images")
+                                   "images both hold), 'unpaired' (not matched: each run's own intervals "
+                                   "square-and-added as two independent samples', no count or sign test); null "
+                                   "without stored predictions or on other images")
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
@@ -443,8 +444,8 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
 UNPAIRED = "unpaired"
 UNPAIRED_WARNING = ("the two runs' test images could not be matched image by image (their predictions keep neither "
                     "content digests nor source paths that agree, or share no image): every interval is unpaired, "
-                    "each run's test images resampled apart, wider than a paired one, and no image is counted or "
-                    "sign-tested")
+                    "each run's own interval square-and-added with the other's as two independent samples', wider "
+                    "than a paired one, and no image is counted or sign-tested")
 
 
 def _matched_images(base: Report, other: Report, predictions: tuple) -> tuple | None:
@@ -484,24 +485,21 @@ def _matched_warning(predictions: tuple, matched: tuple) -> list[str]:
 
 def _add_unpaired_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:
     """Unpaired 95 % intervals of every delta, in place, where the two runs' test images cannot be matched: each
-    run's test images resampled apart (stratified by class, :class:`probe.uncertainty.Bootstrap`) and the
-    percentile interval of the difference of their resampled metrics; no count or sign test of images, which
-    needs pairs. The verdict sentence says the intervals are unpaired."""
+    run's own interval (:func:`_add_own_intervals`: Wilson's of a proportion, ``group_intervals``' of a macro mean)
+    square-and-added as two independent samples' (:func:`probe.uncertainty.independent_delta_interval`); no count
+    or sign test of images, which needs pairs. The verdict sentence says the intervals are unpaired. A stratified
+    bootstrap of each run apart cannot move a class whose images are all right or all wrong: 0 of 40 against 40 of
+    40 read +100 [+100, +100], and overall accuracy a zero-width interval beside it (a review)."""
     from .selection import delta_sentence
-    from .uncertainty import Bootstrap, percentile_interval
+    from .uncertainty import independent_delta_interval
 
-    num_classes, groups = len(comparison.per_class), comparison.grouping.groups
-    a, b = (Bootstrap(p.labels, num_classes, seed=i).summary(p.correct, groups)
-            for i, p in enumerate((base, other)))
-    delta = {}
-    for key, row in comparison.metrics.items():
-        if key in a and row.delta is not None:
-            row.delta_ci = interval_or_none(percentile_interval(b[key] - a[key]))
-            if row.delta_ci is not None:
-                delta[key] = {"delta": row.delta, "lo": row.delta_ci[0], "hi": row.delta_ci[1]}
-    for row, interval in zip(comparison.per_class, percentile_interval(b["per_class"] - a["per_class"]).T):
-        row.delta_ci = interval_or_none(interval)
     _add_own_intervals(comparison, base, other)
+    delta = {}
+    for row in (*comparison.metrics.values(), *comparison.per_class):
+        row.delta_ci = independent_delta_interval(row.base, row.base_ci, row.other, row.other_ci)
+    for key, row in comparison.metrics.items():
+        if row.delta_ci is not None and row.delta is not None:
+            delta[key] = {"delta": row.delta, "lo": row.delta_ci[0], "hi": row.delta_ci[1]}
     if {"hard", "overall", "balanced"} <= delta.keys():
         comparison.verdict_text = (f"Unpaired (the runs' test images could not be matched): "
                                    f"{delta_sentence(delta, overall_metric=metric)}")

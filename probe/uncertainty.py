@@ -407,6 +407,22 @@ def widen_interval(delta: float, lo: float, hi: float, spread: float) -> tuple[f
             float(snap_zero(min(delta + math.hypot(hi - delta, spread), 1.0))))
 
 
+def independent_delta_interval(base: float | None, base_ci, other: float | None, other_ci) -> list[float] | None:
+    """The interval of ``other − base``, two estimates of independent samples with their own intervals ``base_ci``
+    and ``other_ci`` ([lo, hi]): each side's half-width the square-and-add of the two intervals' near sides,
+    [Δ − √((o − o_lo)² + (b_hi − b)²), Δ + √((o_hi − o)² + (b − b_lo)²)], clipped to [−1, 1] (Newcombe 1998,
+    method 10, for two proportions' Wilson intervals; Zou & Donner's MOVER for other estimates); None where an
+    estimate or an interval is missing or not finite."""
+    if base is None or other is None or base_ci is None or other_ci is None:
+        return None
+    (b_lo, b_hi), (o_lo, o_hi) = base_ci, other_ci
+    if not np.isfinite([base, other, b_lo, b_hi, o_lo, o_hi]).all():
+        return None
+    delta = other - base
+    return [float(snap_zero(max(delta - math.hypot(other - o_lo, b_hi - base), -1.0))),
+            float(snap_zero(min(delta + math.hypot(o_hi - other, base - b_lo), 1.0)))]
+
+
 def simultaneous_lower_bounds(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, float]:
     """Lower bounds of several bootstrapped quantities at once, each as low as the lower end of its own ``level``
     percentile interval or lower, so that together they hold with the one-sided confidence of one such bound.

@@ -933,3 +933,42 @@ def test_a_difference_within_the_seeds_spread_says_so_beside_its_test_interval()
     # seeds that agree: no spread, nothing said
     steady = compare_reports(base, other, (_seeded(labels, [0.8] * 3), _seeded(labels, [0.85] * 3)))
     assert steady.metrics["overall"].seed_spread == pytest.approx(0.0, abs=1e-12) and steady.warnings == []
+
+
+def test_unpaired_intervals_are_each_runs_own_intervals_square_and_added():
+    """Runs whose test images cannot be matched are two independent samples: each delta's interval is Newcombe's
+    square-and-add of the two runs' own intervals (their Wilson intervals here: classes of 30 images or more), as
+    computed here with scipy. A bootstrap of each run apart cannot move a class all right or all wrong: 0 of 40
+    against 40 of 40 read +100 [+100, +100], and overall [+28.6, +28.6] beside it (a review)."""
+    import math
+
+    from scipy.stats import binomtest
+
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), [50, 50, 40])
+    base_pred, other_pred = labels.copy(), labels.copy()
+    base_pred[labels == 2] = 0  # c: 0 of 40 right against 40 of 40
+    base_pred[:5] = 1  # a: 45 of 50 right against 50 of 50
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.9, 1.0, 0.0], groups, 95 / 140), _rep("y", [1.0, 1.0, 1.0], groups, 1.0)
+    conf = np.full(labels.size, 0.9)
+    order = np.random.default_rng(0).permutation(labels.size)  # no sources or digests, other order: unpaired
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                        Predictions(labels[order], other_pred[order][None], conf)))
+    assert cmp.pairing == "unpaired"
+
+    def wilson(k, n):
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        return ci.low, ci.high
+
+    def newcombe(k_base, k_other, n):
+        (bl, bh), (ol, oh) = wilson(k_base, n), wilson(k_other, n)
+        pb, po = k_base / n, k_other / n
+        return [max(po - pb - math.hypot(po - ol, bh - pb), -1.0), min(po - pb + math.hypot(oh - po, pb - bl), 1.0)]
+
+    for row, (k_base, k_other, n) in zip(cmp.per_class, [(45, 50, 50), (50, 50, 50), (0, 40, 40)]):
+        assert row.delta_ci == pytest.approx(newcombe(k_base, k_other, n), abs=1e-9), row.name
+    assert cmp.per_class[2].delta_ci[0] < 0.95 and cmp.metrics["overall"].delta_ci == \
+        pytest.approx(newcombe(95, 140, 140), abs=1e-9)
+    assert cmp.metrics["hard"].delta_ci == pytest.approx(newcombe(0, 40, 40), abs=1e-9)
