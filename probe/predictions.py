@@ -25,7 +25,7 @@ import numpy as np
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
 __all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair",
-           "match_images", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
+           "match_images", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
 
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -166,7 +166,7 @@ def paired_test_delta(base: Predictions, other: Predictions, num_classes: int, g
     """
     boot = _paired_bootstrap(base, other, num_classes, n_resamples, seed)
     delta = boot.paired_delta(other.correct, base.correct, groups)
-    return _pinned(delta) if _same_predictions(base, other) else delta
+    return _pinned(delta) if same_predictions(base, other) else delta
 
 
 def paired_test_intervals(base: Predictions, other: Predictions, num_classes: int, groups: dict[str, list[int]],
@@ -177,12 +177,12 @@ def paired_test_intervals(base: Predictions, other: Predictions, num_classes: in
     once where the two apart resampled them twice. Raises ValueError as :func:`paired_test_delta` does."""
     boot = _paired_bootstrap(base, other, num_classes, n_resamples, seed)
     delta, classes = boot.paired_intervals(other.correct, base.correct, groups)
-    if _same_predictions(base, other):
+    if same_predictions(base, other):
         return _pinned(delta), np.where(np.isnan(classes), np.nan, 0.0)
     return delta, classes
 
 
-def _same_predictions(base: Predictions, other: Predictions) -> bool:
+def same_predictions(base: Predictions, other: Predictions) -> bool:
     """Whether the two runs are one probe: the same class predicted for every test sample, seed by seed, and the
     first seed's confidences equal to the bit (a run compared with itself, or a run that kept its reference's
     heads): their differences are 0 by construction, not estimates of a difference between two probes. Newcombe's
@@ -194,7 +194,7 @@ def _same_predictions(base: Predictions, other: Predictions) -> bool:
 
 
 def _pinned(delta: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """``delta`` with each interval the point itself (0 for runs of the same predictions: :func:`_same_predictions`);
+    """``delta`` with each interval the point itself (0 for runs of the same predictions: :func:`same_predictions`);
     an undefined one (nan) stays so."""
     return {key: {**value, "lo": value["delta"], "hi": value["delta"]} for key, value in delta.items()}
 

@@ -17,6 +17,7 @@ import numpy as np
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean
 from .numbers import fixed
+from .predictions import same_predictions
 from .uncertainty import DEFAULT_LEVEL, observed_class_accuracy
 
 __all__ = ["SPREAD_METRICS", "per_seed_metrics", "seed_spread", "add_seed_spreads"]
@@ -51,13 +52,17 @@ def seed_spread(base: np.ndarray, other: np.ndarray, level: float = DEFAULT_LEVE
 def add_seed_spreads(comparison, base, other) -> None:
     """Each metric's ``seed_spread`` (:func:`seed_spread` of the two runs' predictions ``base`` and ``other``, on
     the images compared) and, where it exceeds the half-width of the metric's test interval, one warning naming
-    those metrics, in place."""
+    those metrics, in place. One probe against itself (:func:`probe.predictions.same_predictions`, its intervals
+    pinned at 0) differs by 0 however it is retrained: each spread is 0 where its seeds have one (a run compared
+    with itself had read "±16.0 pt over retraining against ±0.0 pt over the test images")."""
     num_classes, groups = len(comparison.per_class), comparison.grouping.groups
     a, b = (per_seed_metrics(p, num_classes, groups) for p in (base, other))
-    wider = []
+    itself, wider = same_predictions(base, other), []
     for key in SPREAD_METRICS:
         row = comparison.metrics[key]
         row.seed_spread = seed_spread(a[key], b[key])
+        if itself and row.seed_spread is not None:
+            row.seed_spread = 0.0
         if row.seed_spread is not None and row.delta_ci is not None and None not in row.delta_ci \
                 and row.seed_spread > (row.delta_ci[1] - row.delta_ci[0]) / 2:
             said = ", called beyond noise over the test images alone" if row.beyond_noise else ""

@@ -972,3 +972,16 @@ def test_unpaired_intervals_are_each_runs_own_intervals_square_and_added():
     assert cmp.per_class[2].delta_ci[0] < 0.95 and cmp.metrics["overall"].delta_ci == \
         pytest.approx(newcombe(95, 140, 140), abs=1e-9)
     assert cmp.metrics["hard"].delta_ci == pytest.approx(newcombe(0, 40, 40), abs=1e-9)
+
+
+def test_a_run_compared_with_itself_has_no_seed_spread():
+    """One probe's predictions against themselves: every interval is pinned at 0 (the difference is 0 by
+    construction), and so is the difference over retraining: the warning had read "±16.0 pt over retraining against
+    ±0.0 pt over the test images" for a run compared with itself (a review)."""
+    labels = np.repeat(np.arange(3), 400)
+    base = _rep("x", [0.8] * 3, {"easy": [0], "medium": [1], "hard": [2]}, 0.8)
+    same = _seeded(labels, [0.7, 0.8, 0.9])
+    cmp = compare_reports(base, base, (same, same))
+    for key in ("overall", "balanced", "easy", "medium", "hard"):
+        assert cmp.metrics[key].delta_ci == [0.0, 0.0] and cmp.metrics[key].seed_spread == 0.0, key
+    assert cmp.warnings == []
