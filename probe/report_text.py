@@ -264,8 +264,10 @@ def cut_names(names: list[str], width: int = NAME_COLUMN) -> list[str]:
     """:func:`cut_name` of each of ``names``, but where its middle cut shows two names alike, every long name is cut
     at the one place nearest the middle that tells them all apart, where one does: 'circle_4_hstripes' and
     'circle_4_vstripes' both read 'circle_4…stripes' in 16 cells, two rows of a 120-class table under one name (a
-    many-classes round), and read 'circle_4_h…ripes' and 'circle_4_v…ripes'. One place for all keeps a column of
-    names alike in their pattern readable down the table."""
+    many-classes round): beside 'circle_5_hstripes' they read 'circle_4_h…ripes', 'circle_4_v…ripes' and
+    'circle_5_h…ripes' (the two alone, 'circle_…hstripes' and 'circle_…vstripes': the place nearest the middle that
+    tells the names given apart). One place for all keeps a column of names alike in their pattern readable down the
+    table."""
     from rich.cells import cell_len
 
     shown = [shown_name(name) for name in names]
