@@ -985,3 +985,14 @@ def test_a_run_compared_with_itself_has_no_seed_spread():
     for key in ("overall", "balanced", "easy", "medium", "hard"):
         assert cmp.metrics[key].delta_ci == [0.0, 0.0] and cmp.metrics[key].seed_spread == 0.0, key
     assert cmp.warnings == []
+
+
+def test_a_terminal_table_without_a_class_that_changed_prints_only_its_sentence():
+    groups = {"easy": [0, 3], "medium": [1], "hard": [2]}
+    names = ["a", "b", "c", "d"]
+    base = _rep("erm", [0.9, 0.7, 0.5, 0.8], groups, 0.70, names=names)
+    text = format_comparison(compare_reports(base, base), max_classes=2)
+    assert "no class's test accuracy changed, of 4 (every class: the comparison's JSON)" in text
+    # no empty table above it: neither its title nor its header row
+    assert "per class" not in text and "Δ points [95% interval]" in text.split("test accuracy")[1]
+    assert not any(line.split()[:2] == ["class", "group"] for line in text.splitlines())
