@@ -720,15 +720,23 @@ def _held_back(comparison: Comparison, metric: str) -> str:
     return held
 
 
+# A delta cell's word where the runs are one probe: every interval is pinned at 0 ("within noise" read as a
+# difference too small to tell, of two runs that make the same predictions)
+NO_CHANGE = " no change (same predictions)"
+
+
 def _delta_cell(delta: float | None, interval: list | None, changed: list[int] | None = None,
                 beyond: bool | None = None, p_value: float | None = None, weighted: bool = False) -> str:
-    """``+1.20`` or, with an interval, ``+1.20 [+0.40, +2.00]`` and ``within noise`` when it holds 0, or when the
+    """``+1.20`` or, with an interval, ``+1.20 [+0.40, +2.00]`` and ``within noise`` when it holds 0 (``no change``
+    where it is the point 0: one probe's predictions twice), or when the
     images that changed (``changed``, [other better, base better]) do not lean that way beyond chance (``beyond``
     false, exact test ``p_value``: CompareClass.beyond_noise); beyond noise, those images and their test too."""
     if interval is None or delta is None or None in interval:
         return signed_points(delta, 2)
     lo, hi = interval
     cell = f"{signed_points(delta, 2)} [{signed_points(lo, 2)}, {signed_points(hi, 2)}]"
+    if delta == lo == hi == 0:  # pinned: the runs are one probe (predictions._same_predictions), nothing to weigh
+        return cell + NO_CHANGE
     if lo <= 0 <= hi:
         return cell + " within noise"
     # "10 better, 20 worse" beside a gain read as a contradiction where the test weighs each image 1/n of its

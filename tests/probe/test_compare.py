@@ -996,3 +996,21 @@ def test_a_terminal_table_without_a_class_that_changed_prints_only_its_sentence(
     # no empty table above it: neither its title nor its header row
     assert "per class" not in text and "Δ points [95% interval]" in text.split("test accuracy")[1]
     assert not any(line.split()[:2] == ["class", "group"] for line in text.splitlines())
+
+
+def test_runs_of_the_same_predictions_say_no_change_not_within_noise():
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 20)
+    predicted = labels.copy()
+    predicted[::7] = 0
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base = _rep("erm", [1.0, 17 / 20, 17 / 20], groups, 54 / 60)
+    one = Predictions(labels, predicted[None], np.full(60, 0.9))
+    cmp = compare_reports(base, base, (one, one))
+    text = format_comparison(cmp, width=160)
+    # every interval pinned at 0: the runs are one probe, so each row says so, none "within noise"
+    assert "within noise" not in text.split("test accuracy (%), seed means")[1]
+    rows = [line for line in text.splitlines() if "+0.00 [+0.00, +0.00]" in line]
+    assert len(rows) == 6 + 3 and all(line.endswith("+0.00 [+0.00, +0.00] no change (same predictions)")
+                                      for line in (row.rstrip() for row in rows))
