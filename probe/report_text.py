@@ -195,8 +195,9 @@ def format_report(report: Report, *, width: int = REPORT_WIDTH, max_classes: int
     ci = worst_class_ci(report.per_class, wc.name)
     console.print(f"worst class (seed mean): {wc.label()} {percent(wc.accuracy)}%"
                   + (f" {interval_text(ci)}" if ci else "")
-                  + f"{shipped_worst_text(report.per_class, len(report.seeds.values), '%')}   "
-                  f"spread of the per-class accuracies: std {percent(summary.per_class_std)} points (seed mean)")
+                  + shipped_worst_text(report.per_class, len(report.seeds.values), '%'))
+    # a line of its own: joined to the worst class's by three spaces it read as two lines run together (a review)
+    console.print(f"spread of the per-class accuracies: std {percent(summary.per_class_std)} points (seed mean)")
     console.print(f"output margin P(y|x) − max P(y'|x): easy {number_text(gm.easy)}, medium {number_text(gm.medium)}, "
                   f"hard {number_text(gm.hard)}")
     ideal = summary.ideal_class_margin_deg  # none where the simplex does not fit: "—", no degree sign (a re-test)

@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -888,3 +889,10 @@ def test_a_prose_column_never_cuts_a_class_name():
     text = console.export_text()
     assert max(map(len, text.splitlines())) <= 120 and "…" not in text
     assert all(f"square_{i}_hstripes" in text and f"triangle_{i}_hstripes" in text for i in range(3))
+
+
+def test_the_spread_of_the_class_accuracies_is_a_line_of_its_own_under_the_worst_class():
+    lines = [line.rstrip() for line in format_report(_report()).splitlines()]
+    worst = next(i for i, line in enumerate(lines) if line.startswith("worst class (seed mean): "))
+    assert "spread" not in lines[worst] and not lines[worst].endswith(" ")
+    assert re.fullmatch(r"spread of the per-class accuracies: std \d+\.\d\d points \(seed mean\)", lines[worst + 1])
