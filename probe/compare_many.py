@@ -14,7 +14,8 @@ from typing import Optional
 
 from pydantic import BaseModel, Field
 
-from .compare import Comparison, metric_title
+from .compare import UNPAIRED, Comparison, metric_title
+from .names import listed
 from .numbers import percent, signed_points
 from .report import Num, Report, interval_text
 from .report_text import COMPARE_WIDTH, print_table, text_console
@@ -117,6 +118,18 @@ def _time_note(comparisons: list[Comparison]) -> str:
                                                              f"{', '.join(other)}" if other else "") + ".")
 
 
+def _interval_words(comparisons: list[Comparison]) -> str:
+    """Which 95 % interval each delta has, comparison by comparison: paired, or unpaired where a comparison's test
+    images could not be matched (``Comparison.pairing``; "paired" of every run had read as of an unpaired one too)."""
+    unpaired = [c.other or "?" for c in comparisons if c.pairing == UNPAIRED]
+    if not unpaired:
+        return "its 95 % paired interval"
+    why = "test images could not be matched image by image: each run's resampled apart, no sign-flip test"
+    if len(unpaired) == len(comparisons):
+        return f"its 95 % unpaired interval (the runs' {why})"
+    return f"its 95 % paired interval, but unpaired for {listed(unpaired, len(unpaired))} (its {why})"
+
+
 def compare_many(comparisons: list[Comparison], warnings: Optional[list[RunWarning]] = None) -> ManyComparison:
     """The rows of several pairwise comparisons with one base run (each :func:`probe.compare.compare_reports` of a
     run against the same base, in the order given), with the runs' ``warnings`` (:func:`run_warnings`)."""
@@ -131,7 +144,7 @@ def compare_many(comparisons: list[Comparison], warnings: Optional[list[RunWarni
     first = comparisons[0]
     runs = _runs_text(len(comparisons))
     note = (f"{runs}, each against the base {first.base}: {first.grouping.note}. Each delta in "
-            f"points with its 95 % paired interval; 'gain' or 'loss': beyond noise, its images' sign-flip test "
+            f"points with {_interval_words(comparisons)}; 'gain' or 'loss': beyond noise, its images' sign-flip test "
             f"Holm-corrected over the {runs} (the intervals are not). The worst class is each run's "
             "own; where they are two classes no paired test applies. Every class and each pair's own tests: "
             "mr2probe compare RUN_A RUN_X. " + _time_note(comparisons))

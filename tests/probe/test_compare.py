@@ -1014,3 +1014,21 @@ def test_runs_of_the_same_predictions_say_no_change_not_within_noise():
     rows = [line for line in text.splitlines() if "+0.00 [+0.00, +0.00]" in line]
     assert len(rows) == 6 + 3 and all(line.endswith("+0.00 [+0.00, +0.00] no change (same predictions)")
                                       for line in (row.rstrip() for row in rows))
+
+
+def test_several_runs_say_which_comparison_s_intervals_are_unpaired():
+    from probe.compare_many import compare_many, format_many
+
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base = _rep("erm", [0.9, 0.7, 0.5], groups, 0.70)
+    one, two = (compare_reports(base, _rep(run, [0.8, 0.7, 0.6], groups, 0.70)) for run in ("mr2", "dro"))
+    one.pairing, two.pairing = "rows", "unpaired"
+
+    def note(comparisons):
+        return " ".join(format_many(compare_many(comparisons), width=200).split())
+
+    assert "Each delta in points with its 95 % paired interval; 'gain'" in note([one, one])
+    assert ("Each delta in points with its 95 % paired interval, but unpaired for dro (its test images could not "
+            "be matched image by image: each run's resampled apart, no sign-flip test); 'gain'") in note([one, two])
+    assert ("Each delta in points with its 95 % unpaired interval (the runs' test images could not be matched "
+            "image by image: each run's resampled apart, no sign-flip test); 'gain'") in note([two, two])
