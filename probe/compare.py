@@ -17,7 +17,8 @@ from .names import listed, repeated
 from .numbers import percent, signed_points
 from .predictions import BY_ROWS, PREDICTIONS_FILE, match_images
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
-from .report_text import COMPARE_WIDTH, TERMINAL_CLASSES, class_table, print_table, text_console
+from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
+                          text_console)
 from .seed_spread import add_seed_spreads
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
@@ -919,22 +920,47 @@ def format_comparison(comparison: Comparison, *, width: int = COMPARE_WIDTH,
     """Terminal table of a :func:`compare_reports` result (accuracies in %, deltas in points, with their 95 %
     paired intervals when the runs stored their test predictions); the per-class table lists every class up to
     ``max_classes``, else those whose accuracy changed most (None: every class)."""
-    from rich import box
-    from rich.table import Table
-
     console = text_console(width)
     for label, text in comparison_facts(comparison):
         console.print(text if label == "compared" else f"{label}: {text}")
-    table = Table(title=metric_title(comparison), box=box.SIMPLE)
-    for col in METRIC_HEADER:
-        table.add_column(col, justify="left" if col == "metric" else "right")
-    for row in metric_rows(comparison):
-        table.add_row(*row)
-    console.print(table)
+    # in parts of the columns that fit, as the report's tables (print_class_table): rich had wrapped the intervals
+    # of a 110-column table at 80 columns, and the terminal the lines it printed at 110
+    columns = [(col, "left" if col == "metric" else "right") for col in METRIC_HEADER]
+    rows, sections = _delta_lines(columns, metric_rows(comparison), width)
+    print_class_table(console, metric_title(comparison), columns, rows, width, sections=sections)
     rows, caption = class_rows(comparison, max_classes, own_intervals=False)
     if not rows:  # no class changed past max_classes: the sentence alone (an empty table's header read as lost rows)
         console.print(caption)
         return console.export_text()
-    print_table(console, class_table("per class", [(col, "left" if col in ("class", "group") else "right")
-                                                   for col in CLASS_HEADER], rows, width, caption), width)
+    columns = [(col, "left" if col in ("class", "group") else "right") for col in CLASS_HEADER]
+    rows, sections = _delta_lines(columns, rows, width)
+    print_class_table(console, "per class", columns, rows, width, caption, sections=sections)
     return console.export_text()
+
+
+def _delta_lines(columns, rows: list[list[str]], width: int) -> tuple[list[list[str]], bool]:
+    """``rows`` (of a table of ``columns``) with their last cell, a :func:`_delta_cell`, whole where the table fits
+    ``width`` in one part (:func:`~probe.report_text.column_parts`), else broken after its interval where that makes
+    it fit (a delta beside its accuracies reads better on two lines than in another table), else on as few lines as
+    let its column fit on its own (:func:`~probe.report_text.fits_alone`): broken after its interval, then before
+    the images' test too (a number is never broken from its interval); and whether any was broken."""
+    from rich.cells import cell_len
+
+    for level in range(2):
+        broken = [[*row[:-1], _broken_delta(row[-1], level)] for row in rows]
+        if len(column_parts(columns, broken, width)) == 1:
+            return broken, level > 0
+    for level in range(3):
+        broken = [[*row[:-1], _broken_delta(row[-1], level)] for row in rows]
+        if fits_alone(max(cell_len(line) for row in broken for line in row[-1].split("\n")), width):
+            break
+    return broken, level > 0
+
+
+def _broken_delta(cell: str, level: int) -> str:
+    """A :func:`_delta_cell` with a line break after its interval (``level`` 1) and before its images' test (2)."""
+    if level >= 1:
+        cell = cell.replace("] ", "]\n", 1)
+    if level >= 2:
+        cell = cell.replace(" (", "\n(", 1)
+    return cell

@@ -18,7 +18,7 @@ from .compare import UNPAIRED, Comparison, metric_title
 from .names import listed
 from .numbers import percent, signed_points
 from .report import Num, Report, interval_text
-from .report_text import COMPARE_WIDTH, print_table, text_console
+from .report_text import COMPARE_WIDTH, print_class_table, text_console
 from .selection import SIGN_TEST_ALPHA
 from .uncertainty import holm
 
@@ -212,21 +212,17 @@ def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
 def format_many(many: ManyComparison, *, width: int = COMPARE_WIDTH) -> str:
     """Terminal table of :func:`compare_many`: what was compared and the probes, then one row per run with its
     deltas against the base, then the base's own accuracies."""
-    from rich import box
-    from rich.table import Table
-
     console = text_console(width)
     facts = many_facts(many)
     console.print(facts[0][1])
     console.print(f"probes: base {many_name(many, many.base)}: {many.base_probe or '?'}")
     for row in many.rows:  # one a line, under the base's
         console.print(f"        {many_name(many, row.run)}: {row.probe or '?'}")
-    table = Table(title=f"Δ points against {many.base} [95 % interval]; {many.title}", box=box.SIMPLE)
-    for col in MANY_HEADER:
-        table.add_column(col, justify="left" if col == "run" else "right", overflow="fold")
-    for row in many_rows(many):
-        table.add_row(*row, end_section=True)
-    print_table(console, table, width)
+    # in parts of the columns that fit, as the report's tables: folded into 110 columns, the table printed lines of
+    # 110 on an 80-column terminal
+    print_class_table(console, f"Δ points against {many.base} [95 % interval]; {many.title}",
+                      [(col, "left" if col == "run" else "right") for col in MANY_HEADER], many_rows(many), width,
+                      sections=True)
     for label, text in facts[2:]:  # the base's accuracies, then the runs' warnings
         console.print(f"{label}: {text}")
     return console.export_text()

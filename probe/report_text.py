@@ -25,7 +25,9 @@ TERMINAL_CLASSES = 40
 SEED_WORST_HEADER = "worst class of each seed"
 # Columns of the terminal views, at the least (app.commands.terminal_width widens them on a wider terminal)
 REPORT_WIDTH = 120  # format_report
-REPORT_LEAST_WIDTH = 80  # the narrowest terminal format_report fits every line of (the CLI prints no narrower)
+# the narrowest terminal format_report, format_comparison and format_many fit every line of (the CLI prints no
+# narrower)
+LEAST_WIDTH = 80
 COMPARE_WIDTH = 110  # compare.format_comparison, compare_many.format_many
 
 
@@ -301,8 +303,10 @@ def _needs(columns, rows: list[list[str]]) -> tuple[list[bool], list[int]]:
 
     prose = [i > 0 and justify == "left" and any(" " in row[i] for row in rows) for i, (_, justify) in
              enumerate(columns)]
-    # a prose column needs its widest entry (it wraps between entries only): '1 (2.4)' was broken over two lines
-    need = [max([cell_len(part) for row in rows for part in (_ENTRY_END.split(row[i]) if prose[i] else [row[i]])]
+    # a prose column needs its widest entry (it wraps between entries only): '1 (2.4)' was broken over two lines;
+    # another its widest line (a delta over its interval, compare_many's cells)
+    need = [max([cell_len(part) for row in rows
+                 for part in (_ENTRY_END.split(row[i]) if prose[i] else row[i].split("\n"))]
                 + [max(map(cell_len, header.split()))]) for i, (header, _) in enumerate(columns)]
     return prose, need
 
@@ -332,13 +336,21 @@ def _least_width(prose: list[bool], need: list[int], name_width: int) -> int:
             + 3 * len(need) + 1)
 
 
-def class_table(title: str, columns, rows: list[list[str]], width: int, caption: str | None = None):
+def fits_alone(need: int, width: int) -> bool:
+    """Whether a column ``need`` cells wide fits ``width`` beside the class names at their narrowest (12 cells): a
+    part of its own (:func:`column_parts`) is printed within ``width``."""
+    return _least_width([False, False], [0, need], 12) <= width
+
+
+def class_table(title: str, columns, rows: list[list[str]], width: int, caption: str | None = None,
+                sections: bool = False):
     """A rich table, ``width`` columns wide at most, whose first column is the class name and ``columns`` its
     ``(header, justify)``: each number column as wide as its widest cell (no number is ever cut), the names cut in
     their middle (:func:`cut_name`) to the width left, between 12 and :data:`NAME_COLUMN`, never wrapped; a prose
     column (left-justified, not the first) takes what remains and wraps. Rich had given a 1,000-class run's name
     column 7 characters beside roomy number columns, every name wrapped onto up to ten lines, and cut 'Pullover' to
-    'Pullov…' at 120 columns (new-user and scale rounds)."""
+    'Pullov…' at 120 columns (new-user and scale rounds). ``sections``: a rule under each row (rows of cells of
+    two lines)."""
     from rich import box
     from rich.table import Table
 
@@ -359,7 +371,8 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
             # column first, min_width put it back, and the last column was cut off whole ('smp mean' as 'sm')
             table.add_column(header, justify=justify, min_width=need[i], no_wrap=any(" " in row[i] for row in rows))
     for row, name in zip(rows, cut_names([row[0] for row in original], name_width)):
-        table.add_row(name, *(_wrap_entries(cell, room[i]) if prose[i] else cell for i, cell in enumerate(row[1:], 1)))
+        table.add_row(name, *(_wrap_entries(cell, room[i]) if prose[i] else cell for i, cell in enumerate(row[1:], 1)),
+                      end_section=sections)
     # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'
     # numbers with no mark (-0.087 read -0.08, 'smp mean' 'sm mea'; a new-user round): print_table widens to it
     table.needed_width = _least_width(prose, need, name_width)
@@ -382,7 +395,7 @@ def column_parts(columns, rows: list[list[str]], width: int) -> list[list[int]]:
 
 
 def print_class_table(console, title: str, columns, rows: list[list[str]], width: int,
-                      caption: str | None = None) -> None:
+                      caption: str | None = None, sections: bool = False) -> None:
     """Print a :func:`class_table` within ``width``: where its columns need more, as consecutive tables of the
     columns that fit (:func:`column_parts`), each repeating the class names, titled "(1/2)", "(2/2)", the caption
     under the last: a table as wide as its numbers wrapped every row of the terminal instead."""
@@ -390,7 +403,7 @@ def print_class_table(console, title: str, columns, rows: list[list[str]], width
     for k, part in enumerate(parts, 1):
         print_table(console, class_table(
             title if len(parts) == 1 else f"{title} ({k}/{len(parts)})", [columns[0], *(columns[i] for i in part)],
-            [[row[0], *(row[i] for i in part)] for row in rows], width), width)
+            [[row[0], *(row[i] for i in part)] for row in rows], width, sections=sections), width)
     if caption:  # at the console's width: as a table's caption it wrapped to a narrow table's (the geometry's)
         console.print(caption)
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from probe import format_comparison
     from probe.export import COMPARE_FORMATS, runs_context
-    from probe.report_text import COMPARE_WIDTH, TERMINAL_CLASSES
+    from probe.report_text import COMPARE_WIDTH, LEAST_WIDTH, TERMINAL_CLASSES
     from probe.rundir import read_run
 
     check_export_arguments(args)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_document(comparison.model_dump_json(indent=2))
         return 0
-    width = terminal_width(COMPARE_WIDTH)
+    width = terminal_width(COMPARE_WIDTH, LEAST_WIDTH)
     print(format_comparison(comparison, width=width, max_classes=limit))
     # the runs' own warnings, as the exports carry them (a user choosing in the terminal saw none; a new-user round),
     # wrapped at the comparison's width (each was one line of 300 to 400 characters under it)
@@ -112,7 +112,7 @@ def _compare(args: argparse.Namespace, base, other_dir: str, other):
 def _many(args: argparse.Namespace) -> int:
     """Several runs against the base: one row each (:mod:`probe.compare_many`), then each run's warnings."""
     from probe.compare_many import format_many
-    from probe.report_text import COMPARE_WIDTH
+    from probe.report_text import COMPARE_WIDTH, LEAST_WIDTH
     from probe.rundir import read_run
 
     seen: dict = {}
@@ -137,7 +137,7 @@ def _many(args: argparse.Namespace) -> int:
 
         write_document(MANY_FORMATS[args.format](many), args.out)
         return 0
-    print(format_many(many, width=terminal_width(COMPARE_WIDTH)))  # the warnings under the table
+    print(format_many(many, width=terminal_width(COMPARE_WIDTH, LEAST_WIDTH)))  # the warnings under the table
     return 0
 
 

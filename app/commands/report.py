@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from probe import format_report, load_report, report_csv, report_json
-    from probe.report_text import REPORT_LEAST_WIDTH, REPORT_WIDTH
+    from probe.report_text import LEAST_WIDTH, REPORT_WIDTH
     from probe.export import EXPORT_FORMATS
     from probe.report_text import TERMINAL_CLASSES
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.csv:
         print_document(report_csv(report), end="")
     else:
-        print(format_report(report, width=terminal_width(REPORT_WIDTH, REPORT_LEAST_WIDTH),
+        print(format_report(report, width=terminal_width(REPORT_WIDTH, LEAST_WIDTH),
                            max_classes=None if args.all_classes else TERMINAL_CLASSES))
     return 0
 

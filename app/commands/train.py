@@ -288,7 +288,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from feature_cache import open_cache
     from probe import format_report, load_report, run_probe
-    from probe.report_text import REPORT_LEAST_WIDTH, REPORT_WIDTH
+    from probe.report_text import LEAST_WIDTH, REPORT_WIDTH
 
     from ..validation import describe_invalid
 
@@ -317,6 +317,6 @@ def _train(args: argparse.Namespace) -> int:
                   tune_allocator=True)  # a process of its own: keep freed memory (probe.allocator)
     finally:
         bar.close()
-    print(format_report(load_report(args.out), width=terminal_width(REPORT_WIDTH, REPORT_LEAST_WIDTH)))
+    print(format_report(load_report(args.out), width=terminal_width(REPORT_WIDTH, LEAST_WIDTH)))
     print(f"run written to {args.out}")
     return 0

@@ -457,10 +457,10 @@ def test_terminal_tables_take_a_wide_terminals_width(erm_dir, capsys, monkeypatc
         assert terminal_width(120) == width, columns
 
 
-def test_report_at_an_80_column_terminal_prints_every_line_within_80(erm_dir, capsys, monkeypatch):
+def test_report_at_an_80_column_terminal_prints_every_line_within_80(erm_dir, capsys, monkeypatch, tmp_path):
     """COLUMNS=80 printed the report at 120 columns, every long line wrapped by the terminal, though format_report
     fits every line at 80 (tests/probe/test_per_class_intervals.py): the report takes a terminal of 80 columns or
-    more, the comparison views still none below their own width."""
+    more, and so does compare (its tables had kept 110 columns: tests/probe/test_compare.py)."""
     from app.commands import terminal_width
     from probe.report_text import COMPARE_WIDTH
 
@@ -469,6 +469,11 @@ def test_report_at_an_80_column_terminal_prints_every_line_within_80(erm_dir, ca
         assert main(["report", str(erm_dir)]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert max(map(len, lines)) <= columns and max(map(len, lines)) > columns - 10
+        copies = [shutil.copytree(erm_dir, tmp_path / f"copy{columns}_{k}") for k in (1, 2)]
+        for runs in ([erm_dir, copies[0]], [erm_dir, *copies]):  # one comparison, and several
+            assert main(["compare", *map(str, runs)]) == 0
+            lines = capsys.readouterr().out.splitlines()
+            assert max(map(len, lines)) <= columns and max(map(len, lines)) > columns - 10
     monkeypatch.setenv("COLUMNS", "60")
     assert terminal_width(120, 80) == 80 and terminal_width(COMPARE_WIDTH) == COMPARE_WIDTH
 

@@ -1032,3 +1032,38 @@ def test_several_runs_say_which_comparison_s_intervals_are_unpaired():
             "be matched image by image: each run's resampled apart, no sign-flip test); 'gain'") in note([one, two])
     assert ("Each delta in points with its 95 % unpaired interval (the runs' test images could not be matched "
             "image by image: each run's resampled apart, no sign-flip test); 'gain'") in note([two, two])
+
+
+def test_compare_and_compare_of_several_runs_fit_every_line_in_the_width_without_breaking_a_number():
+    """COLUMNS=80 printed compare's tables 110 columns wide (and the terminal wrapped each line): in parts of the
+    columns that fit, as the report's, each delta whole with its interval on one line."""
+    import re
+
+    from probe.compare import class_rows, metric_rows
+    from probe.compare_many import compare_many, format_many
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 100)
+    base_pred = labels.copy()
+    base_pred[200:250] = 0
+    other_pred = base_pred.copy()
+    other_pred[200:230] = 2
+    other_pred[100:104] = 0                  # class b: 4 images lost, within noise with its test
+    conf = np.full(300, 0.9)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base = _rep("erm", [1.0, 1.0, 0.5], groups, 5 / 6)
+    other = _rep("dro", [1.0, 0.96, 0.8], groups, 0.92)
+    cmp = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
+                                        Predictions(labels, other_pred[None], conf)))
+    deltas = [re.match(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", row[-1]).group()
+              for row in metric_rows(cmp) + class_rows(cmp)[0]]
+    assert len(deltas) == 6 + 3
+    for width in (80, 90, 110, 140):
+        for text in (format_comparison(cmp, width=width), format_many(compare_many([cmp, cmp]), width=width)):
+            lines = text.splitlines()
+            assert max(map(len, lines)) <= width, (width, max(lines, key=len))
+        one = format_comparison(cmp, width=width)
+        assert all(any(delta in line for line in one.splitlines()) for delta in deltas), width
+        # compare_many's cells: each delta's interval whole on its line
+        many = format_many(compare_many([cmp, cmp]), width=width)
+        assert re.search(r"\[\+\d+\.\d, \+\d+\.\d\]", many) and not re.search(r"\[[+-]\d+\.\d,\s*$", many, re.M)
