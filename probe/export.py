@@ -324,9 +324,20 @@ def _html_table(header: list[str], rows: list[list[str]], written: tuple[str, ..
     round). The cells of the ``written`` columns are HTML already (:func:`_isolated` names); the others are escaped."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     raw = [h in written for h in header]
-    body = "".join("<tr>" + "".join(f"<td>{c if r else html.escape(c)}</td>" for c, r in zip(row, raw)) + "</tr>"
-                   for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{c if r else _whole_numbers(html.escape(c))}</td>" for c, r in zip(row, raw))
+                   + "</tr>" for row in rows)
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+_NUMBER = r"[+-]?\d[\d,]*(?:\.\d+)?"
+_WITH_INTERVAL = re.compile(rf"(?:{_NUMBER} )?\[{_NUMBER}, {_NUMBER}\]")  # "71.43 [30.3, 94.9]", "[0.0, 80.2]"
+
+
+def _whole_numbers(cell: str) -> str:
+    """``cell`` (escaped HTML) with each number and its interval in a span that does not wrap (``.n``): a narrow
+    column broke "[0.0, 80.2]" over two lines as "[0.0," and "80.2]" (a review), where names and words around
+    them still wrap."""
+    return _WITH_INTERVAL.sub(lambda m: f'<span class="n">{m.group()}</span>', cell)
 
 
 PAGE_WIDTH = 980  # px: the HTML exports' body, which every chart drawn in it fits
@@ -347,6 +358,8 @@ _STYLE = (f"body{{font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px;marg
           # a long class name wraps in its column; numbers and words elsewhere stay whole (every cell wrapping
           # anywhere squeezed the per-class table to 62 px names and "0./00/0"; a re-test)
           "td:first-child{overflow-wrap:anywhere;min-width:10em}"
+          # a number and its interval stay on one line (_whole_numbers)
+          ".n{white-space:nowrap}"
           ".wide{overflow-x:auto;max-width:100%}"
           # a long name without spaces in a sentence or a heading breaks where it must, not past the body
           "h1,h2,p,li{overflow-wrap:anywhere}")

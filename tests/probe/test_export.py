@@ -538,3 +538,38 @@ def test_the_html_most_confused_table_isolates_each_class_name_from_its_count(re
     page = report_html(wide)
     assert "<td><bdi>فئة عربية 2</bdi> (4), <bdi>c7 &lt;i&gt;</bdi> (1)</td>" in page
     assert "<i>" not in page and "<bdi>" not in report_markdown(wide)
+
+
+def test_html_keeps_each_number_with_its_interval_on_one_line_while_names_and_confusions_wrap(report):
+    """The per-class table broke intervals across lines ("[0.0," over "80.2]"): each number with its interval is
+    a span that does not wrap; the name column and the confusions, outside any such span, still wrap."""
+    from probe.numbers import interval_text
+
+    page = report_html(report)
+    assert ".n{white-space:nowrap}" in page and "td{white-space" not in page
+    table = page[page.index("<th>class</th>"):]
+    table = table[table.index("<tbody>"):table.index("</table>")]
+    row = next(r for r in report["per_class"] if r["name"] == "car")
+    cells = re.search(r"<tr><td>car</td>(.*?)</tr>", table).group(1)
+    shipped = f'{percent(row["accuracy_per_seed"][0])} {interval_text(row["shipped_accuracy_ci"])}'
+    assert f'<td><span class="n">{shipped}</span></td>' in cells and re.fullmatch(r"\S+ \[\S+, \S+\]", shipped)
+    # every interval of the table sits in such a span, none outside one
+    text = re.sub(r'<span class="n">[^<]*</span>', "", table)
+    assert table.count('<span class="n">') >= 6 * 6 and not re.search(r"\[[+-]?\d", text)
+    assert "<bdi>" in text  # the confusions, names in running text, stay outside: they wrap
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/bin/chromium").exists(), reason="browser test: no chromium")
+def test_html_intervals_are_laid_out_on_one_line_in_a_narrow_browser(report, tmp_path):
+    """Headless Chromium, 700 px wide, lays the page out: no number-and-interval span takes two lines (the
+    per-class table's intervals did, "[0.0," over "80.2]")."""
+    import subprocess
+
+    script = ('<script>{const s=[...document.querySelectorAll("td .n")];document.body.setAttribute("data-broken",'
+              's.filter(e=>e.getClientRects().length>1).length+"/"+s.length);}</script>')
+    page = tmp_path / "report.html"
+    page.write_text(report_html(report).replace("</body>", script + "</body>"), encoding="utf-8")
+    dom = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=700,900",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    broken, spans = re.search(r'data-broken="(\d+)/(\d+)"', dom).groups()
+    assert broken == "0" and int(spans) >= 36
