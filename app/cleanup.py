@@ -2,8 +2,8 @@
 
 Runs while the job worker holds the data directory and before it dispatches anything (``JobRunner.start``):
 upload directories of no data set (an upload cut off by SIGKILL), partial / lock files of extractions
-that no resumable job will continue, the temporary file of a cache whose writer was killed while it wrote it, and
-an archive decompressed to the temporary folder by a process that was killed.
+that no resumable job will continue, the temporary file of a cache or of a label-issues result whose writer was
+killed while it wrote it, and an archive decompressed to the temporary folder by a process that was killed.
 Each removal is logged.
 """
 from __future__ import annotations
@@ -103,6 +103,22 @@ def _fill_extractors(store: Store) -> None:
             store.set_cache_extractor(row["id"], extractor)
 
 
+def _orphaned_results(store: Store, settings: Settings) -> list[Path]:
+    """The temporary files (:func:`probe.files.temporary_name`) that killed label-issues jobs left in the
+    ``label_issues`` folders of the runs' folders, recorded ones (a run registered by path too) and those under
+    ``runs/``: no later write has that job's name, so none would remove them."""
+    from feature_cache import orphaned_temporaries
+
+    from .label_issues_job import RESULTS_DIR
+
+    runs = {Path(path) for path in store.run_paths()}
+    if settings.runs_dir.is_dir():
+        runs |= {folder for folder in settings.runs_dir.iterdir() if not folder.is_symlink()}
+    folders = [run / RESULTS_DIR for run in sorted(runs)]
+    return [tmp for folder in folders if folder.is_dir() and not folder.is_symlink()
+            for tmp in orphaned_temporaries(folder)]
+
+
 def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
     """Remove orphaned uploads and stale extraction files; returns what was removed."""
     from feature_cache import discard_partial, orphaned_temporaries
@@ -134,6 +150,10 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             tmp.unlink(missing_ok=True)
             logger.warning("removed %s: a cache file its writer did not finish", tmp)
             removed.append(tmp)
+    for tmp in _orphaned_results(store, settings):
+        tmp.unlink(missing_ok=True)
+        logger.warning("removed %s: a label-issues result its writer did not finish", tmp)
+        removed.append(tmp)
     _fill_extractors(store)
     for folder in abandoned_runs(store, settings):
         remove_under(folder, settings.runs_dir)  # a link alone, never what it points to

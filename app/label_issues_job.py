@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probe.files import atomic_write
 from probe.label_issues import DEFAULT_METHOD, METHODS, weak_refit_caution
 from probe.numbers import percent
 
@@ -42,20 +43,17 @@ def result_file(run_dir: str | Path, job_id: str) -> Path:
     return Path(run_dir) / RESULTS_DIR / f"{job_id}.json"
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
-
-
 def index_file(path: Path) -> Path:
     """The index beside result file ``path`` (``<job id>.index.npz``): where each row's line lies, and its label."""
     return path.with_name(path.name.removesuffix(".json") + ".index.npz")
 
 
 def _remove(settings: Settings, path: Path) -> None:
-    """The result file, its index and their temporary ones, only under the service's runs folder."""
+    """The result file and its index, only under the service's runs folder (a failed write removes its own
+    temporary file: :func:`probe.files.atomic_write`; a killed one's, the start-up sweep)."""
     from .removal import remove_under
 
-    for each in (path, _partial(path), index_file(path), _partial(index_file(path))):
+    for each in (path, index_file(path)):
         remove_under(each, settings.runs_dir)
 
 
@@ -67,16 +65,6 @@ def _fold_progress(ctx: JobContext):
         ctx.check_stop()
 
     return hook
-
-
-def _write_replacing(path: Path, write) -> None:
-    """``write(file)`` into a temporary file renamed over ``path`` once complete: whole or not at all."""
-    tmp = _partial(path)
-    with open(tmp, "wb") as out:
-        write(out)
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
 
 
 def _write(path: Path, document: dict[str, Any]) -> None:
@@ -94,13 +82,20 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     head = json.dumps({**{k: v for k, v in document.items() if k != "rows"}, "rows": []})[:-len("]}")] + "\n"
     lines = [json.dumps(row) for row in document["rows"]]  # ASCII (ensure_ascii): a character is a byte
     ends = len(head) + np.cumsum([len(line) + 2 for line in lines], dtype=np.int64) - 2  # each line, then ",\n"
-    _write_replacing(path, lambda out: out.write((head + ",\n".join(lines) + "\n]}").encode("ascii")))
+    atomic_write(path, lambda name: Path(name).write_bytes((head + ",\n".join(lines) + "\n]}").encode("ascii")))
     written = path.stat()
     labels = _labels(document["class_names"], (row["true"] for row in document["rows"]))
     spans = np.stack([ends - [len(line) for line in lines], ends], axis=1).reshape(-1, 2)
-    _write_replacing(index_file(path), lambda out: np.savez(
-        out, spans=spans, labels=labels,
-        described=np.array([written.st_size, written.st_mtime_ns, len(head)], dtype=np.int64)))
+    described = np.array([written.st_size, written.st_mtime_ns, len(head)], dtype=np.int64)
+    atomic_write(index_file(path), lambda name: _savez(name, spans=spans, labels=labels, described=described))
+
+
+def _savez(name: str, **arrays: Any) -> None:
+    """``np.savez`` to the file ``name`` itself: given a name, it appends '.npz' to one without it (a temporary's)."""
+    import numpy as np
+
+    with open(name, "wb") as out:
+        np.savez(out, **arrays)
 
 
 def request_method(request: dict[str, Any]) -> str:

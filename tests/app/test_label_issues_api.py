@@ -2,6 +2,7 @@
 configuration k-fold in the worker and stores its ranked rows; GET /api/runs/{id}/label-issues reads them."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +138,13 @@ def test_a_label_issues_job_on_a_full_disk_says_so_as_other_jobs_do(fresh_finish
     import errno
 
     import app.label_issues_job
+    from probe.files import atomic_write
 
-    def full(path, write):
-        path.with_name(path.name + ".tmp").write_bytes(b"half")
+    def half(name):
+        Path(name).write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(app.label_issues_job, "_write_replacing", full)
+    monkeypatch.setattr(app.label_issues_job, "atomic_write", lambda path, write: atomic_write(path, half))
     client = fresh_finished.client
     run = client.app.state.store.get_run(fresh_finished.erm)
     job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
@@ -697,3 +699,50 @@ def test_a_run_whose_old_report_records_no_features_is_a_404_that_advises_no_ref
     assert none.status_code == 404, none.text
     assert none.json()["detail"] == f"run {run['id']!r} has no likely wrong labels found yet: {NO_FEATURES}"
     assert '"kind": "label_issues"' not in none.json()["detail"]
+
+
+def test_a_result_and_its_index_are_written_as_every_other_file_is(tmp_path, monkeypatch):
+    """The job wrote through a copy of probe.files.atomic_write with a fixed '<name>.tmp' (two writers of one
+    result shared it) and no sync of the folder after the rename (a power loss could lose the rename). Each file
+    goes through a unique hidden temporary name (probe.files.temporary_name) and the folder is synced after it."""
+    import json
+
+    import probe.files
+    from app.label_issues_job import _write, index_file, result_file
+    from probe.files import temporary_of
+
+    target = result_file(tmp_path / "run_1", "job_1")
+    target.parent.parent.mkdir()
+    replaced, synced = [], []
+    real_replace, real_sync = os.replace, probe.files.sync
+    monkeypatch.setattr(os, "replace", lambda src, dst: (replaced.append((Path(src), Path(dst))),
+                                                          real_replace(src, dst))[1])
+    monkeypatch.setattr(probe.files, "sync", lambda path: (synced.append(Path(path)), real_sync(path))[1])
+    _write(target, {"class_names": ["a"], "rows": [{"row": 0, "true": "a"}]})
+    assert [dst for _, dst in replaced] == [target, index_file(target)]
+    assert [temporary_of(src) for src, _ in replaced] == [target.name, index_file(target).name]
+    assert synced.count(target.parent) == 2
+    assert json.loads(target.read_text())["rows"] == [{"row": 0, "true": "a"}]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["job_1.index.npz", "job_1.json"]
+
+
+def test_the_start_up_sweep_removes_a_killed_label_issues_writers_temporary_files(tmp_path):
+    """A service killed while a label-issues job wrote its result left the temporary files in the run's
+    label_issues folder for good (no later write has that job's name): the start-up sweep removes those whose
+    writer is gone, and keeps a live writer's and the results."""
+    from app.cleanup import sweep_data_dir
+    from app.config import Settings
+    from app.label_issues_job import result_file
+    from app.store import Store
+
+    settings = Settings(data_dir=tmp_path)
+    store = Store(settings.db_path)
+    folder = result_file(settings.runs_dir / "run_1", "job_1").parent
+    folder.mkdir(parents=True)
+    (folder / "job_0.json").write_text("{}")
+    dead = [folder / ".job_1.json.99999999-0123456789abcdef.tmp", folder / ".job_1.index.npz.99999999-00ff.tmp"]
+    live = folder / f".job_2.json.{os.getpid()}-0123456789abcdef.tmp"
+    for tmp in (*dead, live):
+        tmp.write_text("half")
+    assert sorted(sweep_data_dir(store, settings)) == sorted(dead)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, "job_0.json"])
