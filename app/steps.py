@@ -95,8 +95,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
             extracted; or every one of a class's train or test files failed to decode
             (``feature_cache.extract.check_decodable``, before a cache is written).
     """
-    from feature_cache import (DatasetError, ExtractionCancelled, create_encoder, extract, open_cache,
-                               plan_extraction, rotated_note, skipped_summary)
+    from feature_cache import DatasetError, ExtractionCancelled, create_encoder, extract, open_cache, plan_extraction
     from feature_cache.defaults import DEFAULT_VAL_FRACTION
     from feature_cache.options import cautions
 
@@ -154,15 +153,26 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
         num_features=int(cache.num_features), class_names=list(cache.class_names),
         counts=_jsonable(result.counts), job_id=ctx.job_id, extractor=cache.extractor,
         layout=cache.layout)
-    ctx.message(f"cache {row['id']} {'reused' if result.reused else 'written'}"
+    _say_extracted(ctx, row["id"], result, plan.partial_path.name)
+    ctx.progress(start + span, "features ready")
+    return row
+
+
+def _say_extracted(ctx: JobContext, cache_id: str, result: Any, partial_name: str) -> None:
+    """What an extraction (``result``, feature_cache.ExtractResult) did: the cache, the images encoded, a resumable
+    file it discarded, the files it skipped and the photos whose EXIF rotation it did not apply."""
+    from feature_cache import rotated_note, skipped_summary
+
+    ctx.message(f"cache {cache_id} {'reused' if result.reused else 'written'}"
                 + ("" if result.reused else
                    f" ({result.encoded} of {sum(dict(result.counts).values())} images encoded in this attempt)"))
+    if result.discarded:  # said in the server's log alone, the job read as a plain extraction
+        ctx.message(f"warning: the resumable file {partial_name} {result.discarded} and was discarded: "
+                    f"all {result.encoded} images were encoded again")
     if result.skipped:
         ctx.message(skipped_summary(result.skipped))
     if result.rotated:
         ctx.message(rotated_note(result.rotated))
-    ctx.progress(start + span, "features ready")
-    return row
 
 
 def _say_registered_reused(ctx: JobContext, registered: dict[str, Any]) -> None:

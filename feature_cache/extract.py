@@ -171,6 +171,9 @@ class ExtractResult:
         rotated: the sources of the cache's images that carry an EXIF orientation other than 1, which is not
             applied (:func:`rotated_note`): the cache's ``rotated`` attribute, the same whether this call encoded
             them, resumed or reused the cache (empty for a cache written before the attribute).
+        discarded: why this call discarded the resumable ``<path>.partial`` file it found and encoded every image
+            again (``PartialCache.discarded``: ``could not be read (REASON)``, ``held N images of another
+            request``), or None.
     """
 
     path: Path
@@ -180,6 +183,7 @@ class ExtractResult:
     counts: dict[str, int]
     encoded: int = 0
     rotated: list[str] = field(default_factory=list)
+    discarded: str | None = None
 
 
 @dataclass
@@ -1007,4 +1011,5 @@ def extract(
         skipped, counts = _finish(plan, partial)
         remove_stale_shards(plan.path)  # those a torchrun extraction of it killed part-way left
     logger.info("cache written: %s %s (%d images encoded, %d skipped)", plan.path, counts, encoded, len(skipped))
-    return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded, partial.rotated)
+    return ExtractResult(plan.path, plan.fingerprint, False, skipped, counts, encoded, partial.rotated,
+                         partial.discarded)

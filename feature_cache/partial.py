@@ -91,6 +91,7 @@ class PartialCache:
         self._rotated: list[str] = []
         self._chunks: list[tuple[str, int]] = []  # (split, offset of the record's payload)
         self.digested = True  # every chunk holds its rows' content digests (a log resumed from an older one: not)
+        self.discarded: str | None = None  # why open() discarded the log it found at path (None: none, or resumed)
 
     @classmethod
     def open(cls, path: str | Path, *, attrs: Mapping[str, Any], num_features: int, dtype: str,
@@ -98,7 +99,9 @@ class PartialCache:
         """Open ``path`` to resume when it belongs to ``attrs['fingerprint']``, else start it afresh.
 
         ``foreign``: called with a readable log of another request found at ``path``; an exception it returns is
-        raised and the log kept as it was; else (or without ``foreign``) the log is discarded, said in the log.
+        raised and the log kept as it was; else (or without ``foreign``) the log is discarded, said in the log and
+        in the new log's ``discarded`` (why: ``could not be read (REASON)`` or ``held N images of another request``),
+        for the caller to say.
 
         Raises :class:`~feature_cache.errors.ExtractionBusy` when another process holds it open,
         :class:`~feature_cache.errors.CacheMismatch` when it is a folder.
@@ -108,12 +111,14 @@ class PartialCache:
             # is a caller's mistake, exit 2 (a review round)
             raise CacheMismatch(f"{path} is a folder, not the extraction's resumable partial file: move or remove the "
                                 "folder and run the extraction again.")
+        discarded = None
         if path.exists():
             f = _locked(path)
             try:
                 partial = cls._resume(f, path)
             except _Damaged as exc:
                 logger.warning("discarding unreadable %s (%s); starting again", path, exc)
+                discarded = f"could not be read ({exc})"
             except BaseException:
                 f.close()
                 raise
@@ -127,6 +132,8 @@ class PartialCache:
                     f.close()
                     raise refusal
                 logger.warning("discarding %s: it belongs to another request", path)
+                rows = sum(partial.progress(split)[1] for split in SPLITS)
+                discarded = f"held {rows:,} image{'s' * (rows != 1)} of another request"
             path.unlink()
             f.close()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +145,9 @@ class PartialCache:
         except OSError:
             _close(f)  # its lock too: the next run starts the torn file afresh
             raise
-        return cls(f, path, header)
+        started = cls(f, path, header)
+        started.discarded = discarded
+        return started
 
     @classmethod
     def _resume(cls, f: BinaryIO, path: Path) -> "PartialCache":
@@ -146,6 +155,8 @@ class PartialCache:
         if f.read(len(MAGIC)) != MAGIC:
             raise _Damaged("not a partial extraction file")
         payload = _read_record(f)
+        if payload is None:  # json.loads(None) said 'the JSON object must be str, bytes or bytearray, not NoneType'
+            raise _Damaged("its header is torn or damaged")
         try:
             partial = cls(f, path, json.loads(payload))  # type: ignore[arg-type]
         except (TypeError, ValueError, KeyError) as exc:

@@ -1925,3 +1925,28 @@ def test_a_database_another_process_holds_is_a_503_that_changes_nothing(tmp_path
         other.close()
         assert client.get("/api/jobs").json() == []
         assert client.post("/api/jobs", json=request).status_code == 202
+
+
+@pytest.mark.parametrize("content", [b"half a chunk", b""])
+def test_an_extraction_that_discards_an_unreadable_partial_file_says_so(tmp_path, monkeypatch, content):
+    """A damaged or unreadable resumable file was discarded with a line in the server's log alone: the job read
+    as a plain extraction, with nothing of why every image was encoded again. The job's messages say which file
+    was discarded, why, and how many images were encoded again."""
+    import app.steps
+
+    real = app.steps._record_extraction
+
+    def damaged(ctx, plan):
+        real(ctx, plan)
+        plan.partial_path.write_bytes(content)  # what a disk fault or a hand edit left there
+
+    monkeypatch.setattr(app.steps, "_record_extraction", damaged)
+    settings = make_settings(tmp_path / "state")
+    with TestClient(create_app(settings)) as client:
+        ds = client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+        job = wait_job(client, client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]}).json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    [partial] = [p for p in (settings.caches_dir / ds["id"]).rglob("*.h5")]
+    said = [m["text"] for m in job["messages"] if "discarded" in m["text"]]
+    assert said == [f"warning: the resumable file {partial.name}.partial could not be read (not a partial "
+                    "extraction file) and was discarded: all 9 images were encoded again"]

@@ -290,3 +290,24 @@ def test_a_small_chunk_over_the_file_size_limit_is_named_and_closing_the_log_kee
     assert f"cannot write {path}: File too large; the images encoded before are kept" in str(caught.value)
     partial.close()
     assert open_partial(path).progress("train") == (5, 5)
+
+
+def test_a_discarded_log_says_why_for_the_caller_to_say(tmp_path):
+    """open() discarded an unreadable log, or another request's, with a log line alone: the new log says why
+    (``discarded``), which extract returns and the service's job says; a resumed or a new log says nothing."""
+    path = tmp_path / "c.h5.partial"
+    fresh = open_partial(path)
+    assert fresh.discarded is None  # nothing there
+    fresh.close()
+    path.write_bytes(MAGIC + b"torn")
+    partial = open_partial(path)
+    assert partial.discarded == "could not be read (its header is torn or damaged)"
+    partial.append("train", *chunk(0), next_index=5, skipped=[])
+    partial.close()
+    partial = open_partial(path)
+    assert partial.discarded is None and partial.progress("train") == (5, 5)  # resumed
+    partial.append("train", *chunk(1), next_index=10, skipped=[])
+    partial.close()
+    other = open_partial(path, attrs={**ATTRS, "fingerprint": "0" * 64})
+    assert other.discarded == "held 10 images of another request" and other.progress("train") == (0, 0)
+    other.close()
