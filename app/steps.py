@@ -311,7 +311,7 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
 
 
 def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool | None = None,
-             temperature_applied: bool | None = None) -> str:
+             temperature_applied: bool | None = None, cv_folds: int | None = None) -> str:
     """A run's name in the runs list: its preset, loss and head, and the choices that tell two runs of one data set
     apart (a budget, balanced accuracy, the post-hoc bias, temperature scaling, epochs and folds set by hand; two
     disparity runs were both "ce/linear (kept: ...)", and a post-hoc bias run and ERM runs of other epochs all
@@ -319,7 +319,9 @@ def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool
     the reference's: its loss and head are named, and what was tried (a runs list naming only the loss, or the
     head, it tried read as if the run were that probe; outside rounds). ``posthoc_applied``: whether the shipped
     (first) seed's post-hoc bias was applied (None: not known yet, before the run); ``temperature_applied``,
-    whether its temperature was (a run whose T was not applied read "temperature-scaled"; a review round)."""
+    whether its temperature was (a run whose T was not applied read "temperature-scaled"; a review round).
+    ``cv_folds``: the folds its cross-validation ran (its report's ``selection.cv``), said where fewer than asked
+    (lowered to the smallest class's count: a run asked for 20 read "cv 20" while it ran 8)."""
     from probe import DEFAULT_CV_FOLDS
 
     loss, head = (kept or {}).get("loss", cfg.loss), (kept or {}).get("head", cfg.head)
@@ -336,7 +338,9 @@ def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool
     notes += [f"budget {cfg.max_overall_drop:g} pt"] if cfg.max_overall_drop else []
     notes += ["balanced"] if cfg.overall_metric == "balanced" else []
     notes += [f"{cfg.epochs} epochs"] if cfg.epochs else []
-    notes += ["no cross-validation" if cfg.cv == 0 else f"cv {cfg.cv}"] if cfg.cv != DEFAULT_CV_FOLDS else []
+    if cfg.cv != DEFAULT_CV_FOLDS or cv_folds not in (None, cfg.cv):
+        notes += ["no cross-validation" if cfg.cv == 0 else f"cv {cfg.cv}" if cv_folds in (None, cfg.cv)
+                  else f"cv {cv_folds} of {cfg.cv} asked"]
     return name + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -406,7 +410,8 @@ def _record_run(ctx: JobContext, run_id: str, cfg: Any, config: dict[str, Any], 
     summary = report.summary.model_dump(mode="json")
     scaling = report.temperature_scaling
     name = run_name(cfg, report.config, None if report.posthoc is None else report.posthoc.shipped_applied(),
-                    None if scaling is None else scaling.applied)
+                    None if scaling is None else scaling.applied,
+                    None if report.selection.cv is None else report.selection.cv.folds)
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_row["id"], name=name,
                             head=report.config.get("head", cfg.head),
                             loss=report.config.get("loss", cfg.loss), reference_run=reference_run,

@@ -64,8 +64,8 @@ def _first_upper(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _cv_note(cv: dict | None) -> str:
-    return "" if not cv else f" (on {CrossValidation.model_validate(cv).describe()})"
+def _cv_note(cv: dict | None, asked: int | None) -> str:
+    return "" if not cv else f" (on {CrossValidation.model_validate(cv).describe(asked)})"
 
 
 def _headline(report: dict) -> dict[str, str]:
@@ -85,7 +85,8 @@ def _headline(report: dict) -> dict[str, str]:
             "probe": f"head {cfg.get('head')}, loss {loss_label(cfg)}, seeds {report['seeds']['values']}",
             "left_out": left_out_text(cfg),
             "selected": selected or "—",
-            "selection": f"{selection.get('criterion')}{_cv_note(selection.get('cv'))}: {selection.get('reason', '')}",
+            "selection": (f"{selection.get('criterion')}{_cv_note(selection.get('cv'), cfg.get('cv'))}: "
+                          f"{selection.get('reason', '')}"),
             "grouping": report["grouping"].get("note", ""),
             "time": Timing.model_validate(report["timing"]).describe() if report.get("timing") else "not recorded",
             "features": (FeatureSource.model_validate(report["features"]).describe() if report.get("features")

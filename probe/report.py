@@ -246,9 +246,11 @@ class CrossValidation(_Model):
     samples: int = Field(..., description="train + val samples, each scored once, by the fold that held it out")
     reason: str = Field(..., description="why the validation split was not used")
 
-    def describe(self) -> str:
-        """How the terminal, Markdown and HTML views name it."""
-        return f"{self.folds}-fold cross-validation of train + val, {self.samples} images"
+    def describe(self, asked: int | None = None) -> str:
+        """How the terminal, Markdown and HTML views name it; ``asked``: the folds the configuration asked for
+        (``config.cv``), said where fewer ran (lowered to the smallest class's count)."""
+        of = f" (of {asked} asked)" if asked is not None and asked != self.folds else ""
+        return f"{self.folds}-fold{of} cross-validation of train + val, {self.samples} images"
 
 
 class Selection(_Model):

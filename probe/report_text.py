@@ -104,7 +104,7 @@ def _header(report: Report) -> list[str]:
         lines.append(f"verdict ({verdict_label(selection.verdict, selection.test_check)}): {selection.verdict_text}")
     if report.posthoc is not None:
         lines.append(f"post-hoc: {posthoc_text(report.posthoc, report.config)}")
-    where = "val" if selection.cv is None else selection.cv.describe()
+    where = "val" if selection.cv is None else selection.cv.describe(report.config.get("cv"))
     lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
     if report.features is not None:

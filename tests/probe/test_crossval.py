@@ -306,3 +306,15 @@ def test_the_out_of_fold_validation_accuracies_carry_their_interval_over_train_a
         images = row.n_train + row.n_val
         ci = binomtest(round(row.val_accuracy * images), images).proportion_ci(0.95, method="wilsoncc")
         assert row.val_accuracy_ci == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+def test_a_run_that_ran_fewer_folds_than_asked_says_both(cv_run):
+    """A run asked for 20 folds that ran 5 (lowered to the smallest class's count) read '5-fold cross-validation'
+    beside a configuration of cv 20 and a run name of 'cv 20': the views say the folds run and those asked."""
+    report, _ = cv_run
+    asked = report.model_copy(update={"config": {**report.config, "cv": 20}})
+    assert "selection (overall, on 5-fold (of 20 asked) cross-validation of train + val, 120 images): " in \
+        format_report(asked)
+    assert "**Why:** overall (on 5-fold (of 20 asked) cross-validation of train + val, 120 images): " in \
+        report_markdown(asked.model_dump(mode="json"))
+    assert "(of 5 asked)" not in format_report(report)  # as many as asked: said once
