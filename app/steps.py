@@ -287,10 +287,11 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
     return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
 
 
-def job_what(kind: str, request: dict[str, Any]) -> str:
+def job_what(kind: str, request: dict[str, Any], result: dict[str, Any] | None = None) -> str:
     """What a job was asked to do, in a line: its data set or cache, its encoder and the probes it trains, by the
     names their runs get (a cancelled job's page said only its status and three log lines; a dashboard-only
-    round)."""
+    round), with the folds each cross-validated, once known (``cv_folds`` in its ``result``: a job asked for 20
+    that ran 8 read "cv 20")."""
     from probe import ProbeConfig
 
     if kind == LABEL_ISSUES and isinstance(request.get("run_id"), str):
@@ -301,9 +302,11 @@ def job_what(kind: str, request: dict[str, Any]) -> str:
               else f"data set {request['dataset_id']}" if request.get("dataset_id") else "")
     encoder = f", encoder {request['encoder']}" if kind != "probe" and request.get("encoder") else ""
     configs = request.get("probes") or ([request["config"]] if isinstance(request.get("config"), dict) else [])
+    folds = (result or {}).get("cv_folds") or {}
     try:  # a config stored before heads were resolved at submission has none: "the encoder's head", not linear
-        names = [run_name(ProbeConfig.model_validate(c) if "head" in c else
-                          ProbeConfig.model_validate(c).model_copy(update={"head": "default head"})) for c in configs]
+        cfgs = [ProbeConfig.model_validate(c) if "head" in c else
+                ProbeConfig.model_validate(c).model_copy(update={"head": "default head"}) for c in configs]
+        names = [run_name(cfg, cv_folds=folds.get(run_name(cfg))) for cfg in cfgs]
     except (ValueError, TypeError):  # a request stored by other code: its probes not named (never a 500)
         names = []
     probes = f": {', then '.join(names)}" if names else ""
@@ -421,6 +424,8 @@ def _record_run(ctx: JobContext, run_id: str, cfg: Any, config: dict[str, Any], 
                             posthoc=None if report.posthoc is None else report.posthoc.outcome(),
                             left_out=left_out_json(report.config),
                             reference_config=config if reference_run is None else None)
+    if report.selection.cv is not None:  # the folds it ran, by the name it was asked as (job_what)
+        ctx.record(cv_folds={**(ctx.result().get("cv_folds") or {}), run_name(cfg): report.selection.cv.folds})
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check,
                               None if report.posthoc is None else report.posthoc.outcome()))
     ctx.progress(done, f"{name} done")

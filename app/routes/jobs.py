@@ -70,14 +70,15 @@ def _out(row: dict, store: Store, runner: JobRunner) -> JobOut:
     """A job as a client reads it; whether it can resume looks up the rows it uses (only for one that could)."""
     could = JobStatus(row["status"]) in RESUMABLE
     out = JobOut.from_row(row, runner.messages.clean, could and store.uses_deleted_rows(row))
-    return out.model_copy(update={"what": job_what(out.kind, out.request)})
+    return out.model_copy(update={"what": job_what(out.kind, out.request, row["result"])})
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses={**ERROR_RESPONSES, **_CONFLICT},
                summary="Cancel a job (a running one stops at its next chunk; poll until 'cancelled')")
 def cancel_job(job_id: IdPath, runner: JobRunner = Depends(get_runner)) -> JobOut:
-    out = JobOut.from_row(runner.cancel(job_id), runner.messages.clean)
-    return out.model_copy(update={"what": job_what(out.kind, out.request)})
+    row = runner.cancel(job_id)
+    out = JobOut.from_row(row, runner.messages.clean)
+    return out.model_copy(update={"what": job_what(out.kind, out.request, row["result"])})
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobAccepted, status_code=status.HTTP_202_ACCEPTED,

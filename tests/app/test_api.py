@@ -1586,3 +1586,20 @@ def test_the_base_of_several_runs_compared_has_its_own_intervals(finished):
         assert interval is not None and body["base_ci"][key] == pytest.approx(interval), key
     md = client.get("/api/compare/many.md", params={"base": finished.erm, "other": [finished.mr2]}).text
     assert f" % {interval_text(own['overall'])}, balanced " in md
+
+
+def test_a_probe_job_that_ran_fewer_folds_than_asked_is_named_by_both(fresh_finished):
+    """A probe asked for cv 20 on a data set whose smallest class has fewer train + val images runs fewer folds
+    (with a warning), yet the job read "ce/linear (5 epochs; cv 20)" and so did its run: both say the folds run."""
+    client = fresh_finished.client
+    cache_id = fresh_finished.job["result"]["cache_id"]
+    resp = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache_id, "config": {**ERM, "cv": 20}})
+    assert resp.status_code == 202, resp.text
+    job = wait_job(client, resp.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    [run_id] = job["result"]["run_ids"]
+    report = client.get(f"/api/reports/{run_id}").json()
+    folds = report["selection"]["cv"]["folds"]
+    assert 2 <= folds < 20 and report["config"]["cv"] == 20
+    assert job["what"] == f"probe on cache {cache_id}: ce/linear (5 epochs; cv {folds} of 20 asked)"
+    assert client.get(f"/api/runs/{run_id}").json()["name"] == f"ce/linear (5 epochs; cv {folds} of 20 asked)"
