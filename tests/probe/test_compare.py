@@ -1067,3 +1067,22 @@ def test_compare_and_compare_of_several_runs_fit_every_line_in_the_width_without
         # compare_many's cells: each delta's interval whole on its line
         many = format_many(compare_many([cmp, cmp]), width=width)
         assert re.search(r"\[\+\d+\.\d, \+\d+\.\d\]", many) and not re.search(r"\[[+-]\d+\.\d,\s*$", many, re.M)
+
+
+def test_a_run_that_kept_its_reference_s_heads_has_no_seed_spread_to_warn_of():
+    """A disparity run that found no safe improvement keeps its ERM reference's heads: the same predictions seed by
+    seed, every interval pinned at 0. Its seeds' spread was still taken as two runs' independent retraining,
+    1.96·√(2·s²/3), and a warning said the +0.0 "may not hold when the runs are trained again" (a new-user round,
+    Fashion-MNIST, ±0.3 pt overall against ±0.0): one probe's difference with itself is 0 on retraining too."""
+    labels = np.repeat(np.arange(3), 400)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("erm", [0.8] * 3, groups, 0.8), _rep("fair", [0.8] * 3, groups, 0.8)
+    seeds = _seeded(labels, [0.7, 0.8, 0.9])
+    cmp = compare_reports(base, other, (seeds, _seeded(labels, [0.7, 0.8, 0.9])))
+    for key in ("overall", "balanced", "easy", "medium", "hard"):
+        assert cmp.metrics[key].delta_ci == [0.0, 0.0], key
+        assert cmp.metrics[key].seed_spread == 0.0, key
+    assert not [w for w in cmp.warnings if "spread wider" in w], cmp.warnings
+    # one seed on a side: retraining goes unmeasured, as for two probes
+    one = compare_reports(base, other, (_seeded(labels, [0.7]), _seeded(labels, [0.7])))
+    assert one.metrics["overall"].seed_spread is None
