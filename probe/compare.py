@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field, PositiveInt
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed, repeated
-from .numbers import percent, signed_points
+from .numbers import fixed, percent, signed_points
 from .predictions import BY_ROWS, PREDICTIONS_FILE, match_images
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
-from .seed_spread import add_seed_spreads
+from .seed_spread import SPREAD_METRICS, add_seed_spreads
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
 
@@ -28,7 +28,7 @@ __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "Compar
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "evidence", "group_evidence", "metric_evidence", "metric_discordance", "beyond_noise",
            "lost_beyond_budget", "held_back_sentence", "paired_seeds", "class_evidence", "lost_on_test",
-           "METRIC_HEADER", "CLASS_HEADER", "itself_warning"]
+           "METRIC_HEADER", "CLASS_HEADER", "itself_warning", "retraining_sentence"]
 
 
 def _finite(x: float) -> float | None:
@@ -833,6 +833,9 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
         facts.append(("probes", f"base {comparison.probes['base']}; other {comparison.probes['other']}"))
     if comparison.verdict_text:
         facts.append(("verdict", comparison.verdict_text))
+    retraining = retraining_sentence(comparison)
+    if retraining:
+        facts.append(("over retraining", retraining))
     beyond = classes_beyond_noise(comparison.per_class)
     if beyond:
         facts.append(("classes", beyond))
@@ -848,6 +851,28 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
         facts.append(("time", f"base {cost.base_seconds:.1f} s, other {cost.other_seconds:.1f} s ({cost.ratio:.2f}×; "
                               f"{cost.setting}{'' if cost.comparable else ': not the same setting'})"))
     return facts
+
+
+def retraining_sentence(comparison: Comparison) -> str | None:
+    """Each metric's ``seed_spread`` in one line beside the intervals, or where no run pair measures it (a run of one
+    seed) that retraining goes unmeasured: the views gave the test interval alone unless the seeds' spread was the
+    wider, and never said a run of one seed left it out (a new-user round). None without intervals (no stored
+    predictions: :data:`NO_PREDICTIONS` says it) and on other images (the first seed alone: ``scored_on``)."""
+    rows = comparison.metrics
+    if comparison.scored_on is not None or not any(rows[key].delta_ci for key in SPREAD_METRICS):
+        return None
+    counts = None if comparison.discordant is None else comparison.discordant.seed_counts
+    spreads = [(key, rows[key].seed_spread) for key in SPREAD_METRICS if rows[key].seed_spread is not None]
+    if not spreads:
+        one = [name for name, n in zip(("base", "other"), counts or ()) if n < 2]
+        who = f"the {' and the '.join(one)} run{'s' * (len(one) > 1)} {'have' if len(one) > 1 else 'has'} 1 seed" \
+            if one else "a run has 1 seed"
+        return (f"unmeasured: {who}, so the intervals hold test sampling alone and retraining may move each Δ "
+                "beyond them (train each run with --seeds 3 or more)")
+    cells = [f"±{fixed(100 * spread, 1)}{' pt' * (i == 0)} {key}" for i, (key, spread) in enumerate(spreads)]
+    seeds = f"the runs' {counts[0]} and {counts[1]} seeds; " if counts else ""
+    return (f"{', '.join(cells)}: the 95 % range of each Δ over retraining ({seeds}seed_spread), which the "
+            "intervals, over the test images, leave out")
 
 
 def classes_beyond_noise(rows: list[CompareClass], shown: int = 5) -> str | None:

@@ -492,7 +492,7 @@ def test_a_comparison_names_where_the_base_run_s_groups_came_from_without_denyin
     note = compare_reports(erm, erm).grouping.note
     assert "ranked by the run itself" in note and "no reference run" not in note
     # and says what each probe is: an export passed on named the runs by id alone (a dashboard-only round)
-    from probe.export import comparison_markdown
+    from probe.export import comparison_html, comparison_markdown, markdown_escape
 
     focal = run_probe(data, NAMES, ProbeConfig(loss="focal", epochs=2, seeds=[0], cv=0))
     cmp = compare_reports(erm, focal)
@@ -1086,3 +1086,30 @@ def test_a_run_that_kept_its_reference_s_heads_has_no_seed_spread_to_warn_of():
     # one seed on a side: retraining goes unmeasured, as for two probes
     one = compare_reports(base, other, (_seeded(labels, [0.7]), _seeded(labels, [0.7])))
     assert one.metrics["overall"].seed_spread is None
+
+
+def test_the_views_give_the_seed_spread_over_retraining_or_say_it_is_unmeasured():
+    """The terminal, Markdown and HTML views gave each Δ its interval over the test images and nothing of the
+    seeds' spread unless it was the wider (then a warning): a +2.1 [+0.4, +3.8] read as the whole uncertainty, and
+    runs of one seed never said that retraining went unmeasured (a new-user round). A line says both."""
+    import html
+
+    from probe.compare import comparison_facts
+    from probe.export import comparison_html, comparison_markdown, markdown_escape
+
+    labels = np.repeat(np.arange(3), 400)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
+    three = compare_reports(base, other, (_seeded(labels, [0.79, 0.8, 0.81]), _seeded(labels, [0.84, 0.85, 0.86])))
+    said = ("±1.6 pt overall, ±1.6 balanced, ±1.6 easy, ±1.6 medium, ±1.6 hard: the 95 % range of each Δ over "
+            "retraining (the runs' 3 and 3 seeds; seed_spread), which the intervals, over the test images, leave out")
+    assert ("over retraining", said) in comparison_facts(three)
+    assert f"over retraining: {said}" in " ".join(format_comparison(three, width=400).split())
+    assert f"- **Over retraining:** {markdown_escape(said)}" in comparison_markdown(three)
+    assert f"<dt>Over retraining</dt><dd>{html.escape(said)}</dd>" in comparison_html(three)
+    one = compare_reports(base, other, (_seeded(labels, [0.8]), _seeded(labels, [0.85, 0.86])))
+    assert ("over retraining", "unmeasured: the base run has 1 seed, so the intervals hold test sampling alone and "
+            "retraining may move each Δ beyond them (train each run with --seeds 3 or more)") in comparison_facts(one)
+    # without stored predictions nothing is measured at all, which NO_PREDICTIONS already says
+    bare = compare_reports(base, other)
+    assert not [label for label, _ in comparison_facts(bare) if label == "over retraining"]
