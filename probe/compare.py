@@ -15,7 +15,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed, repeated
 from .numbers import fixed, percent, signed_points
-from .predictions import BY_ROWS, PREDICTIONS_FILE, match_images
+from .predictions import BY_DIGESTS, BY_ROWS, PREDICTIONS_FILE, match_images, relabelled
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
@@ -479,10 +479,16 @@ def _matched_warning(predictions: tuple, matched: tuple) -> list[str]:
     if matched[2] == BY_ROWS:
         return []
     shared, sizes = matched[0].labels.size, [p.labels.size for p in predictions]
+    # an image relabelled between the extractions is in both caches, under two labels: no pair, and not "only one
+    # run's" either (a new-user round)
+    moved = relabelled(*predictions) if matched[2] == BY_DIGESTS else 0
+    only = [size - shared - moved for size in sizes]
+    left = ([f"the {only[0]:,} and {only[1]:,} only one run has"] if any(only) else []) + (
+        [f"the {moved:,} both caches hold under another label (a label changed between the extractions)"]
+        if moved else [])
     return [f"the runs were trained on two caches: their test images are paired by {matched[2]}, {shared:,} in "
             f"both (of {sizes[0]:,} base and {sizes[1]:,} other test images); every accuracy, interval and count "
-            f"here is of those {shared:,}, the {sizes[0] - shared:,} and {sizes[1] - shared:,} only one run has left "
-            "out (calibration and cost: each run's own)"]
+            f"here is of those {shared:,}, {' and '.join(left)} left out (calibration and cost: each run's own)"]
 
 
 def _add_unpaired_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
 __all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair",
-           "match_images", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
+           "match_images", "relabelled", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
 
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -253,6 +253,17 @@ def match_images(base: Predictions, other: Predictions) -> tuple[Predictions, Pr
     if not rows.size:
         return None
     return _take(base, rows), _without_sources(_take(other, columns)), how
+
+
+def relabelled(base: Predictions, other: Predictions) -> int:
+    """How many of ``base``'s test images ``other`` holds under another label, by content digest (0 where a run
+    kept none): in both caches, yet no pair for :func:`match_images`, whose pairs need one label."""
+    if base.digests is None or other.digests is None:
+        return 0
+    ids = [[row.tobytes() for row in p.digests] for p in (base, other)]
+    by_content = _matched(*(_occurrences(i) for i in ids))[0].size
+    with_label = _matched(*(_occurrences(list(zip(p.labels.tolist(), i))) for p, i in zip((base, other), ids)))[0]
+    return max(by_content - with_label.size, 0)
 
 
 def _same_labels(base: Predictions, other: Predictions) -> bool:

@@ -1113,3 +1113,31 @@ def test_the_views_give_the_seed_spread_over_retraining_or_say_it_is_unmeasured(
     # without stored predictions nothing is measured at all, which NO_PREDICTIONS already says
     bare = compare_reports(base, other)
     assert not [label for label, _ in comparison_facts(bare) if label == "over retraining"]
+
+
+def test_images_both_caches_hold_under_other_labels_are_not_called_only_one_run_s():
+    """A re-extraction after a test label was fixed: the image is in both caches, under two labels, so it cannot be
+    paired (a pair needs one label). The warning called it one of those "only one run has" on each side, as if
+    the caches held other images (a new-user round); it says how many both hold under another label."""
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 4)
+    digests = np.random.default_rng(5).integers(0, 256, (12, 16), dtype=np.uint8)
+    fixed_labels = labels.copy()
+    fixed_labels[[1, 6]] = [2, 0]  # two test labels corrected in the second extraction
+    conf = np.full(12, 0.9)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.75] * 3, groups, 0.75), _rep("y", [0.75] * 3, groups, 0.75)
+    cmp = compare_reports(base, other, (Predictions(labels, labels[None], conf, digests=digests),
+                                        Predictions(fixed_labels, fixed_labels[None], conf, digests=digests)))
+    assert cmp.pairing == "content digests" and cmp.discordant.images == 10
+    assert cmp.warnings[0] == ("the runs were trained on two caches: their test images are paired by content "
+                               "digests, 10 in both (of 12 base and 12 other test images); every accuracy, interval "
+                               "and count here is of those 10, the 2 both caches hold under another label (a label "
+                               "changed between the extractions) left out (calibration and cost: each run's own)")
+    # one relabelled and one image only the base run has: both said, apart
+    cmp = compare_reports(base, other, (Predictions(labels, labels[None], conf, digests=digests),
+                                        Predictions(fixed_labels[2:], fixed_labels[None, 2:], conf[2:],
+                                                    digests=digests[2:])))
+    assert ("of those 9, the 2 and 0 only one run has and the 1 both caches hold under another label (a label "
+            "changed between the extractions) left out") in cmp.warnings[0]
