@@ -28,7 +28,7 @@ __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "Compar
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "evidence", "group_evidence", "metric_evidence", "metric_discordance", "beyond_noise",
            "lost_beyond_budget", "held_back_sentence", "paired_seeds", "class_evidence", "lost_on_test",
-           "METRIC_HEADER", "CLASS_HEADER", "itself_warning", "retraining_sentence"]
+           "METRIC_HEADER", "CLASS_HEADER", "itself_warning", "retraining_sentence", "SHARED_NOTE"]
 
 
 def _finite(x: float) -> float | None:
@@ -420,8 +420,7 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     matched = None if predictions is None else _matched_images(base, other, predictions)
     note = f"both runs scored on the groups of the base run {base.run_id} ({base.grouping.note})"
     if matched is not None and matched[2] != BY_ROWS:  # the images both caches hold: every figure of those alone
-        comparison = _comparison(base, other, *_observed(base, *matched[:2]), f"{note}, on the test images both "
-                                 f"runs' caches hold, matched by {matched[2]}")
+        comparison = _comparison(base, other, *_observed(base, *matched[:2]), f"{note}{SHARED_NOTE}{matched[2]}")
     else:
         comparison = _comparison(base, other, _accuracy(base), _accuracy(other),
                                  {key: (getattr(base.summary, key), getattr(other.summary, key))
@@ -444,6 +443,7 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
 
 
 UNPAIRED = "unpaired"
+SHARED_NOTE = ", on the test images both runs' caches hold, matched by "  # the grouping note's words of such a pairing
 UNPAIRED_WARNING = ("the two runs' test images could not be matched image by image (their predictions keep neither "
                     "content digests nor source paths that agree, or share no image): every interval is unpaired, "
                     "each run's own interval square-and-added with the other's as two independent samples', wider "

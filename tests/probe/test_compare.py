@@ -1029,9 +1029,11 @@ def test_several_runs_say_which_comparison_s_intervals_are_unpaired():
 
     assert "Each delta in points with its 95 % paired interval; 'gain'" in note([one, one])
     assert ("Each delta in points with its 95 % paired interval, but unpaired for dro (its test images could not "
-            "be matched image by image: each run's resampled apart, no sign-flip test); 'gain'") in note([one, two])
+            "be matched image by image: each run's own interval square-and-added, no sign-flip test); 'gain'") \
+        in note([one, two])
     assert ("Each delta in points with its 95 % unpaired interval (the runs' test images could not be matched "
-            "image by image: each run's resampled apart, no sign-flip test); 'gain'") in note([two, two])
+            "image by image: each run's own interval square-and-added, no sign-flip test); 'gain'") \
+        in note([two, two])
 
 
 def test_compare_and_compare_of_several_runs_fit_every_line_in_the_width_without_breaking_a_number():
@@ -1141,3 +1143,34 @@ def test_images_both_caches_hold_under_other_labels_are_not_called_only_one_run_
                                                     digests=digests[2:])))
     assert ("of those 9, the 2 and 0 only one run has and the 1 both caches hold under another label (a label "
             "changed between the extractions) left out") in cmp.warnings[0]
+
+
+def test_several_runs_on_two_caches_give_the_base_s_accuracy_on_its_own_test_split():
+    """mr2probe compare BASE X Y (GET /api/compare/many) with X on another cache (paired on the 15 of 30 test images
+    both caches hold) and Y on the base's cache (all 30): the base's accuracies and the note were the first
+    comparison's, those of the 15 shared images, above a row of Y computed on all 30 (a new-user round: 72.7 %
+    of 11 shared images above rows on 300, where the base scored 74.4 %)."""
+    from probe.compare_many import compare_many
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 10)
+    digests = np.random.default_rng(6).integers(0, 256, (30, 16), dtype=np.uint8)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+
+    def kept(p, rows=slice(None)):
+        return Predictions(p.labels[rows], p.predicted[:, rows], p.confidence[rows], digests=digests[rows])
+
+    base_pred = kept(_seeded(labels, [0.8]))
+    half = np.concatenate([np.arange(k * 10, k * 10 + 5) for k in range(3)])  # the first 5 of each class
+    base, x, y = (_rep(name, [0.8] * 3, groups, 0.8) for name in ("base", "x", "y"))
+    on_shared = compare_reports(base, x, (base_pred, kept(_seeded(labels, [0.9]), half)))
+    on_own = compare_reports(base, y, (base_pred, kept(_seeded(labels, [0.9]))))
+    assert on_shared.pairing == "content digests" and on_own.pairing == "rows"
+    assert on_shared.metrics["overall"].base == 1.0  # the base gets those 15 right
+    many = compare_many([on_shared, on_own])
+    assert many.base_scores["overall"] == pytest.approx(0.8)  # 24 of its 30 test images
+    assert many.base_ci["overall"] == on_own.metrics["overall"].base_ci
+    assert many.note.startswith("2 runs, each against the base base: both runs scored on the groups of the base run "
+                                "base (own validation accuracy). The base's accuracies are on its own test split; "
+                                "x, on another cache, is compared on the test images both caches hold (its warning "
+                                "says how many).")
