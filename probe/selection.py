@@ -407,9 +407,11 @@ def delta_sentence(deltas: dict[str, dict[str, float]], verdict: str | None = No
     """
     balanced = overall_metric == "balanced"
     if verdict == "no_safe_improvement":
-        return (f"No setting raised the hard classes beyond noise "
-                f"{_at_cost(max_overall_drop, 'balanced' if balanced else 'overall')}; this run equals the reference "
-                "(ERM) configuration.")
+        # the words after the verdict's name ("No safe improvement: this run equals ..."), where every reader shows
+        # them: it read "No safe improvement: No setting raised ...", a capital after the colon and the verdict twice
+        # (a dashboard round)
+        return (f"this run equals the reference (ERM) configuration, as no setting raised the hard classes beyond "
+                f"noise {_at_cost(max_overall_drop, 'balanced' if balanced else 'overall')}.")
     hard, overall = deltas["hard"], deltas["balanced" if balanced else "overall"]
     plain = deltas.get("overall")
     # beside a balanced gain, the accuracy over the images it may cost (an imbalanced test split: +3.8 balanced

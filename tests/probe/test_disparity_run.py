@@ -74,8 +74,8 @@ def test_no_safe_improvement_keeps_the_reference_configuration(data, erm, tmp_pa
     report = run_probe(data, NAMES, config, reference=erm[0], out_dir=tmp_path / "kept")
     sel = report.selection
     assert sel.verdict == "no_safe_improvement" and [p.chosen for p in sel.frontier] == [True, False, False]
-    assert sel.verdict_text == ("No setting raised the hard classes beyond noise within the overall-accuracy "
-                                "budget of 0.5 pt; this run equals the reference (ERM) configuration.")
+    assert sel.verdict_text == ("this run equals the reference (ERM) configuration, as no setting raised the hard "
+                                "classes beyond noise within the overall-accuracy budget of 0.5 pt.")
     assert report.config["loss"] == "ce" and report.config["selected"] == erm[0].config["selected"]
     assert sel.requested["loss"] == "group_dro" and sel.requested["max_overall_drop"] == 0.5
     assert [r.accuracy_per_seed for r in report.per_class] == [r.accuracy_per_seed for r in erm[0].per_class]

@@ -183,11 +183,11 @@ def test_delta_sentences():
     deltas = {"hard": {"delta": 0.021, "lo": 0.012, "hi": 0.03}, "overall": {"delta": 0.001, "lo": -0.003, "hi": 0.005}}
     assert delta_sentence(deltas) == "Hard third +2.1 pt [+1.2, +3.0], overall +0.1 pt [-0.3, +0.5] (within noise)."
     assert delta_sentence(deltas, "no_safe_improvement") == (
-        "No setting raised the hard classes beyond noise without costing overall accuracy; "
-        "this run equals the reference (ERM) configuration.")
+        "this run equals the reference (ERM) configuration, as no setting raised the hard classes beyond noise "
+        "without costing overall accuracy.")
     assert delta_sentence(deltas, "no_safe_improvement", "balanced", max_overall_drop=0.03) == (  # the budget
-        "No setting raised the hard classes beyond noise within the balanced-accuracy budget of 3 pt; "
-        "this run equals the reference (ERM) configuration.")
+        "this run equals the reference (ERM) configuration, as no setting raised the hard classes beyond noise "
+        "within the balanced-accuracy budget of 3 pt.")
 
 
 def test_a_difference_that_rounds_to_zero_reads_plus_zero_never_minus_zero():
