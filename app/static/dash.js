@@ -629,9 +629,14 @@
     return `${ds ? ds.name : cache.dataset_id} · ${cache.encoder} · ${cache.id}, ${count(cacheImages(cache))} images${cacheState(cache)}`;
   };
 
+  /** `text` with a break opportunity (<wbr>) after each ":", "/" and "_": a run or encoder name wraps at its
+   * punctuation ("group_" | "dro") where its column is narrow, not mid-word ("group_dr" | "o", "disparity" | ":" with
+   * overflow-wrap: anywhere on a 375 px phone; a layout round). */
+  const breakable = (text) => String(text).split(/(?<=[:/_])/).flatMap((part, i) => (i ? [h("wbr", {}), part] : [part]));
+
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   fieldMessage, ciOk, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
-                  canResume, shownName, listedName, classNames, classNamesText, isolated };
+                  canResume, shownName, listedName, classNames, classNamesText, isolated, breakable };
 })();

@@ -14,9 +14,10 @@
   const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
   const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
-  // A run's name as a numeric column's header: wrapped (style.css th.run-name), the whole name in its tooltip; a
-  // long name on one line pushed a two-column table's numbers out of its card.
-  const runHead = (name) => h("th", { class: "num run-name", title: name }, name);
+  // A run's name as a numeric column's header: wrapped (style.css th.run-name) at its spaces and punctuation
+  // (Dash.breakable), the whole name in its tooltip; a long name on one line pushed a two-column table's numbers out
+  // of its card.
+  const runHead = (name) => h("th", { class: "num run-name", title: name }, Dash.breakable(name));
   // A server's warning or sentence naming classes, each right-to-left run isolated (Dash.isolated): bare, a
   // right-to-left name took the quote and count beside it into its own run ("'6 'طائرة ورقية").
   const warningLine = (w) => h("p", { class: "muted" }, "Warning: ", ...Dash.isolated(w));

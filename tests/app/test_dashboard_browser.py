@@ -513,6 +513,32 @@ def test_the_run_page_and_the_launch_form_fit_a_375_px_phone(driver, live_server
         driver.window(1400, 1800)
 
 
+def test_the_margins_run_names_wrap_at_their_words_on_a_phone(driver, live_server, finished):
+    """A layout round at 375 px: the margins table's run names broke mid-word ("disparity" | ":", "group_dr" | "o",
+    overflow-wrap: anywhere in a 5rem column); they now wrap at their spaces and punctuation, and a name of 120
+    unbroken characters still leaves the numbers in the card."""
+    driver.window(375, 900)
+    try:
+        _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+        got = driver.js("""const heads = Array.from(document.querySelectorAll('#margin-table th.run-name'));
+            const card = heads[0].closest('section');
+            // the words of a header that a line break cut in two
+            const cut = (th) => Array.from(th.childNodes).filter((n) => n.nodeType === 3).flatMap((n) => {
+              let at = 0;
+              return n.textContent.split(' ').filter((word) => {
+                const r = document.createRange(); r.setStart(n, at); r.setEnd(n, at + word.length); at += word.length + 1;
+                return word && r.getClientRects().length > 1; }); });
+            const real = heads.map((th) => th.querySelectorAll('wbr').length > 0);  // "ce/linear": a break after "/"
+            const names = ['disparity: ce/linear (kept: group_dro found no safe; 20 epochs)', 'ce/linear (20 epochs)'];
+            heads.forEach((th, i) => th.replaceChildren(...Dash.breakable(names[i])));
+            const words = [heads.flatMap(cut), card.scrollWidth - card.clientWidth];
+            heads.forEach((th) => th.replaceChildren(...Dash.breakable('a'.repeat(120))));
+            return [real, ...words, card.scrollWidth - card.clientWidth];""")
+        assert got == [[True, True], [], 0, 0]
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_the_run_pages_compare_picker_stays_in_its_card_on_a_phone(driver, live_server, finished):
     """The "compare with" picker kept its 28rem (448 px) on a 390 px phone, its id's rule outranking every select's
     max-width 100 %: it ran 130 px past its card (a dashboard round). A run of a long name now stays inside."""
