@@ -152,7 +152,7 @@
       h("td", { "data-col": "dataset" }, ds ? ds.name : cache ? cache.dataset_id : "–",
         cache ? h("div", { class: "muted ci", "data-col": "cache", title: splitCounts(cache) },
           cache.id + cacheState(cache)) : null),
-      h("td", { "data-col": "encoder" }, cache ? cache.encoder : "–"),
+      h("td", { "data-col": "encoder" }, cache ? Dash.breakable(cache.encoder) : "–"),
       h("td", { class: "num", "data-col": "images", title: splitCounts(cache), "data-sort": sortKey(cache && cacheImages(cache)) },
         cache ? count(cacheImages(cache)) : "–"),
       // each accuracy with its 95 % interval over the test images where the report has one: ranked by point
@@ -178,7 +178,7 @@
         s.worst_class && ciOk(s.worst_class_ci) ? h("div", { class: "muted ci", "data-ci": "worst_class" },
           compactCi(s.worst_class_ci)) : null),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check, run.posthoc)),
-      h("td", { class: "name", "data-col": "compare" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs " + ctx.runs[ref].name) : h("span", { class: "muted" }, "–")));
+      h("td", { class: "name", "data-col": "compare" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs ", Dash.breakable(ctx.runs[ref].name)) : h("span", { class: "muted" }, "–")));
   }
 
   function runQuestion(run, ctx) {

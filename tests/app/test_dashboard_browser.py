@@ -777,6 +777,33 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert f"effnet-lite0: {sum(cache['counts'].values()):,}" in used
 
 
+def test_the_runs_list_fits_a_1280_px_window(driver, live_server, finished):
+    """A layout round: at 1,280 px the runs list ran 60 px past its card, its last column ("compare") cut off behind
+    a sideways scroll. It fits now, with an openCLIP encoder's long name, a long data set and long words in every
+    column; on a phone it scrolls sideways inside its own box, not the page."""
+    check = """const t = document.getElementById('runs-table'), box = t.parentElement;
+        const compare = t.querySelector('thead th:last-child').getBoundingClientRect();
+        return [compare.right <= box.getBoundingClientRect().right, box.scrollWidth - box.clientWidth];"""
+    driver.window(1280, 900)
+    try:
+        _open(driver, f"{live_server}/", "home")
+        wait_for(lambda: driver.js("return document.querySelectorAll('#runs-table tr[data-run]').length") > 0, 30,
+                 interval=0.2, what="runs listed")
+        assert driver.js(check) == [True, 0]
+        driver.js("""const t = document.getElementById('runs-table');
+            const fill = (col, text) => t.querySelectorAll(`tr[data-run] td[data-col=${col}]`).forEach(
+              (c) => c.replaceChildren(...Dash.breakable(text)));
+            fill('encoder', 'openclip:ViT-B-32:laion2b_s34b_b79k'); fill('dataset', 'fashion-mnist-longtail');
+            fill('verdict', 'no safe improvement'); fill('worst', 'sneaker (54.8 %) tied with 28 more');""")
+        assert driver.js(check) == [True, 0]
+        driver.window(375, 900)
+        assert driver.js("""const box = document.getElementById('runs-table').parentElement;
+            return [getComputedStyle(box).overflowX, document.documentElement.scrollWidth
+                    <= document.documentElement.clientWidth];""") == ["auto", True]
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_token_field_unlocks_a_protected_server(driver, finished):
     settings = finished.settings.model_copy(update={"api_token": SecretStr("dash-token")})
     app = create_app(settings, start_worker=False)
