@@ -125,10 +125,32 @@
           : kpiCi(key, s, m, report),
         // the other run's worst class is its own: named, or "vs 63.3 %" read as this class's (a new-user round)
         m ? h("div", { class: "delta", title: `${names.main} − ${names.other}` }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value, m.weighted),
+                spreadLine(m),
                 h("div", { class: "muted" }, `vs ${pct(m.base)} (${names.other}`
                   + (key === "worst_class" && otherReport ? `: its worst, ${otherReport.summary.worst_class.text || otherReport.summary.worst_class.name})` : ")"))) : null);
     }));
   }
+
+  // How the comparison paired the two runs' test images (CompareResult.pairing; probe.predictions.BY_ROWS, ...), in
+  // words: the API said it and no view did, so a comparison of two caches read as image by image whatever it was
+  // (a layout round)
+  const PAIRINGS = {
+    rows: "Paired image by image: one test split, row by row.",
+    "content digests": "Paired image by image: the two caches' test images matched by content; every figure is of "
+      + "the images both hold.",
+    "source paths": "Paired image by image: the two caches' test images matched by source path; every figure is of "
+      + "the images both hold.",
+    unpaired: "Not paired: the runs' test images could not be matched, so each interval resamples each run's images "
+      + "apart, with no counts of images that changed.",
+  };
+  const pairingNote = (cmp) => (cmp && PAIRINGS[cmp.pairing]
+    ? h("p", { class: "muted note", id: "compare-pairing", "data-pairing": cmp.pairing }, PAIRINGS[cmp.pairing]) : null);
+  // how far the difference moves when both runs are trained again (CompareMetric.seed_spread), beside its interval
+  // over the test images, which leaves that out
+  const spreadLine = (m) => (isNum(m.seed_spread)
+    ? h("div", { class: "muted ci", "data-spread": m.seed_spread, title: "95 % range of the difference of the runs' "
+      + "seed means over retraining (the interval is over the test images)" },
+    `±${num(100 * m.seed_spread, 1)} pt over retraining`) : null);
 
   /** Which probe the page's numbers are of: the cards, charts and per-class table average the run's seeds; the
    * probe that ships is the first seed's (calibration, scores, the gallery's images). Both on one page without a word
@@ -1239,7 +1261,7 @@
         + `is on another cache: ${elsewhere.cache_id}${otherDs ? `, of data set ${otherDs.name}` : ""}.`) : null,
       warningsBox(report, cmp), verdictBox(report, run, compareId), posthocBox(report),
       compareVerdict(report, run, cmp, compareId),
-      selectionNote(report), kpis(report, cmp, names, view.other), seedsCaption(report),
+      selectionNote(report), kpis(report, cmp, names, view.other), pairingNote(cmp), seedsCaption(report),
       h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
   }
 
@@ -1301,7 +1323,7 @@
     main.setAttribute("data-ready", "run");
   }
 
-  window.RunPage = { render, panels: { header, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
+  window.RunPage = { render, panels: { header, pairingNote, spreadLine, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
                                        confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
                                        nearDuplicatesPanel, scoreNodes, shippedNodes, predictedNodes,
                                        seedsCaption, perClassNote } };

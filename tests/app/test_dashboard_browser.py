@@ -539,6 +539,29 @@ def test_the_margins_run_names_wrap_at_their_words_on_a_phone(driver, live_serve
         driver.window(1400, 1800)
 
 
+def test_the_run_page_says_how_the_comparison_paired_images_and_the_seeds_spread(driver, live_server, finished):
+    """A layout round: GET /api/compare's pairing ('rows', 'content digests', 'source paths', 'unpaired') and each
+    metric's seed_spread reached no view; the comparison says how its images were paired under the cards, and each
+    card its spread over retraining beside its interval."""
+    cmp = httpx.get(f"{live_server}/api/compare", params={"base": finished.erm, "other": finished.mr2}).json()
+    _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+    got = driver.js("""const note = document.getElementById('compare-pairing');
+        const spreads = Object.fromEntries(Array.from(document.querySelectorAll('#kpis .kpi'),
+          (k) => [k.dataset.metric, (k.querySelector('[data-spread]') || {}).textContent || null]));
+        const line = (pairing) => (RunPage.panels.pairingNote({ pairing }) || {}).textContent || null;
+        return [note && note.dataset.pairing, note && note.textContent, spreads, line('unpaired'), line(null),
+                RunPage.panels.spreadLine({ seed_spread: 0.01234 }).textContent,
+                RunPage.panels.spreadLine({ seed_spread: null })];""")
+    assert got[0] == cmp["pairing"] == "rows"
+    assert got[1] == "Paired image by image: one test split, row by row."
+    expected = {("worst class" if k == "worst_class" else k): (
+        None if m.get("seed_spread") is None else f"±{100 * m['seed_spread']:.1f} pt over retraining")
+        for k, m in cmp["metrics"].items()}
+    assert got[2] == {k: expected[k] for k in got[2]}
+    assert got[3:] == ["Not paired: the runs' test images could not be matched, so each interval resamples each run's "
+                       "images apart, with no counts of images that changed.", None, "±1.2 pt over retraining", None]
+
+
 def test_the_run_pages_compare_picker_stays_in_its_card_on_a_phone(driver, live_server, finished):
     """The "compare with" picker kept its 28rem (448 px) on a 390 px phone, its id's rule outranking every select's
     max-width 100 %: it ran 130 px past its card (a dashboard round). A run of a long name now stays inside."""
