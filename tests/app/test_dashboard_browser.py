@@ -827,6 +827,23 @@ def test_the_runs_list_fits_a_1280_px_window(driver, live_server, finished):
         driver.window(1400, 1800)
 
 
+def test_a_list_that_scrolls_sideways_on_a_phone_shows_a_shadow_at_its_edge(driver, live_server, finished):
+    """A layout round at 375 px: the runs list's columns past "probe" were cut at the card's edge with nothing to say
+    that the box scrolls; each list's box now draws a shadow at an edge it scrolls past (scrolled with the box, a
+    cover of the card's colour hides it at the ends)."""
+    driver.window(375, 900)
+    try:
+        _open(driver, f"{live_server}/", "home")
+        wait_for(lambda: driver.js("return document.querySelectorAll('#runs-table tr[data-run]').length") > 0, 30,
+                 interval=0.2, what="runs listed")
+        got = driver.js("""const box = document.getElementById('runs-table').parentElement, css = getComputedStyle(box);
+            return [box.scrollWidth > box.clientWidth, css.backgroundAttachment,
+                    (css.backgroundImage.match(/gradient/g) || []).length];""")
+        assert got == [True, "local, local, scroll, scroll", 4]
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_token_field_unlocks_a_protected_server(driver, finished):
     settings = finished.settings.model_copy(update={"api_token": SecretStr("dash-token")})
     app = create_app(settings, start_worker=False)
