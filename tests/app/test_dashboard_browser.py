@@ -630,6 +630,22 @@ def test_the_compare_pages_intervals_and_p_values_keep_to_one_line_on_a_phone(dr
         driver.window(1400, 1800)
 
 
+def test_the_compare_pages_run_names_wrap_so_their_numbers_show_on_a_phone(driver, live_server, finished):
+    """A layout round at 375 px: a run's name on one line took 636 px of the compare page's table, every number of
+    its row behind the sideways scroll; the name wraps and the row's first delta is in view."""
+    driver.window(375, 900)
+    try:
+        _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
+        got = driver.js("""const t = document.getElementById('many-table'), box = t.parentElement;
+            t.querySelector('tbody td.name a').textContent =
+              'disparity: ce/linear (kept: group_dro found no safe improvement; budget 1 pt; 20 epochs)';
+            const first = t.querySelector('tbody td.num').getBoundingClientRect();
+            return first.right <= box.getBoundingClientRect().right;""")
+        assert got is True
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_a_list_cut_at_the_apis_most_says_how_many_it_holds(driver, live_server, finished):
     """The home page showed the API's newest 500 of 512 runs without a word (an operator round): it asks for the
     API's most and says when a list holds more."""
