@@ -1262,7 +1262,9 @@
       warningsBox(report, cmp), verdictBox(report, run, compareId), posthocBox(report),
       compareVerdict(report, run, cmp, compareId),
       selectionNote(report), kpis(report, cmp, names, view.other), pairingNote(cmp), seedsCaption(report),
-      h("p", { class: "muted note", id: "grouping-note" }, grouping.note || ""));
+      // the report's note is a clause for a label ("grouping: ..." in the terminal); alone under the cards, a sentence
+      // (it read "both runs scored on the groups ...", lowercase with no stop; a layout round)
+      h("p", { class: "muted note", id: "grouping-note" }, grouping.note ? Dash.sentence(grouping.note) : ""));
   }
 
   /** A select whose choice opens a page (`open(value)`): at once on a pick from its list, and from the keyboard on

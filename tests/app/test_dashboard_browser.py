@@ -404,7 +404,10 @@ def test_compare_view_takes_every_delta_from_api_compare(driver, live_server, fi
         driver.js(column, ["group"])
         ranks = [rank[group_of[name]] for name in driver.js(classes)]
         assert ranks == sorted(ranks, reverse=hardest_first) and len(set(ranks)) > 1, ranks
-    assert driver.js("return document.getElementById('grouping-note').textContent") == cmp["grouping"]["note"]
+    # the note as a sentence, alone under the cards (it read "both runs scored on ...", lowercase with no stop)
+    note = cmp["grouping"]["note"]
+    assert note.startswith("both runs scored on the groups of the base run")
+    assert driver.js("return document.getElementById('grouping-note').textContent") == f"B{note[1:]}."
     driver.screenshot(tmp_path / "compare.png")
     # ?compare= (empty) shows the run alone: no deltas, no compare request
     _open(driver, f"{live_server}/runs/{finished.mr2}?compare=", "run")
