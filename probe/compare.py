@@ -64,10 +64,11 @@ class CompareMetric(BaseModel):
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
     seed_spread: Optional[float] = Field(None, description="half-width of the 95 % range of delta over retraining, "
                                          "from each run's per-seed values on the images compared (probe.seed_spread:"
-                                         " z·√(s_a²/S_a + s_b²/S_b)), which delta_ci, over the test images, leaves "
-                                         "out; a warning names the metrics where it is the wider; null where a run "
-                                         "has one seed, for the worst class, and on other images; 0 for runs of "
-                                         "the same predictions, one probe")
+                                         " Welch's t_ν·√(s_a²/S_a + s_b²/S_b), t at the Welch–Satterthwaite degrees "
+                                         "of freedom ν), which delta_ci, over the test images, leaves out; a "
+                                         "warning names the metrics where it is the wider; null where a run has one "
+                                         "seed, for the worst class, and on other images; 0 for runs of the same "
+                                         "predictions, one probe")
     weighted: bool = Field(False, description="the test weighs each image 1/n of its class, as the metric does "
                            "(balanced accuracy and the thirds): 10 images better against 20 worse can then lean "
                            "the metric's way, which the views say beside the counts")

@@ -3,16 +3,17 @@
 Compare's intervals resample the test images with each run's trained heads held as they are; the seeds (the head's
 initialisation, its mini-batch order) are averaged, never resampled. Where each run trained several seeds, their
 per-seed values measure that other noise: a difference of seed means moves over retraining by about
-z·√(s_a²/S_a + s_b²/S_b) (s: the standard deviation of a run's S per-seed values, a normal approximation), which
+t_ν·√(s_a²/S_a + s_b²/S_b) (s: the standard deviation of a run's S per-seed values; Welch's interval, t at the
+Welch–Satterthwaite degrees of freedom ν: with 2 or 3 seeds the normal 1.96 understated it), which
 can exceed the test interval, so that a difference "beyond noise" over the test images may not hold when the runs
 are trained again.
 """
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean
@@ -39,14 +40,24 @@ def per_seed_metrics(predictions, num_classes: int, groups: dict[str, list[int]]
     return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in SPREAD_METRICS}
 
 
+def _mean_variance(values: np.ndarray) -> float:
+    """s²/S of per-seed values (S,): 0 where they agree (their float mean can miss them by 1e-16, a variance not 0)."""
+    return 0.0 if (values == values[0]).all() else float(values.var(ddof=1) / len(values))
+
+
 def seed_spread(base: np.ndarray, other: np.ndarray, level: float = DEFAULT_LEVEL) -> float | None:
-    """Half-width of the ``level`` range of the difference of two runs' seed means over retraining:
-    z·√(s_a²/S_a + s_b²/S_b), s the sample standard deviation (ddof 1) of each run's per-seed values ``base`` and
-    ``other``; None where a run has fewer than 2 seeds or a value is not finite (a third without test images)."""
+    """Half-width of the ``level`` range of the difference of two runs' seed means over retraining, Welch's interval
+    of two independent samples: t_ν·√(v_a + v_b), v = s²/S (s the sample standard deviation, ddof 1, of each run's S
+    per-seed values ``base`` and ``other``), ν = (v_a + v_b)² / (v_a²/(S_a − 1) + v_b²/(S_b − 1)) (Welch–
+    Satterthwaite: S − 1 of the other run where one run's seeds agree; 0 where both runs' do); None where a run has
+    fewer than 2 seeds or a value is not finite (a third without test images)."""
     if min(len(base), len(other)) < 2 or not (np.isfinite(base).all() and np.isfinite(other).all()):
         return None
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    return float(z * math.sqrt(base.var(ddof=1) / len(base) + other.var(ddof=1) / len(other)))
+    v_a, v_b = (_mean_variance(x) for x in (base, other))
+    if v_a + v_b == 0:
+        return 0.0
+    dof = (v_a + v_b) ** 2 / (v_a ** 2 / (len(base) - 1) + v_b ** 2 / (len(other) - 1))
+    return float(student_t.ppf(0.5 + level / 2, dof) * math.sqrt(v_a + v_b))
 
 
 def add_seed_spreads(comparison, base, other) -> None:

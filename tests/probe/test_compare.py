@@ -909,8 +909,9 @@ def _seeded(labels, accuracies):
 def test_a_difference_within_the_seeds_spread_says_so_beside_its_test_interval():
     """Compare's intervals resample the test images, each run's heads held as trained: runs whose seeds scored 70,
     80 and 90 % against 75, 85 and 95 % read "+5.0 pt [+3.9, +6.1], beyond noise" with nothing of the seeds'
-    spread, though retraining moves that difference by ±16 pt. Each metric gets its spread over retraining,
-    1.96·√(s_a²/3 + s_b²/3) = 1.96·√(2·0.1²/3), and a warning names where it is wider than the test interval."""
+    spread, though retraining moves that difference by ±23 pt. Each metric gets its spread over retraining,
+    Welch's t_ν·√(s_a²/3 + s_b²/3) = t_4·√(2·0.1²/3) (ν = 4), and a warning names where it is wider than the test
+    interval."""
     import math
 
     from probe.numbers import fixed
@@ -919,20 +920,39 @@ def test_a_difference_within_the_seeds_spread_says_so_beside_its_test_interval()
     groups = {"easy": [0], "medium": [1], "hard": [2]}
     base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
     cmp = compare_reports(base, other, (_seeded(labels, [0.7, 0.8, 0.9]), _seeded(labels, [0.75, 0.85, 0.95])))
-    spread = 1.959964 * math.sqrt(2 * 0.1 ** 2 / 3)
+    spread = 2.776445 * math.sqrt(2 * 0.1 ** 2 / 3)
     for key in ("overall", "balanced", "easy", "medium", "hard"):
         assert cmp.metrics[key].seed_spread == pytest.approx(spread, rel=1e-6), key
     assert cmp.metrics["worst_class"].seed_spread is None
     overall = cmp.metrics["overall"]
     assert overall.delta == pytest.approx(0.05) and overall.beyond_noise
     lo, hi = overall.delta_ci
-    said = (f"the runs' seeds (3 and 3) spread wider than the test interval for overall (±16.0 pt over retraining "
+    said = (f"the runs' seeds (3 and 3) spread wider than the test interval for overall (±22.7 pt over retraining "
             f"against ±{fixed(50 * (hi - lo), 1)} pt over the test images, called beyond noise over the test images "
-            "alone); balanced (±16.0 pt")
+            "alone); balanced (±22.7 pt")
     assert [w for w in cmp.warnings if w.startswith(said)], cmp.warnings
     # seeds that agree: no spread, nothing said
     steady = compare_reports(base, other, (_seeded(labels, [0.8] * 3), _seeded(labels, [0.85] * 3)))
     assert steady.metrics["overall"].seed_spread == pytest.approx(0.0, abs=1e-12) and steady.warnings == []
+
+
+def test_the_seed_spread_of_independent_seeds_is_welch_s_interval_not_the_normal_one():
+    """With 2 or 3 seeds the normal 1.96·√(s_a²/S_a + s_b²/S_b) understated the range over retraining (t at 4
+    degrees of freedom is 2.78): the spread is Welch's interval, scipy's ttest_ind(equal_var=False) half-width,
+    seeds that agree on one side or both included (0, not nan, where both do)."""
+    from scipy.stats import ttest_ind
+
+    from probe.seed_spread import seed_spread
+
+    cases = [([0.7, 0.8, 0.9], [0.75, 0.85, 0.95]), ([0.7, 0.9], [0.8, 0.81]), ([0.7, 0.8, 0.9], [0.8, 0.82]),
+             ([0.8, 0.8, 0.8], [0.75, 0.85, 0.95, 0.9]), ([0.6, 0.7, 0.8, 0.9, 0.65], [0.8, 0.8])]
+    for base, other in cases:
+        base, other = np.array(base), np.array(other)
+        ci = ttest_ind(other, base, equal_var=False).confidence_interval()
+        assert seed_spread(base, other) == pytest.approx((ci.high - ci.low) / 2, rel=1e-9), (base, other)
+    assert seed_spread(np.array([0.7, 0.8, 0.9]), np.array([0.75, 0.85, 0.95])) == pytest.approx(0.22669579, rel=1e-6)
+    assert seed_spread(np.full(3, 0.8), np.full(2, 0.85)) == 0.0
+    assert seed_spread(np.array([0.8]), np.array([0.8, 0.9])) is None
 
 
 def test_unpaired_intervals_are_each_runs_own_intervals_square_and_added():
@@ -1103,7 +1123,7 @@ def test_the_views_give_the_seed_spread_over_retraining_or_say_it_is_unmeasured(
     groups = {"easy": [0], "medium": [1], "hard": [2]}
     base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
     three = compare_reports(base, other, (_seeded(labels, [0.79, 0.8, 0.81]), _seeded(labels, [0.84, 0.85, 0.86])))
-    said = ("±1.6 pt overall, ±1.6 balanced, ±1.6 easy, ±1.6 medium, ±1.6 hard: the 95 % range of each Δ over "
+    said = ("±2.3 pt overall, ±2.3 balanced, ±2.3 easy, ±2.3 medium, ±2.3 hard: the 95 % range of each Δ over "
             "retraining (the runs' 3 and 3 seeds; seed_spread), which the intervals, over the test images, leave out")
     assert ("over retraining", said) in comparison_facts(three)
     assert f"over retraining: {said}" in " ".join(format_comparison(three, width=400).split())
