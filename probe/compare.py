@@ -19,7 +19,7 @@ from .predictions import BY_DIGESTS, BY_ROWS, PREDICTIONS_FILE, match_images, re
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
-from .seed_spread import SPREAD_METRICS, add_seed_spreads
+from .seed_spread import INDEPENDENT, SAME_SEEDS, SPREAD_METRICS, add_seed_spreads
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
 
@@ -64,8 +64,9 @@ class CompareMetric(BaseModel):
     beyond_noise: Optional[bool] = Field(None, description=_BEYOND)
     seed_spread: Optional[float] = Field(None, description="half-width of the 95 % range of delta over retraining, "
                                          "from each run's per-seed values on the images compared (probe.seed_spread:"
-                                         " Welch's t_ν·√(s_a²/S_a + s_b²/S_b), t at the Welch–Satterthwaite degrees "
-                                         "of freedom ν), which delta_ci, over the test images, leaves out; a "
+                                         " t_{S−1}·sd(d)/√S of the per-seed differences d where both runs trained "
+                                         "the same seeds, else Welch's t_ν·√(s_a²/S_a + s_b²/S_b): seed_pairing), "
+                                         "which delta_ci, over the test images, leaves out; a "
                                          "warning names the metrics where it is the wider; null where a run has one "
                                          "seed, for the worst class, and on other images; 0 for runs of the same "
                                          "predictions, one probe")
@@ -352,6 +353,11 @@ class Comparison(BaseModel):
                                    "images both hold), 'unpaired' (not matched: each run's own intervals "
                                    "square-and-added as two independent samples', no count or sign test); null "
                                    "without stored predictions or on other images")
+    seed_pairing: Optional[Literal[SAME_SEEDS, INDEPENDENT]] = Field(
+        None, description="how each metric's seed_spread took the two runs' seeds: 'same seeds' (both reports list "
+        "the same seeds, which share each seed's initialisation and mini-batch order: the paired interval of the "
+        "per-seed differences, t_{S−1}·sd(d)/√S), 'independent' (other or unknown seeds: Welch's interval); null "
+        "without stored predictions or on other images")
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")
@@ -432,12 +438,12 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
         comparison.pairing = matched[2]
         _add_intervals(comparison, *matched[:2], metric=metric)
         comparison.warnings += _matched_warning(predictions, matched)
-        add_seed_spreads(comparison, *matched[:2])
+        add_seed_spreads(comparison, *matched[:2], seeds=(base.seeds.values, other.seeds.values))
     elif predictions is not None:
         comparison.pairing = UNPAIRED
         _add_unpaired_intervals(comparison, *predictions, metric=metric)
         comparison.warnings.append(UNPAIRED_WARNING)
-        add_seed_spreads(comparison, *predictions)
+        add_seed_spreads(comparison, *predictions, seeds=(base.seeds.values, other.seeds.values))
     else:  # a run from before they were stored: the tables' interval columns stood empty, with no word of why
         comparison.warnings.append(NO_PREDICTIONS)
     return comparison

@@ -919,6 +919,7 @@ def test_a_difference_within_the_seeds_spread_says_so_beside_its_test_interval()
     labels = np.repeat(np.arange(3), 400)
     groups = {"easy": [0], "medium": [1], "hard": [2]}
     base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
+    base.seeds.values, other.seeds.values = [0, 1, 2], [3, 4, 5]  # README's example: other seeds, independent
     cmp = compare_reports(base, other, (_seeded(labels, [0.7, 0.8, 0.9]), _seeded(labels, [0.75, 0.85, 0.95])))
     spread = 2.776445 * math.sqrt(2 * 0.1 ** 2 / 3)
     for key in ("overall", "balanced", "easy", "medium", "hard"):
@@ -953,6 +954,46 @@ def test_the_seed_spread_of_independent_seeds_is_welch_s_interval_not_the_normal
     assert seed_spread(np.array([0.7, 0.8, 0.9]), np.array([0.75, 0.85, 0.95])) == pytest.approx(0.22669579, rel=1e-6)
     assert seed_spread(np.full(3, 0.8), np.full(2, 0.85)) == 0.0
     assert seed_spread(np.array([0.8]), np.array([0.8, 0.9])) is None
+
+
+def test_the_seed_spread_of_runs_of_the_same_seeds_is_the_paired_interval_of_their_differences():
+    """Runs that trained the same seeds (the default 0, 1, 2 of every run) share each seed's initialisation and
+    mini-batch order, yet their seeds were taken as independent: seeds at 70, 80, 90 % against 75, 86, 95 % moved
+    together, and Welch's ±23 pt stood for a difference that moved by 5 or 6 pt seed by seed. Where both reports
+    list the same seeds the spread is the paired interval, scipy's ttest_rel half-width; other seeds, Welch's."""
+    from scipy.stats import ttest_ind, ttest_rel
+
+    from probe.seed_spread import paired_seed_spread, per_seed_metrics, seed_pairing
+
+    for base, other in [([0.7, 0.8, 0.9], [0.75, 0.86, 0.95]), ([0.7, 0.9], [0.8, 0.81]),
+                        ([0.6, 0.7, 0.8, 0.9, 0.65], [0.62, 0.75, 0.79, 0.93, 0.7])]:
+        base, other = np.array(base), np.array(other)
+        ci = ttest_rel(other, base).confidence_interval()
+        assert paired_seed_spread(base, other) == pytest.approx((ci.high - ci.low) / 2, rel=1e-9), (base, other)
+    assert paired_seed_spread(np.array([0.7, 0.8, 0.9]), np.array([0.75, 0.85, 0.95])) == 0.0
+    assert paired_seed_spread(np.array([0.7]), np.array([0.8])) is None
+
+    labels = np.repeat(np.arange(3), 400)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
+    one, two = _seeded(labels, [0.7, 0.8, 0.9]), _seeded(labels, [0.75, 0.86, 0.95])
+    a, b = (per_seed_metrics(p, 3, groups)["overall"] for p in (one, two))
+    base.seeds.values = other.seeds.values = [0, 1, 2]
+    cmp = compare_reports(base, other, (one, two))
+    ci = ttest_rel(b, a).confidence_interval()
+    assert cmp.seed_pairing == "same seeds"
+    assert cmp.metrics["overall"].seed_spread == pytest.approx((ci.high - ci.low) / 2, rel=1e-9)
+    assert cmp.metrics["overall"].seed_spread == pytest.approx(0.0143422, rel=1e-5)
+    other.seeds.values = [3, 4, 5]
+    cmp = compare_reports(base, other, (one, two))
+    ci = ttest_ind(b, a, equal_var=False).confidence_interval()
+    assert cmp.seed_pairing == "independent"
+    assert cmp.metrics["overall"].seed_spread == pytest.approx((ci.high - ci.low) / 2, rel=1e-9)
+    assert cmp.warnings[-1].endswith("the runs' seeds taken as independent (Welch))"), cmp.warnings
+    # seeds unknown or not one per row of the predictions: independent
+    assert seed_pairing(None, one, two) == seed_pairing(([0], [0]), one, two) == "independent"
+    assert seed_pairing(([0, 1, 2], [0, 1, 2]), one, two) == "same seeds"
+    assert seed_pairing(([0, 1, 2], [0, 2, 1]), one, two) == "independent"
 
 
 def test_unpaired_intervals_are_each_runs_own_intervals_square_and_added():
