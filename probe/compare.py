@@ -19,7 +19,7 @@ from .predictions import BY_DIGESTS, BY_ROWS, PREDICTIONS_FILE, match_images, re
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
-from .seed_spread import INDEPENDENT, SAME_SEEDS, SPREAD_METRICS, add_seed_spreads
+from .seed_spread import INDEPENDENT, SAME_SEEDS, SPREAD_METRICS, add_seed_spreads, pairing_words
 from .selection import SIGN_TEST_ALPHA, past_budget
 from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
 
@@ -869,7 +869,8 @@ def comparison_facts(comparison: Comparison) -> list[tuple[str, str]]:
 def retraining_sentence(comparison: Comparison) -> str | None:
     """Each metric's ``seed_spread`` in one line beside the intervals, or where no run pair measures it (a run of one
     seed) that retraining goes unmeasured: the views gave the test interval alone unless the seeds' spread was the
-    wider, and never said a run of one seed left it out (a new-user round). None without intervals (no stored
+    wider, and never said a run of one seed left it out (a new-user round); it names how the spread took the seeds
+    (``seed_pairing``: paired seed by seed, or independent). None without intervals (no stored
     predictions: :data:`NO_PREDICTIONS` says it) and on other images (the first seed alone: ``scored_on``)."""
     rows = comparison.metrics
     if comparison.scored_on is not None or not any(rows[key].delta_ci for key in SPREAD_METRICS):
@@ -883,7 +884,9 @@ def retraining_sentence(comparison: Comparison) -> str | None:
         return (f"unmeasured: {who}, so the intervals hold test sampling alone and retraining may move each Δ "
                 "beyond them (train each run with --seeds 3 or more)")
     cells = [f"±{fixed(100 * spread, 1)}{' pt' * (i == 0)} {key}" for i, (key, spread) in enumerate(spreads)]
-    seeds = f"the runs' {counts[0]} and {counts[1]} seeds; " if counts else ""
+    how = pairing_words(comparison.seed_pairing)
+    seeds = ", ".join(filter(None, [f"the runs' {counts[0]} and {counts[1]} seeds" if counts else None, how]))
+    seeds = f"{seeds}; " if seeds else ""
     return (f"{', '.join(cells)}: the 95 % range of each Δ over retraining ({seeds}seed_spread), which the "
             "intervals, over the test images, leave out")
 

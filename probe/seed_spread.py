@@ -25,7 +25,7 @@ from .predictions import same_predictions
 from .uncertainty import DEFAULT_LEVEL, observed_class_accuracy
 
 __all__ = ["SPREAD_METRICS", "SAME_SEEDS", "INDEPENDENT", "per_seed_metrics", "seed_pairing", "seed_spread",
-           "paired_seed_spread", "add_seed_spreads"]
+           "paired_seed_spread", "add_seed_spreads", "pairing_words"]
 
 # the metrics whose per-seed values are one figure of one seed's predictions; the worst class is left out: the
 # lowest class of each seed is another class from seed to seed, and lower than the lowest of the seed means
@@ -33,8 +33,11 @@ SPREAD_METRICS = ("overall", "balanced", *GROUP_NAMES)
 
 # Comparison.seed_pairing: how each seed_spread took the two runs' seeds
 SAME_SEEDS, INDEPENDENT = "same seeds", "independent"
-_PAIRING_WORDS = {SAME_SEEDS: "paired seed by seed: both runs trained seeds {seeds}",
-                  INDEPENDENT: "the runs' seeds taken as independent (Welch)"}
+# how it took them, in brief (:func:`pairing_words`; the compare views' "over retraining" line), and in full
+# (the warning's: which seeds)
+_PAIRING_BRIEF = {SAME_SEEDS: "paired seed by seed", INDEPENDENT: "taken as independent (Welch)"}
+_PAIRING_WORDS = {SAME_SEEDS: _PAIRING_BRIEF[SAME_SEEDS] + ": both runs trained seeds {seeds}",
+                  INDEPENDENT: "the runs' seeds " + _PAIRING_BRIEF[INDEPENDENT]}
 
 
 def per_seed_metrics(predictions, num_classes: int, groups: dict[str, list[int]]) -> dict[str, np.ndarray]:
@@ -129,3 +132,9 @@ def _pairing_words(pairing: str, seeds: tuple | None) -> str:
     """How the spread took the seeds, in the warning's words: 'paired seed by seed: both runs trained seeds 0, 1,
     2' or 'the runs' seeds taken as independent (Welch)'."""
     return _PAIRING_WORDS[pairing].format(seeds=", ".join(map(str, seeds[0])) if pairing == SAME_SEEDS else "")
+
+
+def pairing_words(pairing: str | None) -> str | None:
+    """How the spread took the seeds (``Comparison.seed_pairing``), in brief: 'paired seed by seed' or 'taken as
+    independent (Welch)'; None where it is unknown (no spread: no stored predictions, other images)."""
+    return _PAIRING_BRIEF.get(pairing)

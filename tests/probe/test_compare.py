@@ -1165,11 +1165,20 @@ def test_the_views_give_the_seed_spread_over_retraining_or_say_it_is_unmeasured(
     base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
     three = compare_reports(base, other, (_seeded(labels, [0.79, 0.8, 0.81]), _seeded(labels, [0.84, 0.85, 0.86])))
     said = ("±2.3 pt overall, ±2.3 balanced, ±2.3 easy, ±2.3 medium, ±2.3 hard: the 95 % range of each Δ over "
-            "retraining (the runs' 3 and 3 seeds; seed_spread), which the intervals, over the test images, leave out")
+            "retraining (the runs' 3 and 3 seeds, taken as independent (Welch); seed_spread), which the intervals, "
+            "over the test images, leave out")
     assert ("over retraining", said) in comparison_facts(three)
     assert f"over retraining: {said}" in " ".join(format_comparison(three, width=400).split())
     assert f"- **Over retraining:** {markdown_escape(said)}" in comparison_markdown(three)
     assert f"<dt>Over retraining</dt><dd>{html.escape(said)}</dd>" in comparison_html(three)
+    # the line says how the spread took the seeds: runs of the same seeds paired seed by seed
+    base.seeds.values = other.seeds.values = [0, 1, 2]
+    same = compare_reports(base, other, (_seeded(labels, [0.79, 0.8, 0.81]), _seeded(labels, [0.84, 0.85, 0.86])))
+    assert same.seed_pairing == "same seeds"
+    assert dict(comparison_facts(same))["over retraining"] == (
+        "±0.0 pt overall, ±0.0 balanced, ±0.0 easy, ±0.0 medium, ±0.0 hard: the 95 % range of each Δ over retraining "
+        "(the runs' 3 and 3 seeds, paired seed by seed; seed_spread), which the intervals, over the test images, "
+        "leave out")
     one = compare_reports(base, other, (_seeded(labels, [0.8]), _seeded(labels, [0.85, 0.86])))
     assert ("over retraining", "unmeasured: the base run has 1 seed, so the intervals hold test sampling alone and "
             "retraining may move each Δ beyond them (train each run with --seeds 3 or more)") in comparison_facts(one)
