@@ -143,8 +143,16 @@
     unpaired: "Not paired: the runs' test images could not be matched, so each interval resamples each run's images "
       + "apart, with no counts of images that changed.",
   };
+  // and how each card's spread over retraining took the two runs' seeds (CompareResult.seed_pairing;
+  // probe.seed_spread.SAME_SEEDS, INDEPENDENT, in its words): the cards gave "±x pt over retraining" without it
+  const SEED_PAIRINGS = {
+    "same seeds": "Over retraining: paired seed by seed, both runs having trained the same seeds.",
+    independent: "Over retraining: the runs' seeds taken as independent (Welch).",
+  };
   const pairingNote = (cmp) => (cmp && PAIRINGS[cmp.pairing]
-    ? h("p", { class: "muted note", id: "compare-pairing", "data-pairing": cmp.pairing }, PAIRINGS[cmp.pairing]) : null);
+    ? h("p", { class: "muted note", id: "compare-pairing", "data-pairing": cmp.pairing }, PAIRINGS[cmp.pairing],
+      SEED_PAIRINGS[cmp.seed_pairing]
+        ? h("span", { "data-seed-pairing": cmp.seed_pairing }, ` ${SEED_PAIRINGS[cmp.seed_pairing]}`) : null) : null);
   // how far the difference moves when both runs are trained again (CompareMetric.seed_spread), beside its interval
   // over the test images, which leaves that out
   const spreadLine = (m) => (isNum(m.seed_spread)

@@ -545,24 +545,32 @@ def test_the_margins_run_names_wrap_at_their_words_on_a_phone(driver, live_serve
 def test_the_run_page_says_how_the_comparison_paired_images_and_the_seeds_spread(driver, live_server, finished):
     """A layout round: GET /api/compare's pairing ('rows', 'content digests', 'source paths', 'unpaired') and each
     metric's seed_spread reached no view; the comparison says how its images were paired under the cards, and each
-    card its spread over retraining beside its interval."""
+    card its spread over retraining beside its interval. The note says how that spread took the runs' seeds
+    (seed_pairing): the cards' "±x pt over retraining" had not said whether it paired them seed by seed."""
     cmp = httpx.get(f"{live_server}/api/compare", params={"base": finished.erm, "other": finished.mr2}).json()
     _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
     got = driver.js("""const note = document.getElementById('compare-pairing');
         const spreads = Object.fromEntries(Array.from(document.querySelectorAll('#kpis .kpi'),
           (k) => [k.dataset.metric, (k.querySelector('[data-spread]') || {}).textContent || null]));
         const line = (pairing) => (RunPage.panels.pairingNote({ pairing }) || {}).textContent || null;
+        const seeds = note && note.querySelector('[data-seed-pairing]');
         return [note && note.dataset.pairing, note && note.textContent, spreads, line('unpaired'), line(null),
                 RunPage.panels.spreadLine({ seed_spread: 0.01234 }).textContent,
-                RunPage.panels.spreadLine({ seed_spread: null })];""")
+                RunPage.panels.spreadLine({ seed_spread: null }), seeds && seeds.dataset.seedPairing,
+                RunPage.panels.pairingNote({ pairing: 'unpaired', seed_pairing: 'independent' }).textContent];""")
     assert got[0] == cmp["pairing"] == "rows"
-    assert got[1] == "Paired image by image: one test split, row by row."
+    assert got[7] == cmp["seed_pairing"] == "same seeds"
+    assert got[1] == ("Paired image by image: one test split, row by row. Over retraining: paired seed by seed, both "
+                      "runs having trained the same seeds.")
+    assert got[8] == ("Not paired: the runs' test images could not be matched, so each interval resamples each run's "
+                      "images apart, with no counts of images that changed. Over retraining: the runs' seeds taken as "
+                      "independent (Welch).")
     expected = {("worst class" if k == "worst_class" else k): (
         None if m.get("seed_spread") is None else f"±{100 * m['seed_spread']:.1f} pt over retraining")
         for k, m in cmp["metrics"].items()}
     assert got[2] == {k: expected[k] for k in got[2]}
-    assert got[3:] == ["Not paired: the runs' test images could not be matched, so each interval resamples each run's "
-                       "images apart, with no counts of images that changed.", None, "±1.2 pt over retraining", None]
+    assert got[3:7] == ["Not paired: the runs' test images could not be matched, so each interval resamples each run's "
+                        "images apart, with no counts of images that changed.", None, "±1.2 pt over retraining", None]
 
 
 def test_the_run_pages_compare_picker_stays_in_its_card_on_a_phone(driver, live_server, finished):
