@@ -323,8 +323,9 @@ def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool
     head, it tried read as if the run were that probe; outside rounds). ``posthoc_applied``: whether the shipped
     (first) seed's post-hoc bias was applied (None: not known yet, before the run); ``temperature_applied``,
     whether its temperature was (a run whose T was not applied read "temperature-scaled"; a review round).
-    ``cv_folds``: the folds its cross-validation ran (its report's ``selection.cv``), said where fewer than asked
-    (lowered to the smallest class's count: a run asked for 20 read "cv 20" while it ran 8)."""
+    ``cv_folds``: the folds its cross-validation ran (its report's ``selection.cv``; 0 where none ran, the
+    validation split scoring the candidates), said where fewer than asked (lowered to the smallest class's count: a
+    run asked for 20 read "cv 20" while it ran 8, and one whose validation split was large enough also "cv 20")."""
     from probe import DEFAULT_CV_FOLDS
 
     loss, head = (kept or {}).get("loss", cfg.loss), (kept or {}).get("head", cfg.head)
@@ -341,9 +342,13 @@ def run_name(cfg: Any, kept: dict[str, Any] | None = None, posthoc_applied: bool
     notes += [f"budget {cfg.max_overall_drop:g} pt"] if cfg.max_overall_drop else []
     notes += ["balanced"] if cfg.overall_metric == "balanced" else []
     notes += [f"{cfg.epochs} epochs"] if cfg.epochs else []
-    if cfg.cv != DEFAULT_CV_FOLDS or cv_folds not in (None, cfg.cv):
-        notes += ["no cross-validation" if cfg.cv == 0 else f"cv {cfg.cv}" if cv_folds in (None, cfg.cv)
-                  else f"cv {cv_folds} of {cfg.cv} asked"]
+    ran = cfg.cv if cv_folds is None else cv_folds  # not known yet: as asked
+    if cfg.cv == 0:
+        notes += ["no cross-validation"]
+    elif ran == 0:  # the default's asked folds unsaid, as most runs (a large enough validation split) run none
+        notes += [f"no cross-validation, cv {cfg.cv} asked"] if cfg.cv != DEFAULT_CV_FOLDS else []
+    elif cfg.cv != DEFAULT_CV_FOLDS or ran != cfg.cv:
+        notes += [f"cv {cfg.cv}" if ran == cfg.cv else f"cv {ran} of {cfg.cv} asked"]
     return name + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -412,9 +417,9 @@ def _record_run(ctx: JobContext, run_id: str, cfg: Any, config: dict[str, Any], 
 
     summary = report.summary.model_dump(mode="json")
     scaling = report.temperature_scaling
+    folds = 0 if report.selection.cv is None else report.selection.cv.folds  # 0: the validation split scored
     name = run_name(cfg, report.config, None if report.posthoc is None else report.posthoc.shipped_applied(),
-                    None if scaling is None else scaling.applied,
-                    None if report.selection.cv is None else report.selection.cv.folds)
+                    None if scaling is None else scaling.applied, folds)
     row = ctx.store.add_run(run_id=run_id, job_id=ctx.job_id, cache_id=cache_row["id"], name=name,
                             head=report.config.get("head", cfg.head),
                             loss=report.config.get("loss", cfg.loss), reference_run=reference_run,
@@ -424,8 +429,8 @@ def _record_run(ctx: JobContext, run_id: str, cfg: Any, config: dict[str, Any], 
                             posthoc=None if report.posthoc is None else report.posthoc.outcome(),
                             left_out=left_out_json(report.config),
                             reference_config=config if reference_run is None else None)
-    if report.selection.cv is not None:  # the folds it ran, by the name it was asked as (job_what)
-        ctx.record(cv_folds={**(ctx.result().get("cv_folds") or {}), run_name(cfg): report.selection.cv.folds})
+    # the folds it ran (0: none), by the name it was asked as (job_what)
+    ctx.record(cv_folds={**(ctx.result().get("cv_folds") or {}), run_name(cfg): folds})
     ctx.message(_summary_line(run_id, summary, report.selection.verdict, report.selection.test_check,
                               None if report.posthoc is None else report.posthoc.outcome()))
     ctx.progress(done, f"{name} done")

@@ -570,7 +570,7 @@ def test_cancelling_one_of_two_jobs_of_the_same_extraction_leaves_the_file_to_th
 def test_run_names_tell_two_runs_of_one_data_set_apart():
     """Two disparity runs of one data set were both 'ce/linear (kept: ...)' (a new-user round): the name carries
     the preset, and the budget and balanced accuracy where they were chosen."""
-    from app.steps import run_name
+    from app.steps import job_what, run_name
     from probe import ProbeConfig
 
     erm = ProbeConfig()
@@ -598,6 +598,13 @@ def test_run_names_tell_two_runs_of_one_data_set_apart():
     assert run_name(ProbeConfig(cv=20), None, None, None, 8) == "ce/linear (cv 8 of 20 asked)"
     assert run_name(ProbeConfig(cv=20), None, None, None, 20) == "ce/linear (cv 20)"
     assert run_name(ProbeConfig(), None, None, None, 3) == "ce/linear (cv 3 of 5 asked)"
+    # none run (a validation split large enough): a run asked for 20 read "cv 20"; the default's asked folds unsaid
+    assert run_name(ProbeConfig(cv=20), None, None, None, 0) == "ce/linear (no cross-validation, cv 20 asked)"
+    assert run_name(ProbeConfig(), None, None, None, 0) == "ce/linear"
+    assert run_name(ProbeConfig(cv=0), None, None, None, 0) == "ce/linear (no cross-validation)"
+    asked = {"probes": [ProbeConfig(cv=20).model_dump(mode="json")], "cache_id": "c1"}
+    assert job_what("probe", asked, {"cv_folds": {"ce/linear (cv 20)": 0}}) == \
+        "probe on cache c1: ce/linear (no cross-validation, cv 20 asked)"
     assert run_name(ProbeConfig(temperature_scaling=True, epochs=30)) == "ce/linear (temperature-scaled; 30 epochs)"
     assert run_name(ProbeConfig(temperature_scaling=True), None, None, False) == "ce/linear (temperature: not applied)"
     assert run_name(ProbeConfig(temperature_scaling=True), None, None, True) == "ce/linear (temperature-scaled)"
