@@ -87,12 +87,18 @@
     return h("div", { class: "muted", id: "selection-note" },
       preset ? h("details", { class: "preset" }, h("summary", {}, h("strong", {}, `Preset ${preset.name}`), " — why it is recommended"),
         h("p", {}, preset.why)) : null,
-      sel.reason ? h("p", {}, h("strong", {}, `Selection (${sel.criterion}, on ${selectionSplit(sel)}): `), sel.reason) : null);
+      sel.reason ? h("p", {}, h("strong", {}, `Selection (${sel.criterion}, on ${selectionSplit(report)}): `),
+        sel.reason) : null);
   }
 
-  /** Where the candidates were scored: the validation split, or k-fold cross-validation on train + val. */
-  function selectionSplit(sel) {
-    return sel.cv ? `${sel.cv.folds}-fold cross-validation of train + val, ${sel.cv.samples} images` : "val";
+  /** Where the candidates were scored: the validation split, or k-fold cross-validation on train + val, with the
+   * folds asked (config.cv) where fewer ran, as probe.report.CrossValidation.describe words it (the page said
+   * "8-fold" of a run asked for 20 that the terminal report called "8-fold (of 20 asked)"). */
+  function selectionSplit(report) {
+    const cv = (report.selection || {}).cv, asked = (report.config || {}).cv;
+    if (!cv) return "val";
+    const of = asked != null && asked !== cv.folds ? ` (of ${asked} asked)` : "";
+    return `${cv.folds}-fold${of} cross-validation of train + val, ${cv.samples} images`;
   }
 
   /** A card's interval, of the value it shows: compared, /api/compare's `other_ci` (a third on the compared run's

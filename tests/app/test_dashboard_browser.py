@@ -267,7 +267,8 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     assert httpx.get(live_server + shipped).content[:2] == b"PK"  # a zip archive
     note = driver.js("return document.getElementById('selection-note').textContent")
     cv = report["selection"]["cv"]  # the finished runs' small validation split is cross-validated
-    where = "val" if cv is None else f"{cv['folds']}-fold cross-validation of train + val, {cv['samples']} images"
+    of = "" if cv is None or report["config"]["cv"] == cv["folds"] else f" (of {report['config']['cv']} asked)"
+    where = "val" if cv is None else f"{cv['folds']}-fold{of} cross-validation of train + val, {cv['samples']} images"
     assert note == f"Selection (overall, on {where}): {report['selection']['reason']}"  # no preset: no preset line
     meta = driver.js("return document.querySelector('.meta').textContent")
     timing = report["timing"]
@@ -282,6 +283,21 @@ def test_run_page_draws_per_class_chart_offline(driver, live_server, finished, t
     errors = [e for e in driver.log("browser") if e.get("level") == "SEVERE"]
     assert errors == [], errors
     driver.screenshot(tmp_path / "run_compare.png")
+
+
+def test_the_run_page_says_the_folds_asked_where_fewer_ran(driver, live_server, finished):
+    """A run asked for 20 folds that ran fewer (the smallest class's count) read "5-fold cross-validation" on its
+    page while the terminal report said "5-fold (of 20 asked)": the page says both, as the report does."""
+    report = finished.client.get(f"/api/reports/{finished.erm}").json()
+    cv = report["selection"]["cv"]  # the finished runs' small validation split is cross-validated
+    assert cv is not None and cv["folds"] < 20
+    asked = """(path, data) => (path.startsWith("/api/reports/") && data.config
+        ? { ...data, config: { ...data.config, cv: 20 } } : data)"""
+    with _fetch_rewritten(driver, asked):
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+        note = driver.js("return document.getElementById('selection-note').textContent")
+    assert note.startswith(f"Selection (overall, on {cv['folds']}-fold (of 20 asked) cross-validation of train + val, "
+                           f"{cv['samples']} images): ")
 
 
 def test_run_page_reads_only_its_caches_runs(driver, live_server, finished):
