@@ -20,7 +20,7 @@ from .names import listed_name
 from .numbers import number_text, percent
 from .report import (CHART_CLASSES, CONFUSIONS_HEADER, Calibration, Confusion, CrossValidation, Environment,
                      FeatureSource, NearDuplicates, Report, Timing, confusions_text, interval_text, loss_label,
-                     posthoc_text, shipped_accuracy, shipped_class_ci, verdict_label, WorstClass)
+                     posthoc_text, selection_split_text, shipped_accuracy, shipped_class_ci, verdict_label, WorstClass)
 from .report_text import (NO_CLASSES, SEED_WORST_HEADER, cut_name, empty_third, left_out_text, shipped_worst_text,
                           with_interval, worst_class_ci, worst_first)
 
@@ -64,8 +64,14 @@ def _first_upper(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _cv_note(cv: dict | None, asked: int | None) -> str:
-    return "" if not cv else f" (on {CrossValidation.model_validate(cv).describe(asked)})"
+def _cv_note(report: dict) -> str:
+    """Where the candidates were scored (:func:`probe.report.selection_split_text`), unsaid for the validation
+    split unless folds were asked that it did not need."""
+    cv, fewest = report["selection"].get("cv"), min((row["n_val"] for row in report.get("per_class") or []
+                                                     if row.get("n_val") is not None), default=None)
+    where = selection_split_text(None if not cv else CrossValidation.model_validate(cv),
+                                 report["config"].get("cv"), fewest)
+    return "" if where == "val" else f" (on {where})"
 
 
 def _headline(report: dict) -> dict[str, str]:
@@ -85,7 +91,7 @@ def _headline(report: dict) -> dict[str, str]:
             "probe": f"head {cfg.get('head')}, loss {loss_label(cfg)}, seeds {report['seeds']['values']}",
             "left_out": left_out_text(cfg),
             "selected": selected or "—",
-            "selection": (f"{selection.get('criterion')}{_cv_note(selection.get('cv'), cfg.get('cv'))}: "
+            "selection": (f"{selection.get('criterion')}{_cv_note(report)}: "
                           f"{selection.get('reason', '')}"),
             "grouping": report["grouping"].get("note", ""),
             "time": Timing.model_validate(report["timing"]).describe() if report.get("timing") else "not recorded",

@@ -47,6 +47,8 @@ from .rundir import INCOMING_DIR, STAGING_DIR, recover_run, replace_run, writer_
 from .seen import SEEN_FILE
 from .names import listed, listed_name, repeated, shown_name
 from .numbers import csv_cell, interval_text, number_text, percent, signed_points
+from .config import DEFAULT_CV_FOLDS
+from .decision import MIN_VAL_PER_CLASS
 from .selection import SIGN_TEST_ALPHA, VERDICTS, format_delta, past_budget, same_score
 from .uncertainty import intervals_or_none, p_text, wilson_interval
 
@@ -251,6 +253,18 @@ class CrossValidation(_Model):
         (``config.cv``), said where fewer ran (lowered to the smallest class's count)."""
         of = f" (of {asked} asked)" if asked is not None and asked != self.folds else ""
         return f"{self.folds}-fold{of} cross-validation of train + val, {self.samples} images"
+
+
+def selection_split_text(cv: CrossValidation | None, asked: int | None, fewest_val: int | None) -> str:
+    """Where the candidates were scored, as the terminal, Markdown and HTML views say it: ``cv`` (the report's
+    ``selection.cv``) described with the folds ``asked`` (``config.cv``), else "val", with folds asked by hand said
+    not needed where every class had ``MIN_VAL_PER_CLASS`` validation images (``fewest_val``, the fewest of any
+    class; a run asked for cv 20 that ran none read as if the folds were ignored)."""
+    if cv is not None:
+        return cv.describe(asked)
+    if asked in (None, 0, DEFAULT_CV_FOLDS) or fewest_val is None or fewest_val < MIN_VAL_PER_CLASS:
+        return "val"  # the default's folds unsaid, as most runs (a large enough validation split) run none
+    return f"val; cv {asked} asked, not needed: at least {MIN_VAL_PER_CLASS} validation images in every class"
 
 
 class Selection(_Model):

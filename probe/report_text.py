@@ -13,7 +13,8 @@ from .groups import GROUP_NAMES
 from .names import class_index, listed, listed_name, lookalike_key, shown_name
 from .numbers import interval_text, number_text, percent
 from .report import (CONFUSIONS_HEADER, SEED_METRICS, Report, class_row, confusions_text, loss_label, posthoc_text,
-                     shipped_accuracy, shipped_class_ci, shipped_worst, verdict_label, worst_class_ci)
+                     selection_split_text, shipped_accuracy, shipped_class_ci, shipped_worst, verdict_label,
+                     worst_class_ci)
 
 
 # The terminal views (format_report, compare.format_comparison) list every class up to this many, else the worst
@@ -104,7 +105,8 @@ def _header(report: Report) -> list[str]:
         lines.append(f"verdict ({verdict_label(selection.verdict, selection.test_check)}): {selection.verdict_text}")
     if report.posthoc is not None:
         lines.append(f"post-hoc: {posthoc_text(report.posthoc, report.config)}")
-    where = "val" if selection.cv is None else selection.cv.describe(report.config.get("cv"))
+    where = selection_split_text(selection.cv, report.config.get("cv"),
+                                 min((row.n_val for row in report.per_class if row.n_val is not None), default=None))
     lines.append(f"selection ({selection.criterion}, on {where}): {selection.reason}")
     lines.append(f"grouping: {report.grouping.note}")
     if report.features is not None:

@@ -179,6 +179,19 @@ def test_enough_validation_is_bit_identical_to_cv_off():
     assert on == off
 
 
+def test_a_run_asked_for_folds_it_did_not_need_says_so():
+    """A run asked for cv 20 whose validation split had enough images in every class ran no cross-validation, yet
+    its views said only "on val" (and the runs list "cv 20"): they say the folds asked were not needed."""
+    report = run_probe(make_data(60, MIN_VAL_PER_CLASS), NAMES, ProbeConfig(**FAST, cv=20))
+    assert report.selection.cv is None and report.config["cv"] == 20
+    where = f"val; cv 20 asked, not needed: at least {MIN_VAL_PER_CLASS} validation images in every class"
+    assert f"selection (overall, on {where}): " in format_report(report)
+    assert f"**Why:** overall (on {where}): " in report_markdown(report.model_dump(mode="json"))
+    default = report.model_copy(update={"config": {**report.config, "cv": 5}})  # the default: unsaid, as before
+    assert "selection (overall, on val): " in format_report(default)
+    assert "**Why:** overall: " in report_markdown(default.model_dump(mode="json"))
+
+
 def test_cv_off_uses_the_small_validation_split(small):
     report = run_probe(small, NAMES, ProbeConfig(**FAST, cv=0))
     assert report.selection.cv is None and report.selection.split == "val"
