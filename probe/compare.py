@@ -357,7 +357,7 @@ class Comparison(BaseModel):
         None, description="how each metric's seed_spread took the two runs' seeds: 'same seeds' (both reports list "
         "the same seeds, which share each seed's initialisation and mini-batch order: the paired interval of the "
         "per-seed differences, t_{S−1}·sd(d)/√S), 'independent' (other or unknown seeds: Welch's interval); null "
-        "without stored predictions or on other images")
+        "without stored predictions, on other images, or where no spread was measured (a run of one seed)")
     scored_on: Optional[str] = Field(None, description="the labelled images both runs' shipped probes (first "
                                      "seed) were scored on (mr2probe compare --features); null: their own test "
                                      "split, seed means")

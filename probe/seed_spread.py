@@ -104,7 +104,8 @@ def add_seed_spreads(comparison, base, other, seeds: tuple | None = None) -> Non
     those metrics, in place. One probe against itself (:func:`probe.predictions.same_predictions`, its intervals
     pinned at 0) differs by 0 however it is retrained: each spread is 0 where its seeds have one (a run compared
     with itself had read "±16.0 pt over retraining against ±0.0 pt over the test images"). ``seeds``: the two
-    reports' seed lists, paired seed by seed where they are the same (:func:`seed_pairing`, ``seed_pairing``)."""
+    reports' seed lists, paired seed by seed where they are the same (:func:`seed_pairing`, ``seed_pairing``; None
+    where no spread was measured)."""
     num_classes, groups = len(comparison.per_class), comparison.grouping.groups
     a, b = (per_seed_metrics(p, num_classes, groups) for p in (base, other))
     itself, wider = same_predictions(base, other), []
@@ -120,6 +121,8 @@ def add_seed_spreads(comparison, base, other, seeds: tuple | None = None) -> Non
             said = ", called beyond noise over the test images alone" if row.beyond_noise else ""
             wider.append(f"{key} (±{fixed(100 * row.seed_spread, 1)} pt over retraining against "
                          f"±{fixed(50 * (row.delta_ci[1] - row.delta_ci[0]), 1)} pt over the test images{said})")
+    if all(comparison.metrics[key].seed_spread is None for key in SPREAD_METRICS):
+        comparison.seed_pairing = None  # nothing measured (a run of one seed): no way the seeds were taken
     if wider:
         comparison.warnings.append(
             f"the runs' seeds ({len(base.predicted)} and {len(other.predicted)}) spread wider than the test interval "

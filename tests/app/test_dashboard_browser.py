@@ -573,10 +573,14 @@ def test_the_run_page_says_how_the_comparison_paired_images_and_the_seeds_spread
         return [note && note.dataset.pairing, note && note.textContent, spreads, line('unpaired'), line(null),
                 RunPage.panels.spreadLine({ seed_spread: 0.01234 }).textContent,
                 RunPage.panels.spreadLine({ seed_spread: null }), seeds && seeds.dataset.seedPairing,
-                RunPage.panels.pairingNote({ pairing: 'unpaired', seed_pairing: 'independent' }).textContent];""")
+                RunPage.panels.pairingNote({ pairing: 'unpaired', seed_pairing: 'independent' }).textContent,
+                RunPage.panels.pairingNote({ pairing: 'rows', seed_pairing: 'same seeds' }).textContent];""")
     assert got[0] == cmp["pairing"] == "rows"
-    assert got[7] == cmp["seed_pairing"] == "same seeds"
-    assert got[1] == ("Paired image by image: one test split, row by row. Over retraining: paired seed by seed, both "
+    # the finished runs train one seed each: no spread is measured, so nothing is said of how seeds were taken (the
+    # note read "Over retraining: paired seed by seed" beside cards without a spread; a review round)
+    assert got[7] is None and cmp["seed_pairing"] is None
+    assert got[1] == "Paired image by image: one test split, row by row."
+    assert got[9] == ("Paired image by image: one test split, row by row. Over retraining: paired seed by seed, both "
                       "runs having trained the same seeds.")
     assert got[8] == ("Not paired: the runs' test images could not be matched, so each interval resamples each run's "
                       "images apart, with no counts of images that changed. Over retraining: the runs' seeds taken as "

@@ -996,6 +996,26 @@ def test_the_seed_spread_of_runs_of_the_same_seeds_is_the_paired_interval_of_the
     assert seed_pairing(([0, 1, 2], [0, 2, 1]), one, two) == "independent"
 
 
+def test_runs_of_one_seed_each_have_no_seed_pairing_as_no_spread_was_measured():
+    """Two runs of one seed, both seed 0: no spread over retraining is measured ("unmeasured" in the views), yet
+    seed_pairing read "same seeds" and the dashboard's note "Over retraining: paired seed by seed" beside cards
+    without a spread (a review round). It is null where no metric's spread was measured."""
+    from probe.compare import comparison_facts
+
+    labels = np.repeat(np.arange(3), 400)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
+    base.seeds.values = other.seeds.values = [0]
+    cmp = compare_reports(base, other, (_seeded(labels, [0.8]), _seeded(labels, [0.85])))
+    assert all(cmp.metrics[key].seed_spread is None for key in ("overall", "balanced", "easy", "medium", "hard"))
+    assert cmp.seed_pairing is None
+    assert dict(comparison_facts(cmp))["over retraining"].startswith("unmeasured: the base and the other runs have")
+    # two seeds each: measured, and paired
+    base.seeds.values = other.seeds.values = [0, 1]
+    two = compare_reports(base, other, (_seeded(labels, [0.8, 0.82]), _seeded(labels, [0.85, 0.86])))
+    assert two.seed_pairing == "same seeds" and two.metrics["overall"].seed_spread is not None
+
+
 def test_unpaired_intervals_are_each_runs_own_intervals_square_and_added():
     """Runs whose test images cannot be matched are two independent samples: each delta's interval is Newcombe's
     square-and-add of the two runs' own intervals (their Wilson intervals here: classes of 30 images or more), as
