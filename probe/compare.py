@@ -495,7 +495,8 @@ def _matched_warning(predictions: tuple, matched: tuple) -> list[str]:
         if moved else [])
     return [f"the runs were trained on two caches: their test images are paired by {matched[2]}, {shared:,} in "
             f"both (of {sizes[0]:,} base and {sizes[1]:,} other test images); every accuracy, interval and count "
-            f"here is of those {shared:,}, {' and '.join(left)} left out (calibration and cost: each run's own)"]
+            f"here is of those {shared:,}, {' and '.join(left) or 'none'} left out (calibration and cost: each run's "
+            "own)"]
 
 
 def _add_unpaired_intervals(comparison: Comparison, base, other, metric: str = "accuracy") -> None:

@@ -1233,6 +1233,12 @@ def test_images_both_caches_hold_under_other_labels_are_not_called_only_one_run_
                                                     digests=digests[2:])))
     assert ("of those 9, the 2 and 0 only one run has and the 1 both caches hold under another label (a label "
             "changed between the extractions) left out") in cmp.warnings[0]
+    # the same images in another order: paired by digests, none left out (it read "of those 12,  left out")
+    order = np.array([1, 0, 2, 3, 5, 4, 6, 7, 8, 9, 11, 10])
+    cmp = compare_reports(base, other, (Predictions(labels, labels[None], conf, digests=digests),
+                                        Predictions(labels[order], labels[None, order], conf, digests=digests[order])))
+    assert cmp.pairing == "content digests" and cmp.warnings[0].endswith(
+        "every accuracy, interval and count here is of those 12, none left out (calibration and cost: each run's own)")
 
 
 def test_several_runs_on_two_caches_give_the_base_s_accuracy_on_its_own_test_split():
