@@ -118,8 +118,11 @@ def words_script() -> Response:
     (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text), ``compared_runs``, the most runs one
     comparison of several runs takes besides its base (app.routes.reports.MAX_COMPARED_RUNS), and
     ``label_issue_methods``, the likely-wrong-label methods with what each lists, and the default
-    (probe.label_issues.METHODS, DEFAULT_METHOD)."""
+    (probe.label_issues.METHODS, DEFAULT_METHOD), and ``cv``, the folds asked by default and the validation images
+    per class below which they run (probe.DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS: the run page says folds asked by hand
+    that were not needed, as probe.report.selection_split_text does)."""
     from feature_cache.datasets import SPLITS
+    from probe import DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS
     from probe.compare_many import SUMMARY_METRICS
     from probe.groups import GROUP_NAMES
     from probe.label_issues import DEFAULT_METHOD, METHODS
@@ -139,7 +142,8 @@ def words_script() -> Response:
              "compared_metrics": list(SUMMARY_METRICS),
              "chart_classes": CHART_CLASSES, "heatmap_classes": HEATMAP_CLASSES, "confusions_header": CONFUSIONS_HEADER,
              "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,
-             "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD}}
+             "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD},
+             "cv": {"default": DEFAULT_CV_FOLDS, "min_val_per_class": MIN_VAL_PER_CLASS}}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})

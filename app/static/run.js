@@ -96,9 +96,20 @@
    * "8-fold" of a run asked for 20 that the terminal report called "8-fold (of 20 asked)"). */
   function selectionSplit(report) {
     const cv = (report.selection || {}).cv, asked = (report.config || {}).cv;
-    if (!cv) return "val";
+    if (!cv) return valSplit(asked, report.per_class || []);
     const of = asked != null && asked !== cv.folds ? ` (of ${asked} asked)` : "";
     return `${cv.folds}-fold${of} cross-validation of train + val, ${cv.samples} images`;
+  }
+
+  /** The validation split, and folds asked by hand (config.cv, not Words.cv.default) that it did not need, every
+   * class having Words.cv.min_val_per_class validation images, as probe.report.selection_split_text says it (the
+   * page said "val" where the terminal report said "val; cv 20 asked, not needed: ..."). */
+  function valSplit(asked, perClass) {
+    const counts = perClass.map((r) => r.n_val).filter((n) => n !== null && n !== undefined);
+    const least = window.Words.cv.min_val_per_class;
+    if (asked == null || asked === 0 || asked === window.Words.cv.default || !counts.length
+        || Math.min(...counts) < least) return "val";
+    return `val; cv ${asked} asked, not needed: at least ${least} validation images in every class`;
   }
 
   /** A card's interval, of the value it shows: compared, /api/compare's `other_ci` (a third on the compared run's

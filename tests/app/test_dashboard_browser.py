@@ -300,6 +300,30 @@ def test_the_run_page_says_the_folds_asked_where_fewer_ran(driver, live_server, 
                            f"{cv['samples']} images): ")
 
 
+def test_the_run_page_says_folds_asked_by_hand_were_not_needed(driver, live_server, finished):
+    """A run asked for cv 20 whose validation split had enough images in every class ran none: the terminal,
+    Markdown and HTML reports said "on val; cv 20 asked, not needed: ..." and the page "on val" alone, as if the
+    folds asked were ignored (a review round). The page says it in the reports' words
+    (probe.report.selection_split_text)."""
+    from probe.report import selection_split_text
+
+    report = finished.client.get(f"/api/reports/{finished.erm}").json()
+    fewest = 60  # every class at least MIN_VAL_PER_CLASS (50) validation images
+    asked = """(path, data) => (path.startsWith("/api/reports/") && data.config
+        ? { ...data, config: { ...data.config, cv: 20 }, selection: { ...data.selection, cv: null },
+            per_class: data.per_class.map((r) => ({ ...r, n_val: 60 })) } : data)"""
+    with _fetch_rewritten(driver, asked):
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+        note = driver.js("return document.getElementById('selection-note').textContent")
+    where = selection_split_text(None, 20, fewest)
+    assert where.startswith("val; cv 20 asked, not needed")
+    assert note == f"Selection (overall, on {where}): {report['selection']['reason']}"
+    with _fetch_rewritten(driver, asked.replace("n_val: 60", "n_val: 49")):  # too few: folds would have run
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+        note = driver.js("return document.getElementById('selection-note').textContent")
+    assert note == f"Selection (overall, on val): {report['selection']['reason']}"
+
+
 def test_run_page_reads_only_its_caches_runs(driver, live_server, finished):
     """The run page lists the runs of its own cache (GET /api/runs?cache_id=) for its comparison picker, not every
     run of the server (~500 read for a few, and a run of its cache past the newest 5,000 was no choice; an operator

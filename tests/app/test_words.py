@@ -54,6 +54,9 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
 
     assert words["label_issue_methods"] == {"listed": METHODS, "default": DEFAULT_METHOD}  # the run page's choice
     assert list(METHODS) == ["predicted-neq-given", "confident-learning"] and DEFAULT_METHOD == "predicted-neq-given"
+    from probe import DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS
+
+    assert words["cv"] == {"default": DEFAULT_CV_FOLDS, "min_val_per_class": MIN_VAL_PER_CLASS}  # the selection note
     assert refused.status_code == 422  # like every route, a query parameter it does not take
 
 
