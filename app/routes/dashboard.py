@@ -114,7 +114,8 @@ def words_script() -> Response:
     the compare page), ``chart_classes``, the classes a per-class chart draws (probe.report.CHART_CLASSES, as the HTML
     export's), ``heatmap_classes``, the classes the confusion heat map draws (probe.report.HEATMAP_CLASSES),
     ``confusions_header``, the per-class confusions' column (probe.report.CONFUSIONS_HEADER), and
-    ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
+    ``no_change``, a delta's word where the runs are one probe, every interval pinned at 0 (probe.compare.NO_CHANGE,
+    the terminal's), ``sign_flip_floor``, the least p of the Monte Carlo sign-flip test, written "p ≤"
     (probe.uncertainty.SIGN_FLIP_FLOOR, probe.uncertainty.p_text), ``compared_runs``, the most runs one
     comparison of several runs takes besides its base (app.routes.reports.MAX_COMPARED_RUNS), and
     ``label_issue_methods``, the likely-wrong-label methods with what each lists, and the default
@@ -123,6 +124,7 @@ def words_script() -> Response:
     that were not needed, as probe.report.selection_split_text does)."""
     from feature_cache.datasets import SPLITS
     from probe import DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS
+    from probe.compare import NO_CHANGE
     from probe.compare_many import SUMMARY_METRICS
     from probe.groups import GROUP_NAMES
     from probe.label_issues import DEFAULT_METHOD, METHODS
@@ -141,7 +143,7 @@ def words_script() -> Response:
              "splits": list(SPLITS), "groups": list(GROUP_NAMES), "metrics": list(SEED_METRICS),
              "compared_metrics": list(SUMMARY_METRICS),
              "chart_classes": CHART_CLASSES, "heatmap_classes": HEATMAP_CLASSES, "confusions_header": CONFUSIONS_HEADER,
-             "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,
+             "no_change": NO_CHANGE.strip(), "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,
              "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD},
              "cv": {"default": DEFAULT_CV_FOLDS, "min_val_per_class": MIN_VAL_PER_CLASS}}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",

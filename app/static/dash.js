@@ -232,17 +232,21 @@
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
     const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
     const holdsZero = hasCi && ci[0] <= 0 && ci[1] >= 0;
-    const noise = hasCi && (holdsZero || beyond === false);
+    // the point 0 pinned so (both runs one probe, the same predictions): "no change", as the terminal's compare says
+    // (probe.compare.NO_CHANGE), not "within noise" of a difference too small to tell (a new-user round)
+    const same = hasCi && d === 0 && ci[0] === 0 && ci[1] === 0;
+    const noise = hasCi && !same && (holdsZero || beyond === false);
     // the images the interval's verdict rests on, beyond noise too: a class 57 points down beyond noise had the
     // least said of it (a new-user round)
     const evidence = hasCi && !holdsZero && Array.isArray(changed) && changed.length === 2
       ? ` (${changed[0]} better, ${changed[1]} worse` + (weighted ? ", weighed by class" : "")  // CompareMetric.weighted
         + (isNum(p) ? `: ${pSay(p)})` : ")") : "";
     const cls = noise ? "noise" : d > 0 ? "pos" : d < 0 ? "neg" : "muted";
+    const tag = same ? " " + window.Words.no_change : noise ? " within noise" + evidence : null;
     return h("span", { class: "delta-value " + cls, "data-delta": d, "data-noise": noise ? "true" : null },
       signedPt(d) + " pt",
       hasCi ? h("span", { class: "ci" }, ` [${signedPt(ci[0])}, ${signedPt(ci[1])}]`) : null,
-      noise ? h("span", { class: "noise-tag" }, " within noise" + evidence)
+      tag ? h("span", { class: "noise-tag" }, tag)
         : evidence ? h("span", { class: "evidence muted" }, evidence) : null);
   }
 

@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from pydantic import SecretStr
 
 from app.main import create_app
+from probe.compare import NO_CHANGE
 from probe.numbers import percent
 
 from app_testutils import free_port, wait_for
@@ -3010,6 +3011,18 @@ def test_a_report_holding_its_confusion_as_cells_lists_the_same_pairs(driver, li
         return [pairs({ counts }), pairs({ cells }), drawn.querySelectorAll('rect.cell').length];""")
     assert got[0] == got[1] == [["a", "b", 3, 8], ["b", "a", 1, 8], ["b", "c", 1, 8]]
     assert got[2] == 9
+
+
+def test_a_delta_of_runs_of_the_same_predictions_says_no_change_as_the_terminal_does(driver, live_server, finished):
+    """A new-user round: two runs that kept one probe (a second probe that found no safe improvement against its
+    reference) read "+0.0 pt [+0.0, +0.0] within noise" on the run page's cards and the compare page, where
+    `mr2probe compare` said "no change (same predictions)" of the same rows (probe.compare.NO_CHANGE)."""
+    _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+    got = driver.js("""return [Dash.deltaSpan(0, [0, 0], undefined).textContent,
+                               Dash.deltaSpan(0, [0, 0], false, [0, 0], 1).textContent,
+                               Dash.deltaSpan(0, [-.01, .01]).textContent,
+                               Dash.deltaSpan(0, [0, 0]).dataset.noise || null];""")
+    assert got == ["+0.0 pt [+0.0, +0.0]" + NO_CHANGE] * 2 + ["+0.0 pt [-1.0, +1.0] within noise", None]
 
 
 def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server, finished):

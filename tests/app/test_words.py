@@ -42,6 +42,7 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     assert words["metrics"] == ["overall", "balanced", "easy", "medium", "hard", "worst_class"]
     assert words["compared_metrics"] == ["overall", "balanced", "hard", "worst_class"]  # compare_many's columns
     assert words["sign_flip_floor"] == 1 / 20_001  # probe.uncertainty.SIGN_FLIP_FLOOR: where Dash.pSay says "p ≤"
+    assert words["no_change"] == "no change (same predictions)"  # probe.compare.NO_CHANGE: Dash.deltaSpan says it
     assert words["confusions_header"] == "most often predicted as (% of its test images)"  # CONFUSIONS_HEADER
     assert words["chart_classes"] == 60  # probe.report.CHART_CLASSES: the dashboard's charts draw what the export's do
     assert words["heatmap_classes"] == 60  # probe.report.HEATMAP_CLASSES: the confusion heat map, its sub-matrix
