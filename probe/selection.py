@@ -388,12 +388,17 @@ def closest_candidate(candidates: list[dict]) -> dict | None:
 
 
 def format_delta(delta: float | None, interval) -> str:
-    """``+2.1 pt [+1.2, +3.0]`` from fractions; ``(within noise)`` appended when the interval contains 0; for a
-    difference that cannot be computed (no image of those classes among the images compared) it says so."""
+    """``+2.1 pt [+1.2, +3.0]`` from fractions; ``(within noise)`` appended when the interval contains 0, ``(no
+    change)`` where it is the point 0 (no image of them scored differently: "+0.0 pt [+0.0, +0.0] (within noise)"
+    beside "The runs agree on every one of the 449 test images" read as a contradiction, and the compare table said
+    "no change"; a new-user round); for a difference that cannot be computed (no image of those classes among the
+    images compared) it says so."""
     if delta is None or not math.isfinite(delta):
         return "not measured (no image of these classes here)"
     lo, hi = interval
     text = f"{signed_points(delta)} pt [{signed_points(lo)}, {signed_points(hi)}]"
+    if delta == lo == hi == 0:
+        return text + " (no change)"
     return text + (" (within noise)" if lo <= 0 <= hi else "")
 
 

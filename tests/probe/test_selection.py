@@ -196,6 +196,18 @@ def test_a_difference_that_rounds_to_zero_reads_plus_zero_never_minus_zero():
     assert format_delta(-0.0001, (-0.0004, 0.0002)) == "+0.0 pt [+0.0, +0.0] (within noise)"
 
 
+def test_a_difference_pinned_at_zero_reads_no_change_not_within_noise():
+    """Two runs of the same predictions: the compare verdict said "Hard third +0.0 pt [+0.0, +0.0] (within noise)"
+    and then "The runs agree on every one of the 449 test images" (a new-user round)."""
+    from probe.selection import delta_sentence, format_delta
+
+    pinned = {"delta": 0.0, "lo": 0.0, "hi": 0.0}
+    assert format_delta(0.0, (0.0, 0.0)) == "+0.0 pt [+0.0, +0.0] (no change)"
+    assert delta_sentence({"hard": pinned, "overall": pinned}) == (
+        "Hard third +0.0 pt [+0.0, +0.0] (no change), overall +0.0 pt [+0.0, +0.0] (no change).")
+    assert format_delta(0.0, (-0.001, 0.0)) == "+0.0 pt [-0.1, +0.0] (within noise)"
+
+
 def test_a_difference_that_cannot_be_computed_is_said_so_not_nan():
     """Runs compared on images that leave the hard third without an image (new images of other classes): the
     sentence said "Hard third +nan pt [+nan, +nan]" (found by an outside round); it now says it is not measured."""
