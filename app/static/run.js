@@ -236,9 +236,12 @@
         const m = cmp.metrics[g];
         const noise = ciOk(m.delta_ci) && ((m.delta_ci[0] <= 0 && m.delta_ci[1] >= 0) || m.beyond_noise === false);
         // beyond noise, with its interval, as deltaSpan's: a third's gain read "+10.0 pt" alone (an uncertainty
-        // round); within noise, "(noise)" says it (both would not fit a third's width of the chart)
+        // round); within noise, "(noise)" says it (both would not fit a third's width of the chart); pinned at 0
+        // (no image of the third scored differently), "(no change)", as the cards above it say (a new-user round)
+        const same = ciOk(m.delta_ci) && m.delta === 0 && m.delta_ci[0] === 0 && m.delta_ci[1] === 0;
         const ci = ciOk(m.delta_ci) && !noise ? ` [${signedPt(m.delta_ci[0])}, ${signedPt(m.delta_ci[1])}]` : "";
-        sub.push(isNum(m.delta) ? { text: signedPt(m.delta) + " pt" + (noise ? " (noise)" : ci),
+        const word = same ? " (no change)" : noise ? " (noise)" : ci;
+        sub.push(isNum(m.delta) ? { text: signedPt(m.delta) + " pt" + word,
                                     cls: noise || m.delta === 0 ? "noise" : m.delta > 0 ? "pos" : "neg" } : null);
       }
     } else {

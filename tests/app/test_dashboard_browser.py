@@ -3025,6 +3025,27 @@ def test_a_delta_of_runs_of_the_same_predictions_says_no_change_as_the_terminal_
     assert got == ["+0.0 pt [+0.0, +0.0]" + NO_CHANGE] * 2 + ["+0.0 pt [-1.0, +1.0] within noise", None]
 
 
+def test_the_group_chart_says_no_change_of_a_third_pinned_at_zero_and_fits_a_phone(driver, live_server, finished):
+    """The cards said "no change" of two runs of the same predictions, the group chart under them "+0.0 pt (noise)"
+    (a new-user round); at 375 px each third's label stays inside the chart and apart from the next."""
+    driver.window(375, 900)
+    try:
+        _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
+        got = driver.js("""const m = (d, ci) => ({ base: .8, other: .8 + d, delta: d, delta_ci: ci });
+            const cmp = { metrics: { easy: m(0, [0, 0]), medium: m(0, [-.01, .01]), hard: m(.05, [.02, .08]) } };
+            const node = RunPage.panels.groupChart({ summary: {} }, cmp, { main: 'a', other: 'b' });
+            document.querySelector('main').prepend(node);
+            const svg = (node.tagName === 'svg' ? node : node.querySelector('svg')).getBoundingClientRect();
+            return Array.from(node.querySelectorAll('text.sublabel'), (t) => {
+              const r = t.getBoundingClientRect(); return [t.textContent, r.left >= svg.left, r.right <= svg.right,
+                                                          r.left, r.right]; });""")
+    finally:
+        driver.window(1400, 1800)
+    assert [g[:3] for g in got] == [["+0.0 pt (no change)", True, True], ["+0.0 pt (noise)", True, True],
+                                    ["+5.0 pt [+2.0, +8.0]", True, True]]
+    assert got[0][4] <= got[1][3] and got[1][4] <= got[2][3]  # apart
+
+
 def test_within_noise_shows_when_the_interval_contains_zero(driver, live_server, finished):
     """The compare KPIs with /api/compare's optional intervals (fed to the render function: the API adds them later)."""
     _open(driver, f"{live_server}/runs/{finished.mr2}", "run")
