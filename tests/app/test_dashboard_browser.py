@@ -686,6 +686,25 @@ def test_the_compare_pages_intervals_and_p_values_keep_to_one_line_on_a_phone(dr
         driver.window(1400, 1800)
 
 
+def test_the_compare_pages_no_change_wraps_so_a_phone_sees_the_first_column_whole(driver, live_server, finished):
+    """A new-user round at 375 px: two runs of the same predictions read "no change (same predictions)" on one line
+    in each delta cell, which pushed the overall column past the table's box, its "+0.0 pt" cut at the edge; the
+    words wrap now, as the run page's per-class table's do."""
+    pinned = """(path, data) => (path.startsWith("/api/compare/many?") ? { ...data, rows: data.rows.map((row) => ({
+        ...row, metrics: Object.fromEntries(Object.keys(row.metrics).map((k) => [k, { ...row.metrics[k], delta: 0,
+        delta_ci: [0, 0], beyond_noise: false }])) })) } : data)"""
+    driver.window(375, 844)
+    try:
+        with _fetch_rewritten(driver, pinned):
+            _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
+            got = driver.js("""const td = document.querySelector('#many-table tbody td.num');
+                const box = td.closest('.table-scroll').getBoundingClientRect(), r = td.getBoundingClientRect();
+                return [td.textContent, r.right <= box.right];""")
+        assert got == ["+0.0 pt [+0.0, +0.0]" + NO_CHANGE, True]
+    finally:
+        driver.window(1400, 1800)
+
+
 def test_the_compare_pages_run_names_wrap_so_their_numbers_show_on_a_phone(driver, live_server, finished):
     """A layout round at 375 px: a run's name on one line took 636 px of the compare page's table, every number of
     its row behind the sideways scroll; the name wraps and the row's first delta is in view."""
