@@ -636,7 +636,8 @@
   /** `text` with a break opportunity (<wbr>) after each ":", "/" and "_": a run or encoder name wraps at its
    * punctuation ("group_" | "dro") where its column is narrow, not mid-word ("group_dr" | "o", "disparity" | ":" with
    * overflow-wrap: anywhere on a 375 px phone; a layout round). */
-  const breakable = (text) => String(text).split(/(?<=[:/_])/).flatMap((part, i) => (i ? [h("wbr", {}), part] : [part]));
+  const breakable = (text) => String(text).split(/(?<=[:/_])/)
+    .flatMap((part, i) => (i ? [h("wbr", {}), part] : [part]));
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   fieldMessage, ciOk, ciText, pctCi,

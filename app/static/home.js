@@ -178,7 +178,9 @@
         s.worst_class && ciOk(s.worst_class_ci) ? h("div", { class: "muted ci", "data-ci": "worst_class" },
           compactCi(s.worst_class_ci)) : null),
       h("td", { "data-col": "verdict" }, verdictCell(run.verdict, run.test_check, run.posthoc)),
-      h("td", { class: "name", "data-col": "compare" }, ref ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs ", Dash.breakable(ctx.runs[ref].name)) : h("span", { class: "muted" }, "–")));
+      h("td", { class: "name", "data-col": "compare" }, ref
+        ? h("a", { href: `/runs/${enc(run.id)}?compare=${enc(ref)}` }, "vs ", Dash.breakable(ctx.runs[ref].name))
+        : h("span", { class: "muted" }, "–")));
   }
 
   function runQuestion(run, ctx) {

@@ -1353,8 +1353,9 @@
     main.setAttribute("data-ready", "run");
   }
 
-  window.RunPage = { render, panels: { header, pairingNote, spreadLine, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart, marginChart, calibrationPanel, confusionPanel, confusedList,
-                                       confusionCards, confusedPairs, frontierPanel, perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
-                                       nearDuplicatesPanel, scoreNodes, shippedNodes, predictedNodes,
-                                       seedsCaption, perClassNote } };
+  window.RunPage = { render, panels: {
+    header, pairingNote, spreadLine, verdictBox, posthocBox, compareVerdict, perClassChart, groupChart, scatterChart,
+    marginChart, calibrationPanel, confusionPanel, confusedList, confusionCards, confusedPairs, frontierPanel,
+    perClassTable, kpis, galleryItems, galleryPanel, scorePanel, labelIssueItems, labelIssuesPanel,
+    nearDuplicatesPanel, scoreNodes, shippedNodes, predictedNodes, seedsCaption, perClassNote } };
 })();

@@ -570,7 +570,8 @@ def test_the_margins_run_names_wrap_at_their_words_on_a_phone(driver, live_serve
             const cut = (th) => Array.from(th.childNodes).filter((n) => n.nodeType === 3).flatMap((n) => {
               let at = 0;
               return n.textContent.split(' ').filter((word) => {
-                const r = document.createRange(); r.setStart(n, at); r.setEnd(n, at + word.length); at += word.length + 1;
+                const r = document.createRange(); r.setStart(n, at); r.setEnd(n, at + word.length);
+                at += word.length + 1;
                 return word && r.getClientRects().length > 1; }); });
             const real = heads.map((th) => th.querySelectorAll('wbr').length > 0);  // "ce/linear": a break after "/"
             const names = ['disparity: ce/linear (kept: group_dro found no safe; 20 epochs)', 'ce/linear (20 epochs)'];

@@ -49,7 +49,8 @@ def test_demo_runs_the_pipeline_on_a_tiny_subset(tmp_path, capsys):
 
     verdict = load_report(store.get_run(preset)["path"]).selection.verdict
     if verdict == "no_safe_improvement":  # stated plainly, with what was found, instead of a row of zeros
-        assert f"{preset} (no safe improvement): this run equals the reference (ERM) configuration, as no setting" in out
+        assert f"{preset} (no safe improvement): this run equals the reference (ERM) configuration, as no " \
+            "setting" in out
         assert ("fails on, test accuracy (seed mean, 95 % interval), worst first" in out
                 or f"The probe ({erm}) classifies every test image right." in out)
         erm_report = load_report(store.get_run(erm)["path"])
