@@ -68,7 +68,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import resource
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -81,8 +80,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe.files import (orphaned_temporaries, sync, temporary_name,  # noqa: F401 (orphaned_... re-exported)
-                         temporary_of)
+from probe.files import orphaned_temporaries, replacing, temporary_of  # noqa: F401 (orphaned_... re-exported)
 from probe.names import listed, repeated
 
 from .datasets import CONTENT_DIGEST_SIZE, SPLITS, labelled_layout
@@ -354,22 +352,15 @@ def replacing_file(path: str | Path, needs: int = 0, **kwargs: Any) -> Iterator[
     """A new HDF5 file written at a temporary name beside ``path`` (``kwargs`` go to ``h5py.File``) and moved onto
     ``path`` with ``os.replace`` only when the block succeeds: ``path`` is never seen half written, and a failure
     leaves what was there untouched. ``needs``: the bytes it will take (:func:`cache_bytes`), checked free first
-    (:func:`check_free_space`). The file is synced to the disk before the rename and its folder after
-    (:func:`probe.files.sync`, as :func:`probe.files.atomic_write` does): a power loss leaves the old cache or the
-    new, whole (an unsynced rename could outlive the data it named)."""
+    (:func:`check_free_space`). Written through :func:`probe.files.replacing`: synced to the disk before the rename
+    and its folder after, so that a power loss leaves the old cache or the new, whole (an unsynced rename could
+    outlive the data it named)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if needs:
         check_free_space(path.parent, needs, path.name)
-    tmp = temporary_name(path)  # unique: two writes of one cache in one process (threads) never share it
-    try:
-        with h5py.File(tmp, "w", **kwargs) as h5:
-            yield h5
-        sync(tmp)
-        os.replace(tmp, path)
-        sync(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, h5py.File(tmp, "w", **kwargs) as h5:
+        yield h5
 
 
 @dataclass

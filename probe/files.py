@@ -18,17 +18,16 @@ from pathlib import Path
 TMP_SUFFIX = ".tmp"
 
 
-def temporary_name(path: Path, unique: bool = True) -> Path:
-    """The hidden temporary file beside ``path`` that this process writes it through: ``.<name>.<pid>-<hex>.tmp``
-    (``.<name>.<pid>.tmp`` without ``unique``), so that the next writer knows whether the process that left one
-    still runs (:func:`orphaned_temporaries`)."""
-    tag = f"{os.getpid()}-{secrets.token_hex(8)}" if unique else str(os.getpid())
-    return path.with_name(f".{path.name}.{tag}{TMP_SUFFIX}")
+def temporary_name(path: Path) -> Path:
+    """The hidden temporary file beside ``path`` that this process writes it through: ``.<name>.<pid>-<hex>.tmp``,
+    its own to each write (two writes of one file in one process never share it), so that the next writer knows
+    whether the process that left one still runs (:func:`orphaned_temporaries`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(8)}{TMP_SUFFIX}")
 
 
 def temporary_of(path: str | Path) -> str | None:
-    """The name of the file that ``path`` is a temporary copy of (:func:`temporary_name`'s ``.<name>.<pid>.tmp`` or
-    ``.<name>.<pid>-<hex>.tmp``), or None where it is not one."""
+    """The name of the file that ``path`` is a temporary copy of (:func:`temporary_name`'s ``.<name>.<pid>-<hex>.tmp``,
+    or ``.<name>.<pid>.tmp`` as older versions wrote a cache's), or None where it is not one."""
     match = re.fullmatch(rf"\.(.+)\.\d+(?:-[0-9a-f]+)?{re.escape(TMP_SUFFIX)}", Path(path).name)
     return match.group(1) if match else None
 
@@ -78,13 +77,24 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     that reads it as another user could not be loaded). A failure removes the temporary file; ``path`` stays as
     it was. The temporary files a killed writer of ``path`` left are removed first. The file is synced to the disk
     before the rename and its folder after (:func:`sync`): a power loss leaves the old file or the new, whole."""
+    with replacing(path) as tmp:
+        write(tmp)
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[str]:
+    """The name of a new temporary file beside ``path`` (:func:`temporary_name`) for the block to write, renamed onto
+    ``path`` once the block succeeds, synced to the disk before the rename and its folder after, with the umask's
+    mode; removed where the block fails, ``path`` left as it was. The temporary files a killed writer of ``path``
+    left are removed first. The one definition of a file replaced whole: :func:`atomic_write`, and the feature
+    caches' ``feature_cache.store.replacing_file`` through h5py."""
     path = Path(path)
     remove_orphaned_temporaries(path)
     tmp = str(temporary_name(path))
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the mode a new file gets here
     mode = os.stat(tmp).st_mode & 0o777
     try:
-        write(tmp)
+        yield tmp
         os.chmod(tmp, mode)
         sync(tmp)
         os.replace(tmp, path)
