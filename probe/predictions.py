@@ -17,7 +17,7 @@ written before it was stored).
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,8 @@ __all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_
            "match_images", "relabelled", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
 
 PREDICTIONS_FILE = "predictions.npz"
+# the per-sample arrays a run may lack (written before they were stored, or not known), saved and read by name
+_OPTIONAL = ("sources", "label_probability", "digests")
 
 
 @dataclass
@@ -121,8 +123,7 @@ class Predictions:
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PREDICTIONS_FILE
         tmp = path.with_suffix(".tmp.npz")
-        extra = {name: getattr(self, name) for name in ("sources", "label_probability", "digests")
-                 if getattr(self, name) is not None}
+        extra = {name: getattr(self, name) for name in _OPTIONAL if getattr(self, name) is not None}
         np.savez_compressed(tmp, labels=self.labels, predicted=self.predicted, confidence=self.confidence, **extra)
         tmp.replace(path)
         return path
@@ -146,8 +147,7 @@ class Predictions:
                                     f"predictions; re-run it to get failures and test intervals.")
         try:
             with np.load(path) as data:
-                optional = {name: data[name] for name in ("sources", "label_probability", "digests")
-                            if name in data.files}
+                optional = {name: data[name] for name in _OPTIONAL if name in data.files}
                 loaded = cls(data["labels"], data["predicted"], data["confidence"], **optional)
             return loaded if num_classes is None else loaded.check_classes(num_classes)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged on disk
@@ -241,7 +241,7 @@ def match_images(base: Predictions, other: Predictions) -> tuple[Predictions, Pr
     if base.digests is not None and other.digests is not None:
         if _same_labels(base, other) and np.array_equal(base.digests, other.digests):
             return base, _without_sources(other), BY_ROWS
-        how, identity = BY_DIGESTS, [[row.tobytes() for row in p.digests] for p in (base, other)]
+        how, identity = BY_DIGESTS, [_digest_keys(p) for p in (base, other)]
     elif _same_labels(base, other) and _first_other_sample(base.sources, other.sources) is None:
         return base, other, BY_ROWS
     elif base.sources is not None and other.sources is not None:
@@ -260,7 +260,7 @@ def relabelled(base: Predictions, other: Predictions) -> int:
     kept none): in both caches, yet no pair for :func:`match_images`, whose pairs need one label."""
     if base.digests is None or other.digests is None:
         return 0
-    ids = [[row.tobytes() for row in p.digests] for p in (base, other)]
+    ids = [_digest_keys(p) for p in (base, other)]
     by_content = _matched(*(_occurrences(i) for i in ids))[0].size
     with_label = _matched(*(_occurrences(list(zip(p.labels.tolist(), i))) for p, i in zip((base, other), ids)))[0]
     return max(by_content - with_label.size, 0)
@@ -268,6 +268,11 @@ def relabelled(base: Predictions, other: Predictions) -> int:
 
 def _same_labels(base: Predictions, other: Predictions) -> bool:
     return base.labels.shape == other.labels.shape and np.array_equal(base.labels, other.labels)
+
+
+def _digest_keys(p: Predictions) -> list[bytes]:
+    """Each test image's content digest (``p.digests``' rows) as a key to match on."""
+    return [row.tobytes() for row in p.digests]
 
 
 def _tails(sources: np.ndarray) -> list[str]:
@@ -294,15 +299,14 @@ def _matched(a: list[tuple], b: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
 
 def _take(p: Predictions, rows: np.ndarray) -> Predictions:
     """The predictions of the test samples ``rows`` of ``p``."""
-    optional = {name: None if getattr(p, name) is None else getattr(p, name)[rows]
-                for name in ("sources", "label_probability", "digests")}
+    optional = {name: None if getattr(p, name) is None else getattr(p, name)[rows] for name in _OPTIONAL}
     return Predictions(p.labels[rows], p.predicted[:, rows], p.confidence[rows], **optional)
 
 
 def _without_sources(p: Predictions) -> Predictions:
     """``p`` without its paths: images matched by content may carry other names, which the pairing's check of
     paths (:func:`_paired_bootstrap`) would refuse."""
-    return Predictions(p.labels, p.predicted, p.confidence, None, p.label_probability, p.digests)
+    return replace(p, sources=None)
 
 
 def load_pair(base_dir: str | Path, other_dir: str | Path, class_counts: tuple[int, int] = (None, None)
