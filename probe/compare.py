@@ -435,17 +435,17 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     comparison.features = _features(base, other)
     metric = _overall_metric(base, other)
     if matched is not None:
-        comparison.pairing = matched[2]
-        _add_intervals(comparison, *matched[:2], metric=metric)
+        comparison.pairing, compared = matched[2], matched[:2]
+        _add_intervals(comparison, *compared, metric=metric)
         comparison.warnings += _matched_warning(predictions, matched)
-        add_seed_spreads(comparison, *matched[:2], seeds=(base.seeds.values, other.seeds.values))
     elif predictions is not None:
-        comparison.pairing = UNPAIRED
-        _add_unpaired_intervals(comparison, *predictions, metric=metric)
+        comparison.pairing, compared = UNPAIRED, predictions
+        _add_unpaired_intervals(comparison, *compared, metric=metric)
         comparison.warnings.append(UNPAIRED_WARNING)
-        add_seed_spreads(comparison, *predictions, seeds=(base.seeds.values, other.seeds.values))
     else:  # a run from before they were stored: the tables' interval columns stood empty, with no word of why
         comparison.warnings.append(NO_PREDICTIONS)
+        return comparison
+    add_seed_spreads(comparison, *compared, seeds=(base.seeds.values, other.seeds.values))
     return comparison
 
 
@@ -751,7 +751,7 @@ def _delta_cell(delta: float | None, interval: list | None, changed: list[int] |
         return signed_points(delta, 2)
     lo, hi = interval
     cell = f"{signed_points(delta, 2)} [{signed_points(lo, 2)}, {signed_points(hi, 2)}]"
-    if delta == lo == hi == 0:  # pinned: the runs are one probe (predictions._same_predictions), nothing to weigh
+    if delta == lo == hi == 0:  # pinned: the runs are one probe (predictions.same_predictions), nothing to weigh
         return cell + NO_CHANGE
     if lo <= 0 <= hi:
         return cell + " within noise"
