@@ -186,6 +186,9 @@
 
   const pct = (v) => window.Charts.pct(v);
   const ciOk = (ci) => Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
+  /** Whether a delta `d` and its interval `ci` are the point 0 pinned so: both runs one probe, the same predictions
+   * (probe.predictions.same_predictions), said "no change" (probe.compare.NO_CHANGE), not "within noise". */
+  const pinned = (d, ci) => ciOk(ci) && d === 0 && ci[0] === 0 && ci[1] === 0;
   const ciText = (ci) => `[${pct(ci[0])}, ${pct(ci[1])}]`;  // a 95 % interval of fractions, in per cent
   // an accuracy with its 95 % interval where it has one (the run page's cells, the compare page's base run)
   const pctCi = (value, ci) => [pct(value), ciOk(ci) ? h("span", { class: "ci" }, ` ${ciText(ci)}`) : null];
@@ -230,11 +233,11 @@
    * Markdown export does ("−25.0 pt [−45.0, −5.0] within noise" read as a contradiction; a scale round). */
   function deltaSpan(d, ci, beyond, changed, p, weighted) {
     if (!isNum(d)) return h("span", { class: "muted" }, "–");
-    const hasCi = Array.isArray(ci) && ci.length === 2 && ci.every(isNum);
+    const hasCi = ciOk(ci);
     const holdsZero = hasCi && ci[0] <= 0 && ci[1] >= 0;
     // the point 0 pinned so (both runs one probe, the same predictions): "no change", as the terminal's compare says
     // (probe.compare.NO_CHANGE), not "within noise" of a difference too small to tell (a new-user round)
-    const same = hasCi && d === 0 && ci[0] === 0 && ci[1] === 0;
+    const same = pinned(d, ci);
     const noise = hasCi && !same && (holdsZero || beyond === false);
     // the images the interval's verdict rests on, beyond noise too: a class 57 points down beyond noise had the
     // least said of it (a new-user round)
@@ -640,7 +643,7 @@
     .flatMap((part, i) => (i ? [h("wbr", {}), part] : [part]));
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  fieldMessage, ciOk, ciText, pctCi,
+                  fieldMessage, ciOk, pinned, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
                   canResume, shownName, listedName, classNames, classNamesText, isolated, breakable };

@@ -7,7 +7,7 @@
   "use strict";
   const { h, getJSON, sendJSON, showBanner, table, sortable, sortKey, pct, num, deltaSpan, signedPt, authImage, download, count, enc,
           statusChip, progressBar,
-          isNum, ciOk, ciText, pctCi } = window.Dash;
+          isNum, ciOk, pinned, ciText, pctCi } = window.Dash;
   const GROUPS = window.Words.groups;  // probe.groups.GROUP_NAMES, easiest first
   // the confusions' column (probe.report.CONFUSIONS_HEADER): "% of its test predictions" read as a precision
   const CONFUSED = window.Words.confusions_header;
@@ -238,7 +238,7 @@
         // beyond noise, with its interval, as deltaSpan's: a third's gain read "+10.0 pt" alone (an uncertainty
         // round); within noise, "(noise)" says it (both would not fit a third's width of the chart); pinned at 0
         // (no image of the third scored differently), "(no change)", as the cards above it say (a new-user round)
-        const same = ciOk(m.delta_ci) && m.delta === 0 && m.delta_ci[0] === 0 && m.delta_ci[1] === 0;
+        const same = pinned(m.delta, m.delta_ci);
         const ci = ciOk(m.delta_ci) && !noise ? ` [${signedPt(m.delta_ci[0])}, ${signedPt(m.delta_ci[1])}]` : "";
         const word = same ? " (no change)" : noise ? " (noise)" : ci;
         sub.push(isNum(m.delta) ? { text: signedPt(m.delta) + " pt" + word,
