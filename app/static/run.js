@@ -157,8 +157,8 @@
       + "the images both hold.",
     "source paths": "Paired image by image: the two caches' test images matched by source path; every figure is of "
       + "the images both hold.",
-    unpaired: "Not paired: the runs' test images could not be matched, so each interval resamples each run's images "
-      + "apart, with no counts of images that changed.",
+    unpaired: "Not paired: the runs' test images could not be matched, so each interval square-adds each run's own "
+      + "interval, with no counts of images that changed.",
   };
   // and how each card's spread over retraining took the two runs' seeds (CompareResult.seed_pairing;
   // probe.seed_spread.SAME_SEEDS, INDEPENDENT, in its words): the cards gave "±x pt over retraining" without it

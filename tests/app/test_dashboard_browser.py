@@ -608,15 +608,16 @@ def test_the_run_page_says_how_the_comparison_paired_images_and_the_seeds_spread
     assert got[1] == "Paired image by image: one test split, row by row."
     assert got[9] == ("Paired image by image: one test split, row by row. Over retraining: paired seed by seed, both "
                       "runs having trained the same seeds.")
-    assert got[8] == ("Not paired: the runs' test images could not be matched, so each interval resamples each run's "
-                      "images apart, with no counts of images that changed. Over retraining: the runs' seeds taken as "
+    assert got[8] == ("Not paired: the runs' test images could not be matched, so each interval square-adds each run's "
+                      "own interval, with no counts of images that changed. Over retraining: the runs' seeds taken as "
                       "independent (Welch).")
     expected = {("worst class" if k == "worst_class" else k): (
         None if m.get("seed_spread") is None else f"±{100 * m['seed_spread']:.1f} pt over retraining")
         for k, m in cmp["metrics"].items()}
     assert got[2] == {k: expected[k] for k in got[2]}
-    assert got[3:7] == ["Not paired: the runs' test images could not be matched, so each interval resamples each run's "
-                        "images apart, with no counts of images that changed.", None, "±1.2 pt over retraining", None]
+    assert got[3:7] == ["Not paired: the runs' test images could not be matched, so each interval square-adds each "
+                        "run's own interval, with no counts of images that changed.", None, "±1.2 pt over retraining",
+                        None]
 
 
 def test_the_run_pages_compare_picker_stays_in_its_card_on_a_phone(driver, live_server, finished):
