@@ -130,8 +130,8 @@ def _copy_runs(source: Path, target: Path) -> int:
     return vanished
 
 
-# a cache file being written (feature_cache.store.replacing_file's '.<name>.<pid>-<hex>.tmp'): half a file, of no use to
-# a restore, whose writer's pid may be alive there and keep it from the start-up clean-up
+# a file being written (probe.files.temporary_name's '.<name>.<pid>-<hex>.tmp'): half a file, of no use to a
+# restore, whose writer's pid may be alive there and keep it from the start-up clean-up
 _TEMPORARY = shutil.ignore_patterns(".*.tmp")
 
 
