@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import math
+import random
 import re
 import shutil
 from pathlib import Path
@@ -872,6 +873,76 @@ def test_names_alike_but_in_their_middle_are_cut_where_they_differ():
     console.print(class_table("t", [("class", "left"), *((f"m{i}", "right") for i in range(5))], rows, 60))
     text = console.export_text()
     assert "circle_4…stripes" not in text and "_h…" in text and "_v…" in text
+
+
+def _cut_names_reference(names: list[str], width: int) -> list[str]:
+    """cut_names as it was first written, every place tried on every name from scratch (seconds for 5,000 names
+    alike in their middle): the output the faster one keeps."""
+    from probe.names import shown_name
+    from rich.cells import cell_len, get_character_cell_size
+
+    def fit(text, cells):
+        used = 0
+        for i, char in enumerate(text):
+            used += get_character_cell_size(char)
+            if used > cells:
+                return text[:i]
+        return text
+
+    def cut_at(name, head):
+        return fit(name, head) + "…" + fit(name[::-1], width - 1 - head)[::-1]
+
+    shown = [shown_name(name) for name in names]
+    cuts = [name if cell_len(name) <= width else cut_at(name, width // 2) for name in shown]
+    if len(set(cuts)) == len(set(shown)):
+        return cuts
+    for head in sorted(range(1, width - 1), key=lambda h: (abs(h - width // 2), h)):
+        trial = [name if cell_len(name) <= width else cut_at(name, head) for name in shown]
+        if len(set(trial)) == len(set(shown)):
+            return trial
+    return cuts
+
+
+def _random_names(seed: int) -> list[str]:
+    rng = random.Random(seed)  # wide, zero-width (a combining accent) and plain characters, short and long names
+    return ["".join(rng.choice("ab_北🐋\u0301 ") for _ in range(rng.randint(1, 45))) for _ in range(300)]
+
+
+@pytest.mark.parametrize("names", [
+    ["circle_4_hstripes", "circle_4_vstripes", "circle_5_hstripes", "circle_5_vstripes", "triangle_0_plain_x"],
+    [f"very_long_common_prefix_{i:05d}_very_long_common_suffix" for i in range(300)],
+    [f"{'a' * 30}{i:05d}{'b' * 30}" for i in range(50)],  # no place tells them apart: the middle cut
+    [f"n{i:08d} goldfish, Carassius auratus, a long Latin name #{i}" for i in range(50)],  # none alike
+    [f"北京烤鸭 {i % 7} Peking duck served with pancakes {i // 7} #{i % 3}" for i in range(60)],
+    [f"cafe\u0301 {i:03d} " + "x" * 40 for i in range(40)] + [" cat ", "cat", "a" * 40, "a" * 40, "short"],
+    ["abc…xyz", "abc" + "m" * 20 + "xyz", "abc" + "n" * 20 + "xyz"],  # a whole name alike a cut one
+    _random_names(0), _random_names(1)], ids=["circles", "prefix-suffix", "no-place", "imagenet", "cjk", "mixed",
+                                              "whole-like-cut", "random-0", "random-1"])
+def test_names_are_cut_as_every_place_tried_from_scratch_cuts_them(names):
+    from probe.report_text import cut_names
+
+    for width in (1, 2, 3, 7, 8, 16, 30):
+        assert cut_names(names, width) == _cut_names_reference(names, width), width
+
+
+def test_thousands_of_names_alike_in_their_middle_are_cut_apart_counting_each_character_once(monkeypatch):
+    """5,000 names alike but in their middle ('very_long_common_prefix_00042_very_long_common_suffix') took
+    seconds to cut: every place of 28 tried on every name, each counting its characters' cells again. Each name's
+    characters are counted once (at most its width's worth from each end), and every name still reads apart."""
+    import rich.cells
+    from probe.report_text import NAME_COLUMN, cut_names
+    from rich.cells import cell_len
+
+    names = [f"very_long_common_prefix_{i:05d}_very_long_common_suffix" for i in range(5000)]
+    counted = []
+    cells = rich.cells.get_character_cell_size
+    monkeypatch.setattr(rich.cells, "get_character_cell_size",
+                        lambda char, *rest: counted.append(char) or cells(char, *rest))
+    cuts = cut_names(names)
+    assert len(counted) <= len(names) * 2 * (NAME_COLUMN + 1)  # 4.5 million when every place counted anew
+    monkeypatch.undo()
+    assert len(set(cuts)) == 5000 and all(cell_len(cut) == NAME_COLUMN for cut in cuts)
+    assert all(cut.startswith("v…") and f"{i:05d}"[1:] in cut for i, cut in enumerate(cuts))
 
 
 def test_a_prose_column_never_cuts_a_class_name():
