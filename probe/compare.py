@@ -15,7 +15,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed, repeated
 from .numbers import fixed, percent, signed_points
-from .predictions import BY_DIGESTS, BY_ROWS, PREDICTIONS_FILE, match_images, relabelled
+from .predictions import BY_ROWS, PREDICTIONS_FILE, Matched, match_images
 from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
@@ -426,8 +426,8 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     check_same_classes(base, other)
     matched = None if predictions is None else _matched_images(base, other, predictions)
     note = f"both runs scored on the groups of the base run {base.run_id} ({base.grouping.note})"
-    if matched is not None and matched[2] != BY_ROWS:  # the images both caches hold: every figure of those alone
-        comparison = _comparison(base, other, *_observed(base, *matched[:2]), f"{note}{SHARED_NOTE}{matched[2]}")
+    if matched is not None and matched.how != BY_ROWS:  # the images both caches hold: every figure of those alone
+        comparison = _comparison(base, other, *_observed(base, *matched[:2]), f"{note}{SHARED_NOTE}{matched.how}")
     else:
         comparison = _comparison(base, other, _accuracy(base), _accuracy(other),
                                  {key: (getattr(base.summary, key), getattr(other.summary, key))
@@ -435,7 +435,7 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     comparison.features = _features(base, other)
     metric = _overall_metric(base, other)
     if matched is not None:
-        comparison.pairing, compared = matched[2], matched[:2]
+        comparison.pairing, compared = matched.how, matched[:2]
         _add_intervals(comparison, *compared, metric=metric)
         comparison.warnings += _matched_warning(predictions, matched)
     elif predictions is not None:
@@ -457,7 +457,7 @@ UNPAIRED_WARNING = ("the two runs' test images could not be matched image by ima
                     "than a paired one, and no image is counted or sign-tested")
 
 
-def _matched_images(base: Report, other: Report, predictions: tuple) -> tuple | None:
+def _matched_images(base: Report, other: Report, predictions: tuple) -> Matched | None:
     """:func:`probe.predictions.match_images` of the runs' test predictions, once the reports allow it: by content
     digests whatever the data sets' fingerprints say (the same images in two data sets, read from a folder and from
     an archive), otherwise only where the data sets agree (:func:`check_same_images` raises if not). None: not
@@ -480,20 +480,20 @@ def _observed(base: Report, one, two) -> tuple:
                   "balanced": (nan_mean(a), nan_mean(b))}
 
 
-def _matched_warning(predictions: tuple, matched: tuple) -> list[str]:
+def _matched_warning(predictions: tuple, matched: Matched) -> list[str]:
     """What a comparison of the test images two caches share says of them: how they were matched and how many of
     each run's were left out; nothing for the same test split."""
-    if matched[2] == BY_ROWS:
+    if matched.how == BY_ROWS:
         return []
-    shared, sizes = matched[0].labels.size, [p.labels.size for p in predictions]
+    shared, sizes = matched.base.labels.size, [p.labels.size for p in predictions]
     # an image relabelled between the extractions is in both caches, under two labels: no pair, and not "only one
     # run's" either (a new-user round)
-    moved = relabelled(*predictions) if matched[2] == BY_DIGESTS else 0
+    moved = matched.relabelled
     only = [size - shared - moved for size in sizes]
     left = ([f"the {only[0]:,} and {only[1]:,} only one run has"] if any(only) else []) + (
         [f"the {moved:,} both caches hold under another label (a label changed between the extractions)"]
         if moved else [])
-    return [f"the runs were trained on two caches: their test images are paired by {matched[2]}, {shared:,} in "
+    return [f"the runs were trained on two caches: their test images are paired by {matched.how}, {shared:,} in "
             f"both (of {sizes[0]:,} base and {sizes[1]:,} other test images); every accuracy, interval and count "
             f"here is of those {shared:,}, {' and '.join(left) or 'none'} left out (calibration and cost: each run's "
             "own)"]

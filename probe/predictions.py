@@ -17,15 +17,17 @@ written before it was stored).
 from __future__ import annotations
 
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
 __all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair",
-           "match_images", "relabelled", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
+           "match_images", "Matched", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
 
 PREDICTIONS_FILE = "predictions.npz"
 # the per-sample arrays a run may lack (written before they were stored, or not known), saved and read by name
@@ -229,7 +231,17 @@ def _first_other_sample(a: np.ndarray | None, b: np.ndarray | None) -> int | Non
 BY_ROWS, BY_DIGESTS, BY_PATHS = "rows", "content digests", "source paths"  # how match_images paired two runs
 
 
-def match_images(base: Predictions, other: Predictions) -> tuple[Predictions, Predictions, str] | None:
+class Matched(NamedTuple):
+    """Two runs' test predictions restricted to the test images both have (:func:`match_images`)."""
+    base: Predictions
+    other: Predictions
+    how: str  # BY_ROWS, BY_DIGESTS or BY_PATHS
+    # how many of base's test images other holds under another label, by content digest (BY_DIGESTS; else 0): in
+    # both caches, yet no pair, whose pairs need one label
+    relabelled: int = 0
+
+
+def match_images(base: Predictions, other: Predictions) -> Matched | None:
     """Two runs' test predictions restricted to the test images both have, in the base run's order, and how they
     were matched: :data:`BY_ROWS` (the same test split row by row, the predictions as given), :data:`BY_DIGESTS`
     (each image's content digest and label, where both runs kept digests: two caches of the same images, whatever
@@ -240,10 +252,10 @@ def match_images(base: Predictions, other: Predictions) -> tuple[Predictions, Pr
     occurrence."""
     if base.digests is not None and other.digests is not None:
         if _same_labels(base, other) and np.array_equal(base.digests, other.digests):
-            return base, _without_sources(other), BY_ROWS
+            return Matched(base, _without_sources(other), BY_ROWS)
         how, identity = BY_DIGESTS, [_digest_keys(p) for p in (base, other)]
     elif _same_labels(base, other) and _first_other_sample(base.sources, other.sources) is None:
-        return base, other, BY_ROWS
+        return Matched(base, other, BY_ROWS)
     elif base.sources is not None and other.sources is not None:
         how, identity = BY_PATHS, [_tails(p.sources) for p in (base, other)]
     else:
@@ -252,18 +264,9 @@ def match_images(base: Predictions, other: Predictions) -> tuple[Predictions, Pr
     rows, columns = _matched(*(_occurrences(k) for k in keys))
     if not rows.size:
         return None
-    return _take(base, rows), _without_sources(_take(other, columns)), how
-
-
-def relabelled(base: Predictions, other: Predictions) -> int:
-    """How many of ``base``'s test images ``other`` holds under another label, by content digest (0 where a run
-    kept none): in both caches, yet no pair for :func:`match_images`, whose pairs need one label."""
-    if base.digests is None or other.digests is None:
-        return 0
-    ids = [_digest_keys(p) for p in (base, other)]
-    by_content = _matched(*(_occurrences(i) for i in ids))[0].size
-    with_label = _matched(*(_occurrences(list(zip(p.labels.tolist(), i))) for p, i in zip((base, other), ids)))[0]
-    return max(by_content - with_label.size, 0)
+    # the images both hold whatever their label (an image twice pairs occurrence by occurrence), less those paired
+    moved = sum((Counter(identity[0]) & Counter(identity[1])).values()) - rows.size if how == BY_DIGESTS else 0
+    return Matched(_take(base, rows), _without_sources(_take(other, columns)), how, moved)
 
 
 def _same_labels(base: Predictions, other: Predictions) -> bool:

@@ -1241,6 +1241,27 @@ def test_images_both_caches_hold_under_other_labels_are_not_called_only_one_run_
         "every accuracy, interval and count here is of those 12, none left out (calibration and cost: each run's own)")
 
 
+def test_a_comparison_on_two_caches_keys_each_run_s_digests_once(monkeypatch):
+    """compare matched every test image's digest twice: once to pair the images (match_images), once more to count
+    those relabelled between the extractions (relabelled, a second match of the same digests). One match gives
+    both: each run's digests are read as keys once."""
+    import probe.predictions
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), 4)
+    digests = np.random.default_rng(5).integers(0, 256, (12, 16), dtype=np.uint8)
+    fixed = labels.copy()
+    fixed[[1, 6]] = [2, 0]
+    conf = np.full(12, 0.9)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    keyed, keys = [], probe.predictions._digest_keys
+    monkeypatch.setattr(probe.predictions, "_digest_keys", lambda p: keyed.append(p) or keys(p))
+    cmp = compare_reports(_rep("x", [0.75] * 3, groups, 0.75), _rep("y", [0.75] * 3, groups, 0.75),
+                          (Predictions(labels, labels[None], conf, digests=digests),
+                           Predictions(fixed, fixed[None], conf, digests=digests)))
+    assert "the 2 both caches hold under another label" in cmp.warnings[0] and len(keyed) == 2
+
+
 def test_several_runs_on_two_caches_give_the_base_s_accuracy_on_its_own_test_split():
     """mr2probe compare BASE X Y (GET /api/compare/many) with X on another cache (paired on the 15 of 30 test images
     both caches hold) and Y on the base's cache (all 30): the base's accuracies and the note were the first

@@ -170,3 +170,52 @@ def test_run_ranks_a_wrong_test_label_above_a_hard_image(tmp_path):
     assert sorted(stored.failures(0).tolist()[:3]) == [n + 3, n + 4, n + 5]
     assert set(stored.failures(0).tolist()[3:]) >= {n, n + 1, n + 2}
     assert stored.label_probability[n + 3:].max() < stored.label_probability[n:n + 3].min()
+
+
+def _paired_reference(base: Predictions, other: Predictions, with_label: bool) -> list[tuple[int, int]]:
+    """Each base image in order with the first other image not yet taken of the same digest (and label): an image
+    twice in a split pairs occurrence by occurrence."""
+    taken, pairs = set(), []
+    for i in range(base.labels.size):
+        for j in range(other.labels.size):
+            same = (base.digests[i] == other.digests[j]).all() and (
+                not with_label or base.labels[i] == other.labels[j])
+            if j not in taken and same:
+                taken.add(j)
+                pairs.append((i, j))
+                break
+    return pairs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_images_matched_by_digest_and_those_under_another_label_are_counted_in_one_match(seed):
+    """match_images gives the images two caches share and how many both hold under another label
+    (``Matched.relabelled``), which compare had counted by matching every digest a second time: images relabelled,
+    twice or thrice in a split, and only in one run."""
+    from probe.predictions import BY_DIGESTS, match_images
+
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 256, (20, 16), dtype=np.uint8)
+    pool_labels = rng.integers(0, 3, 20)
+    # duplicates, and images only one run has; images 0 and 1 in both, every copy of them relabelled in the second
+    one, two = np.r_[0, 1, 1, rng.integers(0, 20, 30)], np.r_[0, 1, rng.integers(2, 20, 25)]
+    two_labels = pool_labels[two].copy()
+    two_labels[:2] += 1  # relabelled between the extractions (a new class 3 too)
+    two_labels[rng.choice(np.arange(2, 27), 3, replace=False)] += 1  # and a copy of some other images
+
+    def predictions(labels, digests):
+        predicted = rng.integers(0, 4, (2, labels.size))
+        return Predictions(labels, predicted, rng.random(labels.size), digests=digests)
+
+    base, other = predictions(pool_labels[one], pool[one]), predictions(two_labels, pool[two])
+    matched = match_images(base, other)
+    pairs = _paired_reference(base, other, with_label=True)
+    rows, columns = (np.array(side) for side in zip(*pairs))
+    assert matched.how == BY_DIGESTS
+    for got, want in ((matched.base, base), (matched.other, other)):
+        index = rows if want is base else columns
+        assert np.array_equal(got.labels, want.labels[index]) and np.array_equal(got.digests, want.digests[index])
+        assert np.array_equal(got.predicted, want.predicted[:, index])
+        assert np.array_equal(got.confidence, want.confidence[index])
+    assert matched.relabelled == len(_paired_reference(base, other, with_label=False)) - len(pairs)
+    assert matched.relabelled >= 2  # images 0 and 1 at least
