@@ -218,14 +218,12 @@ def _paired_bootstrap(base: Predictions, other: Predictions, num_classes: int, n
 
 
 def _first_other_sample(a: np.ndarray | None, b: np.ndarray | None) -> int | None:
-    """The first test sample whose source differs between two runs (by its last two path components, the class
-    folder and file name, so that the same images read from a folder and from an archive with a top folder
-    match), or None: none differs, or a run did not store its sources. Caches list the test samples class by
-    class, so two different test sets with the same class counts have the same labels; their sources differ."""
+    """The first test sample whose source names another image in the other run (:func:`_same_image`), or None:
+    none does, or a run did not store its sources. Caches list the test samples class by class, so two different
+    test sets with the same class counts have the same labels; their sources differ."""
     if a is None or b is None:
         return None
-    differ = np.flatnonzero(np.asarray(_tails(a)) != np.asarray(_tails(b)))
-    return int(differ[0]) if differ.size else None
+    return next((i for i, (one, two) in enumerate(zip(a, b)) if not _same_image(one, two)), None)
 
 
 BY_ROWS, BY_DIGESTS, BY_PATHS = "rows", "content digests", "source paths"  # how match_images paired two runs
@@ -245,9 +243,9 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
     """Two runs' test predictions restricted to the test images both have, in the base run's order, and how they
     were matched: :data:`BY_ROWS` (the same test split row by row, the predictions as given), :data:`BY_DIGESTS`
     (each image's content digest and label, where both runs kept digests: two caches of the same images, whatever
-    their names, order or split) or :data:`BY_PATHS` (each image's class folder and file name, as
-    :func:`_first_other_sample` reads them, and label); None where the two cannot be matched (no digests or
-    sources, or no image in common). Paths identify an image only within one data set: the caller checks that
+    their names, order or split) or :data:`BY_PATHS` (each image's path in its data set, one run's the other's
+    below a top folder at most, where that names one image of each run: :func:`_path_keys`, and label); None where
+    the two cannot be matched (no digests or sources, or no image in common). Paths identify an image only within one data set: the caller checks that
     the runs' data sets agree before it trusts :data:`BY_PATHS`. An image twice in a split pairs occurrence by
     occurrence."""
     if base.digests is not None and other.digests is not None:
@@ -257,7 +255,7 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
     elif _same_labels(base, other) and _first_other_sample(base.sources, other.sources) is None:
         return Matched(base, other, BY_ROWS)
     elif base.sources is not None and other.sources is not None:
-        how, identity = BY_PATHS, [_tails(p.sources) for p in (base, other)]
+        how, identity = BY_PATHS, _path_keys(base.sources, other.sources)
     else:
         return None
     keys = [list(zip(p.labels.tolist(), ids)) for p, ids in zip((base, other), identity)]
@@ -278,9 +276,43 @@ def _digest_keys(p: Predictions) -> list[bytes]:
     return [row.tobytes() for row in p.digests]
 
 
-def _tails(sources: np.ndarray) -> list[str]:
-    """Each path's class folder and file name (the same images read from a folder or from an archive match)."""
-    return ["/".join(str(path).replace("\\", "/").split("/")[-2:]) for path in sources]
+def _parts(path: str) -> tuple[str, ...]:
+    """A path's folders and file name ('\\' read as '/')."""
+    return tuple(part for part in str(path).replace("\\", "/").split("/") if part)
+
+
+def _same_image(a: str, b: str) -> bool:
+    """Whether two paths in a data set name one image: equal, or one the other below a top folder (the same images
+    read from a folder and from an archive with a top folder: 'test/cat/1.png', 'cifar/test/cat/1.png'). Their
+    class folder and file name alone are not an image: 'train/cat/1.png' and 'test/cat/1.png' are two."""
+    one, two = _parts(a), _parts(b)
+    n = min(len(one), len(two))
+    return n > 0 and one[-n:] == two[-n:]
+
+
+def _path_keys(a: np.ndarray, b: np.ndarray) -> list[list]:
+    """Each path of ``a`` and of ``b`` as a key to match on: one key for a path of each run naming one image
+    (:func:`_same_image`) where neither names another of the other run's; a path naming none, or two or more
+    ('cat/1.png' beside 'train/cat/1.png' and 'test/cat/1.png'), pairs with nothing."""
+    parts = [[_parts(path) for path in paths] for paths in (a, b)]
+    set_of = [set(side) for side in parts]
+    below = [{} for _ in parts]  # each run's paths by every path they end in: 'cat/1.png' → its train and test files
+    for side, index in zip(set_of, below):
+        for path in side:
+            for start in range(len(path)):
+                index.setdefault(path[start:], set()).add(path)
+
+    def named(path: tuple, side: int) -> set:  # the other run's paths naming the image ``path`` names
+        other = 1 - side
+        return below[other].get(path, set()) | {path[i:] for i in range(1, len(path)) if path[i:] in set_of[other]}
+
+    one = {path: named(path, 0) for path in set_of[0]}
+    two = {path: named(path, 1) for path in set_of[1]}
+    pair = {path: next(iter(found)) for path, found in one.items()
+            if len(found) == 1 and two[next(iter(found))] == {path}}
+    back = {found: path for path, found in pair.items()}
+    return [[("pair", p) if p in pair else ("base", p) for p in parts[0]],
+            [("pair", back[p]) if p in back else ("other", p) for p in parts[1]]]
 
 
 def _occurrences(keys: list) -> list[tuple]:

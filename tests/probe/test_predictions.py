@@ -219,3 +219,51 @@ def test_images_matched_by_digest_and_those_under_another_label_are_counted_in_o
         assert np.array_equal(got.confidence, want.confidence[index])
     assert matched.relabelled == len(_paired_reference(base, other, with_label=False)) - len(pairs)
     assert matched.relabelled >= 2  # images 0 and 1 at least
+
+
+def _by_paths(base_sources, other_sources, labels=None):
+    from probe.predictions import match_images
+
+    labels = np.zeros(len(base_sources), dtype=int) if labels is None else np.asarray(labels)
+    other_labels = np.zeros(len(other_sources), dtype=int)
+    base = Predictions(labels, np.arange(len(base_sources))[None], np.full(len(base_sources), 0.5),
+                       sources=base_sources)
+    other = Predictions(other_labels, np.arange(len(other_sources))[None], np.full(len(other_sources), 0.5),
+                        sources=other_sources)
+    return match_images(base, other)
+
+
+def test_paths_pair_only_where_they_name_one_image_of_the_data_set():
+    """Paths were paired by their class folder and file name alone: train/cat/1.jpg of one extraction's test split
+    with test/cat/1.jpg of the other's, and a/cat/1.jpg with b/cat/1.jpg, two images each. A path pairs with the
+    same path, or with it below a top folder (a folder and an archive of the data set), where it names one image."""
+    from probe.predictions import BY_PATHS, BY_ROWS
+
+    assert _by_paths(["train/cat/1.jpg"], ["test/cat/1.jpg"]) is None  # row by row: no longer "the same split"
+    assert _by_paths(["train/cat/1.jpg", "train/cat/2.jpg"], ["test/cat/1.jpg"]) is None
+    assert _by_paths(["a/cat/1.jpg", "b/cat/2.jpg"], ["b/cat/1.jpg", "a/cat/2.jpg"]) is None
+    matched = _by_paths(["a/cat/1.jpg", "b/cat/1.jpg", "c/cat/1.jpg"], ["b/cat/1.jpg", "a/cat/1.jpg"])
+    assert matched.how == BY_PATHS  # each with its own, not occurrence by occurrence of 'cat/1.jpg'
+    assert matched.base.predicted[0].tolist() == [0, 1] and matched.other.predicted[0].tolist() == [1, 0]
+    # a folder and an archive with a top folder: one image each, in another order
+    matched = _by_paths(["test/cat/1.jpg", "test/cat/2.jpg"], ["cifar/test/cat/2.jpg", "cifar\\test\\cat\\1.jpg"])
+    assert matched.how == BY_PATHS and matched.other.predicted[0].tolist() == [1, 0]
+    assert _by_paths(["test/cat/1.jpg"], ["cifar/test/cat/1.jpg"]).how == BY_ROWS
+    # 'cat/1.jpg' names two images of the other run: paired with neither; 'cat/2.jpg' names one
+    matched = _by_paths(["cat/1.jpg", "cat/2.jpg"], ["train/cat/1.jpg", "test/cat/1.jpg", "test/cat/2.jpg"])
+    assert matched.base.predicted[0].tolist() == [1] and matched.other.predicted[0].tolist() == [2]
+    # an image twice in a split pairs occurrence by occurrence
+    matched = _by_paths(["a/cat/1.jpg", "a/cat/1.jpg", "b/cat/1.jpg"], ["a/cat/1.jpg", "b/cat/1.jpg", "a/cat/1.jpg"])
+    assert matched.base.predicted[0].tolist() == [0, 1, 2] and matched.other.predicted[0].tolist() == [0, 2, 1]
+
+
+def test_a_paired_difference_refuses_two_images_of_one_class_folder_and_name():
+    from probe.predictions import paired_test_delta
+
+    labels = np.array([0, 1])
+    one = Predictions(labels, labels[None], np.full(2, 0.9), sources=["train/cat/1.jpg", "train/dog/1.jpg"])
+    two = Predictions(labels, labels[None], np.full(2, 0.9), sources=["test/cat/1.jpg", "test/dog/1.jpg"])
+    with pytest.raises(ValueError, match="test sample 0 is 'train/cat/1.jpg' in one and 'test/cat/1.jpg'"):
+        paired_test_delta(one, two, 2, {"easy": [0], "medium": [1], "hard": []}, n_resamples=10)
+    three = Predictions(labels, labels[None], np.full(2, 0.9), sources=["data/train/cat/1.jpg", "train/dog/1.jpg"])
+    assert paired_test_delta(one, three, 2, {"easy": [0], "medium": [1], "hard": []}, n_resamples=10)
