@@ -245,9 +245,9 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
     (each image's content digest and label, where both runs kept digests: two caches of the same images, whatever
     their names, order or split) or :data:`BY_PATHS` (each image's path in its data set, one run's the other's
     below a top folder at most, where that names one image of each run: :func:`_path_keys`, and label); None where
-    the two cannot be matched (no digests or sources, or no image in common). Paths identify an image only within one data set: the caller checks that
-    the runs' data sets agree before it trusts :data:`BY_PATHS`. An image twice in a split pairs occurrence by
-    occurrence."""
+    the two cannot be matched (no digests or sources, or no image in common). Paths identify an image only within
+    one data set: the caller checks that the runs' data sets agree before it trusts :data:`BY_PATHS`. An image
+    twice in a split pairs occurrence by occurrence."""
     if base.digests is not None and other.digests is not None:
         if _same_labels(base, other) and np.array_equal(base.digests, other.digests):
             return Matched(base, _without_sources(other), BY_ROWS)
