@@ -33,6 +33,9 @@ class ManyCell(BaseModel):
     holm_p: Optional[float] = Field(None, description="p_value Holm-corrected over the runs compared with the base")
     beyond_noise: Optional[bool] = Field(None, description="the pairwise rule with holm_p for p_value; null without "
                                          "an interval")
+    seed_spread: Optional[float] = Field(None, description="the pairwise comparison's seed_spread: half-width of the "
+                                         "95 % range of delta over retraining (probe.seed_spread); null where a run "
+                                         "has 1 seed, for the worst class and on other images")
 
 
 class ManyRow(BaseModel):
@@ -43,6 +46,8 @@ class ManyRow(BaseModel):
                                         "report predates its timing)")
     time_comparable: Optional[bool] = Field(None, description="false when the two ran in another setting (device "
                                             "or threads: the ratio mixes both; shown with a *); null without a ratio")
+    seed_pairing: Optional[str] = Field(None, description="how the cells' seed_spread took this run's and the base's "
+                                        "seeds (the pairwise comparison's seed_pairing: 'same seeds' or 'independent')")
 
 
 class ManyWarning(BaseModel):
@@ -107,7 +112,7 @@ def _cells(comparisons: list[Comparison], key: str) -> list[ManyCell]:
         beyond = None if m.beyond_noise is None else bool(m.beyond_noise and holm_p is not None
                                                           and holm_p <= SIGN_TEST_ALPHA)
         cells.append(ManyCell(delta=m.delta, delta_ci=m.delta_ci, p_value=m.p_value, holm_p=holm_p,
-                              beyond_noise=beyond))
+                              beyond_noise=beyond, seed_spread=m.seed_spread))
     return cells
 
 
@@ -159,7 +164,7 @@ def compare_many(comparisons: list[Comparison], warnings: Optional[list[RunWarni
     rows = [ManyRow(run=c.other, probe=(c.probes or {}).get("other"),
                     metrics={key: columns[key][i] for key in SUMMARY_METRICS},
                     time_ratio=c.cost.ratio if c.cost is not None else None,
-                    time_comparable=c.cost.comparable if c.cost is not None else None)
+                    time_comparable=c.cost.comparable if c.cost is not None else None, seed_pairing=c.seed_pairing)
             for i, c in enumerate(comparisons)]
     first = comparisons[0]
     # the base's own figures from a comparison on its whole test split: a run on another cache is compared on the

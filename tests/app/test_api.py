@@ -884,6 +884,34 @@ def test_several_runs_are_compared_with_one_base_in_one_answer(finished):
     assert resp.headers["content-disposition"] == f'attachment; filename="{finished.erm}_vs_1_run.html"'
 
 
+def test_several_runs_give_each_delta_s_spread_over_retraining_as_the_pair_does(fresh_finished):
+    """GET /api/compare/many gave each run's delta and test interval but not how far retraining moves it, which
+    GET /api/compare gives: each cell carries the pairwise seed_spread (probe.seed_spread: paired seed by seed, the
+    runs having trained the same seeds 0, 1, 2), each row how the seeds were taken; none for the worst class."""
+    from probe.predictions import load_pair
+    from probe.seed_spread import paired_seed_spread, per_seed_metrics
+
+    client, store = fresh_finished.client, fresh_finished.client.app.state.store
+    cache, runs = client.get("/api/caches").json()[0]["id"], []
+    for probe in (ERM, MR2):  # the fixture's runs train one seed: no spread to give
+        job = client.post("/api/jobs", json={"kind": "probe", "cache_id": cache,
+                                             "config": dict(probe, seeds=[0, 1, 2])}).json()
+        job = wait_job(client, job["id"])
+        assert job["status"] == "succeeded", job
+        runs.append(job["result"]["run_ids"][0])
+    body = client.get("/api/compare/many", params={"base": runs[0], "other": [runs[1]]}).json()
+    pair = body["comparisons"][0]
+    folders = [store.get_run(run)["path"] for run in runs]
+    classes = len(pair["per_class"])
+    a, b = (per_seed_metrics(p, classes, pair["grouping"]["groups"]) for p in load_pair(*folders, (classes, classes)))
+    row = body["rows"][0]
+    assert row["seed_pairing"] == pair["seed_pairing"] == "same seeds" and len(a["overall"]) == 3
+    for key in ("overall", "balanced", "hard"):
+        assert row["metrics"][key]["seed_spread"] == paired_seed_spread(a[key], b[key]), key
+        assert row["metrics"][key]["seed_spread"] == pair["metrics"][key]["seed_spread"], key
+    assert row["metrics"]["worst_class"]["seed_spread"] is None
+
+
 def test_a_comparison_is_computed_once_until_a_run_s_files_change(fresh_finished, monkeypatch):
     """The run page asks for its comparison on every view and the exports again: 3.4-5.2 s each at 1,000 classes
     (a many-classes round). The service keeps the last few, keyed by the files' identity: the same answer, computed

@@ -8,7 +8,8 @@ from probe.uncertainty import holm
 
 
 def _comparison(p_value, beyond=True, delta=0.05):
-    metric = SimpleNamespace(delta=delta, delta_ci=[0.01, 0.09], p_value=p_value, beyond_noise=beyond)
+    metric = SimpleNamespace(delta=delta, delta_ci=[0.01, 0.09], p_value=p_value, beyond_noise=beyond,
+                             seed_spread=None)
     return SimpleNamespace(metrics={"overall": metric})
 
 
