@@ -14,7 +14,7 @@ from typing import Optional
 
 from pydantic import BaseModel, Field
 
-from .compare import SHARED_NOTE, UNPAIRED, Comparison, metric_title
+from .compare import SHARED_NOTE, UNPAIRED, Comparison, metric_title, retraining_sentence
 from .names import listed
 from .predictions import BY_DIGESTS, BY_PATHS
 from .numbers import percent, signed_points
@@ -224,7 +224,8 @@ def _ci(interval: Optional[list]) -> str:
 
 def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
     """The lines around the table, as (label, text): what was compared, each run's probe, the base's accuracies,
-    then the pairwise comparisons' warnings (``ManyComparison.warnings``; the Markdown and HTML pages had none of
+    each run's spread over retraining (:func:`probe.compare.retraining_sentence`, as two-run compare says it), then
+    the pairwise comparisons' warnings (``ManyComparison.warnings``; the Markdown and HTML pages had none of
     them: "the probe was trained on these images" among them, which the terminal prints)."""
     worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
     base = ", ".join(f"{key.replace('_', ' ')} {percent(value)} %" + _ci(many.base_ci.get(key))
@@ -233,6 +234,8 @@ def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
     return [("compared", many.note), ("probes", "; ".join(probes + [f"{many_name(many, row.run)}: {row.probe or '?'}"
                                                                      for row in many.rows])),
             (f"base {many.base}", base),
+            *((f"over retraining ({many_name(many, c.other)})", text) for c in many.comparisons
+              if (text := retraining_sentence(c)) is not None),
             *((f"warning ({', '.join(many_name(many, run) or '?' for run in w.runs)})", w.text) for w in many.warnings),
             *((f"warning ({'every run' if w.run is None else many_name(many, w.run)})", w.text)
               for w in many.run_warnings)]
@@ -252,6 +255,6 @@ def format_many(many: ManyComparison, *, width: int = COMPARE_WIDTH) -> str:
     print_class_table(console, f"Δ points against {many.base} [95 % interval]; {many.title}",
                       [(col, "left" if col == "run" else "right") for col in MANY_HEADER], many_rows(many), width,
                       sections=True)
-    for label, text in facts[2:]:  # the base's accuracies, then the runs' warnings
+    for label, text in facts[2:]:  # the base's accuracies, the spreads over retraining, then the runs' warnings
         console.print(f"{label}: {text}")
     return console.export_text()

@@ -599,7 +599,8 @@ def _many_facts(many: ManyComparison) -> tuple[list[tuple[str, str]], list[tuple
     comparisons' and the runs' own), below it (a warning per run above pushed the table off the first screen at six
     runs)."""
     facts = [(label[0].upper() + label[1:], text) for label, text in many_facts(many)]
-    return facts[:3], facts[3:]
+    return ([fact for fact in facts if not fact[0].startswith("Warning")],
+            [fact for fact in facts if fact[0].startswith("Warning")])
 
 
 def many_html(many: ManyComparison) -> str:

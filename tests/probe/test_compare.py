@@ -1291,3 +1291,24 @@ def test_several_runs_on_two_caches_give_the_base_s_accuracy_on_its_own_test_spl
                                 "base (own validation accuracy). The base's accuracies are on its own test split; "
                                 "x, on another cache, is compared on the test images both caches hold (its warning "
                                 "says how many).")
+
+
+def test_several_runs_print_each_run_s_spread_over_retraining_as_two_run_compare_does():
+    """mr2probe compare RUN_A RUN_B RUN_C printed each delta and its test interval but not how far retraining moves
+    it, which two-run compare prints: each run's line is the pairwise retraining_sentence, in the terminal and in the
+    Markdown above the table (not among its warnings)."""
+    from probe.compare import retraining_sentence
+    from probe.compare_many import compare_many, format_many
+    from probe.export import many_markdown
+
+    labels = np.repeat(np.arange(3), 400)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [0.8] * 3, groups, 0.8), _rep("y", [0.85] * 3, groups, 0.85)
+    base.seeds.values = other.seeds.values = [0, 1, 2]
+    cmp = compare_reports(base, other, (_seeded(labels, [0.7, 0.8, 0.9]), _seeded(labels, [0.75, 0.86, 0.95])))
+    said = retraining_sentence(cmp)
+    assert said.startswith("±1.4 pt overall, ") and "paired seed by seed" in said
+    many = compare_many([cmp])
+    assert f"over retraining (y): {said}\n" in format_many(many, width=1000)
+    markdown = many_markdown(many)
+    assert f"**Over retraining (y):** {said}" in markdown.split("## Δ points")[0], markdown
