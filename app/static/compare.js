@@ -5,24 +5,29 @@
    window.ComparePage. */
 (function () {
   "use strict";
-  const { h, getJSON, enc, deltaSpan, pctCi, pSay, fileLink } = window.Dash;
+  const { h, getJSON, enc, deltaSpan, pctCi, pSay, fileLink, SEED_PAIRINGS, spreadLine } = window.Dash;
   const METRICS = window.Words.compared_metrics;  // probe.compare_many.SUMMARY_METRICS
   // the page's one level-one heading is its card's (styled as the cards' h2s, as the run page's)
   const card = (title, ...body) => h("section", { class: "card" }, h("h1", {}, title), ...body);
 
   /** A row's cell: the pairwise Δ and interval; beyond noise after Holm, the corrected p beside it; a pair beyond
-   * noise on its own but not after Holm reads "within noise" (deltaSpan's beyond === false). */
+   * noise on its own but not after Holm reads "within noise" (deltaSpan's beyond === false); its spread over
+   * retraining (seed_spread) as the run page's cards give it. */
   function cell(c) {
     const span = deltaSpan(c.delta, c.delta_ci, c.beyond_noise === null ? undefined : c.beyond_noise);
     return h("td", { class: "num", "data-sort": c.delta === null ? "" : c.delta, "data-beyond": c.beyond_noise ? "true" : null },
       span, c.beyond_noise ? h("div", { class: "muted ci" }, `${c.delta > 0 ? "gain" : "loss"} (`,
-        h("span", { class: "p-value" }, pSay(c.holm_p)), ", Holm)") : null);
+        h("span", { class: "p-value" }, pSay(c.holm_p)), ", Holm)") : null, spreadLine(c));
   }
 
   function rowsTable(many, base, names) {
     const rows = many.rows.map((row) => h("tr", { "data-run": row.run },
       h("td", { class: "name" }, h("a", { href: `/runs/${enc(row.run)}?compare=${enc(base)}` }, names[row.run] || row.run),
-        h("div", { class: "muted ci" }, (names[row.run] ? `${row.run} · ` : "") + (row.probe || ""))),
+        h("div", { class: "muted ci" }, (names[row.run] ? `${row.run} · ` : "") + (row.probe || "")),
+        // how its cells' "±x pt over retraining" took its seeds and the base's, as the run page's note says it
+        SEED_PAIRINGS[row.seed_pairing]
+          ? h("div", { class: "muted ci", "data-seed-pairing": row.seed_pairing },
+            SEED_PAIRINGS[row.seed_pairing]) : null),
       METRICS.map((key) => cell(row.metrics[key])),
       // a ratio of runs in another setting (threads, device) is marked as the note explains (a new-user round)
       h("td", { class: "num", "data-sort": row.time_ratio === null ? "" : row.time_ratio,

@@ -642,9 +642,22 @@
   const breakable = (text) => String(text).split(/(?<=[:/_])/)
     .flatMap((part, i) => (i ? [h("wbr", {}), part] : [part]));
 
+  // How a comparison's spread over retraining took the two runs' seeds (seed_pairing; probe.seed_spread.SAME_SEEDS,
+  // INDEPENDENT, in its words), and how far a difference moves when both runs are trained again (seed_spread),
+  // beside its interval over the test images, which leaves that out: the run page's cards and the compare page's rows
+  const SEED_PAIRINGS = {
+    "same seeds": "Over retraining: paired seed by seed, both runs having trained the same seeds.",
+    independent: "Over retraining: the runs' seeds taken as independent (Welch).",
+  };
+  const spreadLine = (m) => (isNum(m.seed_spread)
+    ? h("div", { class: "muted ci", "data-spread": m.seed_spread, title: "95 % range of the difference of the runs' "
+      + "seed means over retraining (the interval is over the test images)" },
+    `±${num(100 * m.seed_spread, 1)} pt over retraining`) : null);
+
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
                   fieldMessage, ciOk, pinned, ciText, pctCi,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
-                  canResume, shownName, listedName, classNames, classNamesText, isolated, breakable };
+                  canResume, shownName, listedName, classNames, classNamesText, isolated, breakable,
+                  SEED_PAIRINGS, spreadLine };
 })();

@@ -162,20 +162,11 @@
   };
   // and how each card's spread over retraining took the two runs' seeds (CompareResult.seed_pairing;
   // probe.seed_spread.SAME_SEEDS, INDEPENDENT, in its words): the cards gave "±x pt over retraining" without it
-  const SEED_PAIRINGS = {
-    "same seeds": "Over retraining: paired seed by seed, both runs having trained the same seeds.",
-    independent: "Over retraining: the runs' seeds taken as independent (Welch).",
-  };
+  const { SEED_PAIRINGS, spreadLine } = window.Dash;  // as the compare page of several runs says them
   const pairingNote = (cmp) => (cmp && PAIRINGS[cmp.pairing]
     ? h("p", { class: "muted note", id: "compare-pairing", "data-pairing": cmp.pairing }, PAIRINGS[cmp.pairing],
       SEED_PAIRINGS[cmp.seed_pairing]
         ? h("span", { "data-seed-pairing": cmp.seed_pairing }, ` ${SEED_PAIRINGS[cmp.seed_pairing]}`) : null) : null);
-  // how far the difference moves when both runs are trained again (CompareMetric.seed_spread), beside its interval
-  // over the test images, which leaves that out
-  const spreadLine = (m) => (isNum(m.seed_spread)
-    ? h("div", { class: "muted ci", "data-spread": m.seed_spread, title: "95 % range of the difference of the runs' "
-      + "seed means over retraining (the interval is over the test images)" },
-    `±${num(100 * m.seed_spread, 1)} pt over retraining`) : null);
 
   /** Which probe the page's numbers are of: the cards, charts and per-class table average the run's seeds; the
    * probe that ships is the first seed's (calibration, scores, the gallery's images). Both on one page without a word

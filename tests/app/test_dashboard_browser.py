@@ -349,6 +349,29 @@ def test_compare_page_reads_only_the_runs_it_compares(driver, live_server, finis
         f"1 run against {erm['name']} ({erm['id']})"]
 
 
+def test_the_compare_page_gives_each_delta_s_spread_over_retraining_as_the_run_page_does(driver, live_server,
+                                                                                          finished):
+    """/compare gave each run's deltas and intervals but not how far retraining moves them, which the run page's
+    cards give: each cell has the run page's own "±x pt over retraining" line (Dash.spreadLine) where the pairwise
+    seed_spread is measured, each row how its seeds were taken (Dash.SEED_PAIRINGS). The finished runs train one
+    seed (nothing to show); a row of seeds is the served answer with spreads put in."""
+    many = httpx.get(f"{live_server}/api/compare/many", params={"base": finished.erm, "other": [finished.mr2]}).json()
+    assert all(cell["seed_spread"] is None for cell in many["rows"][0]["metrics"].values())
+    shown = """return Array.from(document.querySelectorAll('#many-table [data-spread], #many-table [data-seed-pairing]'),
+                              (e) => [e.closest('td').cellIndex, e.textContent]);"""
+    _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
+    assert driver.js(shown) == []
+    rewrite = """(path, data) => { if (!path.includes('/api/compare/many?')) return data;
+        data.rows[0].metrics.balanced.seed_spread = 0.01234; data.rows[0].metrics.hard.seed_spread = 0.0;
+        data.rows[0].seed_pairing = 'same seeds'; return data; }"""
+    with _fetch_rewritten(driver, rewrite):
+        _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
+        got = driver.js(shown)
+    assert got == [[0, "Over retraining: paired seed by seed, both runs having trained the same seeds."],
+                   [2, "±1.2 pt over retraining"], [3, "±0.0 pt over retraining"]]
+    assert driver.js("return RunPage.panels.spreadLine === Dash.spreadLine")  # one definition for both pages
+
+
 def test_the_home_page_reads_only_the_new_runs_when_a_job_finishes(driver, tmp_path):
     """A job that finished had the home page read every run again (1.5 MB at 1,300 runs, every 2 s while a queue
     ran; an operator round): it reads the newest runs, puts the new ones before those it holds, and shows them."""
