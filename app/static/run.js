@@ -829,7 +829,13 @@
   /** The gallery: a class's mistakes, or one confusion cell's (true class, predicted class). Returns its nodes
    * and `show(trueName, predictedName)`, which the confusion matrix and the most confused pairs call on a click. */
   function galleryPanel(report, runId) {
-    const worst = (report.summary.worst_class || {}).name || report.class_names[0];
+    // the picker's figures are of the predictions whose images it shows, the shipped probe's (first seed's), as its
+    // worst class: beside them the seeds' mean (a class at 40 % over the first seed's 12 mistakes read as 45 %)
+    const seeds = ((report.seeds || {}).values || []).length;
+    const shown = (r) => (isNum(r.shipped_accuracy) ? r.shipped_accuracy : r.accuracy);
+    const classes = [...report.per_class].sort((a, b) => shown(a) - shown(b) || a.index - b.index);
+    const worst = (report.summary.shipped_worst_class || report.summary.worst_class || {}).name
+      || report.class_names[0];
     const body = h("div", { id: "gallery-body" }, h("p", { class: "muted" }, "Loading…"));
     const load = failuresInto(body, (name, predicted) => `/api/runs/${enc(runId)}/failures?class=${enc(name)}`
       + (predicted ? `&predicted=${enc(predicted)}` : "") + "&limit=12",
@@ -837,7 +843,7 @@
       (e) => (e.status === 404 && e.message === "Not Found"
         ? empty("This server does not list failure examples (GET /api/runs/{id}/failures).")
         : empty("Could not load the failure examples: " + e.message)),
-      ((report.seeds || {}).values || []).length);
+      seeds);
     const predictedOptions = (name) => [h("option", { value: "" }, "any class"),
       ...report.class_names.filter((c) => c !== name).map((c) => h("option", { value: c }, Dash.shownName(c)))];
     const predictedSelect = h("select", { id: "gallery-predicted", onchange: () => load(select.value, predictedSelect.value) },
@@ -845,7 +851,8 @@
     const select = h("select", { id: "gallery-class", onchange: () => {
       predictedSelect.replaceChildren(...predictedOptions(select.value));
       load(select.value, "");
-    } }, byAccuracy(report).map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null }, `${Dash.shownName(r.name)} (${pct(r.accuracy)})`)));
+    } }, classes.map((r) => h("option", { value: r.name, selected: r.name === worst ? "selected" : null },
+      `${Dash.shownName(r.name)} (${pct(shown(r))})`)));
     load(worst, "", true);
     const show = (name, predicted) => {
       select.value = name;
@@ -858,7 +865,11 @@
     return { nodes: [h("p", {}, h("label", { for: "gallery-class" }, "Class"), " ", select, " ",
                        h("label", { for: "gallery-predicted" }, "predicted as"), " ", predictedSelect,
                        h("span", { class: "muted" }, " — the test images of this class the probe got wrong (click a confused pair or a "
-                         + "confusion-matrix cell to see its images).")), body], show };
+                         + "confusion-matrix cell to see its images)."
+                         + (seeds > 1 ? " Beside each class: the test accuracy of the first seed, the probe that "
+                           + `ships, whose mistakes these are; the cards and the per-class table give the ${seeds} `
+                           + "seeds' mean."
+                           : ""))), body], show };
   }
 
   // ---- likely wrong labels --------------------------------------------------------------------------

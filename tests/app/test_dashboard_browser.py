@@ -372,6 +372,35 @@ def test_the_compare_page_gives_each_delta_s_spread_over_retraining_as_the_run_p
     assert driver.js("return RunPage.panels.spreadLine === Dash.spreadLine")  # one definition for both pages
 
 
+def test_the_gallery_s_class_picker_gives_the_accuracy_of_the_probe_whose_mistakes_it_shows(driver, live_server,
+                                                                                           finished):
+    """The gallery shows the first seed's (the shipped probe's) mistakes, and its class picker gave each class's
+    accuracy averaged over the seeds beside them: a class read 45 % over mistakes of a probe at 40 % on it. With
+    several seeds the picker gives, orders by and starts at the shipped probe's figures (shipped_accuracy,
+    shipped_worst_class), and says which is which; a run of one seed reads as before."""
+    report = httpx.get(f"{live_server}/api/reports/{finished.erm}").json()
+    options = """return [Array.from(document.querySelector('#gallery-class').options, (o) => o.textContent),
+                         document.getElementById('gallery-class').value,
+                         document.getElementById('gallery-class').parentElement.textContent];"""
+    _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+    names, value, text = driver.js(options)
+    one_seed = sorted(report["per_class"], key=lambda r: (r["accuracy"], r["index"]))
+    assert names == [f"{r['name']} ({100 * r['accuracy']:.1f}%)" for r in one_seed] and "seeds' mean" not in text
+    rewrite = """(path, data) => { if (!path.includes('/api/reports/')) return data;
+        data.seeds.values = [0, 1, 2];
+        data.per_class.forEach((r) => { r.shipped_accuracy = r.index / 10; });
+        data.summary.shipped_worst_class = Object.assign({}, data.summary.worst_class, { name: data.per_class[0].name });
+        return data; }"""
+    with _fetch_rewritten(driver, rewrite):
+        _open(driver, f"{live_server}/runs/{finished.erm}", "run")
+        names, value, text = driver.js(options)
+    shipped = sorted(report["per_class"], key=lambda r: r["index"])
+    assert names == [f"{r['name']} ({10 * r['index']:.1f}%)" for r in shipped]
+    assert value == shipped[0]["name"]
+    assert ("Beside each class: the test accuracy of the first seed, the probe that ships, whose mistakes these are; "
+            "the cards and the per-class table give the 3 seeds' mean.") in text
+
+
 def test_the_home_page_reads_only_the_new_runs_when_a_job_finishes(driver, tmp_path):
     """A job that finished had the home page read every run again (1.5 MB at 1,300 runs, every 2 s while a queue
     ran; an operator round): it reads the newest runs, puts the new ones before those it holds, and shows them."""
