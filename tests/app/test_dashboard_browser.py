@@ -357,8 +357,8 @@ def test_the_compare_page_gives_each_delta_s_spread_over_retraining_as_the_run_p
     seed (nothing to show); a row of seeds is the served answer with spreads put in."""
     many = httpx.get(f"{live_server}/api/compare/many", params={"base": finished.erm, "other": [finished.mr2]}).json()
     assert all(cell["seed_spread"] is None for cell in many["rows"][0]["metrics"].values())
-    shown = """return Array.from(document.querySelectorAll('#many-table [data-spread], #many-table [data-seed-pairing]'),
-                              (e) => [e.closest('td').cellIndex, e.textContent]);"""
+    shown = """const cells = '#many-table [data-spread], #many-table [data-seed-pairing]';
+        return Array.from(document.querySelectorAll(cells), (e) => [e.closest('td').cellIndex, e.textContent]);"""
     _open(driver, f"{live_server}/compare?base={finished.erm}&other={finished.mr2}", "compare")
     assert driver.js(shown) == []
     rewrite = """(path, data) => { if (!path.includes('/api/compare/many?')) return data;
@@ -389,7 +389,8 @@ def test_the_gallery_s_class_picker_gives_the_accuracy_of_the_probe_whose_mistak
     rewrite = """(path, data) => { if (!path.includes('/api/reports/')) return data;
         data.seeds.values = [0, 1, 2];
         data.per_class.forEach((r) => { r.shipped_accuracy = r.index / 10; });
-        data.summary.shipped_worst_class = Object.assign({}, data.summary.worst_class, { name: data.per_class[0].name });
+        data.summary.shipped_worst_class = Object.assign({}, data.summary.worst_class,
+                                                         { name: data.per_class[0].name });
         return data; }"""
     with _fetch_rewritten(driver, rewrite):
         _open(driver, f"{live_server}/runs/{finished.erm}", "run")
