@@ -383,6 +383,9 @@ def refused_path(kind: type[Exception], path: str, why: str) -> Exception:
     return exc
 
 
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # file://, s3://, http://: a URL, never a path
+
+
 def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] = ()) -> Path:
     """Resolve ``path`` (absolute or relative to ``root``) and check that it stays under ``root``, outside the
     folders and files the service manages (``managed``: ``Settings.managed_paths``, its uploads, caches, runs and
@@ -393,9 +396,13 @@ def resolve_under_root(path: str, root: Path | None, managed: tuple[Path, ...] =
             ``managed`` (its uploads, caches and runs, which the service deletes: a cache file registered there
             went with its data set's deletion, an attack round). A hard link is the file itself, wherever its other
             names lie: making one under the data root takes the right to write there (README "Security").
-        PathMissing: the path does not exist (or cannot be a path here: too long, a NUL byte), or is neither a
-            regular file nor a folder.
+        PathMissing: the path is a URL (``s3://``, ``file://``: :data:`URL_SCHEME`), does not exist (or cannot be
+            a path here: too long, a NUL byte), or is neither a regular file nor a folder.
     """
+    scheme = URL_SCHEME.match(path)
+    if scheme:  # 's3://b/k' read as the relative folders 's3:', 'b': "does not exist under the data root" (a round)
+        raise refused_path(PathMissing, path, f"is a URL ({scheme.group(0)}), not a server path: the service reads "
+                           "only files on its own disk, under its data root; copy them there and give that path")
     if root is None:
         raise PathOutsideRoot("registering server-side paths is disabled: set MR2PROBE_DATA_ROOT")
     root = Path(root).resolve()

@@ -33,3 +33,22 @@ def test_a_refused_path_is_quoted_as_the_client_gave_it(tmp_path):
         (root / "empty").mkdir()
         resp = client.post("/api/datasets", json={"path": "empty"})
         assert resp.status_code == 422 and "<data root>/empty" in resp.text and str(root) not in resp.text, resp.text
+
+
+def test_a_url_is_refused_as_not_a_path_on_every_path_field(tmp_path):
+    """ws://, s3://, file://, http:// were read as relative folders ('s3:', 'bucket') and answered "does not exist
+    under the data root", or registered a folder that happened to be named 's3:' (an attack round)."""
+    root = tmp_path / "root"
+    (root / "s3:" / "bucket").mkdir(parents=True)  # a URL must not reach a folder named like its scheme
+    settings = make_settings(tmp_path / "state", data_root=root)
+    with TestClient(create_app(settings, start_worker=False)) as client:
+        ds = client.post("/api/datasets", files={"file": ("t.zip", tiny_zip_bytes(2, 1))}).json()
+        for url, scheme in (("ws://host/x", "ws://"), ("s3://bucket", "s3://"), (f"file://{root}", "file://"),
+                            ("http://example.org/a.h5", "http://"), ("HTTPS://h/x", "HTTPS://")):
+            want = (f"path {url!r} is a URL ({scheme}), not a server path: the service reads only files on its own "
+                    "disk, under its data root; copy them there and give that path")
+            for route in ("/api/datasets", "/api/caches"):
+                resp = client.post(route, json={"path": url})
+                assert resp.status_code == 422 and resp.json() == {"detail": want}, resp.text
+            resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": f"mocov2:{url}"})
+            assert resp.status_code == 422 and want in resp.json()["detail"], resp.text
