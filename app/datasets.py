@@ -291,49 +291,57 @@ def resolves_elsewhere(stored: Path) -> bool:
         return True
 
 
-def check_in_place(row: dict[str, Any]) -> None:
-    """A data set registered by path is still where it was registered: its path was stored resolved under the data
-    root, so a path that now resolves elsewhere has had its folder (or one above it) replaced by a symlink, which
-    would lead thumbnails and extractions out of the data root (found by an outside attack round).
+def check_in_place(row: dict[str, Any], data_root: Path | None) -> None:
+    """A data set registered by path is still where it was registered, under the server's data root now: its path
+    was stored resolved under the data root, so a path that now resolves elsewhere has had its folder (or one above
+    it) replaced by a symlink, which would lead thumbnails and extractions out of the data root (found by an outside
+    attack round); and a data root narrowed (or unset) since its registration leaves it outside, where registering
+    it again is refused (its thumbnails and extractions still read there; an attack round).
 
     Raises PathOutsideRoot (403). Uploads live in the server's own data folder and are not checked."""
     if row.get("source") != "path":
         return
     stored = Path(row["path"])
+    root = None if data_root is None else Path(data_root).resolve()
+    if root is None or (stored != root and root not in stored.parents):
+        raise PathOutsideRoot(f"data set {row['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, "
+                              "narrowed or unset since its registration): widen the root to hold its folder again, "
+                              "or register its files anew under the root")
     if resolves_elsewhere(stored):
         raise PathOutsideRoot(f"data set {row['id']!r} is no longer where it was registered: its folder (or one above "
                               "it) is now a symlink; register the data set again")
 
 
-def check_files(row: dict[str, Any]) -> None:
+def check_files(row: dict[str, Any], data_root: Path | None) -> None:
     """A registered data set's files are still there, where it was registered.
 
-    Raises PathMissing (its path is gone: 422) or PathOutsideRoot (moved behind a symlink: 403,
-    :func:`check_in_place`)."""
+    Raises PathMissing (its path is gone: 422) or PathOutsideRoot (moved behind a symlink, or outside
+    ``data_root``: 403, :func:`check_in_place`)."""
     if not Path(row["path"]).exists():
         raise PathMissing(f"data set {row['id']!r} has no files on the server any more (removed or moved since it was "
                           "registered); register it again")
-    check_in_place(row)
+    check_in_place(row, data_root)
 
 
-def dataset_problem(row: dict[str, Any]) -> str | None:
+def dataset_problem(row: dict[str, Any], data_root: Path | None) -> str | None:
     """Why no job can read a data set's files now (:func:`check_files`), else None: what the API lists beside each
     data set, as beside each cache, so that a picker leaves it out (a data set removed from the server was still
     offered; an attack round). Its classes are checked when a job is requested (a file listing)."""
     try:
-        check_files(row)
+        check_files(row, data_root)
     except (PathMissing, PathOutsideRoot) as exc:
         return str(exc)
     return None
 
 
-def open_for_extraction(row: dict[str, Any], options: dict[str, Any], fingerprint: bool = True) -> Any:
+def open_for_extraction(row: dict[str, Any], options: dict[str, Any], data_root: Path | None,
+                        fingerprint: bool = True) -> Any:
     """A registered data set (its row) opened with an extraction's split options (``val_fraction``, ``seed``,
     ``max_per_class``; the API's defaults where absent): what the extract step encodes, and a request checks before
     its job (:func:`kept_problem`). Raises PathMissing or PathOutsideRoot for a data set removed or moved since its
     registration (:func:`check_files`): a job whose data set was removed during its queue wait failed with 'data set
-    /server/path does not exist.', naming no data set."""
-    check_files(row)
+    /server/path does not exist.', naming no data set; ``data_root``: the server's, which it must lie under."""
+    check_files(row, data_root)
     return open_registered(row["path"], is_unlabelled(row), fingerprint,
                            val_fraction=options.get("val_fraction", DEFAULT_VAL_FRACTION), seed=options.get("seed", 0),
                            max_per_class=options.get("max_per_class"))

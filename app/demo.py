@@ -98,7 +98,7 @@ def run_demo_job(app: FastAPI, data: Path, *, max_per_class: int | None, probes:
         dataset, _ = register_dataset(store, data, name=None, source="path")
         request = PipelineJob(kind="pipeline", dataset_id=dataset["id"], encoder=encoder,
                               options={"max_per_class": max_per_class, "batch_size": batch_size}, probes=probes)
-        job = runner.submit("pipeline", validate_job(request, store))
+        job = runner.submit("pipeline", validate_job(request, store, app.state.settings.data_root))
         last = None
         while True:
             job = store.get_job(job["id"])

@@ -105,7 +105,7 @@ def extract_step(ctx: JobContext, dataset_id: str, encoder_name: str, options: d
     device = ctx.settings.resolved_device()
 
     ctx.progress(start, "opening data set")
-    data = open_for_extraction(dataset, options)
+    data = open_for_extraction(dataset, options, ctx.settings.data_root)
     counts, names = dataset_counts(data), list(data.class_names)
     layout = data.params.get("layout")
     problem = (classes_without_message(counts, names, training=False, layout=layout, location=dataset["path"])

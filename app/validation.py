@@ -243,7 +243,8 @@ def _check_unlabelled(job: ExtractJob | PipelineJob, dataset_id: str) -> None:
                              "holds unlabelled images, every one of them is extracted")
 
 
-def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, dict[str, list[int]], str | None]:
+def _check_split_options(dataset: dict[str, Any], options: Any,
+                         data_root: Path | None) -> tuple[str, dict[str, list[int]], str | None]:
     """Split options other than the registration's (a cap per class, another val share) can leave a class without
     a train or test image, which a pipeline's probes refuse (:func:`validate_job` checks the classes they keep),
     and no validation image: the data set is opened with them (its file listing, no image decoded) and checked
@@ -256,7 +257,7 @@ def _check_split_options(dataset: dict[str, Any], options: Any) -> tuple[str, di
         return "dataset_id", dataset["counts"], None
     try:
         # the listing alone: the content digest reads every file whole (400 images, 120 MB, per job request; a review)
-        data = open_for_extraction(dataset, options.model_dump(), fingerprint=False)
+        data = open_for_extraction(dataset, options.model_dump(), data_root, fingerprint=False)
         changed_since_registration(dataset, data)  # other classes: refused (images added or removed: a message)
     except (OSError, ValueError) as exc:  # the files changed since registration (DatasetError is a ValueError)
         raise RequestInvalid("dataset_id", f"data set {dataset['id']!r} cannot be read: {exc}") from None
@@ -433,10 +434,11 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
             **({"folds_note": note} if note else {})}
 
 
-def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, store: Store,
+def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, store: Store, data_root: Path | None,
                  weights_path: Callable[[str], Path] | None = None) -> dict[str, Any]:
     """Check ``job`` completely and return the request to store (what the job will run).
 
+    ``data_root``: the server's, which a data set registered by path must still lie under (403 otherwise).
     ``weights_path`` resolves an encoder weights file named by path (``mocov2:PATH``, ``openclip:ARCH:PATH``) or
     raises; the service passes its data root check, None (the local demo) takes the path as it is.
 
@@ -457,12 +459,12 @@ def validate_job(job: ExtractJob | LabelIssuesJob | PipelineJob | ProbeJob, stor
         return {"cache_id": job.cache_id, "probes": probes, "reuse_reference": job.reuse_reference}
     dataset = store.get_dataset(job.dataset_id)
     try:  # the job would fail after its queue wait
-        check_files(dataset)
+        check_files(dataset, data_root)
     except PathMissing as exc:
         raise RequestInvalid("dataset_id", str(exc)) from None
     if is_unlabelled(dataset):
         _check_unlabelled(job, dataset["id"])
-    split_field, counts, layout = _check_split_options(dataset, job.options)
+    split_field, counts, layout = _check_split_options(dataset, job.options, data_root)
     encoder, spec = _encoder(job.encoder, weights_path)
     payload = {"dataset_id": job.dataset_id, "encoder": encoder, "options": job.options.model_dump(mode="json")}
     if job.kind == "pipeline":

@@ -74,14 +74,14 @@ _UPLOAD_BODY = {
 }
 
 
-def _dataset_out(row: dict) -> DatasetOut:
+def _dataset_out(row: dict, settings: Settings) -> DatasetOut:
     from probe.decision import imbalance_ratio
 
     training = [sum(per) for per in zip(*(v for split, v in row["counts"].items() if split != "test"))]
     return DatasetOut(**{k: row[k] for k in DatasetOut.model_fields if k in row}, labelled=not is_unlabelled(row),
                       num_images=sum(sum(v) for v in row["counts"].values()), imbalance=imbalance_ratio(training),
                       warnings=json.loads(row.get("data_warnings") or "[]"),
-                      problem=dataset_problem(row))  # its messages name the data set's id, never its path
+                      problem=dataset_problem(row, settings.data_root))  # its messages name its id, never its path
 
 
 @router.post(
@@ -112,7 +112,7 @@ async def create_dataset(request: Request, response: Response, store: Store = De
         row, created = await upload_archive(request, store, settings)
     if not created:
         response.status_code = status.HTTP_200_OK  # the data set registered already: nothing was created
-    return _dataset_out(row)
+    return _dataset_out(row, settings)
 
 
 async def register_path(request: Request, store: Store, settings: Settings) -> tuple[dict, bool]:
@@ -204,18 +204,19 @@ async def _until_idle(chunks: AsyncIterator[bytes], seconds: float, min_rate: in
 @router.get("/datasets", response_model=list[DatasetOut],
             summary="Registered data sets, newest first (X-Total-Count: all of them)",
             responses={200: {"headers": TOTAL_COUNT}})
-def list_datasets(response: Response, window: Page = Depends(page),
-                  store: Store = Depends(get_store)) -> list[DatasetOut]:
+def list_datasets(response: Response, window: Page = Depends(page), store: Store = Depends(get_store),
+                  settings: Settings = Depends(get_settings)) -> list[DatasetOut]:
     with store.snapshot():
         window.total(response, store, "datasets")
         rows = store.list_datasets(window.limit, window.offset)
-    return [_dataset_out(r) for r in rows]
+    return [_dataset_out(r, settings) for r in rows]
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERROR_RESPONSES,
             summary="One registered data set")
-def get_dataset(dataset_id: IdPath, store: Store = Depends(get_store)) -> DatasetOut:
-    return _dataset_out(store.get_dataset(dataset_id))
+def get_dataset(dataset_id: IdPath, store: Store = Depends(get_store),
+                settings: Settings = Depends(get_settings)) -> DatasetOut:
+    return _dataset_out(store.get_dataset(dataset_id), settings)
 
 
 @router.get("/datasets/{dataset_id}/skipped", response_model=SkippedOut, responses=ERROR_RESPONSES,
@@ -377,9 +378,9 @@ async def thumbnail(request: Request, dataset_id: IdPath,
                                       description="the longest side at most: the largest of "
                                       f"{', '.join(map(str, THUMBNAIL_SIZES))} not over it"),
                     digest: str | None = DigestQuery,
-                    store: Store = Depends(get_store)) -> Response:
+                    store: Store = Depends(get_store), settings: Settings = Depends(get_settings)) -> Response:
     row = store.get_dataset(dataset_id)
-    check_in_place(row)
+    check_in_place(row, settings.data_root)
     png = await in_slot(request, "thumbnail_limiter", THUMBNAIL_SLOTS, _thumbnail_png, row["path"],
                         is_unlabelled(row), source, size, None if digest is None else bytes.fromhex(digest))
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -39,7 +39,7 @@ def create_job(job: JobCreate, store: Store = Depends(get_store), runner: JobRun
         return resolve_under_root(path, settings.data_root, settings.managed_paths)
 
     runner.check_room()  # before the request's checks, which may open its data set or cache
-    row = runner.submit(job.kind, validate_job(job, store, weights_path))
+    row = runner.submit(job.kind, validate_job(job, store, settings.data_root, weights_path))
     return JobAccepted(id=row["id"], status=row["status"], url=f"/api/jobs/{row['id']}")
 
 

@@ -4762,7 +4762,8 @@ def test_run_page_shows_near_duplicate_pairs_side_by_side_only_where_there_are_a
     from probe.report import FeatureSource
     from testdata import leaky_splits, write_image
 
-    settings = make_settings(tmp_path / "svc")
+    # the data set registered by path lies under the data root, which its thumbnails are read under
+    settings = make_settings(tmp_path / "svc", data_root=tmp_path)
     app = create_app(settings, start_worker=False)
     store = app.state.store
     cache = synthetic_cache(store, tmp_path / "data")

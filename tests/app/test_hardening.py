@@ -1426,7 +1426,7 @@ def test_a_data_set_changed_since_its_registration_is_said_or_refused_by_its_job
 
     row = service.app.state.store.get_dataset(ds["id"])
     with pytest.raises(DatasetError, match="its classes are now 'airplane', 'cat', 'fox', 'ship'"):
-        changed_since_registration(row, open_for_extraction(row, {}))
+        changed_since_registration(row, open_for_extraction(row, {}, service.app.state.settings.data_root))
 
 
 def test_a_full_queue_is_a_429_even_for_requests_at_once(tmp_path):
@@ -1544,7 +1544,8 @@ def test_a_job_request_lists_a_path_data_set_without_reading_its_images(service,
     from app.validation import validate_job
     from app.schemas import ExtractJob
 
-    payload = validate_job(ExtractJob(kind="extract", dataset_id=ds["id"]), service.app.state.store)
+    payload = validate_job(ExtractJob(kind="extract", dataset_id=ds["id"]), service.app.state.store,
+                           service.app.state.settings.data_root)
     assert payload["dataset_id"] == ds["id"]
 
 

@@ -3,7 +3,9 @@ cleaning of server paths (which read '<data root>X/a' for '/srv/rootX/a' and tol
 tried were the server's home, Python or data folder)."""
 from __future__ import annotations
 
+import io
 import sys
+import zipfile
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -50,5 +52,31 @@ def test_a_url_is_refused_as_not_a_path_on_every_path_field(tmp_path):
             for route in ("/api/datasets", "/api/caches"):
                 resp = client.post(route, json={"path": url})
                 assert resp.status_code == 422 and resp.json() == {"detail": want}, resp.text
-            resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"], "encoder": f"mocov2:{url}"})
+            job = {"kind": "extract", "dataset_id": ds["id"], "encoder": f"mocov2:{url}"}
+            resp = client.post("/api/jobs", json=job)
             assert resp.status_code == 422 and want in resp.json()["detail"], resp.text
+
+
+def test_a_data_set_outside_a_narrowed_data_root_is_refused(tmp_path):
+    """A data set registered by path under a root the server no longer has (narrowed, or unset, at a restart) kept
+    serving its thumbnails and extracting, where registering its folder again was a 403 (an attack round)."""
+    root = tmp_path / "root"
+    tiny = root / "old" / "tiny"
+    with zipfile.ZipFile(io.BytesIO(tiny_zip_bytes(2, 1))) as zf:
+        zf.extractall(tiny)
+    (root / "new").mkdir()
+    with TestClient(create_app(make_settings(tmp_path / "state", data_root=root), start_worker=False)) as client:
+        ds = client.post("/api/datasets", json={"path": "old/tiny"}).json()
+        source = next(p.relative_to(tiny).as_posix() for p in sorted(tiny.rglob("*.png")))
+        assert client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source}).status_code == 200
+    want = (f"data set {ds['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed or unset since "
+            "its registration): widen the root to hold its folder again, or register its files anew under the root")
+    for narrowed in (root / "new", None):
+        settings = make_settings(tmp_path / "state", data_root=narrowed)
+        with TestClient(create_app(settings, start_worker=False)) as client:
+            resp = client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source})
+            assert resp.status_code == 403 and resp.json() == {"detail": want}, resp.text
+            resp = client.post("/api/jobs", json={"kind": "extract", "dataset_id": ds["id"]})
+            assert resp.status_code == 403 and resp.json() == {"detail": want}, resp.text
+            assert client.get(f"/api/datasets/{ds['id']}").json()["problem"] == want
+            assert client.get("/api/jobs").json() == []
