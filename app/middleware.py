@@ -26,6 +26,32 @@ def media_type(headers: Headers) -> str:
     return headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen = dict(pairs)
+    if len(seen) != len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _RepeatedKey(next(key for i, key in enumerate(keys) if key in keys[:i]))
+    return seen
+
+
+def repeated_key(body: bytes) -> str | None:
+    """The first key a JSON ``body`` repeats within one object, else None (and None for a body that is not JSON,
+    which the route refuses in its own words). Python's JSON reader keeps the last of two values silently:
+    ``{"path": "a", "path": "b"}`` registered 'b' and ``{"kind": "extract", "kind": "probe"}`` ran a probe (an
+    attack round), where the sender may have meant either."""
+    try:
+        json.loads(body, object_pairs_hook=_once_each)
+    except _RepeatedKey as exc:
+        return str(exc.args[0])
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
 async def _reply(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -34,7 +60,8 @@ async def _reply(send: Send, status: int, detail: str) -> None:
 
 
 class BodyLimit:
-    """Refuse (413) a request body over ``limit`` bytes before anything parses it, whatever its content type. Only
+    """Refuse (413) a request body over ``limit`` bytes before anything parses it, whatever its content type, and
+    (422) a JSON body that repeats a key in one object (:func:`repeated_key`). Only
     a multipart upload to one of ``streamed`` ((method, path) pairs: the data set upload) is exempt: it is streamed
     to disk under its own limit (``MR2PROBE_MAX_UPLOAD_BYTES``), after the token check."""
 
@@ -66,6 +93,11 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body, replayed = b"".join(chunks), False
+        repeated = repeated_key(body) if media_type(headers) == "application/json" else None
+        if repeated is not None:
+            await _reply(send, 422, f"the JSON body gives the key {repeated[:100]!r} twice in one object: give each "
+                         "key once (which value was meant is not guessed)")
+            return
 
         async def replay() -> Message:
             nonlocal replayed

@@ -549,6 +549,22 @@ def test_a_job_body_json_cannot_read_is_422_naming_why(service, content, why):
     assert "set_int_max_str_digits" not in resp.text
 
 
+@pytest.mark.parametrize("route,content,key", [
+    ("/api/datasets", b'{"path": "one", "path": "two"}', "path"),
+    ("/api/jobs", b'{"kind": "extract", "kind": "probe", "cache_id": "c", "dataset_id": "d"}', "kind"),
+    ("/api/jobs", b'{"kind": "probe", "cache_id": "c", "config": {"loss": "ce", "loss": "mr2"}}', "loss"),
+])
+def test_a_json_body_repeating_a_key_is_422_naming_it(service, tmp_path, route, content, key):
+    """json.loads kept the last of two values: {"path": "one", "path": "two"} registered 'two' (an attack round)."""
+    for name in ("one", "two"):
+        unzip(tiny_zip_bytes(2, 1), tmp_path / "root" / name)  # either value would register
+    resp = service.post(route, content=content, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422 and resp.json() == {"detail": f"the JSON body gives the key {key!r} twice in one "
+                                                       "object: give each key once (which value was meant is not "
+                                                       "guessed)"}, resp.text
+    assert service.get("/api/datasets").json() == [] and service.get("/api/jobs").json() == []
+
+
 def test_a_json_body_sent_as_another_content_type_is_422_saying_so(service):
     """A JSON body sent as text/plain got "Input should be a valid dictionary or object" (an attack round)."""
     body = '{"kind": "extract", "dataset_id": "ds_000000000000"}'
