@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .files import atomic_write
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
 __all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair",
@@ -123,11 +124,17 @@ class Predictions:
                 for i in self.failures(class_index, limit, predicted, among)]
 
     def save(self, run_dir: str | Path) -> Path:
+        """Written whole or not at all, synced to the disk (:func:`probe.files.atomic_write`): a fixed
+        ``predictions.tmp.npz``, renamed unsynced, was shared by two writers and could be empty after a power loss."""
         path = Path(run_dir) / PREDICTIONS_FILE
-        tmp = path.with_suffix(".tmp.npz")
         extra = {name: getattr(self, name) for name in _OPTIONAL if getattr(self, name) is not None}
-        np.savez_compressed(tmp, labels=self.labels, predicted=self.predicted, confidence=self.confidence, **extra)
-        tmp.replace(path)
+
+        def write(name: str) -> None:
+            with open(name, "wb") as file:  # a file, not its name: numpy would add ".npz" to the temporary's
+                np.savez_compressed(file, labels=self.labels, predicted=self.predicted, confidence=self.confidence,
+                                    **extra)
+
+        atomic_write(path, write)
         return path
 
     def check_classes(self, num_classes: int) -> Predictions:

@@ -267,3 +267,33 @@ def test_a_paired_difference_refuses_two_images_of_one_class_folder_and_name():
         paired_test_delta(one, two, 2, {"easy": [0], "medium": [1], "hard": []}, n_resamples=10)
     three = Predictions(labels, labels[None], np.full(2, 0.9), sources=["data/train/cat/1.jpg", "train/dog/1.jpg"])
     assert paired_test_delta(one, three, 2, {"easy": [0], "medium": [1], "hard": []}, n_resamples=10)
+
+
+def test_save_is_durable_and_an_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    """save goes through probe.files' one atomic write: the new file synced before its rename, a temporary of its own
+    (no fixed predictions.tmp.npz two writers share), and a save cut off midway leaves the old file whole."""
+    import probe.files
+
+    old = _preds(seed=1)
+    old.save(tmp_path)
+    synced = []
+    real_sync = probe.files.sync
+    monkeypatch.setattr(probe.files, "sync", lambda path: (synced.append(str(path)), real_sync(path)))
+    _preds(seed=2).save(tmp_path)
+    assert any(".predictions.npz." in name and name.endswith(".tmp") for name in synced)
+    assert str(tmp_path) in synced  # the folder after the rename
+    np.testing.assert_array_equal(Predictions.load(tmp_path).labels, _preds(seed=2).labels)
+
+    old.save(tmp_path)
+
+    def cut_off(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        _preds(seed=3).save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PREDICTIONS_FILE]
+    q = Predictions.load(tmp_path)
+    np.testing.assert_array_equal(q.predicted, old.predicted)
+    np.testing.assert_array_equal(q.confidence, old.confidence)
