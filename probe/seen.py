@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
+
 __all__ = ["SEEN_FILE", "SEEN_SPLITS", "SPLIT_FOLDERS", "SeenSources", "common_folder", "content_keys",
            "repeated_rests", "row_keys", "source_digests"]
 
@@ -136,14 +138,17 @@ class SeenSources:
                    contents={split: content_keys(contents[split]) for split in kept} if known else None)
 
     def save(self, run_dir: str | Path) -> None:
-        """Written whole or not at all (a temporary file renamed): a cut-off write left a file np.load failed on."""
-        path = Path(run_dir) / SEEN_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.digests, relative=np.array(self.relative), ambiguous=self.ambiguous,
-                     **({} if self.tails is None else {"tails": self.tails}),
-                     **{f"{_CONTENT}{split}": keys for split, keys in (self.contents or {}).items()})
-        tmp.replace(path)
+        """Written whole or not at all, synced to the disk (:func:`probe.files.atomic_write`): a cut-off write left a
+        file np.load failed on, and a fixed ``seen_sources.npz.tmp``, renamed unsynced, could be empty after a power
+        loss."""
+
+        def write(name: str) -> None:
+            with open(name, "wb") as f:
+                np.savez(f, **self.digests, relative=np.array(self.relative), ambiguous=self.ambiguous,
+                         **({} if self.tails is None else {"tails": self.tails}),
+                         **{f"{_CONTENT}{split}": keys for split, keys in (self.contents or {}).items()})
+
+        atomic_write(Path(run_dir) / SEEN_FILE, write)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> SeenSources | None:

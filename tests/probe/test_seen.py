@@ -242,3 +242,30 @@ def test_a_run_keeps_its_train_and_val_contents_row_aligned_through_carving_and_
         left_out = _content_of(sources["train"][24:])  # class "2": trained on unless left out
         assert sum(seen.same_content(left_out).values()) == (0 if drop else 12)
     assert content_keys(np.zeros((0, 16), dtype=np.uint8)).shape == (0,)
+
+
+def test_save_is_durable_and_an_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    """seen_sources.npz is shipped with the probe: written through probe.files' one atomic write (a temporary of its
+    own, synced before its rename), and a save cut off midway leaves the old file whole and no temporary behind."""
+    import probe.files
+
+    old = SeenSources.of({"train": ["a/1.png"], "val": ["b/2.png"]})
+    old.save(tmp_path)
+    synced = []
+    real_sync = probe.files.sync
+    monkeypatch.setattr(probe.files, "sync", lambda path: (synced.append(str(path)), real_sync(path)))
+    SeenSources.of({"train": ["c/3.png"], "val": ["d/4.png"]}).save(tmp_path)
+    assert any(f".{SEEN_FILE}." in name and name.endswith(".tmp") for name in synced)
+    assert SeenSources.load(tmp_path).overlap(["c/3.png", "a/1.png"]) == {"train": 1, "val": 0}
+
+    old.save(tmp_path)
+
+    def cut_off(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        SeenSources.of({"train": ["e/5.png"], "val": []}).save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SEEN_FILE]
+    assert SeenSources.load(tmp_path).overlap(["a/1.png", "b/2.png"]) == {"train": 1, "val": 1}
