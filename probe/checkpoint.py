@@ -4,13 +4,15 @@ Layout: ``save_probe(trainer, "run/head.safetensors")`` (``ProbeTrainer.save``) 
 a directory path writes those two names inside it. Tensors are stored as ``head.<param>`` and
 ``adapter.<param>``; the sidecar holds the format tag, library version, the trainer's JSON-representable
 parameters, the resolved head / adapter / loss options, ``classes``, ``gamma``, ``r2``, ``spread``, ``p``,
-``stats_mode`` and the training history. ``load_probe`` (``ProbeTrainer.load``) rebuilds a fitted trainer whose
+``stats_mode``, the training history and ``weights_sha256``, the sha256 of its weights file (a head.json
+beside other weights is refused when read). ``load_probe`` (``ProbeTrainer.load``) rebuilds a fitted trainer whose
 ``decision_function`` gives the same logits. The trainer's learned state travels through its
 ``_get_fitted_state()`` / ``_set_fitted_state(state)``; this module only writes and reads it (it does not import
 the trainer: ``trainer -> checkpoint`` is the one direction).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -142,8 +144,11 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
         # the sidecar replaced while the new weights wait under their temporary name, then the weights: a failure
         # writing either (a full disk) leaves the pair saved before whole. The weights renamed first, a failure of
         # the sidecar left them beside the old sidecar: a probe that was neither, loaded without a word.
+        # the sidecar records its weights' digest: a crash between the two renames leaves the new head.json beside
+        # the old weights, which read_checkpoint then refuses (:func:`_check_weights`)
         _save_tensors(tensors, tmp, weights_path)
-        atomic_write(meta_path, lambda meta_tmp: Path(meta_tmp).write_text(json.dumps(meta, indent=2,
+        described = {**meta, "weights_sha256": _sha256(tmp)}
+        atomic_write(meta_path, lambda meta_tmp: Path(meta_tmp).write_text(json.dumps(described, indent=2,
                                                                                       ensure_ascii=False)))
 
     atomic_write(weights_path, weights_then_sidecar)
@@ -166,6 +171,29 @@ def _save_tensors(tensors: dict, tmp: str, path: Path) -> None:
             raise
         number = int(code.group(1))
         raise OSError(number, f"cannot write {path}: {os.strerror(number)}") from None
+
+
+def _sha256(path) -> str:
+    """The sha256 hex digest of the file ``path``: head.json's ``weights_sha256`` of its head.safetensors."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _check_weights(meta: dict[str, Any], weights_path: Path, meta_path: Path) -> None:
+    """Raise ValueError, naming the run's folder and the file, where ``weights_path`` is not the file whose digest
+    head.json records (``weights_sha256``): the weights of another save, left by a crash between the renames of the
+    two files (:func:`write_checkpoint`). A head.json written before the digest (none recorded) is not checked."""
+    recorded = meta.get("weights_sha256")
+    if recorded is None:
+        return
+    if not (isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{64}", recorded)):
+        raise ValueError(f"{meta_path.name}'s 'weights_sha256' is not a sha256 hex digest "
+                         f"(got {json.dumps(recorded)[:50]})")
+    actual = _sha256(weights_path)
+    if actual != recorded:
+        raise ValueError(f"{weights_path.name} of {weights_path.parent.name} is not the weights its {meta_path.name} "
+                         f"describes (sha256 {actual[:16]}…, {meta_path.name} records {recorded[:16]}…): a save of "
+                         "the run was cut off between the two files; train it again")
 
 
 def _array(values) -> np.ndarray:
@@ -263,6 +291,7 @@ def read_checkpoint(path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise FileNotFoundError(f"probe file {weights_path} not found (removed while it was read).") from None
     except Exception as exc:  # noqa: BLE001 - safetensors' own error types, a field missing or of another type
         raise ValueError(unreadable(path, exc)) from None
+    _check_weights(meta, weights_path, meta_path)
     names = meta.get("class_names")
     if names is not None and not (isinstance(names, list) and len(names) == state["num_classes"]
                                   and all(isinstance(n, str) for n in names)):

@@ -977,3 +977,21 @@ def test_thumbnail_urls_carry_the_digest_of_the_listed_row_alone(tmp_path):
     assert parse_qs(urlsplit(url).query)["digest"] == [digests["test"][3].tobytes().hex()]
     path.unlink()
     assert [u.get("digest") for u in urls(rows)] == [None] * 3
+
+
+def test_a_head_json_describing_other_weights_is_a_422_naming_the_run_and_file(fresh_finished):
+    """A save cut off between the renames of head.json and head.safetensors left a head.json describing other
+    weights, applied without a word: every route that applies the run answers 422 naming the file, not the path."""
+    client, run_id = fresh_finished.client, fresh_finished.mr2
+    cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
+    path = Path(client.app.state.store.get_run(run_id)["path"]) / "head.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "weights_sha256": "0" * 64}))
+    said = (f"run {run_id!r} cannot be applied: head.safetensors of {path.parent.name} is not the weights its "
+            "head.json describes (sha256 ")
+    for url in (f"/api/runs/{run_id}/probe.zip", f"/api/runs/{run_id}/scores?cache={cache_id}",
+                f"/api/runs/{run_id}/predictions.csv?cache={cache_id}"):
+        resp = client.get(url)
+        assert resp.status_code == 422, (url, resp.status_code, resp.text)
+        assert resp.json()["detail"].startswith(said), (url, resp.text)
+        assert "head.json records 0000000000000000…" in resp.json()["detail"]
+        assert str(fresh_finished.settings.data_dir) not in resp.text

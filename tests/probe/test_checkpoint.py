@@ -145,6 +145,9 @@ def test_a_head_file_with_non_finite_weights_is_refused_when_loaded(tmp_path):
     tensors[name] = tensors[name].copy()
     tensors[name].flat[3] = np.nan
     save_file(tensors, tmp_path / "head.safetensors")
+    meta = json.loads((tmp_path / "head.json").read_text())
+    del meta["weights_sha256"]  # a run saved before the digest, which would refuse an edited file first
+    (tmp_path / "head.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"non-finite weights in linear weight: the head file \(head\.safetensors\) "
                                          "is damaged"):
         load_probe(tmp_path)
@@ -335,3 +338,43 @@ def test_every_head_json_key_missing_or_of_another_type_is_a_value_error_naming_
         assert key in str(exc), exc
     else:
         assert not (value is _MISSING and key in _REQUIRED_KEYS)
+
+
+def test_head_json_records_its_weights_digest_and_weights_of_another_save_are_refused(tmp_path):
+    """The rename window: head.json is renamed into place before head.safetensors, so a crash between the two left
+    a head.json describing other weights, loaded without a word. head.json records the sha256 of its weights, and
+    weights whose digest differs are a ValueError naming the run's folder and the file."""
+    import hashlib
+
+    x, y = _data()
+    run = tmp_path / "run-7"
+    save_probe(ProbeTrainer(epochs=1).fit(x, y), run)
+    weights, meta = run / "head.safetensors", run / "head.json"
+    recorded = json.loads(meta.read_text())["weights_sha256"]
+    assert recorded == hashlib.sha256(weights.read_bytes()).hexdigest()
+    first = weights.read_bytes()
+    save_probe(ProbeTrainer(epochs=3).fit(*_data(seed=1)), run)
+    assert json.loads(meta.read_text())["weights_sha256"] != recorded
+    weights.write_bytes(first)  # the new head.json renamed in, the new weights not: the old ones stay
+    actual = hashlib.sha256(first).hexdigest()
+    with pytest.raises(ValueError) as caught:
+        load_probe(run)
+    assert str(caught.value) == (
+        f"head.safetensors of run-7 is not the weights its head.json describes (sha256 {actual[:16]}…, head.json "
+        f"records {json.loads(meta.read_text())['weights_sha256'][:16]}…): a save of the run was cut off between "
+        "the two files; train it again")
+    edited = {**json.loads(meta.read_text()), "weights_sha256": ["x"]}
+    meta.write_text(json.dumps(edited))
+    with pytest.raises(ValueError,
+                       match=r"^head.json's 'weights_sha256' is not a sha256 hex digest \(got \[\"x\"\]\)$"):
+        load_probe(run)
+
+
+def test_a_probe_saved_before_the_weights_digest_still_loads(tmp_path):
+    x, y = _data()
+    m = ProbeTrainer(epochs=2).fit(x, y)
+    save_probe(m, tmp_path)
+    meta = json.loads((tmp_path / "head.json").read_text())
+    del meta["weights_sha256"]
+    (tmp_path / "head.json").write_text(json.dumps(meta))
+    assert np.array_equal(load_probe(tmp_path).decision_function(x), m.decision_function(x))
