@@ -2,8 +2,9 @@
 
 Runs while the job worker holds the data directory and before it dispatches anything (``JobRunner.start``):
 upload directories of no data set (an upload cut off by SIGKILL), partial / lock files of extractions
-that no resumable job will continue, the temporary file of a cache or of a label-issues result whose writer was
-killed while it wrote it, and an archive decompressed to the temporary folder by a process that was killed.
+that no resumable job will continue, the temporary files of every store whose writer was killed while it wrote
+them (:func:`probe.files.stale_temporaries`), and an archive decompressed to the temporary folder by a process
+that was killed.
 Each removal is logged.
 """
 from __future__ import annotations
@@ -103,25 +104,26 @@ def _fill_extractors(store: Store) -> None:
             store.set_cache_extractor(row["id"], extractor)
 
 
-def _orphaned_results(store: Store, settings: Settings) -> list[Path]:
-    """The temporary files (:func:`probe.files.temporary_name`) that killed label-issues jobs left in the
-    ``label_issues`` folders of the runs' folders, recorded ones (a run registered by path too) and those under
-    ``runs/``: no later write has that job's name, so none would remove them."""
-    from feature_cache import orphaned_temporaries
-
-    from .label_issues_job import RESULTS_DIR
+def _stale_temporaries(store: Store, settings: Settings) -> list[tuple[Path, str]]:
+    """The temporary files no live process writes (:func:`probe.files.stale_temporaries`, the one rule) in every
+    store, each with what it was: the caches' (a cache file), the runs' folders, recorded ones (a run registered by
+    path too) and those under ``runs/`` (a label-issues result, a run's file, an --out written into it): no later
+    write has their name, so none would remove them. The files older versions named ``NAME.tmp`` (no process id)
+    are taken under the data directory only: a run folder registered by path may hold a user's own."""
+    from probe.files import stale_temporaries
 
     runs = {Path(path) for path in store.run_paths()}
     if settings.runs_dir.is_dir():
         runs |= {folder for folder in settings.runs_dir.iterdir() if not folder.is_symlink()}
-    folders = [run / RESULTS_DIR for run in sorted(runs)]
-    return [tmp for folder in folders if folder.is_dir() and not folder.is_symlink()
-            for tmp in orphaned_temporaries(folder)]
+    stores = [(settings.caches_dir, "a cache file")] + [(run, "a run's file") for run in sorted(runs)]
+    home = settings.data_dir.resolve()
+    return [(tmp, what) for folder, what in stores if folder.is_dir() and not folder.is_symlink()
+            for tmp in stale_temporaries(folder, legacy=folder.resolve().is_relative_to(home))]
 
 
 def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
     """Remove orphaned uploads and stale extraction files; returns what was removed."""
-    from feature_cache import discard_partial, orphaned_temporaries
+    from feature_cache import discard_partial
     from feature_cache.archives import orphaned_decompressions
 
     from .removal import remove_under
@@ -146,13 +148,9 @@ def sweep_data_dir(store: Store, settings: Settings) -> list[Path]:
             if discard_partial(final):
                 logger.warning("removed the partial / lock files of %s: no resumable job extracts it", final)
                 removed.append(Path(final))
-        for tmp in orphaned_temporaries(settings.caches_dir):
-            tmp.unlink(missing_ok=True)
-            logger.warning("removed %s: a cache file its writer did not finish", tmp)
-            removed.append(tmp)
-    for tmp in _orphaned_results(store, settings):
+    for tmp, what in _stale_temporaries(store, settings):
         tmp.unlink(missing_ok=True)
-        logger.warning("removed %s: a label-issues result its writer did not finish", tmp)
+        logger.warning("removed %s: %s its writer did not finish", tmp, what)
         removed.append(tmp)
     _fill_extractors(store)
     for folder in abandoned_runs(store, settings):

@@ -46,6 +46,26 @@ def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path
     return orphaned
 
 
+# Seconds a temporary without a writer's id in its name (``NAME.tmp``, as versions before
+# :func:`temporary_name` wrote a label-issues result's or a run's seen_sources.npz) stays untouched before the
+# start-up sweep takes it for a killed writer's: no writer of this version names one so, and an hour is far past
+# any such write.
+LEGACY_TMP_AGE = 3600.0
+
+
+def stale_temporaries(folder: str | Path, legacy: bool = True) -> list[Path]:
+    """Every temporary under ``folder`` that no live process writes, the one rule of the start-up sweep of every
+    store: :func:`orphaned_temporaries`, and with ``legacy`` the ``NAME.tmp`` files older versions wrote (no process
+    id to ask), untouched for :data:`LEGACY_TMP_AGE` seconds. A symlink is none."""
+    folder = Path(folder)
+    found = orphaned_temporaries(folder)
+    if legacy:
+        cutoff = time.time() - LEGACY_TMP_AGE
+        found += [tmp for tmp in sorted(folder.rglob(f"*{TMP_SUFFIX}")) if temporary_of(tmp) is None
+                  and tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < cutoff]
+    return sorted(found)
+
+
 def remove_orphaned_temporaries(path: Path) -> list[Path]:
     """Remove the temporary copies of ``path`` that dead writers left (:func:`orphaned_temporaries`): a killed
     export, predict or report left its ``.NAME.<hex>.tmp`` beside --out for good; a live writer's is kept. Returns

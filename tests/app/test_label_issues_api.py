@@ -3,6 +3,7 @@ configuration k-fold in the worker and stores its ranked rows; GET /api/runs/{id
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -746,3 +747,35 @@ def test_the_start_up_sweep_removes_a_killed_label_issues_writers_temporary_file
         tmp.write_text("half")
     assert sorted(sweep_data_dir(store, settings)) == sorted(dead)
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, "job_0.json"])
+
+
+def test_the_start_up_sweep_removes_every_stores_stale_temporaries_by_one_rule(tmp_path):
+    """Temporaries a killed process left elsewhere than a label_issues folder stayed for good: a run folder's own
+    (``.head.json.<pid>-<hex>.tmp``, an --out written into the run), and the fixed ``<job>.json.tmp`` and
+    ``seen_sources.npz.tmp`` older versions wrote (no process id in the name). One rule for every store: a
+    temporary whose writer is gone, or one without a writer's id untouched for probe.files.LEGACY_TMP_AGE; a live
+    writer's, a fresh one and the run's own files are kept."""
+    from app.cleanup import sweep_data_dir
+    from app.config import Settings
+    from app.label_issues_job import result_file
+    from app.store import Store
+    from probe.files import LEGACY_TMP_AGE
+
+    settings = Settings(data_dir=tmp_path)
+    store = Store(settings.db_path)
+    run = settings.runs_dir / "run_1"
+    results = result_file(run, "job_1").parent
+    cache = settings.caches_dir / "ds_1" / "enc"
+    for folder in (results, cache):
+        folder.mkdir(parents=True)
+    (run / "report.json").write_text("{}")
+    old = time.time() - LEGACY_TMP_AGE - 60
+    dead = [run / ".head.json.99999999-0123456789abcdef.tmp", results / "job_1.json.tmp",
+            run / "seen_sources.npz.tmp", cache / "c.h5.tmp"]
+    kept = [run / f".report.html.{os.getpid()}-00ff.tmp", results / "job_2.json.tmp"]  # live writer; fresh
+    for tmp in (*dead, *kept):
+        tmp.write_text("half")
+    for tmp in dead[1:]:
+        os.utime(tmp, (old, old))
+    assert sorted(sweep_data_dir(store, settings)) == sorted(dead)
+    assert all(tmp.exists() for tmp in kept) and (run / "report.json").exists()
