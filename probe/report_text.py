@@ -261,6 +261,26 @@ def cut_name(name: str, width: int = NAME_COLUMN, shown: Callable[[str], str] = 
     return _cut_at(name, width, width // 2)
 
 
+LISTING_COLUMN = 40  # the widest class-name column of predict's tables and the failures / label-issues listings
+
+
+def name_width(names: Sequence[str], least: int) -> int:
+    """A class-name column's width in terminal cells: its widest shown name (:func:`~probe.names.shown_name`),
+    between ``least`` and :data:`LISTING_COLUMN`, for :func:`name_cell`."""
+    from rich.cells import cell_len
+
+    return max(least, min(LISTING_COLUMN, max((cell_len(shown_name(name)) for name in names), default=0)))
+
+
+def name_cell(name: str, width: int) -> str:
+    """``name`` cut to ``width`` terminal cells (:func:`cut_name`) and padded to them: a CJK name or an emoji takes
+    two cells a character, so padding by characters put the numbers beside it out of line (predict's tables; the
+    rows of failures and label-issues, a first-user round on 37 classes: '東京 タワー' pushed its row 5 cells)."""
+    from rich.cells import set_cell_size
+
+    return set_cell_size(cut_name(name, width), width)
+
+
 def _cut_at(name: str, width: int, head: int) -> str:
     """``name``'s first ``head`` cells, '…', and its end in the ``width - 1 - head`` cells left."""
     return _cutter(name, width)(head)

@@ -35,8 +35,7 @@ def _read(run_dir: str):
 
 def run(args: argparse.Namespace) -> int:
     from feature_cache.archives import printable
-    from probe.names import shown_name
-    from probe.report_text import confusion_cell
+    from probe.report_text import confusion_cell, name_cell, name_width
     from probe.splits import cache_test_rows
     from probe.rundir import read_run
 
@@ -74,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
     of = len(predictions.labels) if index is None else int((predictions.labels == index).sum())
     print(f"{'every class' if index is None else args.class_name}: {total} of {of} test images {what} "
           f"(first seed){inside}{shown}")
+    width = name_width([name for row in rows for name in (row["true"], row["predicted"])], 20)
     for row in rows:  # escaped: a cache written before such file names were skipped may hold them
         where = printable(row["source"]) if row["source"] is not None else f"test row {row['index']}"
         # p(label) first and the predicted class's probability after its name, as label-issues prints them (a bare
         # leading per cent read as the share labelled so, a new-user round)
         label = f"p(label) {share(row['label_probability'])}  " if ranked else ""
-        true = "" if index is not None else f"labelled {shown_name(row['true']):<20} "
-        print(f"  {label}{true}predicted {shown_name(row['predicted']):<20} {share(row['confidence'])}  {where}")
+        true = "" if index is not None else f"labelled {name_cell(row['true'], width)} "
+        shown = name_cell(row["predicted"], width)
+        print(f"  {label}{true}predicted {shown} {share(row['confidence'])}  {where}")
     return 0

@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from probe import load_report
     from probe.config import MAX_CV_FOLDS, MIN_CV_FOLDS
     from probe.label_issues import METHODS, weak_refit_caution
-    from probe.names import shown_name
     from probe.numbers import percent
+    from probe.report_text import name_cell, name_width
     from probe.rundir import read_run
 
     from ..label_issues import MAX_LIMIT, run_cache
@@ -80,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
           f"{METHODS[found.method]}, out of fold ({found.folds} folds of the run's configuration, {chosen}, "
           f"first seed; out-of-fold accuracy {percent(found.accuracy, 1)} % on all {len(predictions.labels)} images"
           f"{inside}){shown}")
+    width = name_width([name for row in rows for name in (row["true"], row["predicted"])], 20)
     for row in rows:  # escaped, as failures prints them
         where = printable(row["source"]) if row["source"] is not None else f"{row['split']} row {row['row']}"
-        print(f"  p(label) {share(row['label_probability'])}  labelled {shown_name(row['true']):<20} predicted "
-              f"{shown_name(row['predicted']):<20} {share(row['confidence'])}  {row['split']:<5}  {where}")
+        print(f"  p(label) {share(row['label_probability'])}  labelled {name_cell(row['true'], width)} predicted "
+              f"{name_cell(row['predicted'], width)} {share(row['confidence'])}  {row['split']:<5}  {where}")
     return 0
 
 

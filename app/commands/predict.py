@@ -126,24 +126,6 @@ def _title(args: argparse.Namespace, probe, images: str) -> str:
             f"{args.split}: {images}.")
 
 
-_NAME_COLUMN = 40  # the widest class-name column of predict's tables
-
-
-def _name_width(names: list[str], least: int) -> int:
-    """The class-name column's width in terminal cells: its longest name, between ``least`` and ``_NAME_COLUMN``."""
-    from rich.cells import cell_len
-
-    return max(least, min(_NAME_COLUMN, max(map(cell_len, names), default=0)))
-
-
-def _name_cell(name: str, width: int) -> str:
-    """``name`` cut to ``width`` terminal cells (:func:`probe.report_text.cut_name`) and padded to them: a CJK name or
-    an emoji takes two cells a character, so padding by characters put the numbers beside it out of line."""
-    from rich.cells import set_cell_size
-
-    from probe.report_text import cut_name
-
-    return set_cell_size(cut_name(name, width), width)
 
 
 def _unlabelled_summary(args: argparse.Namespace, probe, shares, got: CachePredictions) -> str:
@@ -152,11 +134,13 @@ def _unlabelled_summary(args: argparse.Namespace, probe, shares, got: CachePredi
     (below 50 %)."""
     confidence = got.confidence
     predicted = [s for s in shares if s.n]
-    width = _name_width([s.name for s in predicted[:args.limit]], len("predicted class"))
+    from probe.report_text import name_cell, name_width
+
+    width = name_width([s.name for s in predicted[:args.limit]], len("predicted class"))
     what = "images of none of the run's classes" if any(got.names) else "unlabelled images"
     lines = [_title(args, probe, f"{len(confidence):,} {what}, nothing to score them against"),
              f"{'predicted class':<{width}} {'images':>7} {'share %':>8} {'mean confidence %':>18}"]
-    lines += [f"{_name_cell(s.name, width)} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
+    lines += [f"{name_cell(s.name, width)} {s.n:>7,} {_pct(s.share):>8} {_pct(s.mean_confidence):>18}"
               for s in predicted[:args.limit]]
     if len(predicted) > args.limit:
         lines.append(f"… {len(predicted) - args.limit} more classes ({_MORE}).")
@@ -232,12 +216,14 @@ def _summary(args: argparse.Namespace, probe, scores, images: int, check: dict |
         lines.append(f"Calibration on these images: {scores.calibration.brief()}.")
     present = sorted((c for c in scores.per_class if c.n), key=lambda c: (c.accuracy, c.name))
     shown = present[:args.limit]
-    width = _name_width([c.name for c in shown], 20)
+    from probe.report_text import name_cell, name_width
+
+    width = name_width([c.name for c in shown], 20)
     # precision and F1 each with its 95 % interval as the report's table gives them (they were bare; F1 a fraction,
     # as mr2probe report shows it: it was in percent here)
     lines.append(f"{'class':<{width}} {'images':>7} {'accuracy %':>10} {'95 % interval':>14} "
                  f"{'precision % [95 %]':>19} {'F1 [95 %]':>18}")
-    lines += [f"{_name_cell(c.name, width)} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
+    lines += [f"{name_cell(c.name, width)} {c.n:>7,} {_pct(c.accuracy):>10} {interval_text(c.accuracy_ci):>14} "
               f"{_with_ci(_pct(c.precision), c.precision_ci):>19} {with_interval(c.f1, c.f1_ci, fraction=True):>18}"
               for c in shown]
     if len(present) > len(shown):

@@ -643,24 +643,24 @@ def test_long_class_names_are_shown_whole_or_cut_with_an_ellipsis():
     """'n01443537 goldfish, Carassius auratus' was cut at 20 characters without a sign of it (a scale round): the
     column takes the longest name up to 40, and a longer one is cut in its middle, its end kept ('... #17' told
     apart from '... #71'; a later scale round)."""
-    from app.commands.predict import _name_width
-    from probe.report_text import cut_name
+    from probe.report_text import cut_name, name_width
 
     names = ["n01443537 goldfish, Carassius auratus", "cat"]
-    width = _name_width(names, 20)
+    width = name_width(names, 20)
     assert width == len(names[0]) and cut_name(names[0], width) == names[0]
     long = "n01447017 goldfish, Carassius auratus, a longer Latin name #17"
-    assert _name_width([long], 20) == 40 and cut_name(long, 40) == long[:20] + "…" + long[-19:]
-    assert _name_width(["a"], 20) == 20
+    assert name_width([long], 20) == 40 and cut_name(long, 40) == long[:20] + "…" + long[-19:]
+    assert name_width(["a"], 20) == 20
     # a CJK character or an emoji takes two cells: the column is measured, cut and padded in cells, so the numbers
     # beside such a name stay in line (a many-classes round)
-    from app.commands.predict import _name_cell
     from rich.cells import cell_len
 
+    from probe.report_text import name_cell
+
     wide = ["北京烤鸭 Peking duck served with pancakes and scallions #0158", "orca 🐋", "cat"]
-    width = _name_width(wide, 20)
-    assert width == 40 and all(cell_len(_name_cell(n, width)) == width for n in wide)
-    assert _name_cell(wide[0], width).endswith("#0158") and _name_width(["北京烤鸭"], 5) == 8
+    width = name_width(wide, 20)
+    assert width == 40 and all(cell_len(name_cell(n, width)) == width for n in wide)
+    assert name_cell(wide[0], width).endswith("#0158") and name_width(["北京烤鸭"], 5) == 8
 
 
 def test_probabilities_read_back_as_the_float32s_they_are():
