@@ -16,14 +16,25 @@ def port_number(text: object) -> int:
     return build_settings(port=text).port
 
 
+class _Once(argparse.Action):
+    """A flag that takes one value: given twice, a refusal naming both (``--data-root A --data-root B`` served B
+    alone, and every registration under A was a 403 'outside the data root'; a first-user round)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        before = getattr(namespace, self.dest)
+        if before is not None and before != values:
+            raise argparse.ArgumentError(self, f"given twice ({before} and {values}): the server takes one")
+        setattr(namespace, self.dest, values)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1 or MR2PROBE_HOST); "
                         "a non-loopback address needs a token")
     parser.add_argument("--port", default=None,
                         help=f"port, 0..{MAX_PORT} (default {DEFAULT_PORT} or MR2PROBE_PORT)")
-    parser.add_argument("--data-dir", type=Path, default=None,
+    parser.add_argument("--data-dir", type=Path, default=None, action=_Once,
                         help="state directory: database, uploads, caches, runs (default ./.mr2probe or MR2PROBE_DATA_DIR)")
-    parser.add_argument("--data-root", type=Path, default=None,
+    parser.add_argument("--data-root", type=Path, default=None, action=_Once,
                         help="server-side directories under this root may be registered (MR2PROBE_DATA_ROOT)")
     parser.add_argument("--token", default=None, help="API bearer token (prefer MR2PROBE_API_TOKEN: "
                         "command lines are visible to other users)")

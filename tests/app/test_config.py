@@ -99,6 +99,19 @@ def test_serve_refuses_a_missing_data_root_and_a_busy_port_in_one_line(monkeypat
     assert not (tmp_path / "state" / "mr2probe.sqlite3").exists()
 
 
+@pytest.mark.parametrize("flag", ["--data-root", "--data-dir"])
+def test_serve_refuses_a_folder_flag_given_twice(flag, tmp_path, capsys):
+    """`--data-root A --data-root B` served B alone: registering a folder under A was a 403 'outside the data root'
+    with nothing to say the first root was dropped (a first-user round). Given twice it is refused, naming both."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", "--port", "0", flag, str(first), flag, str(second)])
+    assert stop.value.code == 2
+    said = f"error: argument {flag}: given twice ({first} and {second}): the server takes one"
+    assert said in capsys.readouterr().err
+    assert not first.exists() and not second.exists()
+
+
 @pytest.mark.parametrize("port", ["70000", "-1"])
 def test_serve_refuses_a_port_out_of_range_in_one_line(port, tmp_path, capsys):
     """--port 70000 printed pydantic's four-line report with its errors.pydantic.dev URL (found by the third attack
