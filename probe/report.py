@@ -255,6 +255,11 @@ class CrossValidation(_Model):
         return f"{self.folds}-fold{of} cross-validation of train + val, {self.samples} images"
 
 
+# Folds asked by hand that a large enough validation split did not need, as every view says it: one definition, the
+# run page's too (/words.js ``cv.not_needed``, its ``{asked}`` and ``{least}`` filled there as here).
+CV_NOT_NEEDED = "val; cv {asked} asked, not needed: at least {least} validation images in every class"
+
+
 def selection_split_text(cv: CrossValidation | None, asked: int | None, fewest_val: int | None) -> str:
     """Where the candidates were scored, as the terminal, Markdown and HTML views say it: ``cv`` (the report's
     ``selection.cv``) described with the folds ``asked`` (``config.cv``), else "val", with folds asked by hand said
@@ -264,7 +269,7 @@ def selection_split_text(cv: CrossValidation | None, asked: int | None, fewest_v
         return cv.describe(asked)
     if asked in (None, 0, DEFAULT_CV_FOLDS) or fewest_val is None or fewest_val < MIN_VAL_PER_CLASS:
         return "val"  # the default's folds unsaid, as most runs (a large enough validation split) run none
-    return f"val; cv {asked} asked, not needed: at least {MIN_VAL_PER_CLASS} validation images in every class"
+    return CV_NOT_NEEDED.format(asked=asked, least=MIN_VAL_PER_CLASS)
 
 
 class Selection(_Model):

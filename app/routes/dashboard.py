@@ -120,16 +120,17 @@ def words_script() -> Response:
     comparison of several runs takes besides its base (app.routes.reports.MAX_COMPARED_RUNS), and
     ``label_issue_methods``, the likely-wrong-label methods with what each lists, and the default
     (probe.label_issues.METHODS, DEFAULT_METHOD), and ``cv``, the folds asked by default and the validation images
-    per class below which they run (probe.DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS: the run page says folds asked by hand
-    that were not needed, as probe.report.selection_split_text does)."""
+    per class below which they run (probe.DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS) and ``not_needed``, the words for folds
+    asked by hand that were not needed (probe.report.CV_NOT_NEEDED, ``{asked}`` and ``{least}`` to fill: the run
+    page had a copy of probe.report.selection_split_text's)."""
     from feature_cache.datasets import SPLITS
     from probe import DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS
     from probe.compare import NO_CHANGE
     from probe.compare_many import SUMMARY_METRICS
     from probe.groups import GROUP_NAMES
     from probe.label_issues import DEFAULT_METHOD, METHODS
-    from probe.report import (CHART_CLASSES, CONFUSIONS_HEADER, HEATMAP_CLASSES, POSTHOC_WORDS, SEED_METRICS,
-                              TEST_CHECKS, VERDICT_WORDS)
+    from probe.report import (CHART_CLASSES, CONFUSIONS_HEADER, CV_NOT_NEEDED, HEATMAP_CLASSES, POSTHOC_WORDS,
+                              SEED_METRICS, TEST_CHECKS, VERDICT_WORDS)
     from probe.uncertainty import SIGN_FLIP_FLOOR
 
     from ..status import ACTIVE, OPEN, UNSUCCESSFUL
@@ -145,7 +146,8 @@ def words_script() -> Response:
              "chart_classes": CHART_CLASSES, "heatmap_classes": HEATMAP_CLASSES, "confusions_header": CONFUSIONS_HEADER,
              "no_change": NO_CHANGE.strip(), "sign_flip_floor": SIGN_FLIP_FLOOR, "compared_runs": MAX_COMPARED_RUNS,
              "label_issue_methods": {"listed": METHODS, "default": DEFAULT_METHOD},
-             "cv": {"default": DEFAULT_CV_FOLDS, "min_val_per_class": MIN_VAL_PER_CLASS}}
+             "cv": {"default": DEFAULT_CV_FOLDS, "min_val_per_class": MIN_VAL_PER_CLASS,
+                    "not_needed": CV_NOT_NEEDED}}
     return Response(f"window.Words = Object.freeze({json.dumps(words, ensure_ascii=True)});\n",
                     media_type="text/javascript",
                     headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})

@@ -102,14 +102,15 @@
   }
 
   /** The validation split, and folds asked by hand (config.cv, not Words.cv.default) that it did not need, every
-   * class having Words.cv.min_val_per_class validation images, as probe.report.selection_split_text says it (the
-   * page said "val" where the terminal report said "val; cv 20 asked, not needed: ..."). */
+   * class having Words.cv.min_val_per_class validation images, in the words of Words.cv.not_needed
+   * (probe.report.CV_NOT_NEEDED, as probe.report.selection_split_text; the page said "val" where the terminal report
+   * said "val; cv 20 asked, not needed: ..."). */
   function valSplit(asked, perClass) {
     const counts = perClass.map((r) => r.n_val).filter((n) => n !== null && n !== undefined);
     const least = window.Words.cv.min_val_per_class;
     if (asked == null || asked === 0 || asked === window.Words.cv.default || !counts.length
         || Math.min(...counts) < least) return "val";
-    return `val; cv ${asked} asked, not needed: at least ${least} validation images in every class`;
+    return window.Words.cv.not_needed.replace("{asked}", asked).replace("{least}", least);
   }
 
   /** A card's interval, of the value it shows: compared, /api/compare's `other_ci` (a third on the compared run's

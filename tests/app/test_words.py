@@ -57,6 +57,10 @@ def test_words_script_is_the_librarys_test_check_words(tmp_path):
     assert list(METHODS) == ["predicted-neq-given", "confident-learning"] and DEFAULT_METHOD == "predicted-neq-given"
     from probe import DEFAULT_CV_FOLDS, MIN_VAL_PER_CLASS
 
+    from probe.report import selection_split_text
+
+    not_needed = words["cv"].pop("not_needed")  # the run page's words for folds asked by hand, not a copy of its own
+    assert not_needed.format(asked=20, least=MIN_VAL_PER_CLASS) == selection_split_text(None, 20, MIN_VAL_PER_CLASS)
     assert words["cv"] == {"default": DEFAULT_CV_FOLDS, "min_val_per_class": MIN_VAL_PER_CLASS}  # the selection note
     assert refused.status_code == 422  # like every route, a query parameter it does not take
 
