@@ -15,10 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import Headers
-from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.staticfiles import NotModifiedResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..deps import known_query_only
 from ..middleware import NO_FRAMING
@@ -31,27 +30,35 @@ router = APIRouter(include_in_schema=False)
 
 
 class PageFile(FileResponse):
-    """A file of the pages whose ``Range`` Starlette would refuse (malformed: 400; past the file's end: 416) is
-    refused as every request is, a JSON ``{"detail"}`` naming the header: Starlette answered ``text/plain``, the 416
-    with no body at all (an attack round). A range it serves is served as before (206)."""
+    """A file of the pages whose ``Range`` Starlette refuses (malformed: 400; past the file's end: 416) is refused as
+    every request is, a JSON ``{"detail"}`` naming the header: Starlette answered ``text/plain``, the 416 with no body
+    at all (an attack round). A range it serves is served as before (206). Starlette's own answer is read off the
+    ASGI messages it sends (its range parsing is private API), so that its rules, not a copy, decide."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = self._range_refusal(Headers(scope=scope))
-        await (super().__call__ if refusal is None else refusal)(scope, receive, send)
+        asked, refused = Headers(scope=scope).get("range"), None
 
-    def _range_refusal(self, headers: Headers) -> JSONResponse | None:
-        asked, if_range = headers.get("range"), headers.get("if-range")
-        if asked is None or self.status_code != 200 or (if_range is not None and not self._should_use_range(if_range)):
-            return None  # Starlette sends the whole file
-        size = (self.stat_result or os.stat(self.path)).st_size
-        try:
-            self._parse_range_header(asked, size)
-        except MalformedRangeHeader as exc:
-            return JSONResponse({"detail": f"Range header {asked[:100]!r} refused: {exc.content}"}, status_code=400)
-        except RangeNotSatisfiable:
-            return JSONResponse({"detail": f"Range {asked[:100]!r} lies past the end of the file ({size} bytes)"},
-                                status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        return None
+        async def relay(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and asked is not None and message["status"] in (400, 416):
+                refused = message  # a range refusal: its body (Starlette's reason) follows
+            elif refused is None:
+                await send(message)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                await _range_refusal(refused, asked, message.get("body", b""))(scope, receive, send)
+
+        await super().__call__(scope, receive, relay)
+
+
+def _range_refusal(start: Message, asked: str, reason: bytes) -> JSONResponse:
+    """The JSON answer to a ``Range`` that Starlette refused with ``start`` (its 400's body: the ``reason``)."""
+    if start["status"] == 400:
+        return JSONResponse({"detail": f"Range header {asked[:100]!r} refused: {reason.decode(errors='replace')}"},
+                            status_code=400)
+    content_range = MutableHeaders(raw=list(start["headers"]))["content-range"]  # "bytes */{size}"
+    size = content_range.rpartition("/")[2]
+    return JSONResponse({"detail": f"Range {asked[:100]!r} lies past the end of the file ({size} bytes)"},
+                        status_code=416, headers={"Content-Range": content_range})
 
 
 class StaticWithPolicy(StaticFiles):
