@@ -178,20 +178,28 @@
           field("Head", head, "head", "encoder default: " + choices.encoders.map((e) => `${e.name} → ${e.default_head}`).join(", ")),
           field("Second probe", preset, "preset", presetSummary),
           field("Overall-accuracy budget (points)", h("input", { id: "budget", type: "number", min: 0, max: choices.max_overall_drop, step: 0.1, value: 0 }), "budget",
-                "The largest drop in validation overall accuracy the second probe may pay for a better hard third; 0: none."),
+                "The largest drop in validation overall accuracy the second probe may pay for a better hard third; " +
+                "0: none."),
           overallField(choices.overall_metrics),
           cvField(choices.cv),
           field("Calibrated probabilities", h("input", { id: "temperature-scaling", type: "checkbox" }), "calibration",
-                "Divide each probe's scores by one temperature fitted to the validation images (by NLL) before its probabilities (the unsure flag, the probability columns); no prediction changes. The report gives their calibration on test with and without it.")),
+                "Divide each probe's scores by one temperature fitted to the validation images (by NLL) before its " +
+                "probabilities (the unsure flag, the probability columns); no prediction changes. The report gives " +
+                "their calibration on test with and without it.")),
         h("details", { class: "preset-details" }, h("summary", {}, "The rule and the evidence, in full"), presetWhy)),
       h("fieldset", { class: "probes-only" }, h("legend", {}, "4 · Limits (optional)"),
         h("div", { class: "fields" },
           field("Images per class (per given split)", h("input", { id: "max-per-class", type: "number", min: 1, max: choices.max_per_class, step: 1, placeholder: "all" }), "limits-cap"),
           valFractionField(choices.val_fraction),
           field("Training epochs", h("input", { id: "epochs", type: "number", min: 1, max: choices.max_epochs, step: 1, placeholder: "automatic" }), "limits",
-                `At most this many passes over the training images per fit; a fit ends sooner once its loss settles. Automatic: enough for ${choices.auto_epochs.steps} optimiser steps (${choices.auto_epochs.steps} full-batch epochs up to ${choices.auto_epochs.full_batch_rows.toLocaleString("en")} training images, 10 at 50,000).`),
+                `At most this many passes over the training images per fit; a fit ends sooner once its loss settles. ` +
+                `Automatic: enough for ${choices.auto_epochs.steps} optimiser steps (${choices.auto_epochs.steps} ` +
+                `full-batch epochs up to ${choices.auto_epochs.full_batch_rows.toLocaleString("en")} training ` +
+                `images, 10 at 50,000).`),
           field("Leave out classes", h("input", { id: "drop-classes", type: "text", placeholder: "none", autocomplete: "off" }), "drop-classes",
-                "Class names, separated by commas (a name holding a comma in double quotes: \"a,b\"): their images are left out of every split (a class without test images, or one not wanted), and both probes are of the other classes."))),
+                "Class names, separated by commas (a name holding a comma in double quotes: \"a,b\"): their images " +
+                "are left out of every split (a class without test images, or one not wanted), and both probes are " +
+                "of the other classes."))),
       h("div", { class: "submit-row" }, h("button", { type: "submit", id: "launch-submit", class: "primary" }, "Start the pipeline"),
         h("span", { class: "field-error", id: "err-form", role: "alert" })));
     const sync = () => {
@@ -289,7 +297,8 @@
     if (!metrics) return null;  // a server before the option
     const labels = { accuracy: "accuracy over the images", balanced: "balanced: the mean of the per-class accuracies" };
     return field("Overall score", h("select", { id: "overall-metric" }, metrics.map((m) => h("option", { value: m }, labels[m] || m))),
-      "overall-metric", h("span", {}, "What selection and the budget call overall accuracy. Balanced weighs every class alike: for imbalanced classes that matter equally where the probe is used. ",
+      "overall-metric", h("span", {}, "What selection and the budget call overall accuracy. Balanced weighs every " +
+        "class alike: for imbalanced classes that matter equally where the probe is used. ",
         h("strong", { id: "overall-imbalance", hidden: "hidden" })));
   }
 
@@ -333,7 +342,9 @@
     if (!bounds) return null;  // a server before it
     return field("Validation share of train", h("input", { id: "val-fraction", type: "number", min: bounds.min, max: bounds.max, step: "any",
       "data-exclusive": "true", placeholder: `${bounds.default} (default)` }), "limits-val",
-      h("span", {}, `Where the data set has no val/ folder, this share of each class's train images is held out to choose hyper-parameters and groups (between ${bounds.min} and ${bounds.max}); a val/ folder is used as it is. `,
+      h("span", {}, `Where the data set has no val/ folder, this share of each class's train images is held out to ` +
+        `choose hyper-parameters and groups (between ${bounds.min} and ${bounds.max}); a val/ folder is used as it ` +
+        `is. `,
         h("strong", { id: "val-given", hidden: "hidden" }, "This data set has a val/ folder of its own: no share of train is carved out.")));
   }
 
@@ -353,7 +364,8 @@
   function cvField(cv) {
     if (!cv) return null;  // a server before the cv option
     return field("Cross-validation folds (small data)", h("input", { id: "cv", type: "number", min: 0, max: cv.max, step: 1, "data-min-nonzero": cv.min, placeholder: `${cv.default} (default)` }), "cv",
-      `When validation has fewer than ${cv.min_val_per_class} images in some class, hyper-parameters and groups are chosen by k-fold cross-validation on train + val; 0: never, else ${cv.min} to ${cv.max}.`);
+      `When validation has fewer than ${cv.min_val_per_class} images in some class, hyper-parameters and groups are ` +
+      `chosen by k-fold cross-validation on train + val; 0: never, else ${cv.min} to ${cv.max}.`);
   }
 
   /** The numbers the form checks itself against its inputs' own bounds (from GET /launch/choices), before anything
