@@ -90,7 +90,7 @@
           h("strong", {}, many.warnings.length === 1 ? "Warning" : "Warnings"),
           h("ul", {}, many.warnings.map((w) => h("li", {}, `${w.runs.map((r) => names[r] || r).join(", ")}: `,
             ...window.Dash.isolated(w.text))))) : null,
-        h("div", { class: "table-scroll" }, window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
+        window.Dash.scrollBox(window.Dash.sortable(rowsTable(many, base, names), { col: null, desc: true })),
         h("p", { class: "muted", id: "many-base" }, `Δ points against ${base}; ${many.title}. ${base} itself: `,
           ...baseLine(many), "."),
         warningsBox(many, names)));

@@ -325,6 +325,11 @@
     return tableEl;
   }
 
+  /** `node` (a table) in a box of its own that scrolls both ways, its header sticky (style.css `.table-scroll`),
+   * in a frame whose shadows at the box's sides are drawn above that header: in the box's background they were under
+   * it, so the header row showed no sign of the columns scrolled past (a polish round). */
+  const scrollBox = (node) => h("div", { class: "scroll-frame" }, h("div", { class: "table-scroll" }, node));
+
   /** The paging of a sortable table (`sortable`'s `page`): returns show(), which puts the rows of the page starting at
    * `state.start` in `body` (`row(item)`, each built once) and says in `page.nav` which of `items` it holds. "Show all"
    * lists every row (`state.all`), and "N a page" goes back: only the per-class CSV had every class on one page (a
@@ -655,7 +660,7 @@
     `±${num(100 * m.seed_spread, 1)} pt over retraining`) : null);
 
   window.Dash = { TOKEN_KEY, ACTIVE, OPEN, h, showBanner, say, needsToken, api, getJSON, listAll, LISTED, listedRow, sendJSON, ApiError, formatDetail, pct, num, signedPt,
-                  fieldMessage, ciOk, pinned, ciText, pctCi,
+                  fieldMessage, ciOk, pinned, ciText, pctCi, scrollBox,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
                   canResume, shownName, listedName, classNames, classNamesText, isolated, breakable,

@@ -383,7 +383,7 @@
     const launch = h("a", { href: "/launch" }, "launch one");
     // each table in a box of its own: on a narrow window its sideways scrollbar sat at the bottom of the card, under
     // the whole list (a dashboard-only round at 800 px)
-    const box = (node) => h("div", { class: "table-scroll" }, node);
+    const box = window.Dash.scrollBox;
     // each list built again, the focus kept on its control (Dash.keepFocus); one that reads as it did is left as it
     // is: put back every 2 s, a selected run id went before it could be copied, and a screen reader's place with it
     // (a keyboard-only round)

@@ -1155,7 +1155,7 @@
     const nav = h("nav", { class: "pager", id: "per-class-pages", "aria-label": "pages of the per-class table" });
     // in a box of its own with a sticky header: wider than its card (comparing, at 1,400 px), its only horizontal
     // scrollbar was the card's, under a table of 100 to 200 rows (a scale round)
-    const body = h("div", { class: "table-scroll" }, sortable(
+    const body = window.Dash.scrollBox(sortable(
       table(heads, paged ? [] : all.map(rowOf), paged ? null : "",
         { id: "per-class-table", caption: "Per-class test metrics" }),
       { col: null, desc: true },

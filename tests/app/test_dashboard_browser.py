@@ -882,7 +882,7 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert link == f"/runs/{finished.mr2}?compare={finished.erm}"
     # each table scrolls sideways in a box of its own, not with its card under the whole list (a dashboard round)
     assert driver.js("return ['jobs', 'runs', 'datasets'].map(id => getComputedStyle(document.querySelector("
-                     "'#' + id + ' > .table-scroll')).overflowX)") == ["auto"] * 3
+                     "'#' + id + ' > .scroll-frame > .table-scroll')).overflowX)") == ["auto"] * 3
     urls = _requested_urls(driver)
     assert [u for u in urls if not u.startswith(live_server + "/") and not u.startswith(("data:", "blob:"))] == []
     # each run row names its data set, encoder and the images its cache holds; the job row names its cache
@@ -930,7 +930,11 @@ def test_home_page_lists_jobs_and_runs(driver, live_server, finished):
     assert driver.js(order) == by_hard and driver.js("return document.querySelector('#runs th[aria-sort=ascending]') !== null")
     # at 1,400 px the runs list fits its box without a sideways scroll (75 px over, its compare column half hidden;
     # an accessibility round), and, below, inside its card with long names too
-    assert driver.js("const b = document.querySelector('#runs > .table-scroll'); return b.scrollWidth - b.clientWidth") <= 0
+    assert driver.js("const b = document.querySelector('#runs .table-scroll'); "
+                     "return b.scrollWidth - b.clientWidth") <= 0
+    # and so shows no shadow at either edge (Dash.scrollBox's, drawn only as the box scrolls sideways)
+    assert driver.js("""const f = document.querySelector('#runs .scroll-frame');
+        return [getComputedStyle(f, '::before').opacity, getComputedStyle(f, '::after').opacity]""") == ["0", "0"]
     # at 1,400 px the runs table stays inside its card: long run names wrap (its verdict and compare columns were
     # behind a horizontal scroll bar; a new-user round)
     # (and a long data set name beside a verdict: 207 px over with one run; a new-user round)
@@ -975,17 +979,24 @@ def test_the_runs_list_fits_a_1280_px_window(driver, live_server, finished):
 
 def test_a_list_that_scrolls_sideways_on_a_phone_shows_a_shadow_at_its_edge(driver, live_server, finished):
     """A layout round at 375 px: the runs list's columns past "probe" were cut at the card's edge with nothing to say
-    that the box scrolls; each list's box now draws a shadow at an edge it scrolls past (scrolled with the box, a
-    cover of the card's colour hides it at the ends)."""
+    that the box scrolls; each list's box now draws a shadow at an edge it scrolls past, shown as the box scrolls
+    away from that edge, over the sticky header too."""
     driver.window(375, 900)
     try:
         _open(driver, f"{live_server}/", "home")
         wait_for(lambda: driver.js("return document.querySelectorAll('#runs-table tr[data-run]').length") > 0, 30,
                  interval=0.2, what="runs listed")
-        got = driver.js("""const box = document.getElementById('runs-table').parentElement, css = getComputedStyle(box);
-            return [box.scrollWidth > box.clientWidth, css.backgroundAttachment,
-                    (css.backgroundImage.match(/gradient/g) || []).length];""")
-        assert got == [True, "local, local, scroll, scroll", 4]
+        shades = """const box = document.getElementById('runs-table').parentElement, frame = box.parentElement;
+            const before = getComputedStyle(frame, '::before'), after = getComputedStyle(frame, '::after');
+            const th = document.querySelector('#runs-table thead th');
+            return [box.scrollWidth > box.clientWidth, before.opacity, after.opacity, after.height === before.height
+                    && Math.abs(parseFloat(after.height) - box.getBoundingClientRect().height) < 1,
+                    Number(after.zIndex) > Number(getComputedStyle(th).zIndex), getComputedStyle(th).position];"""
+        # at its left end: the right edge's shadow only, as high as the box, above the sticky header (drawn in the
+        # box's background it was under the header's cells: the header row showed none; a polish round)
+        assert driver.js(shades) == [True, "0", "1", True, True, "sticky"]
+        driver.js("const b = document.getElementById('runs-table').parentElement; b.scrollLeft = b.scrollWidth;")
+        wait_for(lambda: driver.js(shades)[1:3] == ["1", "0"], 10, interval=0.1, what="the left edge's shadow")
     finally:
         driver.window(1400, 1800)
 
@@ -2580,7 +2591,8 @@ _SHOWN = """return new Promise((ok) => requestAnimationFrame(() => requestAnimat
          visible: real.filter(inView).map((r) => r.dataset.class),
          spacerInView: rows.some((r) => r.classList.contains('spacer') && r.offsetHeight > 0 && inView(r)),
          index: real.map((r) => Number(r.getAttribute('aria-rowindex'))), rowcount: table.getAttribute('aria-rowcount'),
-         said: document.querySelector('#per-class-pages span').textContent.trim() }); })));"""
+         said: document.querySelector('#per-class-pages span').textContent.trim(),
+         shade: getComputedStyle(table.tHead.rows[0].cells[0]).boxShadow }); })));"""
 
 
 def _scroll_table(driver: WebDriver, where: float) -> dict:
@@ -2626,6 +2638,9 @@ def test_show_all_of_5000_classes_draws_the_rows_in_view_as_the_table_scrolls(dr
     middle = _scroll_table(driver, 0.5)
     place = _in_order(middle, order) + middle["rows"].index(middle["visible"][0])
     assert 2000 < place < 3000
+    # the sticky header casts a shadow on the rows scrolled under it, none at the top (Dash.scrollBox's frame)
+    assert (top["shade"], middle["shade"]) == ("rgba(0, 0, 0, 0) 0px 4px 6px -3px",
+                                               "rgba(29, 35, 48, 0.35) 0px 4px 6px -3px")
     end = _scroll_table(driver, 1)
     _in_order(end, order)
     assert end["rows"][-1] == end["visible"][-1] == order[-1]
