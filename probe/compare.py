@@ -16,7 +16,7 @@ from .metrics import nan_mean, worst_class
 from .names import listed, repeated
 from .numbers import fixed, percent, signed_points
 from .predictions import BY_ROWS, PREDICTIONS_FILE, Matched, match_images
-from .report import Calibration, FeatureSource, Num, Report, interval_text, loss_label, probe_label
+from .report import Calibration, FeatureSource, Num, Report, WorstClass, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
 from .seed_spread import INDEPENDENT, SAME_SEEDS, SPREAD_METRICS, add_seed_spreads, pairing_words
@@ -28,7 +28,7 @@ __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "Compar
            "format_comparison", "discordance", "discordance_sentence", "comparison_facts", "metric_rows", "class_rows",
            "evidence", "group_evidence", "metric_evidence", "metric_discordance", "beyond_noise",
            "lost_beyond_budget", "held_back_sentence", "paired_seeds", "class_evidence", "lost_on_test",
-           "METRIC_HEADER", "CLASS_HEADER", "itself_warning", "retraining_sentence", "SHARED_NOTE"]
+           "METRIC_HEADER", "CLASS_HEADER", "itself_warning", "retraining_sentence", "SHARED_NOTE", "worst_class_words"]
 
 
 def _finite(x: float) -> float | None:
@@ -363,6 +363,10 @@ class Comparison(BaseModel):
                                      "split, seed means")
     worst_classes: Optional[dict[Literal["base", "other"], str]] = Field(
         None, description="each run's worst class on the images compared, by name (null in comparisons of older code)")
+    worst_class_ties: Optional[dict[Literal["base", "other"], WorstClass]] = Field(
+        None, description="each run's worst class with the other classes of its accuracy (tied_with, tied_count) and "
+        "text, as a report's summary.worst_class words it ('c12 (tied with c13, ... and 2 more)'); null in "
+        "comparisons of older code")
     calibration: Optional[dict[Literal["base", "other"], Calibration]] = Field(
         None, description="each run's shipped head's calibration, side by side: report.calibration (on its test "
         "split), or on the scored images (scored_on, without NLL and top-k); what a probe's probabilities are worth "
@@ -625,11 +629,14 @@ def _comparison(base: Report, other: Report, a: np.ndarray, b: np.ndarray, summa
         worst_b = (worst_a[0], worst_b[1])
     metrics["worst_class"] = _metric(worst_a[1], worst_b[1])
     worst = {"base": base.class_names[worst_a[0]], "other": base.class_names[worst_b[0]]}
+    ties = {side: WorstClass.among(base.class_names, acc, index) for side, acc, index in (("base", a, worst_a[0]),
+                                                                                           ("other", b, worst_b[0]))}
     group_by_class = {int(i): g for g in GROUP_NAMES for i in groups[g]}
     per_class = [CompareClass(index=k, name=name, group=group_by_class.get(k), **_metric(a[k], b[k]).model_dump())
                  for k, name in enumerate(base.class_names)]
     return Comparison(base=base.run_id, other=other.run_id, grouping=CompareGrouping(groups=groups, note=note),
                       metrics=metrics, per_class=per_class, cost=_cost(base, other), worst_classes=worst,
+                      worst_class_ties=ties,
                       probes={"base": probe_words(base), "other": probe_words(other)},
                       calibration=(None if base.calibration is None or other.calibration is None
                                    else {"base": base.calibration, "other": other.calibration}))
@@ -943,8 +950,16 @@ def _metric_label(comparison: Comparison, name: str) -> str:
     worst = comparison.worst_classes
     if name != "worst_class" or not worst:
         return name.replace("_", " ")
-    return f"worst class ({worst['base']})" if worst["base"] == worst["other"] else \
-        f"worst class (base {worst['base']}, other {worst['other']})"
+    named = worst_class_words(comparison)
+    return f"worst class ({named['base']})" if named["base"] == named["other"] else \
+        f"worst class (base {named['base']}, other {named['other']})"
+
+
+def worst_class_words(comparison: Comparison) -> dict[str, str]:
+    """Each run's worst class in words: its name and the classes tied with it, as its report says them
+    (:meth:`probe.report.WorstClass.label`); the name alone in a comparison of older code."""
+    ties = comparison.worst_class_ties
+    return {side: ties[side].label() if ties else comparison.worst_classes[side] for side in ("base", "other")}
 
 
 def class_rows(comparison: Comparison, max_classes: int | None = None, own_intervals: bool = True

@@ -14,7 +14,8 @@ from typing import Optional
 
 from pydantic import BaseModel, Field
 
-from .compare import SHARED_NOTE, UNPAIRED, Comparison, metric_title, retraining_sentence
+from .compare import (SHARED_NOTE, UNPAIRED, Comparison, metric_title, retraining_sentence,
+                      worst_class_words)
 from .names import listed
 from .predictions import BY_DIGESTS, BY_PATHS
 from .numbers import percent, signed_points
@@ -227,7 +228,8 @@ def many_facts(many: ManyComparison) -> list[tuple[str, str]]:
     each run's spread over retraining (:func:`probe.compare.retraining_sentence`, as two-run compare says it), then
     the pairwise comparisons' warnings (``ManyComparison.warnings``; the Markdown and HTML pages had none of
     them: "the probe was trained on these images" among them, which the terminal prints)."""
-    worst = f" ({many.comparisons[0].worst_classes['base']})" if many.comparisons[0].worst_classes else ""
+    first = many.comparisons[0]
+    worst = f" ({worst_class_words(first)['base']})" if first.worst_classes else ""
     base = ", ".join(f"{key.replace('_', ' ')} {percent(value)} %" + _ci(many.base_ci.get(key))
                      + (worst if key == "worst_class" else "") for key, value in many.base_scores.items())
     probes = [f"base {many_name(many, many.base)}: {many.base_probe or '?'}"]

@@ -339,6 +339,15 @@ class WorstClass(_Model):
         :data:`TIES_LISTED` by the model)."""
         return cls(name=name, accuracy=accuracy, tied_with=tied, tied_count=len(tied))
 
+    @classmethod
+    def among(cls, class_names: list[str], accuracy, index: int) -> "WorstClass":
+        """The class ``index`` of per-class ``accuracy`` (K,; NaN: no test image) as the worst, the other classes
+        of its score (:func:`probe.selection.same_score`) its ties: the report's summary and compare's worst class
+        name a tie alike (compare named one of 10 classes at 0 % alone; a first-user round)."""
+        value = float(accuracy[index])
+        return cls.of(class_names[index], value, [class_names[i] for i, v in enumerate(accuracy)
+                                                  if i != index and math.isfinite(v) and same_score(v, value)])
+
     @model_validator(mode="after")
     def _worded(self) -> "WorstClass":
         # the ties named as far as TIES_LISTED and counted, in a report written before tied_count too (a re-test)
@@ -1300,15 +1309,13 @@ def _summary(evaluations: list, groups: dict[str, list[int]], class_names: list[
         class_margins.append(e.class_margin_deg)
         min_sample.append(float(np.nanmin(e.sample_margin_min)))
     metrics = {k: _mean_std(v) for k, v in per_seed.items()}
-    worst, worst_acc = worst_class(mean_acc)
+    worst = worst_class(mean_acc)[0]
     num_classes = len(class_names)
     dims = [e.weight_dim for e in evaluations if e.weight_dim is not None]
     dim = min(dims) if dims else None
     summary = Summary(
         **{name: metrics[name].mean for name in ("overall", "balanced", *GROUP_NAMES)},
-        worst_class=WorstClass.of(class_names[worst], worst_acc, [class_names[i] for i, v in enumerate(mean_acc)
-                                                                  if i != worst and np.isfinite(v)
-                                                                  and same_score(v, worst_acc)]),
+        worst_class=WorstClass.among(class_names, mean_acc, worst),
         per_class_std=float(np.mean(stds)),
         group_margin=GroupValues(**{name: float(nan_mean([m[name] for m in group_margins]))
                                     for name in GROUP_NAMES}),

@@ -1312,3 +1312,24 @@ def test_several_runs_print_each_run_s_spread_over_retraining_as_two_run_compare
     assert f"over retraining (y): {said}\n" in format_many(many, width=1000)
     markdown = many_markdown(many)
     assert f"**Over retraining (y):** {said}" in markdown.split("## Δ points")[0], markdown
+
+
+def test_the_worst_class_names_its_ties_as_the_report_says_them():
+    """12 classes, 10 of them at 0 %: compare said "worst class (c0)" alone where the report says "tied with"
+    (a first-user round); every view words the tie through WorstClass.label."""
+    from probe.compare import metric_rows
+    from probe.compare_many import compare_many, many_facts
+
+    names = [f"c{k}" for k in range(12)]
+    groups = {"easy": [10, 11], "medium": [0, 1, 2, 3], "hard": [4, 5, 6, 7, 8, 9]}
+    base = _rep("erm", [0.0] * 10 + [0.5, 1.0], groups, 0.1, names=names)
+    other = _rep("mr2", [0.0] * 10 + [1.0, 1.0], groups, 0.2, names=names)
+    cmp = compare_reports(base, other)
+    said = "c0 (tied with c1, c2, c3, c4, c5, c6, c7, c8, c9)"
+    assert cmp.worst_class_ties["base"].model_dump() == {"name": "c0", "accuracy": 0.0, "text": said,
+                                                          "tied_with": names[1:10], "tied_count": 9}
+    assert metric_rows(cmp)[-1][0] == f"worst class ({said})"
+    from probe.export import comparison_markdown
+    assert f"| worst class ({said}) |" in comparison_markdown(cmp)
+    facts = dict(many_facts(compare_many([cmp])))
+    assert facts["base erm"].endswith(f"worst class 0.00 % ({said})")
