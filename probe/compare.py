@@ -984,8 +984,9 @@ def format_comparison(comparison: Comparison, *, width: int = COMPARE_WIDTH,
     # in parts of the columns that fit, as the report's tables (print_class_table): rich had wrapped the intervals
     # of a 110-column table at 80 columns, and the terminal the lines it printed at 110
     columns = [(col, "left" if col == "metric" else "right") for col in METRIC_HEADER]
-    rows, sections = _delta_lines(columns, metric_rows(comparison), width)
-    print_class_table(console, metric_title(comparison), columns, rows, width, sections=sections)
+    # its labels are words ('worst class (c3 (tied with c4, ...))'), wrapped between them, never cut in the middle
+    rows, sections = _delta_lines(columns, metric_rows(comparison), width, labels=True)
+    print_class_table(console, metric_title(comparison), columns, rows, width, sections=sections, labels=True)
     rows, caption = class_rows(comparison, max_classes, own_intervals=False)
     if not rows:  # no class changed past max_classes: the sentence alone (an empty table's header read as lost rows)
         console.print(caption)
@@ -996,7 +997,7 @@ def format_comparison(comparison: Comparison, *, width: int = COMPARE_WIDTH,
     return console.export_text()
 
 
-def _delta_lines(columns, rows: list[list[str]], width: int) -> tuple[list[list[str]], bool]:
+def _delta_lines(columns, rows: list[list[str]], width: int, labels: bool = False) -> tuple[list[list[str]], bool]:
     """``rows`` (of a table of ``columns``) with their last cell, a :func:`_delta_cell`, whole where the table fits
     ``width`` in one part (:func:`~probe.report_text.column_parts`), else broken after its interval where that makes
     it fit (a delta beside its accuracies reads better on two lines than in another table), else on as few lines as
@@ -1006,7 +1007,7 @@ def _delta_lines(columns, rows: list[list[str]], width: int) -> tuple[list[list[
 
     for level in range(2):
         broken = [[*row[:-1], _broken_delta(row[-1], level)] for row in rows]
-        if len(column_parts(columns, broken, width)) == 1:
+        if len(column_parts(columns, broken, width, labels)) == 1:
             return broken, level > 0
     for level in range(3):
         broken = [[*row[:-1], _broken_delta(row[-1], level)] for row in rows]

@@ -375,21 +375,52 @@ def fits_alone(need: int, width: int) -> bool:
     return _least_width([False, False], [0, need], 12) <= width
 
 
+def _least_label(rows: list[list[str]], need: int, labels: bool) -> int:
+    """The narrowest first column of a :func:`class_table` of ``rows`` whose widest first cell takes ``need`` cells:
+    12 cells (names cut in their middle) or, for ``labels`` (words, wrapped between them: :func:`_wrap_words`),
+    their longest word, never cut."""
+    from rich.cells import cell_len
+
+    least = min(12, need)
+    return max([least] + [cell_len(word) for row in rows for word in row[0].split()]) if labels else least
+
+
+def _wrap_words(text: str, width: int) -> str:
+    """``text`` on lines of at most ``width`` cells, broken between its words (a word wider than ``width`` alone on
+    its line): a metric label ('worst class (class 3 (tied with class 4, ...))') is words, which a cut in the middle
+    ('worst …s 12)') or rich's fold would break (a first-user round)."""
+    from rich.cells import cell_len
+
+    lines: list[str] = []
+    for word in text.split():
+        if lines and cell_len(lines[-1]) + 1 + cell_len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
 def class_table(title: str, columns, rows: list[list[str]], width: int, caption: str | None = None,
-                sections: bool = False):
+                sections: bool = False, labels: bool = False):
     """A rich table, ``width`` columns wide at most, whose first column is the class name and ``columns`` its
     ``(header, justify)``: each number column as wide as its widest cell (no number is ever cut), the names cut in
     their middle (:func:`cut_name`) to the width left, between 12 and :data:`NAME_COLUMN`, never wrapped; a prose
     column (left-justified, not the first) takes what remains and wraps. Rich had given a 1,000-class run's name
     column 7 characters beside roomy number columns, every name wrapped onto up to ten lines, and cut 'Pullover' to
     'Pullov…' at 120 columns (new-user and scale rounds). ``sections``: a rule under each row (rows of cells of
-    two lines)."""
+    two lines). ``labels``: the first column is words (compare's metric labels), as wide as the widest fits and
+    wrapped between words (:func:`_wrap_words`), each row then under a rule where one wraps."""
     from rich import box
     from rich.table import Table
 
-    original, rows = rows, [[shown_name(row[0]), *row[1:]] for row in rows]  # a quoted name's width, as shown
+    original, rows = rows, [[row[0] if labels else shown_name(row[0]), *row[1:]] for row in rows]
     prose, need = _needs(columns, rows)
-    name_width = min(NAME_COLUMN, need[0], max(12, width - _least_width(prose, need, 0)))
+    least = _least_label(rows, need[0], labels)
+    name_width = min(need[0] if labels else min(NAME_COLUMN, need[0]),
+                     max(least, width - _least_width(prose, need, 0)))
+    names = ([_wrap_words(row[0], name_width) for row in rows] if labels
+             else cut_names([row[0] for row in original], name_width))
+    sections = sections or any("\n" in name for name in names)
     table = Table(title=title, box=box.SIMPLE, caption=caption)
     # each prose column its least width and an even share of what is left, wrapped there between its entries
     spare = max(0, width - _least_width(prose, need, name_width)) // max(1, sum(prose))
@@ -403,7 +434,7 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
             # a number with its interval ("71.43 [30.3, 94.9]") never wraps: rich narrowed the widest wrappable
             # column first, min_width put it back, and the last column was cut off whole ('smp mean' as 'sm')
             table.add_column(header, justify=justify, min_width=need[i], no_wrap=any(" " in row[i] for row in rows))
-    for row, name in zip(rows, cut_names([row[0] for row in original], name_width)):
+    for row, name in zip(rows, names):
         table.add_row(name, *(_wrap_entries(cell, room[i]) if prose[i] else cell for i, cell in enumerate(row[1:], 1)),
                       end_section=sections)
     # the least width that keeps every number whole: where the console is narrower, rich cut the last columns'
@@ -412,12 +443,12 @@ def class_table(title: str, columns, rows: list[list[str]], width: int, caption:
     return table
 
 
-def column_parts(columns, rows: list[list[str]], width: int) -> list[list[int]]:
+def column_parts(columns, rows: list[list[str]], width: int, labels: bool = False) -> list[list[int]]:
     """The indices of ``columns`` after the first (the class name) in consecutive parts, each of which fits
-    ``width`` beside the names at their narrowest (at most 12 cells; one part where all fit; a column too wide even
-    alone is a part of its own, printed wider: :func:`print_table`)."""
+    ``width`` beside the names at their narrowest (:func:`_least_label`; one part where all fit; a column too wide
+    even alone is a part of its own, printed wider: :func:`print_table`)."""
     prose, need = _needs(columns, rows)
-    name, parts = min(12, need[0]), [[]]
+    name, parts = _least_label(rows, need[0], labels), [[]]
     for i in range(1, len(columns)):
         trial = parts[-1] + [i]
         if parts[-1] and _least_width([prose[j] for j in [0, *trial]], [need[j] for j in [0, *trial]], name) > width:
@@ -428,15 +459,17 @@ def column_parts(columns, rows: list[list[str]], width: int) -> list[list[int]]:
 
 
 def print_class_table(console, title: str, columns, rows: list[list[str]], width: int,
-                      caption: str | None = None, sections: bool = False) -> None:
+                      caption: str | None = None, sections: bool = False, labels: bool = False) -> None:
     """Print a :func:`class_table` within ``width``: where its columns need more, as consecutive tables of the
     columns that fit (:func:`column_parts`), each repeating the class names, titled "(1/2)", "(2/2)", the caption
-    under the last: a table as wide as its numbers wrapped every row of the terminal instead."""
-    parts = column_parts(columns, [[shown_name(row[0]), *row[1:]] for row in rows], width)
+    under the last: a table as wide as its numbers wrapped every row of the terminal instead. ``labels``: the
+    first column is words, wrapped between them (:func:`class_table`)."""
+    parts = column_parts(columns, [[row[0] if labels else shown_name(row[0]), *row[1:]] for row in rows], width,
+                         labels)
     for k, part in enumerate(parts, 1):
         print_table(console, class_table(
             title if len(parts) == 1 else f"{title} ({k}/{len(parts)})", [columns[0], *(columns[i] for i in part)],
-            [[row[0], *(row[i] for i in part)] for row in rows], width, sections=sections), width)
+            [[row[0], *(row[i] for i in part)] for row in rows], width, sections=sections, labels=labels), width)
     if caption:  # at the console's width: as a table's caption it wrapped to a narrow table's (the geometry's)
         console.print(caption)
 

@@ -1333,3 +1333,42 @@ def test_the_worst_class_names_its_ties_as_the_report_says_them():
     assert f"| worst class ({said}) |" in comparison_markdown(cmp)
     facts = dict(many_facts(compare_many([cmp])))
     assert facts["base erm"].endswith(f"worst class 0.00 % ({said})")
+
+
+def _tied_comparison():
+    """13 classes 'class 0'..'class 12' of 20 test images, 'class 3'..'class 12' all wrong in both runs (tied at
+    0 %), the other run 6 images of 'class 1' worse: a worst-class label of 20 words beside intervals."""
+    from probe.predictions import Predictions
+
+    k = 13
+    names = [f"class {i}" for i in range(k)]
+    labels = np.repeat(np.arange(k), 20)
+    base_pred = np.where(labels >= 3, (labels + 1) % k, labels)
+    other_pred = base_pred.copy()
+    other_pred[np.flatnonzero(labels == 1)[:6]] = 2
+    conf = np.full(labels.size, 0.9)
+    groups = {"easy": [0, 1, 2, 3], "medium": [4, 5, 6, 7], "hard": [8, 9, 10, 11, 12]}
+    runs = [_rep(run, [float((p[labels == c] == c).mean()) for c in range(k)], groups,
+                 float((p == labels).mean()), names=names) for run, p in (("erm", base_pred), ("dro", other_pred))]
+    return compare_reports(*runs, (Predictions(labels, base_pred[None], conf),
+                                   Predictions(labels, other_pred[None], conf)))
+
+
+def test_the_metric_labels_wrap_between_words_at_every_width():
+    """At 110 columns the metric label read 'worst …s 12)' (cut in its middle as a class name is), at 80 and 200
+    whole (a first-user round): a label is words, wrapped between them at every width, and from the narrowest
+    width the CLI prints (LEAST_WIDTH) no line is wider than the terminal."""
+    from probe.compare import metric_rows
+    from probe.report_text import LEAST_WIDTH
+
+    cmp = _tied_comparison()
+    label = metric_rows(cmp)[-1][0]
+    assert label == ("worst class (class 3 (tied with class 4, class 5, class 6, class 7, class 8, class 9, class 10, "
+                     "class 11, class 12))")
+    for width in range(60, 201):
+        text = format_comparison(cmp, width=width)
+        words = set(text.split())
+        assert "…" not in text and all(word in words for word in label.split()), width
+        assert width < LEAST_WIDTH or max(map(len, text.splitlines())) <= width, width
+    # the label whole on one line where the table has the room
+    assert f"  {label}  " in format_comparison(cmp, width=250)
