@@ -15,7 +15,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed, repeated
 from .numbers import fixed, percent, signed_points
-from .predictions import BY_ROWS, PREDICTIONS_FILE, Matched, match_images
+from .predictions import BY_ROWS, PREDICTIONS_FILE, Matched, match_images, unmatched_reason
 from .report import Calibration, FeatureSource, Num, Report, WorstClass, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
@@ -445,7 +445,7 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
     elif predictions is not None:
         comparison.pairing, compared = UNPAIRED, predictions
         _add_unpaired_intervals(comparison, *compared, metric=metric)
-        comparison.warnings.append(UNPAIRED_WARNING)
+        comparison.warnings.append(unpaired_warning(unmatched_reason(*predictions)))
     else:  # a run from before they were stored: the tables' interval columns stood empty, with no word of why
         comparison.warnings.append(NO_PREDICTIONS)
         return comparison
@@ -455,10 +455,15 @@ def compare_reports(base: Report, other: Report, predictions: tuple | None = Non
 
 UNPAIRED = "unpaired"
 SHARED_NOTE = ", on the test images both runs' caches hold, matched by "  # the grouping note's words of such a pairing
-UNPAIRED_WARNING = ("the two runs' test images could not be matched image by image (their predictions keep neither "
-                    "content digests nor source paths that agree, or share no image): every interval is unpaired, "
-                    "each run's own interval square-and-added with the other's as two independent samples', wider "
-                    "than a paired one, and no image is counted or sign-tested")
+
+
+def unpaired_warning(why: str) -> str:
+    """The warning of an unpaired comparison, with ``why`` its images could not be matched
+    (:func:`probe.predictions.unmatched_reason`): the warning said neither, so paths refused as ambiguous read as
+    images with no identity at all (a first-user round)."""
+    return (f"the two runs' test images could not be matched image by image ({why}): every interval is unpaired, "
+            "each run's own interval square-and-added with the other's as two independent samples', wider than a "
+            "paired one, and no image is counted or sign-tested")
 
 
 def _matched_images(base: Report, other: Report, predictions: tuple) -> Matched | None:

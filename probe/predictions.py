@@ -28,7 +28,7 @@ from .files import atomic_write
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
 __all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair",
-           "match_images", "Matched", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
+           "match_images", "Matched", "unmatched_reason", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
 
 PREDICTIONS_FILE = "predictions.npz"
 # the per-sample arrays a run may lack (written before they were stored, or not known), saved and read by name
@@ -274,6 +274,25 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
     return Matched(_take(base, rows), _without_sources(_take(other, columns)), how, moved)
 
 
+def unmatched_reason(base: Predictions, other: Predictions) -> str:
+    """Why :func:`match_images` found no pair of the two runs' test images, in words: no content digests or paths
+    stored, paths ambiguous (a path naming two of the other run's images pairs with none: :func:`_path_keys`), or
+    no image in common (the data sets differ). Compare's unpaired warning said none of it (a first-user round)."""
+    lacking = [name for name, p in (("base", base), ("other", other)) if p.digests is None]
+    whose = "neither run's predictions keep any" if len(lacking) > 1 else f"the {''.join(lacking)} run's keep none"
+    digests = f"no content digests stored ({whose})"
+    if not lacking:
+        return "no test image of one run has the content digest and label of one of the other's: the data sets differ"
+    if base.sources is None or other.sources is None:
+        return f"{digests} and no source paths"
+    ambiguous = ambiguous_paths(base.sources, other.sources)
+    if ambiguous:
+        return (f"{digests}, and the source paths of {ambiguous:,} of the base run's {base.labels.size:,} test images "
+                "are ambiguous (a path naming two or more images of the other run, as 'cat/1.png' names both "
+                "'train/cat/1.png' and 'test/cat/1.png', pairs with none)")
+    return f"{digests}, and no source path and label of one run names an image of the other's: the data sets differ"
+
+
 def _same_labels(base: Predictions, other: Predictions) -> bool:
     return base.labels.shape == other.labels.shape and np.array_equal(base.labels, other.labels)
 
@@ -301,6 +320,22 @@ def _path_keys(a: np.ndarray, b: np.ndarray) -> list[list]:
     """Each path of ``a`` and of ``b`` as a key to match on: one key for a path of each run naming one image
     (:func:`_same_image`) where neither names another of the other run's; a path naming none, or two or more
     ('cat/1.png' beside 'train/cat/1.png' and 'test/cat/1.png'), pairs with nothing."""
+    (parts, pair), _ = _path_lookup(a, b)
+    back = {found: path for path, found in pair.items()}
+    return [[("pair", p) if p in pair else ("base", p) for p in parts[0]],
+            [("pair", back[p]) if p in back else ("other", p) for p in parts[1]]]
+
+
+def ambiguous_paths(a: np.ndarray, b: np.ndarray) -> int:
+    """How many test images of ``a`` have a path naming two or more of ``b``'s images, or one that names two or
+    more of ``a``'s: what :func:`_path_keys` leaves unpaired as ambiguous."""
+    (parts, pair), named = _path_lookup(a, b)
+    return sum(1 for path in parts[0] if path not in pair and named[path])
+
+
+def _path_lookup(a: np.ndarray, b: np.ndarray) -> tuple[tuple[list[list[tuple]], dict[tuple, tuple]], dict]:
+    """(Each run's paths as parts, :func:`_path_keys`' pairs) and, of each path of ``a``, the paths of ``b`` it
+    names (:func:`_same_image`)."""
     parts = [[_parts(path) for path in paths] for paths in (a, b)]
     set_of = [set(side) for side in parts]
     below = [{} for _ in parts]  # each run's paths by every path they end in: 'cat/1.png' → its train and test files
@@ -317,9 +352,7 @@ def _path_keys(a: np.ndarray, b: np.ndarray) -> list[list]:
     two = {path: named(path, 1) for path in set_of[1]}
     pair = {path: next(iter(found)) for path, found in one.items()
             if len(found) == 1 and two[next(iter(found))] == {path}}
-    back = {found: path for path, found in pair.items()}
-    return [[("pair", p) if p in pair else ("base", p) for p in parts[0]],
-            [("pair", back[p]) if p in back else ("other", p) for p in parts[1]]]
+    return (parts, pair), one
 
 
 def _occurrences(keys: list) -> list[tuple]:

@@ -171,11 +171,12 @@ def test_paired_intervals_with_stored_predictions():
         both.verdict_text and both.metrics["balanced"].delta_ci == [lo, hi]
     # test images that cannot be matched (neither sources nor digests, other labels): refused as "different test
     # splits"; now compared unpaired, and said so
-    from probe.compare import UNPAIRED_WARNING
+    from probe.compare import unpaired_warning
 
     unpaired = compare_reports(base, other, (Predictions(labels, base_pred[None], conf),
                                              Predictions(labels[::-1], other_pred[None], conf)))
-    assert unpaired.pairing == "unpaired" and UNPAIRED_WARNING in unpaired.warnings
+    assert unpaired.pairing == "unpaired" and unpaired_warning(
+        "no content digests stored (neither run's predictions keep any) and no source paths") in unpaired.warnings
     assert unpaired.discordant is None and unpaired.metrics["overall"].changed is None
     assert unpaired.verdict_text.startswith("Unpaired (the runs' test images could not be matched): Hard third "
                                             "+30.0 pt [")
@@ -1372,3 +1373,35 @@ def test_the_metric_labels_wrap_between_words_at_every_width():
         assert width < LEAST_WIDTH or max(map(len, text.splitlines())) <= width, width
     # the label whole on one line where the table has the room
     assert f"  {label}  " in format_comparison(cmp, width=250)
+
+
+def test_an_unpaired_comparison_says_why_its_images_could_not_be_paired():
+    """Paths refused as ambiguous ('k0/0.png' names both 'train/k0/0.png' and 'test/k0/0.png') left compare
+    unpaired with the generic warning, which did not say why (a first-user round): it says so, with how many."""
+    from probe.predictions import Predictions
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    conf = np.full(6, 0.9)
+    base_pred, other_pred = labels.copy(), np.array([0, 0, 1, 0, 2, 2])
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base = _rep("erm", [1.0, 1.0, 1.0], groups, 1.0)
+    other = _rep("dro", [1.0, 0.5, 1.0], groups, 5 / 6)
+    ambiguous = Predictions(labels, base_pred[None], conf,
+                            [f"{split}/{c}/0.png" for c in "abc" for split in ("train", "test")])
+    # the other run's test split in another order: no row-by-row pairing
+    order = [2, 3, 0, 1, 4, 5]
+    plain = Predictions(labels[order], other_pred[order][None], conf, [f"{c}/0.png" for c in "bac" for _ in range(2)])
+    cmp = compare_reports(base, other, (ambiguous, plain))
+    assert cmp.pairing == "unpaired"
+    assert cmp.warnings == [
+        "the two runs' test images could not be matched image by image (no content digests stored (neither run's "
+        "predictions keep any), and the source paths of 6 of the base run's 6 test images are ambiguous (a path "
+        "naming two or more images of the other run, as 'cat/1.png' names both 'train/cat/1.png' and "
+        "'test/cat/1.png', pairs with none)): every interval is unpaired, each run's own interval square-and-added "
+        "with the other's as two independent samples', wider than a paired one, and no image is counted or "
+        "sign-tested"]
+    # paths of other images altogether: the data sets differ
+    elsewhere = Predictions(labels[order], other_pred[order][None], conf,
+                            [f"{c}/{i}.png" for c in "xyz" for i in range(2)])
+    assert "no source path and label of one run names an image of the other's: the data sets differ" in \
+        compare_reports(base, other, (ambiguous, elsewhere)).warnings[0]
