@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from probe.names import listed
 
-from .datasets import PathOutsideRoot, resolves_elsewhere
+from .datasets import PathOutsideRoot, check_under_root, resolves_elsewhere
 
 if TYPE_CHECKING:
     from .store import Store
@@ -200,7 +200,7 @@ def _differs(cache: Any, row: dict[str, Any]) -> str | None:
     return None
 
 
-def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
+def register_cache(store: Store, path: Path, data_root: Path | None) -> tuple[dict[str, Any], bool]:
     """Record the finished cache file ``path`` (resolved, under the data root); returns the row and whether it is
     new. A cache of the same fingerprint (the same features) is the cache already there: the first whose file still
     holds them, else the first of them, now read at ``path`` (a file moved, or replaced since, registered again:
@@ -219,7 +219,7 @@ def register_cache(store: Store, path: Path) -> tuple[dict[str, Any], bool]:
     # NaN features passed a shortcut for "this very file" (a review)
     counts = _check_readable(cache)
     same = store.rows("SELECT * FROM caches WHERE fingerprint = ? ORDER BY rowid", (cache.fingerprint,))
-    usable = next((row for row in same if cache_problem(row) is None), None)
+    usable = next((row for row in same if cache_problem(row, data_root) is None), None)
     # this very file registered before: checked again just now, it keeps its cache (and is stamped: a row from
     # before stamps, or one refused since its file was touched, kept its refusal or lost to another; a review)
     here = next((row for row in same if row["path"] == str(path) and row.get("source") == REGISTERED), None)
@@ -252,13 +252,13 @@ def file_stamp(path: Path | str) -> str:
     return f"{info.st_size}:{info.st_mtime_ns}"
 
 
-def cache_problem(row: dict[str, Any]) -> str | None:
+def cache_problem(row: dict[str, Any], data_root: Path | None) -> str | None:
     """Why the file of a cache row cannot be read as it (:func:`cache_file`'s refusal), or None: what the API lists
     beside each cache, so that a picker can leave out one whose file moved or changed (a new-user round)."""
     from feature_cache import CacheMismatch
 
     try:
-        cache_file(row)
+        cache_file(row, data_root)
     except (PathOutsideRoot, CacheMismatch, FileNotFoundError) as exc:
         return str(exc)
     except Exception as exc:  # anything else a damaged file raises: one file never fails the whole listing
@@ -266,12 +266,14 @@ def cache_problem(row: dict[str, Any]) -> str | None:
     return None
 
 
-def cache_file(row: dict[str, Any]) -> str:
+def cache_file(row: dict[str, Any], data_root: Path | None) -> str:
     """The file of a cache row, to read. A cache the service extracted is its own file; one registered by path is
-    checked first, as a data set registered by path is (``app.datasets.check_in_place``).
+    checked first, as a data set registered by path is (``app.datasets.check_in_place``), under ``data_root`` (the
+    server's now: a root narrowed or unset since left its file read; an attack round).
 
     Raises:
-        PathOutsideRoot: its path now resolves elsewhere (a symlink swapped in for it or a folder above it; 403).
+        PathOutsideRoot: its path lies outside ``data_root`` (``app.datasets.check_under_root``), or now resolves
+            elsewhere (a symlink swapped in for it or a folder above it; 403).
         feature_cache.CacheMismatch: the file there now holds other features (another fingerprint; 422).
         FileNotFoundError: the file is gone.
     """
@@ -284,6 +286,7 @@ def cache_file(row: dict[str, Any]) -> str:
         return row["path"]
     again = ("register it again where it is now (POST /api/caches with its path: the same features keep this cache "
              "and its runs)")
+    check_under_root(f"cache {row['id']!r}", stored, data_root, "its file")
     if resolves_elsewhere(stored):
         raise PathOutsideRoot(f"cache {row['id']!r} is no longer where it was registered: its file (or a folder "
                               f"above it) is now a symlink; {again}")

@@ -96,7 +96,7 @@ def _fill_extractors(store: Store) -> None:
 
     for row in store.caches_without_extractor():
         try:
-            extractor = open_cache(cache_file(row)).extractor
+            extractor = open_cache(cache_file(row, store.data_root)).extractor
         except Exception as exc:  # a gone, moved or damaged file: never a reason not to start
             logger.info("cache %s: its extractor is unknown for now (%s)", row["id"], type(exc).__name__)
             continue

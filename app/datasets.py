@@ -291,6 +291,20 @@ def resolves_elsewhere(stored: Path) -> bool:
         return True
 
 
+def check_under_root(named: str, stored: Path, data_root: Path | None, held: str) -> None:
+    """The rule for what was registered by path (a data set, a cache file): its stored resolved path ``stored`` lies
+    under the server's data root as it is now. A data root narrowed (or unset) since the registration leaves it
+    outside, where registering it again is refused; read still, it was served from there (an attack round).
+    ``named``: what the message names ("data set 'x'", "cache 'x'"); ``held``: what the root must hold again.
+
+    Raises PathOutsideRoot (403)."""
+    root = None if data_root is None else Path(data_root).resolve()
+    if root is None or (stored != root and root not in stored.parents):
+        raise PathOutsideRoot(f"{named} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed or unset "
+                              f"since its registration): widen the root to hold {held} again, or register its files "
+                              "anew under the root")
+
+
 def check_in_place(row: dict[str, Any], data_root: Path | None) -> None:
     """A data set registered by path is still where it was registered, under the server's data root now: its path
     was stored resolved under the data root, so a path that now resolves elsewhere has had its folder (or one above
@@ -302,11 +316,7 @@ def check_in_place(row: dict[str, Any], data_root: Path | None) -> None:
     if row.get("source") != "path":
         return
     stored = Path(row["path"])
-    root = None if data_root is None else Path(data_root).resolve()
-    if root is None or (stored != root and root not in stored.parents):
-        raise PathOutsideRoot(f"data set {row['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, "
-                              "narrowed or unset since its registration): widen the root to hold its folder again, "
-                              "or register its files anew under the root")
+    check_under_root(f"data set {row['id']!r}", stored, data_root, "its folder")
     if resolves_elsewhere(stored):
         raise PathOutsideRoot(f"data set {row['id']!r} is no longer where it was registered: its folder (or one above "
                               "it) is now a symlink; register the data set again")

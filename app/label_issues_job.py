@@ -147,7 +147,8 @@ def _fit_and_store(ctx: JobContext, run: dict[str, Any], cache_row: dict[str, An
     ctx.check_stop()  # a job cancelled during a fit that read_run does again
     req = ctx.request
     try:
-        refit = refit_pool(run["path"], cache_file(cache_row), req["folds"], named=f"its cache {cache_row['id']!r}")
+        refit = refit_pool(run["path"], cache_file(cache_row, ctx.settings.data_root), req["folds"],
+                           named=f"its cache {cache_row['id']!r}")
     except (ValueError, FileNotFoundError) as exc:  # checked at submit: the run or its cache replaced or removed since
         said = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError  # a subclass may take
         raise said(f"run {run['id']!r} cannot be refitted as it is now: {exc}") from None  # other arguments

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True) -
     """
     settings = settings or get_settings()
     make_data_dir(settings.data_dir)
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, settings.data_root)
     runner = JobRunner(store, settings, JOB_KINDS)
 
     @asynccontextmanager

@@ -182,7 +182,7 @@ def _say_registered_reused(ctx: JobContext, registered: dict[str, Any]) -> None:
     from feature_cache.extract import rotated_of
 
     ctx.message(f"cache {registered['id']} reused: a file registered by path holds these features")
-    rotated = rotated_of(open_cache(cache_file(registered)))
+    rotated = rotated_of(open_cache(cache_file(registered, ctx.settings.data_root)))
     if rotated:
         ctx.message(rotated_note(rotated))
 
@@ -231,7 +231,7 @@ def _registered_cache(store: Store, fingerprints: list[str]) -> dict[str, Any] |
                       (*fingerprints, REGISTERED))
     order = {fingerprint: i for i, fingerprint in enumerate(fingerprints)}
     rows.sort(key=lambda row: order[row["fingerprint"]])  # stable: by rowid within a fingerprint
-    return next((row for row in rows if cache_problem(row) is None), None)
+    return next((row for row in rows if cache_problem(row, store.data_root) is None), None)
 
 
 # A job's stage from its encoder's build to its first written batch (then "extracting features DONE/TOTAL"), and while
@@ -369,7 +369,7 @@ def probe_step(ctx: JobContext, cache_id: str, config: dict[str, Any], reference
     if recorded:
         return recorded  # recorded just before the last attempt stopped
     cache_row = ctx.store.get_cache(cache_id)
-    cache = open_cache(cache_file(cache_row))
+    cache = open_cache(cache_file(cache_row, ctx.settings.data_root))
     if "head" in config:
         cfg = ProbeConfig.model_validate(config)
     else:  # a request stored before configs were resolved at submission (resumed after an upgrade)
@@ -448,7 +448,7 @@ def _checked_reference(ctx: JobContext, cache_row: dict[str, Any], drop: list[st
     names = list(cache_row["class_names"])
     kept = [names[k] for k in kept_classes(drop, names)]
     try:
-        return check_reference(ctx.store.get_run(reference_run), cache_row, kept, drop)
+        return check_reference(ctx.store.get_run(reference_run), cache_row, kept, drop, ctx.settings.data_root)
     except RequestInvalid as exc:
         if exc.field != "reference_run":  # its cache, which names itself
             raise ValueError(exc.message) from None

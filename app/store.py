@@ -209,8 +209,10 @@ class Store:
     after 90 s of load; a load round); writes go through :meth:`_tx`, one transaction each.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, data_root: Path | None = None):
         self.path = Path(path)
+        # the server's data root, which what was registered by path must lie under to be read (app.caches.cache_file)
+        self.data_root = data_root
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         # every thread's connection and its thread: for close(), and closed once its thread has ended

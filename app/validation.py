@@ -127,39 +127,39 @@ def _unreadable(cache_row: dict[str, Any], exc: BaseException) -> RequestInvalid
     return RequestInvalid("cache_id", text if text.startswith(named) else f"{named} cannot be read: {text}")
 
 
-def _read_cache(cache_row: dict[str, Any], read: Callable[[Any], Any]) -> Any:
+def _read_cache(cache_row: dict[str, Any], data_root: Path | None, read: Callable[[Any], Any]) -> Any:
     """``read(cache)`` of the cache's file, every read error the request's (422, :func:`_unreadable`) but a path
     leading out of the data root (403). One place: four readers caught four sets of errors, and a file with 2-D
     labels was a 422 in one and a 500 in another (a review)."""
     from feature_cache import CacheMismatch, open_cache
 
     try:
-        return read(open_cache(cache_file(cache_row)))
+        return read(open_cache(cache_file(cache_row, data_root)))
     except PathOutsideRoot:
         raise
     except (CacheMismatch, OSError, KeyError, ValueError, TypeError) as exc:
         raise _unreadable(cache_row, exc) from None
 
 
-def _cache_default_head(cache_row: dict[str, Any]) -> str:
-    return _read_cache(cache_row, lambda cache: cache.default_head)
+def _cache_default_head(cache_row: dict[str, Any], data_root: Path | None) -> str:
+    return _read_cache(cache_row, data_root, lambda cache: cache.default_head)
 
 
-def _class_counts(cache_row: dict[str, Any]) -> dict[str, list[int]]:
+def _class_counts(cache_row: dict[str, Any], data_root: Path | None) -> dict[str, list[int]]:
     """Images per class of each split of a cache, read from its labels."""
     import numpy as np
 
-    return _read_cache(cache_row, lambda cache: {
+    return _read_cache(cache_row, data_root, lambda cache: {
         split: np.bincount(cache.labels(split), minlength=cache.num_classes).tolist() for split in cache.splits})
 
 
-def _dataset_fingerprint(cache_row: dict[str, Any]) -> str | None:
+def _dataset_fingerprint(cache_row: dict[str, Any], data_root: Path | None) -> str | None:
     """The content fingerprint of the data set a cache was extracted from (None where the file does not say)."""
-    return _read_cache(cache_row, lambda cache: cache.attrs.get("dataset_fingerprint") or None)
+    return _read_cache(cache_row, data_root, lambda cache: cache.attrs.get("dataset_fingerprint") or None)
 
 
 def check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names: list[str],
-                    drop: list[str]) -> Report:
+                    drop: list[str], data_root: Path | None) -> Report:
     """A reference run must be readable and have the classes the probe is trained on (``class_names``: the cache's,
     less those it leaves out, ``drop``), in order (its groups and floor are per class): otherwise the job would fail
     after its queue wait. Its report, read with its predictions as one run (:func:`probe.rundir.read_run`): a run
@@ -174,7 +174,7 @@ def check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names:
     except (OSError, ValueError) as exc:  # probe.files.OutputBusy: a writer kept replacing it (409)
         raise RequestInvalid("reference_run", f"run {run['id']!r} cannot be read: {exc}") from None
     theirs = list(report.class_names)
-    ours = _dataset_fingerprint(cache_row)
+    ours = _dataset_fingerprint(cache_row, data_root)
     if report.features is not None and report.features.dataset and ours and report.features.dataset != ours:
         # its groups ranked other images, and the run page's comparison with it was a 422 (an attack round)
         raise RequestInvalid("reference_run", f"run {run['id']!r} was trained on another data set than cache "
@@ -187,7 +187,7 @@ def check_reference(run: dict[str, Any], cache_row: dict[str, Any], class_names:
                              f"{left_out} ({differ}): its groups and floor "
                              "cannot apply")
     if predictions is not None:
-        _check_same_test_split(run, predictions, cache_row, drop)
+        _check_same_test_split(run, predictions, cache_row, drop, data_root)
     return report
 
 
@@ -207,7 +207,7 @@ def _reference_files(run_dir: str, scored_elsewhere: bool) -> tuple[Report, Pred
 
 
 def _check_same_test_split(run: dict[str, Any], theirs: Predictions, cache_row: dict[str, Any],
-                           drop: list[str]) -> None:
+                           drop: list[str], data_root: Path | None) -> None:
     """A reference trained on another cache of the same images must have been scored on the same test split (the
     cache's, less the classes the probe leaves out, ``drop``: ``probe.splits.without_classes``): the run page compares
     with it by default, and a reference of another split (another cap per class) opened on the comparison's 422 (an
@@ -216,7 +216,8 @@ def _check_same_test_split(run: dict[str, Any], theirs: Predictions, cache_row: 
 
     from probe.splits import without_classes
 
-    labels, sources = _read_cache(cache_row, lambda cache: (cache.labels("test"), list(cache.sources("test"))))
+    labels, sources = _read_cache(cache_row, data_root,
+                                  lambda cache: (cache.labels("test"), list(cache.sources("test"))))
     kept, kept_sources, _ = without_classes({"test": (np.empty((len(labels), 0)), labels)}, {"test": sources},
                                             list(cache_row["class_names"]), drop)
     labels, sources = kept["test"][1], kept_sources["test"]
@@ -359,10 +360,10 @@ def _on_cache(store: Store, cache_id: str, probes: list[tuple[str, ProbeConfig, 
                              f"on; a finished run predicts them (GET /api/runs/{{id}}/predictions.csv?cache="
                              f"{cache_row['id']})")
     drop = _one_drop(probes, list(cache_row["class_names"]))
-    counts, names = _kept(probes[0][0], drop, _class_counts(cache_row), list(cache_row["class_names"]))
+    counts, names = _kept(probes[0][0], drop, _class_counts(cache_row, store.data_root), list(cache_row["class_names"]))
     if reference_run:
-        check_reference(store.get_run(reference_run), cache_row, names, drop)
-    head = _cache_default_head(cache_row)
+        check_reference(store.get_run(reference_run), cache_row, names, drop, store.data_root)
+    head = _cache_default_head(cache_row, store.data_root)
     configs = _named([_probe(field, config, head, cache_row["num_features"], len(names), referenced)
                       for field, config, referenced in probes], drop, list(cache_row["class_names"]))
     problem = classes_without_message(counts, names, layout=cache_row.get("layout") or UNKNOWN_LAYOUT,
@@ -408,7 +409,8 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise RequestInvalid("run_id", f"run {job.run_id!r} cannot be refitted: {exc}") from None
     try:
-        run_cache(report, run["path"], cache_file(cache_row), f"its cache {cache_row['id']!r}")  # by fingerprint
+        run_cache(report, run["path"], cache_file(cache_row, store.data_root),  # by fingerprint
+                  f"its cache {cache_row['id']!r}")
     except PathOutsideRoot:
         raise
     except (CacheMismatch, OSError, ValueError) as exc:
@@ -421,7 +423,7 @@ def _label_issues(job: LabelIssuesJob, store: Store) -> dict[str, Any]:
             raise RequestInvalid("device", str(exc)) from None
         raise RequestInvalid("run_id", f"run {job.run_id!r} trained on device {device!r}: {str(exc).rstrip('.')} "
                              "(the request's \"device\"; default the run's)") from None
-    counts, names = _kept("run_id", list(config.drop_classes or []), _class_counts(cache_row),
+    counts, names = _kept("run_id", list(config.drop_classes or []), _class_counts(cache_row, store.data_root),
                           list(cache_row["class_names"]))
     if names != list(report.class_names):
         raise RequestInvalid("run_id", f"cache {cache_row['id']!r} has other classes than run {job.run_id!r}")

@@ -397,7 +397,8 @@ async def create_cache(request: Request, body: CacheRegister, response: Response
                        settings: Settings = Depends(get_settings)) -> CacheOut:
     path = resolve_under_root(body.path, settings.data_root, settings.managed_paths)
     # reading a split's labels and names takes memory with its rows: a few registrations at a time (a review)
-    row, created = await in_slot(request, "registration_limiter", REGISTRATION_SLOTS, register_cache, store, path)
+    row, created = await in_slot(request, "registration_limiter", REGISTRATION_SLOTS, register_cache, store, path,
+                                  settings.data_root)
     if not created:
         response.status_code = status.HTTP_200_OK
     return _cache_out(row, settings)
@@ -444,6 +445,6 @@ def _cache_out(row: dict, settings: Settings, messages: ClientMessages | None = 
         root = settings.data_root
         path = Path(row["path"])
         file = str(path.relative_to(root.resolve())) if root and path.is_relative_to(root.resolve()) else path.name
-    problem = cache_problem(row)
+    problem = cache_problem(row, settings.data_root)
     return CacheOut(**{k: v for k, v in row.items() if k != "path"}, labelled=not is_unlabelled(row), file=file,
                     problem=None if problem is None else messages.clean(problem))

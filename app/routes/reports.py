@@ -117,7 +117,7 @@ def failures(run_id: IdPath, class_name: str | None = EveryClassQuery, predicted
     report, predictions = read_run(run["path"], lambda: _with_predictions(store, run))  # of one run
     index, target = _cell(report.class_names, class_name, predicted, lambda: report.config.get("drop_classes"))
     # opened once for the rows of a run that left classes out and for the thumbnails' digests
-    cache = lru_cache(maxsize=1)(lambda: open_cache(cache_file(store.get_cache(run["cache_id"]))))
+    cache = lru_cache(maxsize=1)(lambda: open_cache(cache_file(store.get_cache(run["cache_id"]), store.data_root)))
     rows = cache_test_rows(predictions.failure_rows(index, report.class_names, limit, target), report.config, cache)
     rows = _with_thumbnails(rows, store, run["cache_id"], "test", cache)
     return FailuresOut(run_id=run_id, class_name=class_name, predicted=predicted,
@@ -194,7 +194,7 @@ def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]], drop
         row = store.get_cache(cache_id)
     except KeyError:
         return lambda source, split, index: None
-    known = _row_digests(row, wanted, drop, cache)
+    known = _row_digests(row, store.data_root, wanted, drop, cache)
 
     def url(source: str | None, split: str, index: int) -> str | None:
         found = known.get((split, index))  # a row whose source is another (a run's rows mapped wrong): no digest
@@ -202,7 +202,7 @@ def _thumbnails(store: Store, cache_id: str, wanted: list[tuple[str, int]], drop
     return url
 
 
-def _row_digests(cache_row: dict, wanted: list[tuple[str, int]], drop: list[str] | None = None,
+def _row_digests(cache_row: dict, data_root: Path | None, wanted: list[tuple[str, int]], drop: list[str] | None = None,
                  cache: Callable[[], Any] | None = None) -> dict[tuple[str, int], tuple[str, bytes]]:
     """``FeatureCache.row_digests`` of each split's rows of ``wanted`` in the cache of ``cache_row``, by (split, row);
     with ``drop``, the rows are those of the run that left those classes out, each read at its row of the cache
@@ -217,7 +217,7 @@ def _row_digests(cache_row: dict, wanted: list[tuple[str, int]], drop: list[str]
         by_split.setdefault(split, []).append(index)
     found: dict[tuple[str, int], tuple[str, bytes]] = {}
     try:
-        opened = cache() if cache is not None else open_cache(cache_file(cache_row))
+        opened = cache() if cache is not None else open_cache(cache_file(cache_row, data_root))
         for split in set(by_split) & set(opened.splits):
             given = kept_rows(opened.labels(split), opened.class_names, drop) if drop else None
             at = {r: r if given is None else int(given[r]) for r in by_split[split]
@@ -450,7 +450,8 @@ def _near_train(store: Store, run: dict, cache: str, split: str) -> tuple[Any, l
     from ..predicted_near import near_train
 
     report, own = _report(store, run["id"]), store.get_cache(run["cache_id"])
-    return near_train(report, lambda: run_cache(report, run["path"], cache_file(own), f"its cache {own['id']!r}"),
+    return near_train(report, lambda: run_cache(report, run["path"], cache_file(own, store.data_root),
+                                                f"its cache {own['id']!r}"),
                       open_cache(_cache_path(store, cache, scored=False)), split)
 
 
@@ -467,7 +468,7 @@ def _cache_path(store: Store, cache: str, scored: bool) -> str:
         raise HTTPException(422, f"cache {cache!r} holds unlabelled images: nothing to score a probe against; "
                             f"GET /api/runs/{{id}}/predictions.csv?cache={cache} lists each image's prediction")
     try:
-        return cache_file(row)  # a file registered by path is checked: in place, unchanged
+        return cache_file(row, store.data_root)  # a file registered by path is checked: in place, unchanged
     except FileNotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
 
@@ -764,7 +765,7 @@ def _near_lines(store: Store, run_ids: list[str], path: str, split: str, read: C
 
     def opener(run: dict, report: Report) -> Callable:
         own = store.get_cache(run["cache_id"])
-        return lambda: run_cache(report, run["path"], cache_file(own), f"its cache {own['id']!r}")
+        return lambda: run_cache(report, run["path"], cache_file(own, store.data_root), f"its cache {own['id']!r}")
 
     runs = [(store.get_run(run_id), read(run_id)) for run_id in dict.fromkeys(run_ids)]
     return near_lines([(report.run_id, report, opener(run, report)) for run, report in runs], open_cache(path), split)

@@ -84,11 +84,11 @@ def test_a_reference_is_checked_on_one_run_s_report_and_predictions(fresh_finish
             _renamed_classes(Path(run_dir))
         return real(run_dir, *args, **kwargs)
 
-    assert check_reference(elsewhere, cache_row, list(cache_row["class_names"]), []).class_names == list(
+    assert check_reference(elsewhere, cache_row, list(cache_row["class_names"]), [], None).class_names == list(
         cache_row["class_names"])
     monkeypatch.setattr(Predictions, "load", staticmethod(replaced_then_loaded))
     with pytest.raises(RequestInvalid, match=f"run {erm['id']!r} has other classes than cache {cache_row['id']!r}"):
-        check_reference(elsewhere, cache_row, list(cache_row["class_names"]), [])
+        check_reference(elsewhere, cache_row, list(cache_row["class_names"]), [], None)
     assert len(calls) == 2
 
 

@@ -773,7 +773,7 @@ def test_scores_and_predicted_count_near_duplicates_of_the_runs_train_images_as_
 
     client = finished.client
     run = client.get(f"/api/runs/{finished.mr2}").json()
-    path = cache_file(client.app.state.store.get_cache(run["cache_id"]))
+    path = cache_file(client.app.state.store.get_cache(run["cache_id"]), None)
     own = open_cache(path)
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     seen = np.concatenate([own.load("train")[0], own.load("val")[0]]).astype(np.float64)
@@ -815,7 +815,7 @@ def test_compare_on_a_cache_says_the_near_duplicate_check_as_the_cli_does(finish
 
     client = finished.client
     cache_id = client.get(f"/api/runs/{finished.mr2}").json()["cache_id"]
-    path = cache_file(client.app.state.store.get_cache(cache_id))
+    path = cache_file(client.app.state.store.get_cache(cache_id), None)
     monkeypatch.setitem(nd.NEAR_DUPLICATE_THRESHOLDS, "effnet-lite0", 0.5)
     monkeypatch.setattr(nd, "NEAR_DUPLICATE_BAR", 0.5)  # some flagged, whatever the ratio test says of look-alikes
     params = {"base": finished.erm, "other": finished.mr2, "cache": cache_id}
@@ -845,7 +845,7 @@ def test_scores_on_the_runs_own_test_split_say_the_reports_check_as_predict_does
     got = [client.get(f"/api/runs/{finished.mr2}/{what}", params={"cache": run["cache_id"]}).json()["near_train"]
            for what in ("scores", "predicted")]
     capsys.readouterr()
-    path = cache_file(client.app.state.store.get_cache(run["cache_id"]))
+    path = cache_file(client.app.state.store.get_cache(run["cache_id"]), None)
     assert main(["predict", str(finished.settings.runs_dir / finished.mr2), "--features", str(path), "--json"]) == 0
     got.append(json.loads(capsys.readouterr().out)["near_train"])
     assert got[0] == got[1] == got[2] == {"encoder": found["encoder"], "threshold": found["threshold"],
@@ -960,6 +960,8 @@ def test_thumbnail_urls_carry_the_digest_of_the_listed_row_alone(tmp_path):
                        dtype="float32", digests=digests)
 
     class Store:
+        data_root = None
+
         def get_cache(self, cache_id):
             return {"id": cache_id, "path": str(path), "dataset_id": "ds_1", "source": None}
 

@@ -4,6 +4,7 @@ tried were the server's home, Python or data folder)."""
 from __future__ import annotations
 
 import io
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 
-from app_testutils import make_settings, tiny_zip_bytes
+from app_testutils import ERM, make_settings, synthetic_cache, tiny_zip_bytes
 
 
 def test_a_refused_path_is_quoted_as_the_client_gave_it(tmp_path):
@@ -80,3 +81,41 @@ def test_a_data_set_outside_a_narrowed_data_root_is_refused(tmp_path):
             assert resp.status_code == 403 and resp.json() == {"detail": want}, resp.text
             assert client.get(f"/api/datasets/{ds['id']}").json()["problem"] == want
             assert client.get("/api/jobs").json() == []
+
+
+def test_a_cache_outside_a_narrowed_data_root_is_refused(tmp_path):
+    """A cache file registered by path under a root the server no longer has (narrowed, or unset, at a restart) was
+    still listed as readable and trained on, where a data set there was refused (an attack round); one the service
+    wrote in its own data folder is not checked."""
+    from app.caches import REGISTERED, file_stamp
+    from app.store import Store
+
+    root = tmp_path / "root"
+    (root / "old").mkdir(parents=True)
+    (root / "new").mkdir()
+    settings = make_settings(tmp_path / "state", data_root=root)
+    store = Store(settings.db_path)
+    own = synthetic_cache(store, settings.caches_dir)  # the service's own file, in its data folder
+    path = (root / "old" / "synthetic.h5").resolve()
+    shutil.copy(own["path"], path)
+    registered = store.add_cache(dataset_id=own["dataset_id"], encoder="synthetic", path=str(path),
+                                 fingerprint="f" * 64, num_features=8, class_names=["a", "b", "c"],
+                                 counts=own["counts"], job_id=None, source=REGISTERED, same_path=False,
+                                 stamp=file_stamp(path))
+    store.close()
+    probe = {"kind": "probe", "cache_id": registered["id"], "config": ERM}
+    with TestClient(create_app(settings, start_worker=False)) as client:
+        assert client.get(f"/api/caches/{registered['id']}").json()["problem"] is None
+        assert client.post("/api/jobs", json=probe).status_code == 202
+    want = (f"cache {registered['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed or unset "
+            "since its registration): widen the root to hold its file again, or register its files anew under the "
+            "root")
+    for narrowed in (root / "new", None):
+        settings = make_settings(tmp_path / "state", data_root=narrowed)
+        with TestClient(create_app(settings, start_worker=False)) as client:
+            listed = {row["id"]: row["problem"] for row in client.get("/api/caches").json()}
+            assert listed == {own["id"]: None, registered["id"]: want}
+            resp = client.post("/api/jobs", json=probe)
+            assert resp.status_code == 403 and resp.json() == {"detail": want}, resp.text
+            resp = client.post("/api/jobs", json=dict(probe, cache_id=own["id"]))
+            assert resp.status_code == 202, resp.text

@@ -469,7 +469,7 @@ def test_registrations_of_one_file_at_once_make_one_cache(service):
     store, path = service.app.state.store, (service.root / "features" / "images.h5").resolve()
     for _ in range(5):
         with ThreadPoolExecutor(4) as pool:
-            ids = {row["id"] for row, _ in pool.map(lambda _: register_cache(store, path), range(4))}
+            ids = {row["id"] for row, _ in pool.map(lambda _: register_cache(store, path, store.data_root), range(4))}
         assert len(ids) == 1 and len(store.list_caches()) == 1
         service.delete(f"/api/caches/{ids.pop()}")
 
