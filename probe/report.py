@@ -1241,8 +1241,7 @@ class Report(_Model):
         """Each row's ``shipped_accuracy_ci`` (:func:`shipped_class_ci`), for every class in one call: one a row took
         ~0.1 ms, half a second to read a report of 5,000 classes."""
         rows = self.per_class
-        intervals = accuracy_intervals([shipped_accuracy(row) for row in rows], [row.n_test for row in rows])
-        for row, interval in zip(rows, intervals):
+        for row, interval in zip(rows, shipped_class_cis(rows)):
             row.shipped_accuracy_ci = interval
         return self
 
@@ -1604,8 +1603,14 @@ def shipped_class_ci(row: dict | PerClassRow) -> list[float] | None:
     """The 95 % Wilson interval of a class's :func:`shipped_accuracy` over its ``n_test`` images, as the summary's
     ``shipped_overall_ci`` is of the overall one; None without a shipped accuracy or test images. The shipped
     probe's worst class was shown without one ("b 0.00 %") beside the seed mean's "0.00 % [0.0, 34.5]"."""
-    images = row.get("n_test") if isinstance(row, dict) else row.n_test
-    return accuracy_intervals([shipped_accuracy(row)], [images or 0])[0]
+    return shipped_class_cis([row])[0]
+
+
+def shipped_class_cis(rows: list) -> list[list[float] | None]:
+    """:func:`shipped_class_ci` of each of the ``rows`` (report models or their JSON) in one vectorised call: one
+    call a row took ~0.4 ms, two seconds of a 5,000-class report's Markdown or HTML export."""
+    images = [(row.get("n_test") if isinstance(row, dict) else row.n_test) or 0 for row in rows]
+    return accuracy_intervals([shipped_accuracy(row) for row in rows], images)
 
 
 def shipped_worst(per_class: list, seeds: int) -> WorstClass | None:

@@ -9,7 +9,8 @@ import pytest
 import numpy as np
 
 from probe import ProbeConfig, run_probe
-from probe.export import EXPORT_FORMATS, MATRIX_MAX_CLASSES, report_html, report_markdown
+from probe.export import (EXPORT_FORMATS, MATRIX_MAX_CLASSES, PER_CLASS_HEADER as PER_CLASS_COLUMNS, report_html,
+                          report_markdown)
 from probe.numbers import fixed, percent
 
 NAMES = ["cat <b>", "dog|pipe", "car", "ship", "frog", "deer"]  # markup and a pipe must be escaped
@@ -573,3 +574,26 @@ def test_html_intervals_are_laid_out_on_one_line_in_a_narrow_browser(report, tmp
                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     broken, spans = re.search(r'data-broken="(\d+)/(\d+)"', dom).groups()
     assert broken == "0" and int(spans) >= 36
+
+
+def test_the_shipped_column_is_each_class_s_own_interval_computed_for_every_class_at_once(report, monkeypatch):
+    """The per-class table's "shipped (first seed)" cell is each row's shipped_class_ci, and a 5,000-class export
+    computes those intervals in one vectorised call (one call a row had taken two seconds of its Markdown)."""
+    import probe.report
+    from probe.report import shipped_accuracy, shipped_class_ci
+    from probe.report_text import with_interval
+
+    column = PER_CLASS_COLUMNS.index("shipped (first seed) % [95 %]")
+    by_name = {_cell(r["name"]): r for r in report["per_class"]}
+    rows = _md_table(report_markdown(report), "class")
+    assert [row[column] for row in rows] == [
+        _cell(with_interval(shipped_accuracy(by_name[row[0]]), shipped_class_ci(by_name[row[0]]))) for row in rows]
+    many = dict(report, per_class=[dict(report["per_class"][i % len(NAMES)], name=f"n0{i:07d}_a_long_common_suffix",
+                                        index=i) for i in range(5000)])
+    calls = []
+    real = probe.report.accuracy_intervals
+    monkeypatch.setattr(probe.report, "accuracy_intervals", lambda *a: calls.append(len(a[0])) or real(*a))
+    rows = _md_table(report_markdown(many), "class")
+    assert len(rows) == 5000 and sorted(calls) == [1, 5000]  # the worst class's sentence, and every row's
+    first = many["per_class"][int(rows[0][0][2:9])]
+    assert rows[0][column] == with_interval(shipped_accuracy(first), shipped_class_ci(first))
