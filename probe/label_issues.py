@@ -149,11 +149,24 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_clas
         failure = diverged(trainer)
         if failure is not None:
             raise ValueError(f"fold {fold + 1}/{folds} with {params} {failure}.")
-        probabilities[held] = softmax(trainer.decision_function(features[held]))
+        _write_softmax(probabilities, held, trainer.decision_function(features[held]))
         logger.info("label issues: fold %d/%d fitted on %d samples", fold + 1, folds, kept.size)
         if progress is not None:
             progress(fold + 1, folds)
     return probabilities
+
+
+# Held-out rows softmaxed at a time (float64 bytes): a fold's whole softmax beside the (n, K) result was another
+# n/k × K float64 array, 400 MB of a 20,000-image 5,000-class run's two folds.
+_SOFTMAX_CHUNK_BYTES = 1 << 24
+
+
+def _write_softmax(probabilities: np.ndarray, rows: np.ndarray, logits: np.ndarray) -> None:
+    """``probabilities[rows] = softmax(logits)``, in place, a chunk of rows at a time (the same numbers: each row's
+    softmax is its own)."""
+    step = max(1, _SOFTMAX_CHUNK_BYTES // (8 * max(1, logits.shape[1])))
+    for start in range(0, len(rows), step):
+        probabilities[rows[start:start + step]] = softmax(logits[start:start + step])
 
 
 def label_issue_predictions(probabilities: np.ndarray, labels: np.ndarray, sources=None) -> Predictions:
