@@ -272,11 +272,14 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
     """The job message of a finished run: its test accuracies, and the disparity-aware decision where one was made
     (so that a run equal to its reference does not read like a copy of it), or what a post-hoc bias run's guard did
     (``posthoc``: probe.report.Posthoc.outcome; its line said nothing of it, a new-user round)."""
-    from probe.numbers import percent
+    from probe.numbers import interval_text, percent
 
-    def fmt(key: str) -> str:
+    def fmt(key: str, ci: list | None) -> str:
         value = summary.get(key)
-        return f"{percent(value)} %" if isinstance(value, (int, float)) else "n/a"  # percent, as every view
+        if not isinstance(value, (int, float)):
+            return "n/a"
+        # percent, as every view, with its 95 % interval where the summary has one (a dashboard-only round)
+        return f"{percent(value)} %" + (f" {interval_text(ci)}" if ci else "")
 
     from probe.report import POSTHOC_WORDS, TEST_CHECKS, VERDICT_WORDS
 
@@ -284,7 +287,9 @@ def _summary_line(run_id: str, summary: dict[str, Any], verdict: str = "not_appl
             f"{POSTHOC_WORDS[posthoc].label}: {POSTHOC_WORDS[posthoc].detail}" if posthoc in POSTHOC_WORDS else None)
     if note and verdict == "improved" and test_check in TEST_CHECKS and test_check != "holds":
         note += f"; {TEST_CHECKS[test_check].text}"  # the job's line read as a success (a new-user round)
-    return f"run {run_id}: overall {fmt('overall')}, hard {fmt('hard')}" + (f" ({note})" if note else "")
+    hard_ci = (summary.get("group_ci") or {}).get("hard")
+    return (f"run {run_id}: overall {fmt('overall', summary.get('overall_ci'))}, hard {fmt('hard', hard_ci)}"
+            + (f" ({note})" if note else ""))
 
 
 def job_what(kind: str, request: dict[str, Any], result: dict[str, Any] | None = None) -> str:

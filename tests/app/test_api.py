@@ -990,8 +990,11 @@ def test_probe_job_with_reference_and_reused_extraction(fresh_finished):
     summary = report["summary"]  # in percent, as every view (it said 0.7642; a new-user round)
     from probe.numbers import percent  # the one rule of every view
 
-    assert job["messages"][-1]["text"].startswith(f"run {report['run_id']}: overall {percent(summary['overall'])} %, "
-                                                  f"hard {percent(summary['hard'])} %"), job["messages"]
+    from probe.numbers import interval_text
+
+    assert job["messages"][-1]["text"].startswith(
+        f"run {report['run_id']}: overall {percent(summary['overall'])} % {interval_text(summary['overall_ci'])}, "
+        f"hard {percent(summary['hard'])} % {interval_text(summary['group_ci']['hard'])}"), job["messages"]
     # The runs list names the loss the run is (the reference's where it kept it), not only the one it tried, and so
     # do its loss and head fields (a cosine request against the linear ERM reference that kept it ships a linear
     # head, a cross-entropy one: the row said cosine, then group_dro; new-user rounds).

@@ -122,3 +122,13 @@ def test_a_jobs_line_for_a_posthoc_run_says_what_its_guard_did():
     assert declined.endswith("the probe ships as trained, without the bias)")
     assert "(bias applied: the post-hoc bias raised" in _summary_line("r", summary, posthoc="applied")
     assert "too few validation images" in _summary_line("r", summary, posthoc="untested")
+
+
+def test_a_jobs_line_gives_each_accuracy_with_its_interval():
+    """A dashboard-only round: the job's page read "run r: overall 74.44 %, hard 67.41 %" of a run on 300 test
+    images, a number without its uncertainty where the run page beside it gives [69.2, 79.0]."""
+    from app.steps import _summary_line
+
+    summary = {"overall": 0.7444, "overall_ci": [0.6922, 0.7904], "hard": 0.6741,
+               "group_ci": {"hard": [0.5703, 0.7659]}}
+    assert _summary_line("r", summary) == "run r: overall 74.44 % [69.2, 79.0], hard 67.41 % [57.0, 76.6]"
