@@ -58,7 +58,9 @@
       const leadKey = lead && lead[1].split(/[.\[\]]+/).reverse().find((p) => FIELD_OF[p]);
       const key = err.step === "dataset" ? "dataset_id" : leadKey
         || Object.keys(FIELD_OF).find((k) => new RegExp(`\\b${k}\\b`).test(text) || (k === "dataset_id" && /data ?set/i.test(text)));
-      add(key ? FIELD_OF[key] : "form", text);
+      // under its field, the message alone, as an array detail's (fieldMessage): "probes[0].drop_classes: no class
+      // named ..." named the API's path under "Leave out classes" (a dashboard-only round)
+      add(key ? FIELD_OF[key] : "form", key && lead ? text.slice(lead[0].length) : text);
     }
     for (const [key, texts] of Object.entries(byField)) sayError(key, texts.join(" · "));
   }

@@ -1129,7 +1129,9 @@ def test_launch_form_takes_an_upload_to_the_report(driver, launch_service, tmp_p
     driver.js("document.getElementById('launch-submit').click()")
     error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
                      interval=0.2, what="encoder error shown")
-    assert error.startswith("encoder: ") and driver.js("return document.getElementById('err-dataset').textContent") == ""
+    # the message alone under "Encoder" (it began "encoder: ", the API's field)
+    assert error.startswith("openclip:ViT-B-32: 'laion2b' is neither a file")
+    assert driver.js("return document.getElementById('err-dataset').textContent") == ""
     datasets = httpx.get(base + "/api/datasets").json()
     assert [d["name"] for d in datasets] == ["shapes"] and datasets[0]["counts"]["test"] == [4, 4, 4]
     # the upload is kept: the retry uses the registered data set instead of uploading again
@@ -1846,7 +1848,7 @@ def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, laun
     driver.js("document.getElementById('launch-submit').click()")
     error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
                      interval=0.2, what="the job request sent, and refused on its encoder")
-    assert error.startswith("encoder: ")
+    assert error.startswith("openclip:ViT-B-32: 'laion2b' is neither a file")
     assert driver.js("return document.getElementById('err-dataset').textContent") == ""
     assert driver.js("return document.getElementById('banner').textContent") == (
         f"This archive is registered already, as data set {first.json()['name']} ({first.json()['id']}): the "
@@ -1875,7 +1877,7 @@ def test_the_launch_form_says_what_a_registered_folder_left_out(driver, launch_s
         driver.js("document.getElementById('launch-submit').click()")
         error = wait_for(lambda: driver.js("return document.getElementById('err-encoder').textContent"), 60,
                          interval=0.2, what="the job request sent, and refused on its encoder")
-        assert error.startswith("encoder: ")
+        assert error.startswith("openclip:ViT-B-32: 'laion2b' is neither a file")
         return driver.js("return document.getElementById('banner').textContent")
 
     banner = register()
@@ -4600,6 +4602,9 @@ def test_the_launch_form_leaves_classes_out_of_both_probes(driver, live_server, 
     said = wait_for(lambda: driver.js("return document.getElementById('err-drop-classes').textContent"), 30,
                     what="the refusal under the field")
     assert "no class named 'plane' to leave out (did you mean 'airplane'?)" in said
+    # the message alone under the box labelled "Leave out classes": it began "probes[0].drop_classes: ", the API's
+    # path, as the array details' did before (a dashboard-only round)
+    assert said.startswith("no class named 'plane' to leave out"), said
     assert httpx.get(f"{live_server}/api/jobs").json() == jobs
 
 
