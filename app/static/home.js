@@ -410,7 +410,9 @@
         runs.length > 1 ? compareBar(runs, ctx.caches) : null, runsCutNote(runs, kept.query)],
       datasets: () => [box(
         table(["data set", "name", "classes", "images", "skipped", "encoded (images used)", "source", "registered", actionsHead()], datasets.map((d) => datasetRow(d, ctx)),
-              "No data sets yet: upload one from the launch page.", { caption: "Data sets" })),
+              // the form's two ways, and a link to it (it read "upload one", no link; a dashboard-only round)
+              ["No data sets yet: upload an archive or register a folder on the server from ",
+                h("a", { href: "/launch" }, "the launch page"), "."], { caption: "Data sets" })),
         cutNote(datasets, "data sets", "/api/datasets"), cutNote(caches, "feature caches", "/api/caches")],
     };
     for (const [id, build] of Object.entries(boxes)) {

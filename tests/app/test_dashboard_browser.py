@@ -5217,3 +5217,17 @@ def test_the_runs_list_says_how_many_classes_share_the_worst_accuracy(driver, tm
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_home_page_without_data_sets_links_both_ways_to_add_one(driver, live_server):
+    """A dashboard-only round on a server with a data root: the empty data sets list read "No data sets yet: upload
+    one from the launch page.", no link, and no word of the launch form's other way, a folder on the server."""
+    empty = """(path, data) => path.startsWith("/api/datasets") ? [] : data"""
+    with _fetch_rewritten(driver, empty):
+        _open(driver, f"{live_server}/", "home")
+        wait_for(lambda: driver.js("return document.querySelector('#datasets .empty') !== null"), 30, interval=0.2,
+                 what="the empty data sets note")
+        note = driver.js("const p = document.querySelector('#datasets .empty'); return [p.textContent, "
+                         "Array.from(p.querySelectorAll('a')).map(a => a.getAttribute('href'))]")
+    assert note == ["No data sets yet: upload an archive or register a folder on the server from the launch page.",
+                    ["/launch"]]
