@@ -15,7 +15,8 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed, repeated
 from .numbers import fixed, percent, signed_points
-from .predictions import BY_ROWS, PREDICTIONS_FILE, Matched, match_images, unmatched_reason
+from .predictions import (AMBIGUOUS, BY_PATHS, BY_ROWS, PREDICTIONS_FILE, Matched, ambiguous_paths, match_images,
+                          unmatched_reason)
 from .report import Calibration, FeatureSource, Num, Report, WorstClass, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
@@ -498,10 +499,14 @@ def _matched_warning(predictions: tuple, matched: Matched) -> list[str]:
     # an image relabelled between the extractions is in both caches, under two labels: no pair, and not "only one
     # run's" either (a new-user round)
     moved = matched.relabelled
-    only = [size - shared - moved for size in sizes]
+    # a path naming two of the other run's images pairs with none: in both caches, refused, not "only one run's"
+    ambiguous = [ambiguous_paths(p.sources, q.sources) for p, q in (predictions, predictions[::-1])] \
+        if matched.how == BY_PATHS else [0, 0]
+    only = [size - shared - moved - unclear for size, unclear in zip(sizes, ambiguous)]
     left = ([f"the {only[0]:,} and {only[1]:,} only one run has"] if any(only) else []) + (
         [f"the {moved:,} both caches hold under another label (a label changed between the extractions)"]
-        if moved else [])
+        if moved else []) + (
+        [f"the {ambiguous[0]:,} and {ambiguous[1]:,} whose source paths are {AMBIGUOUS}"] if any(ambiguous) else [])
     return [f"the runs were trained on two caches: their test images are paired by {matched.how}, {shared:,} in "
             f"both (of {sizes[0]:,} base and {sizes[1]:,} other test images); every accuracy, interval and count "
             f"here is of those {shared:,}, {' and '.join(left) or 'none'} left out (calibration and cost: each run's "

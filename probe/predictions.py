@@ -28,7 +28,8 @@ from .files import atomic_write
 from .uncertainty import DEFAULT_RESAMPLES, Bootstrap
 
 __all__ = ["PREDICTIONS_FILE", "Predictions", "paired_test_delta", "paired_test_intervals", "load_pair",
-           "match_images", "Matched", "unmatched_reason", "same_predictions", "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
+           "match_images", "Matched", "unmatched_reason", "ambiguous_paths", "AMBIGUOUS", "same_predictions",
+           "BY_ROWS", "BY_DIGESTS", "BY_PATHS"]
 
 PREDICTIONS_FILE = "predictions.npz"
 # the per-sample arrays a run may lack (written before they were stored, or not known), saved and read by name
@@ -287,9 +288,8 @@ def unmatched_reason(base: Predictions, other: Predictions) -> str:
         return f"{digests} and no source paths"
     ambiguous = ambiguous_paths(base.sources, other.sources)
     if ambiguous:
-        return (f"{digests}, and the source paths of {ambiguous:,} of the base run's {base.labels.size:,} test images "
-                "are ambiguous (a path naming two or more images of the other run, as 'cat/1.png' names both "
-                "'train/cat/1.png' and 'test/cat/1.png', pairs with none)")
+        return f"{digests}, and the source paths of {ambiguous:,} of the base run's {base.labels.size:,} test images " \
+            f"are {AMBIGUOUS}"
     return f"{digests}, and no source path and label of one run names an image of the other's: the data sets differ"
 
 
@@ -324,6 +324,11 @@ def _path_keys(a: np.ndarray, b: np.ndarray) -> list[list]:
     back = {found: path for path, found in pair.items()}
     return [[("pair", p) if p in pair else ("base", p) for p in parts[0]],
             [("pair", back[p]) if p in back else ("other", p) for p in parts[1]]]
+
+
+# what an ambiguous path is, in the words of every warning that counts them (:func:`ambiguous_paths`)
+AMBIGUOUS = ("ambiguous (a path naming two or more images of the other run, as 'cat/1.png' names both "
+             "'train/cat/1.png' and 'test/cat/1.png', pairs with none)")
 
 
 def ambiguous_paths(a: np.ndarray, b: np.ndarray) -> int:

@@ -1405,3 +1405,26 @@ def test_an_unpaired_comparison_says_why_its_images_could_not_be_paired():
                             [f"{c}/{i}.png" for c in "xyz" for i in range(2)])
     assert "no source path and label of one run names an image of the other's: the data sets differ" in \
         compare_reports(base, other, (ambiguous, elsewhere)).warnings[0]
+
+
+def test_paths_ambiguous_in_a_paired_comparison_are_counted_apart_from_images_only_one_run_has():
+    """Two caches paired by source paths where one base path ('a/0.png') names two of the other run's images
+    ('train/a/0.png', 'test/a/0.png'): those three pair with none, refused as ambiguous, yet the warning counted
+    them among "the 1 and 2 only one run has", as if the other run lacked them."""
+    import numpy as np
+
+    from probe.predictions import Predictions
+
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    base, other = _rep("x", [1.0, 1.0, 1.0], groups, 1.0), _rep("y", [1.0, 1.0, 1.0], groups, 1.0)
+    base_labels, other_labels = np.array([0, 0, 1, 2]), np.array([0, 0, 0, 1, 2])
+    base_paths = np.array(["a/0.png", "d/a/1.png", "d/b/2.png", "d/c/3.png"])
+    other_paths = np.array(["train/a/0.png", "test/a/0.png", "d/a/1.png", "d/b/2.png", "d/c/3.png"])
+    cmp = compare_reports(base, other, (Predictions(base_labels, base_labels[None], np.full(4, 0.9), base_paths),
+                                        Predictions(other_labels, other_labels[None], np.full(5, 0.9), other_paths)))
+    assert cmp.pairing == "source paths"
+    assert cmp.warnings == ["the runs were trained on two caches: their test images are paired by source paths, 3 "
+                            "in both (of 4 base and 5 other test images); every accuracy, interval and count here "
+                            "is of those 3, the 1 and 2 whose source paths are ambiguous (a path naming two or more "
+                            "images of the other run, as 'cat/1.png' names both 'train/cat/1.png' and "
+                            "'test/cat/1.png', pairs with none) left out (calibration and cost: each run's own)"]
