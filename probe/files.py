@@ -32,6 +32,13 @@ def temporary_of(path: str | Path) -> str | None:
     return match.group(1) if match else None
 
 
+def is_temporary(path: str | Path) -> bool:
+    """Whether ``path`` names a temporary file of any version: :func:`temporary_name`'s hidden
+    ``.NAME.<pid>-<hex>.tmp``, or the ``NAME.tmp`` older versions wrote (:func:`stale_temporaries`): half a file
+    whatever its age, never one of a store's own (no writer of this version names a complete file so)."""
+    return Path(path).name.endswith(TMP_SUFFIX)
+
+
 def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path]:
     """The temporary files of :func:`temporary_name` under ``folder`` whose writing process is gone
     (:func:`writer_alive`: a process that reuses its id, started since, is not it): a process killed while it wrote

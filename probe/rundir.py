@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from .files import TMP_SUFFIX, OutputBusy, exclusive, sync
+from .files import OutputBusy, exclusive, is_temporary, sync
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +37,10 @@ T = TypeVar("T")
 
 def writer_file(name: str) -> bool:
     """Whether ``name`` in a run folder is a writer's working file, not one of the run's: ``.writing``, ``.lock`` or
-    a temporary ``.NAME.<pid>-<hex>.tmp`` (:func:`probe.files.temporary_name`), which a killed writer leaves until
-    the next one. Lists, sizes and copies of a run leave them out; a committed ``.incoming`` is the run's newest
-    state, not one of them."""
-    return name in (STAGING_DIR, LOCK_FILE) or (name.startswith(".") and name.endswith(TMP_SUFFIX))
+    a temporary (:func:`probe.files.is_temporary`: ``.NAME.<pid>-<hex>.tmp``, which a killed writer leaves until
+    the next one, or an older version's ``NAME.tmp``). Lists, sizes and copies of a run leave them out; a committed
+    ``.incoming`` is the run's newest state, not one of them."""
+    return name in (STAGING_DIR, LOCK_FILE) or is_temporary(name)
 
 
 @contextmanager

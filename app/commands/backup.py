@@ -130,12 +130,16 @@ def _copy_runs(source: Path, target: Path) -> int:
     return vanished
 
 
-# a file being written (probe.files.temporary_name's '.<name>.<pid>-<hex>.tmp'): half a file, of no use to a
-# restore, whose writer's pid may be alive there and keep it from the start-up clean-up
-_TEMPORARY = shutil.ignore_patterns(".*.tmp")
+def _temporaries(folder: str, names: list[str]) -> list[str]:
+    """The temporary files among ``names`` (:func:`probe.files.is_temporary`: a file being written, or an older
+    version's pid-less leftover): half a file, of no use to a restore, whose writer's pid may be alive there and keep
+    it from the start-up clean-up. A backup of half-written files is not a backup."""
+    from probe.files import is_temporary
+
+    return [name for name in names if is_temporary(name)]
 
 
-def _copy_tree(source: Path, target: Path, ignore=_TEMPORARY) -> int:
+def _copy_tree(source: Path, target: Path, ignore=_temporaries) -> int:
     """``shutil.copytree`` that tolerates files the running server removes while it copies; how many it left out.
     ``ignore``: as copytree's (default: temporary files)."""
     try:

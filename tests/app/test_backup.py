@@ -287,3 +287,19 @@ def test_a_run_moved_in_for_the_first_time_while_the_backup_copies_it_is_copied_
         load_report(restored)
     assert sorted(p.name for p in restored.iterdir()) == ["p.npz", "report.json"]
     assert (restored / "p.npz").read_text() == "new"
+
+
+def test_a_backup_leaves_out_the_legacy_temporaries_older_versions_wrote(tmp_path):
+    """Versions before probe.files.temporary_name wrote a run's seen_sources.npz and a label-issues result through
+    a pid-less ``NAME.tmp``; the backup skipped only the hidden ``.NAME.<pid>-<hex>.tmp`` and copied those halves
+    of files (of no use to a restore) with the run's and the cache's own files."""
+    from app.commands import backup
+
+    data = _data_with_runs(tmp_path, "run_1")
+    (data / "runs" / "run_1" / "seen_sources.npz.tmp").write_text("half an old run's seen sources")
+    (data / "caches").mkdir()
+    (data / "caches" / "c.h5").write_text("a cache")
+    (data / "caches" / "issues.json.tmp").write_text("half an old label-issues result")
+    backup.backup(data, tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b" / "runs" / "run_1").iterdir()) == ["report.json"]
+    assert sorted(p.name for p in (tmp_path / "b" / "caches").iterdir()) == ["c.h5"]
