@@ -41,9 +41,7 @@
    * one: "overall 92.1%" stood bare beside the rows' intervals. */
   function baseLine(many) {
     // the base run's worst class with its ties, as its report words it (worst_class_ties.base.text)
-    const first = many.comparisons[0];
-    const ties = first && first.worst_class_ties && first.worst_class_ties.base;
-    const worst = first && first.worst_classes && (ties && ties.text ? { base: ties.text } : first.worst_classes);
+    const worst = window.Dash.worstClassWords(many.comparisons[0]);
     const cis = many.base_ci || {};
     return METRICS.filter((k) => k in many.base_scores).flatMap((k, i) => [i ? ", " : null,
       h("span", { "data-metric": k }, `${k.replace("_", " ")} `, pctCi(many.base_scores[k], cis[k]),

@@ -25,6 +25,16 @@
    * comma ("left out: a,b, cat" read as three classes or two). The rule of probe.names.listed_name. */
   const listedName = (name) => (String(name).includes(",") ? `"${name}"` : shownName(name));
 
+  /** A comparison's worst class of each run in words, as its report says it (probe.compare.worst_class_words): the
+   * name and the classes tied with it (worst_class_ties[side].text, "c0 (tied with c1, c2 and 3 more)"), the name
+   * alone in a comparison written before ties; null in one without worst classes. */
+  const worstClassWords = (c) => {
+    if (!c || !c.worst_classes) return null;
+    const ties = c.worst_class_ties || {};
+    return Object.fromEntries(["base", "other"].map((side) => [side,
+      (ties[side] && ties[side].text) || shownName(c.worst_classes[side])]));
+  };
+
   /** The class names of the launch form's "Leave out classes" field: separated by commas, as a CSV row reads them
    * (a name in double quotes may hold commas, a quote in it written twice: '"a,b", cat' is a,b and cat; the class
    * a,b was sent as 'a' and 'b'), every other name as typed (white space kept: the server trims it where no class
@@ -663,6 +673,6 @@
                   fieldMessage, ciOk, pinned, ciText, pctCi, scrollBox,
                   deltaSpan, pText, pSay, TEST_CHECKS, sentence, table, sortable, sortKey, keepFocus, statusChip, progressBar, setProgress, authImage, download, count, enc, isNum, timeLeft,
                   duration, timeLeftText, when, deleteButton, cacheImages, cacheState, cacheLabel, fileLink,
-                  canResume, shownName, listedName, classNames, classNamesText, isolated, breakable,
+                  canResume, shownName, listedName, worstClassWords, classNames, classNamesText, isolated, breakable,
                   SEED_PAIRINGS, spreadLine };
 })();

@@ -701,9 +701,14 @@
   /** Both runs' shipped probes on the same images (a Comparison with scored_on): the sentence with the deltas'
    * intervals and the discordant images, then each headline metric of both and its paired delta. */
   function shippedNodes(c, names) {
+    // each run's worst class named, with its ties, as mr2probe compare labels the row (it read "worst class" alone)
+    const worst = Dash.worstClassWords(c);
+    const worstLabel = !worst ? "worst class" : worst.base === worst.other ? `worst class (${worst.base})`
+      : `worst class (${names.other} ${worst.base}, ${names.main} ${worst.other})`;
     const rows = KPI_KEYS.filter((key) => c.metrics[key]).map((key) => {
       const m = c.metrics[key];
-      return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? "worst class" : key), h("td", { class: "num" }, pctCi(m.base, m.base_ci)),
+      return h("tr", { "data-metric": key }, h("td", {}, key === "worst_class" ? worstLabel : key),
+        h("td", { class: "num" }, pctCi(m.base, m.base_ci)),
         h("td", { class: "num" }, pctCi(m.other, m.other_ci)), h("td", { class: "num" }, deltaSpan(m.delta, m.delta_ci, m.beyond_noise, m.changed, m.p_value, m.weighted)));
     });
     // each class's paired Δ, the largest loss first, as mr2probe compare --features prints them (the panel had the

@@ -3444,6 +3444,14 @@ def test_the_run_page_compares_both_shipped_probes_on_a_cache(driver, live_serve
                                           if m[side + "_ci"] else "")
     assert cells == [[k, own(got["metrics"][k], "base"), own(got["metrics"][k], "other")] for k in keys]
     assert all(got["metrics"][k]["base_ci"] for k in ("overall", "balanced", "worst_class"))
+    # the worst-class row names each run's worst class with its ties, as mr2probe compare labels it (it read "worst
+    # class" alone)
+    words = {side: got["worst_class_ties"][side]["text"] for side in ("base", "other")}
+    names = [httpx.get(f"{live_server}/api/runs/{i}").json()["name"] for i in (run["reference_run"], finished.mr2)]
+    label = driver.js("return document.querySelector('#score-compare-table tr[data-metric=worst_class] td')"
+                      ".textContent")
+    assert label == (f"worst class ({words['base']})" if words["base"] == words["other"]
+                     else f"worst class ({names[0]} {words['base']}, {names[1]} {words['other']})")
     # and each class's paired Δ, the largest loss first, as the CLI prints them
     classes = driver.js("return [...document.querySelectorAll('#score-compare-classes tbody tr')].map((r) => "
                         "r.dataset.class)")
@@ -3941,6 +3949,9 @@ def test_runs_ticked_on_the_home_page_are_compared_side_by_side(driver, live_ser
     assert set(own) == set(many["base_ci"]) == {"overall", "balanced", "hard", "worst_class"}
     for key, (lo, hi) in many["base_ci"].items():
         assert own[key] == f" [{100 * lo:.1f}%, {100 * hi:.1f}%]", key
+    # its worst class named with its ties (Dash.worstClassWords, as the run page's two-run table names both)
+    worst = driver.js("return document.querySelector('#many-base [data-metric=worst_class]').textContent")
+    assert worst.endswith(f" ({many['comparisons'][0]['worst_class_ties']['base']['text']})")
     # the runs' own warnings, which the rows do not show, each under the name of its run (a new-user round)
     assert many["run_warnings"]
     shown = driver.js("""return Array.from(document.querySelectorAll('#many-warnings li')).map(li => li.textContent);""")
@@ -5183,6 +5194,30 @@ def test_a_field_error_that_names_its_field_is_not_prefixed_with_it_again(driver
         said = driver.js(f"return Dash.formatDetail({json.dumps([{'loc': loc, 'msg': msg} for loc, msg in errors])})")
         assert said.split("; ") == [errors[0][1], errors[1][1], errors[2][1], "config.loss: Unknown loss 'x'",
                                     "available: ce."]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_comparisons_worst_classes_are_worded_with_their_ties_by_one_helper(driver, tmp_path):
+    """Dash.worstClassWords, which the run page's two-run table and the compare page of several runs both word a
+    comparison's worst classes with: each run's worst class with the classes tied with it, as its report says it
+    (worst_class_ties.text, probe.compare.worst_class_words); the name alone in a comparison written before ties."""
+    from app_testutils import make_settings
+
+    server, thread, base = _serve(create_app(make_settings(tmp_path / "data"), start_worker=False))
+    try:
+        _open(driver, base + "/", "home")
+        ties = {"base": {"name": "c0", "accuracy": 0.0, "tied_with": ["c1", "c2"], "tied_count": 5,
+                         "text": "c0 (tied with c1, c2 and 3 more)"},
+                "other": {"name": "c4", "accuracy": 0.5, "tied_with": [], "text": "c4"}}
+        words = "return Dash.worstClassWords(%s)"
+        assert driver.js(words % json.dumps({"worst_classes": {"base": "c0", "other": "c4"},
+                                             "worst_class_ties": ties})) == {
+            "base": "c0 (tied with c1, c2 and 3 more)", "other": "c4"}
+        assert driver.js(words % json.dumps({"worst_classes": {"base": " c0", "other": "c4"},
+                                             "worst_class_ties": None})) == {"base": '" c0"', "other": "c4"}
+        assert driver.js(words % json.dumps({"worst_classes": None})) is None
     finally:
         server.should_exit = True
         thread.join(10)
