@@ -32,9 +32,9 @@ class _RepeatedKey(ValueError):
 
 def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
     seen = dict(pairs)
-    if len(seen) != len(pairs):
-        keys = [key for key, _ in pairs]
-        raise _RepeatedKey(next(key for i, key in enumerate(keys) if key in keys[:i]))
+    if len(seen) != len(pairs):  # the first repeat in one pass (a scan of the keys before each was quadratic)
+        keys: set[str] = set()
+        raise _RepeatedKey(next(key for key, _ in pairs if key in keys or keys.add(key)))
     return seen
 
 

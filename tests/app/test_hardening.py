@@ -1967,3 +1967,27 @@ def test_an_extraction_that_discards_an_unreadable_partial_file_says_so(tmp_path
     said = [m["text"] for m in job["messages"] if "discarded" in m["text"]]
     assert said == [f"warning: the resumable file {partial.name}.partial could not be read (not a partial "
                     "extraction file) and was discarded: all 9 images were encoded again"]
+
+
+def test_a_repeated_key_late_in_a_wide_json_body_is_found_in_linear_time():
+    """The first repeat was searched for with a scan of every key before each key: a 200 kB body whose last key
+    repeated its first held the event loop for seconds (a 1 MB one, minutes)."""
+    from app.middleware import _once_each, repeated_key
+
+    body = ("{" + ",".join(f'"k{i}": 0' for i in range(20_000)) + ', "k7": 1, "k3": 2}').encode()
+    assert repeated_key(body) == "k7"
+
+    compared = []
+
+    class Key(str):  # a key that counts the comparisons made of it: the work, not the time (never a timed test)
+        def __eq__(self, other):
+            compared.append(1)
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    pairs = [(Key(f"k{i}"), 0) for i in range(2_000)] + [(Key("k7"), 1)]
+    with pytest.raises(ValueError) as found:
+        _once_each(pairs)
+    assert found.value.args == ("k7",) and len(compared) <= 2 * len(pairs)  # the scan of the keys before each: ~2M
+
