@@ -30,6 +30,13 @@ class _RepeatedKey(ValueError):
     pass
 
 
+def reads_as_json(headers: Headers) -> bool:
+    """Whether FastAPI reads a request's body as JSON: ``application/json`` or any ``application/*+json``
+    (``application/merge-patch+json``), whatever the case and parameters."""
+    kind = media_type(headers)
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
 def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
     seen = dict(pairs)
     if len(seen) != len(pairs):  # the first repeat in one pass (a scan of the keys before each was quadratic)
@@ -93,7 +100,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body, replayed = b"".join(chunks), False
-        repeated = repeated_key(body) if media_type(headers) == "application/json" else None
+        repeated = repeated_key(body) if reads_as_json(headers) else None
         if repeated is not None:
             await _reply(send, 422, f"the JSON body gives the key {repeated[:100]!r} twice in one object: give each "
                          "key once (which value was meant is not guessed)")
