@@ -298,11 +298,15 @@ def check_under_root(named: str, stored: Path, data_root: Path | None, held: str
     ``named``: what the message names ("data set 'x'", "cache 'x'"); ``held``: what the root must hold again.
 
     Raises PathOutsideRoot (403)."""
-    root = None if data_root is None else Path(data_root).resolve()
-    if root is None or (stored != root and root not in stored.parents):
-        raise PathOutsideRoot(f"{named} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed or unset "
-                              f"since its registration): widen the root to hold {held} again, or register its files "
-                              "anew under the root")
+    if data_root is None:  # 'widen the root' named none to widen: `mr2probe serve` after `mr2probe demo`, say
+        raise PathOutsideRoot(f"{named} was registered by its path on the server, and this server has no data root "
+                              f"(MR2PROBE_DATA_ROOT, or serve --data-root): serve with a data root that holds {held} "
+                              "to read it again")
+    root = Path(data_root).resolve()
+    if stored != root and root not in stored.parents:
+        raise PathOutsideRoot(f"{named} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed since its "
+                              f"registration): widen the root to hold {held} again, or register its files anew under "
+                              "the root")
 
 
 def check_in_place(row: dict[str, Any], data_root: Path | None) -> None:

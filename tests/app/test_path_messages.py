@@ -70,9 +70,13 @@ def test_a_data_set_outside_a_narrowed_data_root_is_refused(tmp_path):
         ds = client.post("/api/datasets", json={"path": "old/tiny"}).json()
         source = next(p.relative_to(tiny).as_posix() for p in sorted(tiny.rglob("*.png")))
         assert client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source}).status_code == 200
-    want = (f"data set {ds['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed or unset since "
-            "its registration): widen the root to hold its folder again, or register its files anew under the root")
-    for narrowed in (root / "new", None):
+    narrowed_words = (f"data set {ds['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed since "
+                      "its registration): widen the root to hold its folder again, or register its files anew under "
+                      "the root")
+    unset_words = (f"data set {ds['id']!r} was registered by its path on the server, and this server has no data "
+                   "root (MR2PROBE_DATA_ROOT, or serve --data-root): serve with a data root that holds its folder to "
+                   "read it again")
+    for narrowed, want in ((root / "new", narrowed_words), (None, unset_words)):
         settings = make_settings(tmp_path / "state", data_root=narrowed)
         with TestClient(create_app(settings, start_worker=False)) as client:
             resp = client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source})
@@ -107,10 +111,13 @@ def test_a_cache_outside_a_narrowed_data_root_is_refused(tmp_path):
     with TestClient(create_app(settings, start_worker=False)) as client:
         assert client.get(f"/api/caches/{registered['id']}").json()["problem"] is None
         assert client.post("/api/jobs", json=probe).status_code == 202
-    want = (f"cache {registered['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed or unset "
-            "since its registration): widen the root to hold its file again, or register its files anew under the "
-            "root")
-    for narrowed in (root / "new", None):
+    narrowed_words = (f"cache {registered['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed "
+                      "since its registration): widen the root to hold its file again, or register its files anew "
+                      "under the root")
+    unset_words = (f"cache {registered['id']!r} was registered by its path on the server, and this server has no "
+                   "data root (MR2PROBE_DATA_ROOT, or serve --data-root): serve with a data root that holds its file "
+                   "to read it again")
+    for narrowed, want in ((root / "new", narrowed_words), (None, unset_words)):
         settings = make_settings(tmp_path / "state", data_root=narrowed)
         with TestClient(create_app(settings, start_worker=False)) as client:
             listed = {row["id"]: row["problem"] for row in client.get("/api/caches").json()}
