@@ -1995,8 +1995,8 @@ def test_a_repeated_key_late_in_a_wide_json_body_is_found_in_linear_time():
 @pytest.mark.parametrize("content_type", ["application/merge-patch+json", "Application/Problem+JSON; charset=utf-8"])
 def test_a_repeated_key_in_a_plus_json_body_is_refused_as_in_application_json(service, content_type):
     """FastAPI reads an application/*+json body as JSON too: there the last of two values was still taken."""
-    resp = service.post("/api/jobs", content=b'{"kind": "extract", "kind": "probe", "cache_id": "c", "dataset_id": "d"}',
-                        headers={"Content-Type": content_type})
+    body = b'{"kind": "extract", "kind": "probe", "cache_id": "c", "dataset_id": "d"}'
+    resp = service.post("/api/jobs", content=body, headers={"Content-Type": content_type})
     assert resp.status_code == 422 and resp.json() == {"detail": "the JSON body gives the key 'kind' twice in one "
                                                        "object: give each key once (which value was meant is not "
                                                        "guessed)"}, resp.text
