@@ -192,8 +192,9 @@ def _check_weights(meta: dict[str, Any], weights_path: Path, meta_path: Path) ->
     actual = _sha256(weights_path)
     if actual != recorded:
         raise ValueError(f"{weights_path.name} of {weights_path.parent.name} is not the weights its {meta_path.name} "
-                         f"describes (sha256 {actual[:16]}…, {meta_path.name} records {recorded[:16]}…): a save of "
-                         "the run was cut off between the two files; train it again")
+                         f"describes (sha256 {actual[:16]}…, {meta_path.name} records {recorded[:16]}…): the file "
+                         "was changed or replaced after the save (a save cut off between the two files, another "
+                         "run's weights copied in, or damage); train it again")
 
 
 def _array(values) -> np.ndarray:
