@@ -126,8 +126,6 @@ def _title(args: argparse.Namespace, probe, images: str) -> str:
             f"{args.split}: {images}.")
 
 
-
-
 def _unlabelled_summary(args: argparse.Namespace, probe, shares, got: CachePredictions) -> str:
     """How many unlabelled images (or images of none of the run's classes) each predicted class got, most first (at
     most ``--limit`` classes), with the mean confidence; the classes never predicted; how many predictions are unsure
