@@ -252,7 +252,7 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
     were matched: :data:`BY_ROWS` (the same test split row by row, the predictions as given), :data:`BY_DIGESTS`
     (each image's content digest and label, where both runs kept digests: two caches of the same images, whatever
     their names, order or split) or :data:`BY_PATHS` (each image's path in its data set, one run's the other's
-    below a top folder at most, where that names one image of each run: :func:`_path_keys`, and label); None where
+    below top folders of its own, where that names one image of each run: :func:`_path_keys`, and label); None where
     the two cannot be matched (no digests or sources, or no image in common). Paths identify an image only within
     one data set: the caller checks that the runs' data sets agree before it trusts :data:`BY_PATHS`. An image
     twice in a split pairs occurrence by occurrence."""
@@ -308,9 +308,10 @@ def _parts(path: str) -> tuple[str, ...]:
 
 
 def _same_image(a: str, b: str) -> bool:
-    """Whether two paths in a data set name one image: equal, or one the other below a top folder (the same images
-    read from a folder and from an archive with a top folder: 'test/cat/1.png', 'cifar/test/cat/1.png'). Their
-    class folder and file name alone are not an image: 'train/cat/1.png' and 'test/cat/1.png' are two."""
+    """Whether two paths in a data set name one image: equal, or one the other below folders of its own, at any depth
+    (the same images read from a folder and from an archive with a top folder: 'test/cat/1.png',
+    'cifar/test/cat/1.png'; 'cat/1.png' and '1.png' too, where the data set lists its files bare). Their class folder
+    and file name alone are not an image: 'train/cat/1.png' and 'test/cat/1.png' are two."""
     one, two = _parts(a), _parts(b)
     n = min(len(one), len(two))
     return n > 0 and one[-n:] == two[-n:]
