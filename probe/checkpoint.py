@@ -4,7 +4,7 @@ Layout: ``save_probe(trainer, "run/head.safetensors")`` (``ProbeTrainer.save``) 
 a directory path writes those two names inside it. Tensors are stored as ``head.<param>`` and
 ``adapter.<param>``; the sidecar holds the format tag, library version, the trainer's JSON-representable
 parameters, the resolved head / adapter / loss options, ``classes``, ``gamma``, ``r2``, ``spread``, ``p``,
-``stats_mode``, the training history and ``weights_sha256``, the sha256 of its weights file (a head.json
+``stats_mode``, the training history and ``safetensors_sha256``, the sha256 of its weights file (a head.json
 beside other weights is refused when read). ``load_probe`` (``ProbeTrainer.load``) rebuilds a fitted trainer whose
 ``decision_function`` gives the same logits. The trainer's learned state travels through its
 ``_get_fitted_state()`` / ``_set_fitted_state(state)``; this module only writes and reads it (it does not import
@@ -147,7 +147,7 @@ def write_checkpoint(path, params: dict[str, Any], state: dict[str, Any],
         # the sidecar records its weights' digest: a crash between the two renames leaves the new head.json beside
         # the old weights, which read_checkpoint then refuses (:func:`_check_weights`)
         _save_tensors(tensors, tmp, weights_path)
-        described = {**meta, "weights_sha256": _sha256(tmp)}
+        described = {**meta, "safetensors_sha256": _sha256(tmp)}
         atomic_write(meta_path, lambda meta_tmp: Path(meta_tmp).write_text(json.dumps(described, indent=2,
                                                                                       ensure_ascii=False)))
 
@@ -174,20 +174,20 @@ def _save_tensors(tensors: dict, tmp: str, path: Path) -> None:
 
 
 def _sha256(path) -> str:
-    """The sha256 hex digest of the file ``path``: head.json's ``weights_sha256`` of its head.safetensors."""
+    """The sha256 hex digest of the file ``path``: head.json's ``safetensors_sha256`` of its head.safetensors."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _check_weights(meta: dict[str, Any], weights_path: Path, meta_path: Path) -> None:
     """Raise ValueError, naming the run's folder and the file, where ``weights_path`` is not the file whose digest
-    head.json records (``weights_sha256``): the weights of another save, left by a crash between the renames of the
+    head.json records (``safetensors_sha256``): the weights of another save, left by a crash between the renames of the
     two files (:func:`write_checkpoint`). A head.json written before the digest (none recorded) is not checked."""
-    recorded = meta.get("weights_sha256")
+    recorded = meta.get("safetensors_sha256")
     if recorded is None:
         return
     if not (isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{64}", recorded)):
-        raise ValueError(f"{meta_path.name}'s 'weights_sha256' is not a sha256 hex digest "
+        raise ValueError(f"{meta_path.name}'s 'safetensors_sha256' is not a sha256 hex digest "
                          f"(got {json.dumps(recorded)[:50]})")
     actual = _sha256(weights_path)
     if actual != recorded:

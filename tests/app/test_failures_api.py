@@ -987,7 +987,7 @@ def test_a_head_json_describing_other_weights_is_a_422_naming_the_run_and_file(f
     client, run_id = fresh_finished.client, fresh_finished.mr2
     cache_id = client.get(f"/api/runs/{run_id}").json()["cache_id"]
     path = Path(client.app.state.store.get_run(run_id)["path"]) / "head.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "weights_sha256": "0" * 64}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "safetensors_sha256": "0" * 64}))
     said = (f"run {run_id!r} cannot be applied: head.safetensors of {path.parent.name} is not the weights its "
             "head.json describes (sha256 ")
     for url in (f"/api/runs/{run_id}/probe.zip", f"/api/runs/{run_id}/scores?cache={cache_id}",

@@ -146,7 +146,7 @@ def test_a_head_file_with_non_finite_weights_is_refused_when_loaded(tmp_path):
     tensors[name].flat[3] = np.nan
     save_file(tensors, tmp_path / "head.safetensors")
     meta = json.loads((tmp_path / "head.json").read_text())
-    del meta["weights_sha256"]  # a run saved before the digest, which would refuse an edited file first
+    del meta["safetensors_sha256"]  # a run saved before the digest, which would refuse an edited file first
     (tmp_path / "head.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"non-finite weights in linear weight: the head file \(head\.safetensors\) "
                                          "is damaged"):
@@ -350,23 +350,23 @@ def test_head_json_records_its_weights_digest_and_weights_of_another_save_are_re
     run = tmp_path / "run-7"
     save_probe(ProbeTrainer(epochs=1).fit(x, y), run)
     weights, meta = run / "head.safetensors", run / "head.json"
-    recorded = json.loads(meta.read_text())["weights_sha256"]
+    recorded = json.loads(meta.read_text())["safetensors_sha256"]
     assert recorded == hashlib.sha256(weights.read_bytes()).hexdigest()
     first = weights.read_bytes()
     save_probe(ProbeTrainer(epochs=3).fit(*_data(seed=1)), run)
-    assert json.loads(meta.read_text())["weights_sha256"] != recorded
+    assert json.loads(meta.read_text())["safetensors_sha256"] != recorded
     weights.write_bytes(first)  # the new head.json renamed in, the new weights not: the old ones stay
     actual = hashlib.sha256(first).hexdigest()
     with pytest.raises(ValueError) as caught:
         load_probe(run)
     assert str(caught.value) == (
         f"head.safetensors of run-7 is not the weights its head.json describes (sha256 {actual[:16]}…, head.json "
-        f"records {json.loads(meta.read_text())['weights_sha256'][:16]}…): the file was changed or replaced after "
-        "the save (a save cut off between the two files, another run's weights copied in, or damage); train it again")
-    edited = {**json.loads(meta.read_text()), "weights_sha256": ["x"]}
+        f"records {json.loads(meta.read_text())['safetensors_sha256'][:16]}…): the file was changed or replaced "
+        "after the save (a save cut off between the two files, another run's weights copied in, or damage); train it again")
+    edited = {**json.loads(meta.read_text()), "safetensors_sha256": ["x"]}
     meta.write_text(json.dumps(edited))
     with pytest.raises(ValueError,
-                       match=r"^head.json's 'weights_sha256' is not a sha256 hex digest \(got \[\"x\"\]\)$"):
+                       match=r"^head.json's 'safetensors_sha256' is not a sha256 hex digest \(got \[\"x\"\]\)$"):
         load_probe(run)
 
 
@@ -375,6 +375,6 @@ def test_a_probe_saved_before_the_weights_digest_still_loads(tmp_path):
     m = ProbeTrainer(epochs=2).fit(x, y)
     save_probe(m, tmp_path)
     meta = json.loads((tmp_path / "head.json").read_text())
-    del meta["weights_sha256"]
+    del meta["safetensors_sha256"]
     (tmp_path / "head.json").write_text(json.dumps(meta))
     assert np.array_equal(load_probe(tmp_path).decision_function(x), m.decision_function(x))

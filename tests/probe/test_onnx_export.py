@@ -87,8 +87,8 @@ def _edit_head(run, drop: str | None = None, **values) -> None:
      "or cut short?): ValueError: head.json's 'params' is not an object of the trainer's parameters (got [])"),
     (lambda run: _edit_head(run, params=None, drop="params"), "head.json has no 'params'"),
     # the new head.json beside other weights (a save cut off between the two renames): one line naming run and file
-    (lambda run: _edit_head(run, weights_sha256="0" * 64), "head.safetensors of run is not the weights its head.json "
-     "describes (sha256 "),
+    (lambda run: _edit_head(run, safetensors_sha256="0" * 64), "head.safetensors of run is not the weights its "
+     "head.json describes (sha256 "),
 ])
 def test_export_names_a_damaged_head_as_predict_does(scaled_run, tmp_path, capsys, damage, said):  # noqa: F811
     """`mr2probe export` of a run whose head.safetensors was cut short ended in safetensors' traceback, and one
