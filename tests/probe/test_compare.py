@@ -1428,3 +1428,55 @@ def test_paths_ambiguous_in_a_paired_comparison_are_counted_apart_from_images_on
                             "is of those 3, the 1 and 2 whose source paths are ambiguous (a path naming two or more "
                             "images of the other run, as 'cat/1.png' names both 'train/cat/1.png' and "
                             "'test/cat/1.png', pairs with none) left out (calibration and cost: each run's own)"]
+
+
+def test_each_run_s_stored_group_intervals_are_reused_on_its_own_test_split_and_equal_those_drawn(monkeypatch):
+    """Balanced and third intervals take 4,000 draws of every class (two thirds of a 5,000-class comparison): on
+    each run's own full test split (the same rows, or unpaired), its report's stored ``group_ci`` is read, not
+    drawn again, and equals the draws exactly; a report without it, or the other run's on thirds of its own, is
+    drawn as before."""
+    import probe.uncertainty as uncertainty
+    from probe.diagnostics import test_diagnostics
+    from probe.predictions import Predictions
+
+    labels = np.repeat(np.arange(3), [6, 40, 100])
+    rng = np.random.default_rng(1)
+    base_pred = np.where(rng.random((3, labels.size)) < 0.7, labels, (labels + 1) % 3)
+    other_pred = np.where(rng.random((3, labels.size)) < 0.8, labels, (labels + 2) % 3)
+    conf = np.full(labels.size, 0.9)
+    groups = {"easy": [2], "medium": [0], "hard": [1]}
+    acc = lambda p: [float((p[:, labels == k] == k).mean()) for k in range(3)]  # noqa: E731
+    pair = (Predictions(labels, base_pred, conf), Predictions(labels, other_pred, conf))
+    bare = [_rep(run, acc(p), groups, float((p == labels).mean())) for run, p in (("erm", base_pred),
+                                                                                  ("dro", other_pred))]
+
+    def storing(reports, predictions):  # what each run stores: its report's group_ci of its split, through JSON
+        reports = [r.model_copy(deep=True) for r in reports]
+        for report, own in zip(reports, predictions):
+            report.summary.group_ci = test_diagnostics(own, NAMES, groups).group_ci
+        return [Report.model_validate_json(r.model_dump_json()) for r in reports]
+
+    stored = storing(bare, pair)
+    drawn = compare_reports(*bare, pair)
+    calls = []
+    real = uncertainty.group_intervals
+    monkeypatch.setattr(uncertainty, "group_intervals", lambda *a, **k: calls.append(1) or real(*a, **k))
+    reused = compare_reports(*stored, pair)
+    assert calls == []  # neither run's drawn again
+    assert reused.model_dump() == drawn.model_dump()  # every number, exactly
+    for side in ("base", "other"):
+        for key in ("balanced", "easy", "medium", "hard"):
+            assert getattr(reused.metrics[key], f"{side}_ci") == getattr(stored[0 if side == "base" else 1].summary,
+                                                                        "group_ci")[key]
+    # unpaired (the other run's split in another order, no sources): each run's own full split still, reused
+    order = np.random.default_rng(0).permutation(labels.size)
+    shuffled = (pair[0], Predictions(labels[order], other_pred[:, order], conf))
+    assert compare_reports(*storing(bare, shuffled), shuffled).model_dump() == \
+        compare_reports(*bare, shuffled).model_dump()
+    assert calls == [1, 1, 1, 1]  # storing the two runs', and the bare reports' two runs alone
+    # the other run on thirds of its own: its stored intervals are of those, so the base run's thirds are drawn
+    regrouped = stored[1].model_copy(deep=True)
+    regrouped.grouping.groups = {"easy": [0], "medium": [1], "hard": [2]}
+    calls.clear()
+    assert compare_reports(stored[0], regrouped, pair).metrics == drawn.metrics
+    assert calls == [1]
