@@ -6,6 +6,7 @@ how a CSV cell is written safe for spreadsheets (:func:`csv_cell`), and read bac
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from decimal import ROUND_HALF_UP, Context, Decimal
@@ -22,6 +23,18 @@ def is_missing(x: float | None) -> bool:
     return x is None or math.isnan(x)
 
 
+# Enough digits for any finite float's (1.8e308 to 4.9e-324, then the decimals asked for): one context for every
+# call of fixed (building it and the quantum on each call was a third of its time; 105,000 calls in an export of
+# 5,000 classes). quantize only sets its flags, which nothing reads.
+_FIXED_CONTEXT = Context(prec=400)
+
+
+@functools.lru_cache(maxsize=None)
+def _quantum(digits: int) -> Decimal:
+    """1e-``digits``: the step :func:`fixed` rounds to."""
+    return Decimal(1).scaleb(-digits)
+
+
 def fixed(value: float, digits: int) -> str:
     """``value`` with ``digits`` decimals as every view writes a number: rounded to 12 significant digits, then half
     away from zero, never ``-0.0``; the dashboard's ``Charts.fixed`` is the same rule. 67/80 and a mean of class
@@ -29,8 +42,7 @@ def fixed(value: float, digits: int) -> str:
     against JavaScript's ties up printed 65/80 as 81.2 here and 81.3 % on the dashboard (a review)."""
     if not math.isfinite(value):
         return str(value)  # "nan", "inf", "-inf": as format() wrote them
-    rounded = Decimal(f"{abs(value):.12g}").quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP,
-                                                      context=Context(prec=400))  # any finite float's digits
+    rounded = Decimal(f"{abs(value):.12g}").quantize(_quantum(digits), rounding=ROUND_HALF_UP, context=_FIXED_CONTEXT)
     text = f"{rounded:f}"
     return "-" + text if value < 0 and rounded != 0 else text
 
