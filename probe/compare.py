@@ -22,7 +22,7 @@ from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_al
                           text_console)
 from .seed_spread import INDEPENDENT, SAME_SEEDS, SPREAD_METRICS, add_seed_spreads, pairing_words
 from .selection import SIGN_TEST_ALPHA, past_budget
-from .uncertainty import interval_or_none, observed_class_accuracy, own_intervals, p_text
+from .uncertainty import interval_or_none, intervals_or_none, observed_class_accuracy, own_intervals, p_text
 
 __all__ = ["Comparison", "CompareMetric", "CompareClass", "CompareCost", "CompareDiscordant", "compare_reports",
            "compare_on_images", "check_same_classes", "check_same_images", "first_class_difference", "metric_title",
@@ -736,8 +736,8 @@ def _add_own_intervals(comparison: Comparison, base, other, reports: tuple[Repor
                "worst_class": next((classes[row.index] for row in comparison.per_class if row.name == worst), None)}
         for key, metric in comparison.metrics.items():
             setattr(metric, f"{side}_ci", interval_or_none(own.get(key)))
-        for row, interval in zip(comparison.per_class, classes):
-            setattr(row, f"{side}_ci", interval_or_none(interval))
+        for row, interval in zip(comparison.per_class, intervals_or_none(classes)):  # in one pass, not class by class
+            setattr(row, f"{side}_ci", interval)
 
 
 def _stored_groups(report: Report | None, groups: dict[str, list[int]]) -> dict[str, list[float] | None] | None:
