@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "TemperatureScaling", "UnscaledCalibration",
-           "ReliabilityBin", "HEATMAP_CLASSES", "ConfusionFocus", "ConfusedWith", "Grouping", "Summary",
+           "ReliabilityBin", "HEATMAP_CLASSES", "ConfusionFocus", "ConfusedWith", "ConfusedPair", "CONFUSED_PAIRS", "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "Environment", "run_environment",
            "build_report", "write_run", "load_report", "report_csv", "report_json", "interval_text",
@@ -456,6 +456,25 @@ class ConfusionFocus(_Model):
                                                "to its class's test images, as in the full matrix)")
 
 
+# report.json lists this many most confused pairs of classes (Confusion.pairs), what the dashboard's card shows.
+CONFUSED_PAIRS = 10
+
+
+class ConfusedPair(_Model):
+    """An off-diagonal cell of the test confusion matrix, among the highest rates (:meth:`Confusion.top_pairs`)."""
+
+    true: NonNegativeInt = Field(..., description="the true class's index")
+    predicted: NonNegativeInt = Field(..., description="the class its images were predicted as")
+    count: NonNegativeInt = Field(..., description="predictions of all seeds: each image once per seed")
+    predictions: PositiveInt = Field(..., description="the true class's test predictions of all seeds (its test "
+                                     "images × seeds)")
+    rate: float = Field(..., description="count / predictions: the seed mean of the share of the true class's test "
+                        "images predicted as this class")
+    rate_ci: Optional[Interval] = Field(None, description="95 % Wilson interval of that share over the class's test "
+                                        "images, each counted once (count / seeds of predictions / seeds), as a "
+                                        "class's accuracy_ci; null where the number of seeds is not known")
+
+
 class Confusion(_Model):
     """Test confusion counts summed over seeds; rows = true class, columns = predicted class: ``counts`` (K × K) up to
     ``DENSE_CONFUSION_MAX`` classes, else ``cells``, each non-zero one as ``[true, predicted, count]``."""
@@ -466,6 +485,9 @@ class Confusion(_Model):
         None, description="beyond DENSE_CONFUSION_MAX classes: the non-zero cells, [true, predicted, count]")
     focus: Optional[ConfusionFocus] = Field(None, description=f"beyond {HEATMAP_CLASSES} classes: the most confused "
                                             "classes' sub-matrix (derived on reading; null up to it)")
+    pairs: list[ConfusedPair] = Field(default_factory=list, description=f"the ≤ {CONFUSED_PAIRS} off-diagonal "
+                                      "cells of the highest rate, then count, then the first in row order, each with "
+                                      "its interval (derived on reading)")
 
     @model_validator(mode="after")
     def _one_form(self) -> "Confusion":
@@ -495,6 +517,30 @@ class Confusion(_Model):
         ``HEATMAP_CLASSES`` classes, else None."""
         self.focus = self.most_confused(num_classes) if num_classes > HEATMAP_CLASSES else None
         return self
+
+    def with_pairs(self, num_classes: int, seeds: int | None) -> "Confusion":
+        """Itself with ``pairs`` derived from the matrix (:meth:`top_pairs`)."""
+        self.pairs = self.top_pairs(num_classes, seeds)
+        return self
+
+    def top_pairs(self, num_classes: int, seeds: int | None, limit: int = CONFUSED_PAIRS) -> list[ConfusedPair]:
+        """The ≤ ``limit`` off-diagonal cells of the highest rate (count / the true class's predictions), then the
+        highest count, then row order, each with its rate's Wilson interval over the class's test images: a pair
+        counted over ``seeds`` seeds is the seed-mean share of its images (``probe.uncertainty.wilson_interval`` of
+        count / seeds of predictions / seeds, as a class's accuracy_ci); no interval where ``seeds`` is unknown."""
+        cells = np.asarray(confusion_cells(self.counts) if self.counts is not None else self.cells,
+                           dtype=np.int64).reshape(-1, 3)
+        rows = np.bincount(cells[:, 0], weights=cells[:, 2], minlength=num_classes).astype(np.int64)
+        off = cells[(cells[:, 0] != cells[:, 1]) & (cells[:, 2] > 0)]
+        off = off[np.lexsort((off[:, 1], off[:, 0]))]  # row order
+        true, predicted, count = off.T
+        rate = count / rows[true]
+        chosen = np.lexsort((np.arange(len(off)), -count, -rate))[:limit]
+        cis = (intervals_or_none(wilson_interval(count[chosen] / seeds, rows[true[chosen]] / seeds)) if seeds
+               else [None] * len(chosen))
+        return [ConfusedPair(true=int(true[i]), predicted=int(predicted[i]), count=int(count[i]),
+                             predictions=int(rows[true[i]]), rate=float(rate[i]), rate_ci=ci)
+                for i, ci in zip(chosen, cis)]
 
     def most_confused(self, num_classes: int) -> ConfusionFocus:
         """The sub-matrix of the ≤ ``HEATMAP_CLASSES`` most confused classes, whatever the number of classes: what
@@ -1233,7 +1279,7 @@ class Report(_Model):
         if any(not 0 <= c.index < k for row in self.per_class for c in row.top_confusions):
             raise ValueError(f"a class index of top_confusions lies outside 0..{k - 1}")
         if self.confusion is not None:
-            self.confusion.with_focus(k)
+            self.confusion.with_focus(k).with_pairs(k, len(self.seeds.values) or None)
         return self
 
     @model_validator(mode="after")

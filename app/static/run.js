@@ -426,9 +426,15 @@
     return seeds > 1 ? ` Counts are the test predictions of all ${seeds} seeds: each image counts once per seed.` : "";
   }
 
-  /** Off-diagonal pairs by row-normalised rate: from the confusion counts, else from per-class top_confusions. */
+  /** Off-diagonal pairs by row-normalised rate: the report's (confusion.pairs, each share with its Wilson interval
+   * over the class's images, probe.report.Confusion.top_pairs), else from the confusion counts (the scored images'),
+   * else from per-class top_confusions. */
   function confusedPairs(report, limit) {
-    const cells = confusionCells(report), names = report.class_names, pairs = [];
+    const cells = confusionCells(report), names = report.class_names, pairs = [], listed = (report.confusion || {}).pairs;
+    if (Array.isArray(listed) && listed.length) {
+      return listed.slice(0, limit).map((p) => ({ true: names[p.true], pred: names[p.predicted], rate: p.rate,
+                                                  count: p.count, n: p.predictions, ci: p.rate_ci }));
+    }
     if (cells) {
       const rows = new Array(names.length).fill(0);
       for (const [i, , v] of cells) rows[i] += v;
@@ -442,7 +448,11 @@
   function confusedList(report) {
     const pairs = confusedPairs(report, 10);
     if (!pairs.length) return empty(confusionCells(report) ? "No test image was misclassified." : "No confusion data in this report.");
-    const note = pairs[0].count !== undefined && seedsNote(report);
+    const seeds = pairs[0].count !== undefined && seedsNote(report);
+    // "30.0 % (27 of 90)" had no interval, the 90 read as images (a dashboard round): the share's interval is over
+    // the class's images, each counted once
+    const note = seeds && seeds + (pairs[0].ci ? " The share is their mean over the seeds; its 95 % interval counts "
+      + "each of the class's test images once." : "");
     return [pairList(pairs, "confused-pairs", "show these images in the failure gallery"),
       note ? h("p", { class: "muted note", id: "confused-pairs-note" }, note.trim()) : null];
   }
@@ -457,7 +467,8 @@
       h("button", { type: "button", class: "pair-names", title }, h("strong", {}, h("bdi", {}, Dash.shownName(p.true))), " → ",
         h("bdi", {}, Dash.shownName(p.pred))),
       h("span", { class: "rate-bar" }, rateFill(p.rate)),
-      h("span", { class: "num" }, pct(p.rate), p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null))));
+      h("span", { class: "num" }, ...pctCi(p.rate, p.ci),
+        p.count !== undefined ? h("span", { class: "muted" }, ` (${p.count} of ${p.n})`) : null))));
   }
 
   function rateFill(rate) {

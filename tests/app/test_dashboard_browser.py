@@ -2032,6 +2032,12 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
         assert f": {count} of {sum(CONFUSION[i])} (" in tip
     pairs = driver.js("return Array.from(document.querySelectorAll('#confused-pairs li')).map(l => [l.dataset.true, l.dataset.pred])")
     assert pairs == [[names[1], names[2]], [names[0], names[1]], [names[2], names[0]]]  # 50 %, then the 25 % pairs in class order
+    # each share with its 95 % interval over the class's images (report.confusion.pairs, probe's one definition)
+    listed = served["confusion"]["pairs"]
+    assert [[names[p["true"]], names[p["predicted"]]] for p in listed] == pairs
+    shown = driver.js("return Array.from(document.querySelectorAll('#confused-pairs li .num')).map(s => s.textContent)")
+    assert shown == [f"{percent(p['rate'], 1)}% [{percent(p['rate_ci'][0], 1)}%, {percent(p['rate_ci'][1], 1)}%] "
+                     f"({p['count']} of {p['predictions']})" for p in listed]
     # calibration: one accuracy bar per non-empty bin of the served report, and its summary line
     cal = served["calibration"]
     bars = driver.js("return Array.from(document.querySelectorAll('#reliability-chart rect.bar.main')).map(b => Number(b.dataset.value))")
@@ -2055,7 +2061,8 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     seeds = len(served["seeds"]["values"])
     assert seeds == 3  # the default
     note = f"Counts are the test predictions of all {seeds} seeds: each image counts once per seed."
-    assert driver.js("return document.getElementById('confused-pairs-note').textContent") == note
+    assert driver.js("return document.getElementById('confused-pairs-note').textContent") == (
+        note + " The share is their mean over the seeds; its 95 % interval counts each of the class's test images once.")
     assert driver.js("return document.querySelector('#confusion-heatmap').parentNode.querySelector('p.note').textContent").endswith(note)
     # verdict and warnings
     assert driver.js("return document.getElementById('verdict').textContent") == "Improved: " + VERDICT

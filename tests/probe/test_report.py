@@ -967,3 +967,28 @@ def test_the_spread_of_the_class_accuracies_is_a_line_of_its_own_under_the_worst
     worst = next(i for i, line in enumerate(lines) if line.startswith("worst class (seed mean): "))
     assert "spread" not in lines[worst] and not lines[worst].endswith(" ")
     assert re.fullmatch(r"spread of the per-class accuracies: std \d+\.\d\d points \(seed mean\)", lines[worst + 1])
+
+
+def test_the_most_confused_pairs_carry_the_wilson_interval_of_their_share_of_the_class_images():
+    """The dashboard showed "30.0 % (18 of 60)" without an interval, the 60 counting each of 30 images once per seed
+    (a dashboard round). The report's confusion lists its most confused pairs (derived on reading, so older
+    reports have them), each share with the Wilson interval over the class's images counted once: 18 of 60
+    predictions over 2 seeds are 9 of 30 images (scipy's "wilson"; under 30 images "wilsoncc", as accuracy_ci)."""
+    from scipy.stats import binomtest
+
+    data = _report().model_dump(mode="json")  # two seeds
+    counts = [[42, 18, 0], [4, 16, 0], [4, 3, 13]]  # rows: 30, 10 and 10 images, each predicted by both seeds
+    pairs = Report.model_validate({**data, "confusion": {"split": "test", "counts": counts}}).confusion.pairs
+    got = [(p.true, p.predicted, p.count, p.predictions, p.rate) for p in pairs]
+    assert got == [(0, 1, 18, 60, 0.3), (1, 0, 4, 20, 0.2), (2, 0, 4, 20, 0.2), (2, 1, 3, 20, 0.15)]
+    expected = [binomtest(9, 30).proportion_ci(method="wilson"), binomtest(2, 10).proportion_ci(method="wilsoncc"),
+                binomtest(2, 10).proportion_ci(method="wilsoncc")]
+    for pair, ci in zip(pairs, expected):
+        assert pair.rate_ci == pytest.approx([ci.low, ci.high], abs=1e-12)
+    lo, hi = pairs[3].rate_ci  # 1.5 of 10 images: the formula's p̂ and n as they are, corrected under 30
+    z = 1.959963984540054
+    p, n = 0.15, 10
+    root = math.sqrt(z * z - 2 - 1 / n + 4 * p * (n * (1 - p) + 1))
+    assert lo == pytest.approx((2 * n * p + z * z - 1 - z * root) / (2 * (n + z * z)), abs=1e-12)
+    assert lo < 0.15 < hi
+
