@@ -655,6 +655,9 @@ class Calibration(_Model):
                               "before it")
     confidence: Num = Field(..., description="mean top-1 confidence (above accuracy: overconfident)")
     accuracy: Num = Field(..., description="the first seed's test accuracy")
+    accuracy_ci: Optional[Interval] = Field(None, description="95 % Wilson interval of that accuracy over the bins' "
+                                            "images (derived on reading; the run's summary.shipped_overall_ci, or "
+                                            "overall_ci with one seed, where it is the same figure); null without bins")
     nll: Num = Field(..., description="mean negative log-likelihood of the true class (natural log; scikit-learn's "
                      "log_loss)")
     top_k: Optional[PositiveInt] = Field(None, description="k of top_k_accuracy; null with k or fewer classes")
@@ -670,8 +673,28 @@ class Calibration(_Model):
 
     @model_validator(mode="after")
     def _worded(self) -> "Calibration":
+        images = sum(b.count for b in self.bins)
+        self.accuracy_ci = (wilson_interval(self.accuracy * images, images).tolist()
+                            if images and self.accuracy is not None else None)
         self.text = self.brief()
         return self
+
+    def _gap_text(self) -> str:
+        """Mean confidence against accuracy with its interval, and how far apart, in words: " (overconfident by
+        x points, …)" where the accuracy has an interval, whether the confidence lies within it."""
+        said = f"mean confidence {percent(self.confidence)}% against accuracy {percent(self.accuracy)}%"
+        if self.confidence is None or self.accuracy is None:
+            return said
+        gap = self.confidence - self.accuracy
+        lean = (f"{'overconfident' if gap > 0 else 'underconfident'} by {percent(abs(gap), 1)} points"
+                if abs(gap) >= 0.005 else "as confident as accurate")
+        ci = self.accuracy_ci
+        if ci is not None and abs(gap) >= 0.005:
+            # the panel gave the ECE an interval and the accuracy beside it none (a dashboard round)
+            within = ci[0] <= self.confidence <= ci[1]
+            lean += f", {'within' if within else 'outside'} the accuracy's 95 % interval"
+        shown = "" if ci is None else f" {interval_text(ci)}"
+        return f"{said}{shown} ({lean})"
 
     def describe(self) -> str:
         """One line for the terminal, Markdown and HTML views."""
@@ -682,9 +705,6 @@ class Calibration(_Model):
     def brief(self) -> str:
         """ECE (less its bias, with its interval), confidence against accuracy and NLL: what a comparison of two
         runs lists for each."""
-        gap = None if self.confidence is None or self.accuracy is None else self.confidence - self.accuracy
-        lean = ("" if gap is None else f" ({'overconfident' if gap > 0 else 'underconfident'} by "
-                f"{percent(abs(gap), 1)} points)" if abs(gap) >= 0.005 else " (as confident as accurate)")
         # "5.00% less its bias" read as "5 % less than its bias" (a new-user round)
         # "its bias" read as a post-hoc logit bias on such a run (a dashboard-only round): the estimate's own
         debiased = ("" if self.ece_debiased is None
@@ -694,8 +714,7 @@ class Calibration(_Model):
         lead = "with its temperature: " if scaled is not None and scaled.applied else ""
         tail = "" if scaled is None else f" ({scaled.brief()})"
         return (f"{lead}ECE {percent(self.ece)}%{debiased} 95 % interval {interval_text(self.ece_ci)}{self.verdict()}, "
-                f"mean confidence {percent(self.confidence)}% against accuracy {percent(self.accuracy)}%{lean}{nll}"
-                f"{tail}")
+                f"{self._gap_text()}{nll}{tail}")
 
     def verdict(self) -> str:
         """Whether the confidences are calibrated within noise, by :attr:`calibrated_p` ("" in older reports)."""

@@ -992,3 +992,25 @@ def test_the_most_confused_pairs_carry_the_wilson_interval_of_their_share_of_the
     assert lo == pytest.approx((2 * n * p + z * z - 1 - z * root) / (2 * (n + z * z)), abs=1e-12)
     assert lo < 0.15 < hi
 
+
+def test_a_calibrations_accuracy_carries_its_wilson_interval_and_says_whether_the_confidence_lies_in_it():
+    """The panel read "mean confidence 73.14 % against accuracy 74.33 %" with no interval beside an ECE with one (a
+    dashboard round): the accuracy carries its Wilson interval over the bins' images (as the run's
+    shipped_overall_ci), and the gap says whether the confidence lies within it."""
+    from scipy.stats import binomtest
+
+    from probe.report import Calibration, ReliabilityBin
+
+    bins = [ReliabilityBin(upper=0.5, count=10, confidence=0.45, accuracy=0.4),
+            ReliabilityBin(upper=1.0, count=30, confidence=0.85, accuracy=0.8)]  # 28 of 40 right
+    fields = dict(ece=0.05, ece_debiased=0.032, ece_ci=[0.01, 0.07], calibrated_p=0.2, confidence=0.75,
+                  accuracy=0.7, nll=0.41, bins=bins)
+    expected = binomtest(28, 40).proportion_ci(method="wilson")
+    cal = Calibration(**fields)
+    assert cal.accuracy_ci == pytest.approx([expected.low, expected.high], abs=1e-12)
+    assert cal.text.endswith(f"mean confidence 75.00% against accuracy 70.00% [{percent(expected.low, 1)}, "
+                             f"{percent(expected.high, 1)}] (overconfident by 5.0 points, within the accuracy's "
+                             "95 % interval), NLL 0.410")
+    far = Calibration(**{**fields, "confidence": 0.95})
+    assert "(overconfident by 25.0 points, outside the accuracy's 95 % interval)" in far.text
+    assert Calibration.model_validate({**cal.model_dump(), "accuracy_ci": [0.0, 1.0]}).accuracy_ci == cal.accuracy_ci
