@@ -131,8 +131,11 @@
         h("input", { id: "dataset-path", "aria-label": "folder or CSV manifest on the server",
           placeholder: "/data/my-images",
           size: 50 }),
+        // idx folders are read too (feature_cache.idx), which the hint did not say (a dashboard round)
         h("div", { class: "hint" }, "A folder of class folders, or a CSV manifest (a .csv file of path,label rows, "
-          + "paths relative to it: give the file itself), under the server's MR2PROBE_DATA_ROOT.")),
+          + "paths relative to it: give the file itself), or a folder of MNIST / Fashion-MNIST idx files "
+          + "(train-images-idx3-ubyte, train-labels-idx1-ubyte and the t10k- pair, gzipped or not), "
+          + "under the server's MR2PROBE_DATA_ROOT.")),
       h("div", { class: "source-pane", "data-source": "cache" },
         labelledCaches.length ? h("select", { id: "cache-select", "aria-label": "feature cache" }, h("option", { value: "" }, "a cache file on the server (below)"),
           labelledCaches.map((c) => h("option", { value: c.id, selected: (cacheId ? c.id === cacheId : c.id === firstUsable) ? "selected" : null,

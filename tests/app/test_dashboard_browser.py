@@ -1294,6 +1294,11 @@ def test_launch_form_says_a_csv_manifest_is_given_as_a_file_on_the_server(driver
     driver.js("document.getElementById('source-path').click()")
     path = driver.js("return document.querySelector('.source-pane[data-source=path] .hint').textContent")
     assert path.startswith("A folder of class folders, or a CSV manifest (a .csv file of path,label rows")
+    # and a folder of idx files, which feature_cache.idx reads (its names: IDX_FILES' prefixes)
+    from feature_cache.idx import IDX_FILES
+
+    assert ("or a folder of MNIST / Fashion-MNIST idx files (train-images-idx3-ubyte, train-labels-idx1-ubyte and the "
+            f"{IDX_FILES['test']}- pair, gzipped or not), under the server's MR2PROBE_DATA_ROOT.") in path
     assert driver.ax("#dataset-path")["name"] == "folder or CSV manifest on the server"
     driver.screenshot(tmp_path / "launch_csv_hint.png")
 
