@@ -17,6 +17,12 @@
                      head: "head", preset: "preset", loss: "preset", select: "preset", posthoc_bias: "preset", max_overall_drop: "budget", overall_metric: "overall-metric", cv: "cv", max_per_class: "limits-cap", val_fraction: "limits-val", epochs: "limits",
                      temperature_scaling: "calibration", drop_classes: "drop-classes" };
 
+  // Under a field, the API's name of an option its message quotes, in the form's words: "max_per_class 1 leaves no
+  // validation image … give max_per_class 2 or more" stood under "Images per class" (a dashboard round)
+  const FORM_WORDS = { max_per_class: "images per class" };
+  const inFormWords = (text) => Object.entries(FORM_WORDS).reduce((t, [api, words]) =>
+    t.replace(new RegExp(`\\b${api}\\b`, "g"), words), text);
+
   function field(label, input, key, hint) {
     // its hint and its error describe it to a screen reader, read with the field (the hints were read with nothing,
     // an error once as it came; a keyboard-only round)
@@ -60,7 +66,7 @@
         || Object.keys(FIELD_OF).find((k) => new RegExp(`\\b${k}\\b`).test(text) || (k === "dataset_id" && /data ?set/i.test(text)));
       // under its field, the message alone, as an array detail's (fieldMessage): "probes[0].drop_classes: no class
       // named ..." named the API's path under "Leave out classes" (a dashboard-only round)
-      add(key ? FIELD_OF[key] : "form", key && lead ? text.slice(lead[0].length) : text);
+      add(key ? FIELD_OF[key] : "form", key ? inFormWords(lead ? text.slice(lead[0].length) : text) : text);
     }
     for (const [key, texts] of Object.entries(byField)) sayError(key, texts.join(" · "));
   }

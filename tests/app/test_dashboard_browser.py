@@ -1838,6 +1838,27 @@ def test_the_launch_form_checks_its_numbers_before_anything_is_uploaded(driver, 
     assert driver.js(errors) == {}
 
 
+def test_a_cap_per_class_the_server_refuses_is_said_under_its_field_in_the_forms_words(driver, launch_service,
+                                                                                        tmp_path):
+    """A cap of 1 image per class leaves no validation image where the data set has no val/ folder: the server's
+    refusal stood under "Images per class" naming the API's max_per_class (a dashboard round). The bound depends on
+    the data set (with a val/ folder 1 is taken), so the form sends it and says the answer in its own words."""
+    base = launch_service.base
+    _open(driver, base + "/launch", "launch")
+    jobs = httpx.get(base + "/api/jobs").json()
+    driver.js("document.getElementById('source-upload').click()")
+    # an archive of its own (9 train images a class): the default one, registered here, would be registered already
+    # for the next test on this service, which reads the API's 201 for it
+    driver.send_file("#archive", _shapes_zip(tmp_path / "cap.zip", n_train=9))
+    _value(driver, "max-per-class", "1")
+    driver.js("document.getElementById('launch-submit').click()")
+    said = wait_for(lambda: driver.js("return document.getElementById('err-limits-cap').textContent"), 60,
+                    what="the refusal under the cap")
+    assert said == ("images per class 1 leaves no validation image (train 3, val 0, test 3): a probe carves one from "
+                    "a class of 2 train images or more; give images per class 2 or more")
+    assert httpx.get(base + "/api/jobs").json() == jobs
+
+
 def test_the_launch_form_goes_on_with_an_archive_registered_already(driver, launch_service, tmp_path):
     """A new-user round: uploading an archive registered already (the API's 200, that data set) stalled the form
     with an empty error and no job request. Here the job request that follows is refused on its encoder, so that
