@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "CHART_CLASSES", "DENSE_CONFUSION_MAX", "READABLE_VERSIONS", "PER_CLASS_COLUMNS", "Report", "Selection", "Candidate",
            "FrontierPoint", "CrossValidation", "Confusion", "Calibration", "TemperatureScaling", "UnscaledCalibration",
-           "ReliabilityBin", "HEATMAP_CLASSES", "ConfusionFocus", "ConfusedWith", "ConfusedPair", "CONFUSED_PAIRS", "Grouping", "Summary",
+           "ReliabilityBin", "HEATMAP_CLASSES", "ConfusionFocus", "ConfusedWith", "ConfusedPair", "CONFUSED_PAIRS",
+           "Grouping", "Summary",
            "PerClassRow", "Seeds", "SeedMetric", "ValSummary", "Posthoc", "PresetInfo", "Timing", "FeatureSource",
            "Environment", "run_environment",
            "build_report", "write_run", "load_report", "report_csv", "report_json", "interval_text",

@@ -430,7 +430,8 @@
    * over the class's images, probe.report.Confusion.top_pairs), else from the confusion counts (the scored images'),
    * else from per-class top_confusions. */
   function confusedPairs(report, limit) {
-    const cells = confusionCells(report), names = report.class_names, pairs = [], listed = (report.confusion || {}).pairs;
+    const cells = confusionCells(report), names = report.class_names, pairs = [];
+    const listed = (report.confusion || {}).pairs;
     if (Array.isArray(listed) && listed.length) {
       return listed.slice(0, limit).map((p) => ({ true: names[p.true], pred: names[p.predicted], rate: p.rate,
                                                   count: p.count, n: p.predictions, ci: p.rate_ci }));

@@ -1634,3 +1634,26 @@ def test_a_probe_job_that_ran_fewer_folds_than_asked_is_named_by_both(fresh_fini
     assert 2 <= folds < 20 and report["config"]["cv"] == 20
     assert job["what"] == f"probe on cache {cache_id}: ce/linear (5 epochs; cv {folds} of 20 asked)"
     assert client.get(f"/api/runs/{run_id}").json()["name"] == f"ce/linear (5 epochs; cv {folds} of 20 asked)"
+
+
+def test_a_served_report_carries_its_confused_pairs_and_calibration_accuracy_with_intervals(finished):
+    """GET /api/reports serves the most confused pairs the run page lists, each share with its interval over the
+    class's images, and the calibration's accuracy with the interval of the run's shipped accuracy (the same
+    figure: the first seed's), which the CLI, the exports and the dashboard all read (a dashboard round)."""
+    report = finished.client.get(f"/api/reports/{finished.erm}").json()  # the reference confuses a class
+    counts, seeds = np.array(report["confusion"]["counts"]), len(report["seeds"]["values"])
+    cells = [(i, j) for i in range(3) for j in range(3) if i != j and counts[i, j]]
+    rates = {(i, j): counts[i, j] / counts[i].sum() for i, j in cells}
+    order = sorted(cells, key=lambda c: (-rates[c], -counts[c], c))
+    pairs = report["confusion"]["pairs"]
+    assert pairs and [(p["true"], p["predicted"], p["count"], p["predictions"]) for p in pairs] == [
+        (i, j, int(counts[i, j]), int(counts[i].sum())) for i, j in order]
+    assert [p["rate"] for p in pairs] == pytest.approx([rates[c] for c in order], abs=1e-15)
+    from scipy.stats import binomtest
+
+    for p in pairs:  # under 30 images: the continuity-corrected Wilson interval, as accuracy_ci
+        if p["count"] % seeds == 0:
+            ci = binomtest(p["count"] // seeds, p["predictions"] // seeds).proportion_ci(method="wilsoncc")
+            assert p["rate_ci"] == pytest.approx([ci.low, ci.high], abs=1e-12)
+    shipped = report["summary"]["shipped_overall_ci"] or report["summary"]["overall_ci"]
+    assert report["calibration"]["accuracy_ci"] == pytest.approx(shipped, abs=1e-12)

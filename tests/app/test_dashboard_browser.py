@@ -2088,7 +2088,8 @@ def test_report_panels_render_from_the_report_fields(driver, launch_service, tmp
     assert seeds == 3  # the default
     note = f"Counts are the test predictions of all {seeds} seeds: each image counts once per seed."
     assert driver.js("return document.getElementById('confused-pairs-note').textContent") == (
-        note + " The share is their mean over the seeds; its 95 % interval counts each of the class's test images once.")
+        note + " The share is their mean over the seeds; its 95 % interval counts each of the class's test images "
+        "once.")
     assert driver.js("return document.querySelector('#confusion-heatmap').parentNode.querySelector('p.note').textContent").endswith(note)
     # verdict and warnings
     assert driver.js("return document.getElementById('verdict').textContent") == "Improved: " + VERDICT
