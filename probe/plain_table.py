@@ -13,9 +13,11 @@ import dataclasses
 _JUSTIFIED = {"left": lambda line, room: line + " " * room, "right": lambda line, room: " " * room + line}
 
 
-def table_lines(console, table) -> list[str] | None:
-    """The lines (each ending in a newline) ``console.print(table)`` would render before cropping, or None where
-    ``table`` is not one drawn here: rich then prints it itself."""
+def table_lines(console, table) -> tuple[list[str], int] | None:
+    """The lines (each ending in a newline) ``console.print(table)`` renders before cropping them to the console,
+    and the cells the widest takes; None where ``table`` is not one drawn here: rich then prints it itself."""
+    from rich.cells import cell_len
+
     cells = [column._cells for column in table.columns]
     if not table.rows or not _drawable(table, cells):
         return None
@@ -35,8 +37,11 @@ def table_lines(console, table) -> list[str] | None:
     starts = [i for i in range(len(drawn) - len(mine or []) + 1) if drawn[i:i + len(mine)] == mine] if mine else []
     if len(starts) != 1:
         return None
+    end = starts[0] + len(mine)
+    # the widest line: every row's is its cells' widths with the edge and dividers
+    widest = max(sum(widths) + len(widths) + 1, *(cell_len(line) for line in drawn[:starts[0]] + drawn[end:]))
     rows = _row_lines(table, cells, range(len(table.rows)), widths)
-    return None if rows is None else drawn[:starts[0]] + rows + drawn[starts[0] + len(mine):]
+    return None if rows is None else (drawn[:starts[0]] + rows + drawn[end:], widest)
 
 
 def _drawable(table, cells: list[list]) -> bool:
@@ -64,8 +69,10 @@ def _sample(cells: list[list[str]]) -> list[int]:
 
     kept = {0}
     for column in cells:
-        words = [max(map(cell_len, cell.split()), default=0) for cell in column]
         lines = [max(map(cell_len, cell.splitlines()), default=0) for cell in column]
+        # a cell without white space is one word, as wide as its line
+        words = [max(map(cell_len, cell.split()), default=0) if " " in cell else line
+                 for cell, line in zip(column, lines)]
         kept |= {words.index(max(words)), lines.index(max(lines))}
     return sorted(kept)
 

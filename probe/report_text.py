@@ -485,8 +485,11 @@ def print_table(console, table, width: int) -> None:
     kept = console.width  # console.print's own width is capped at the console's
     console.width = max(width, getattr(table, "needed_width", width))
     try:
-        lines = table_lines(console, table)
-        console.print(table if lines is None else Segments([Segment(line) for line in lines]))
+        drawn = table_lines(console, table)
+        if drawn is None:
+            console.print(table)
+        else:  # cropped only where wider than the console (measuring every line to crop it took a third of the time)
+            console.print(Segments([Segment(line) for line in drawn[0]]), crop=drawn[1] > console.width)
     finally:
         console.width = kept
 
