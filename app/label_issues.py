@@ -165,21 +165,21 @@ def fit_label_issues(refit: RefitPool, progress=None, method: str = DEFAULT_METH
     pool, on ``device`` (None: the run's), predict each image out of fold, and mark those ``method`` lists. Raises
     ValueError as :func:`probe.label_issues.out_of_fold_probabilities` does (a fold's fit that diverged)."""
     from probe.devices import resolve_device
-    from probe.label_issues import label_issue_mask, label_issue_predictions, out_of_fold_probabilities
+    from probe.label_issues import out_of_fold_issues
     from probe.splits import kept_rows
 
     report, config, data, pool, y = refit.report, refit.config, refit.data, refit.pool, refit.y
     params = {k: v for k, v in (report.config.get("selected") or {}).items() if v is not None}
     seed_precisions = report.environment.seed_precisions if report.environment is not None else []
-    probabilities = out_of_fold_probabilities(
-        refit.x, y, len(refit.names), config, params, folds=refit.folds, device=resolve_device(device or config.device),
-        precision=seed_precisions[0] if seed_precisions else None, class_names=refit.names, progress=progress)
     paths = [path for split in pool for path in (refit.sources or {}).get(split, [])]
-    return PoolIssues(label_issue_predictions(probabilities, y, paths if len(paths) == len(y) else None), refit.names,
-                      np.concatenate([np.full(len(data[s][1]), s) for s in pool]),
+    predictions, listed = out_of_fold_issues(
+        refit.x, y, len(refit.names), config, params, method, paths if len(paths) == len(y) else None,
+        folds=refit.folds, device=resolve_device(device or config.device),
+        precision=seed_precisions[0] if seed_precisions else None, class_names=refit.names, progress=progress)
+    return PoolIssues(predictions, refit.names, np.concatenate([np.full(len(data[s][1]), s) for s in pool]),
                       np.concatenate([kept_rows(refit.given[s][1], refit.cache.class_names, config.drop_classes)
                                       for s in pool]),
-                      refit.folds, params, method, label_issue_mask(probabilities, y, method), refit.note)
+                      refit.folds, params, method, listed, refit.note)
 
 
 def find_label_issues(run_dir: str | Path, features: str | Path | None = None, folds: int | None = None,

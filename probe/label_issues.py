@@ -23,7 +23,7 @@ Arrays only: the caller loads the features (``app.label_issues`` reads a run and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from .names import listed
 from .predictions import Predictions
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "check_method", "check_folds", "resolve_folds", "out_of_fold_probabilities",
+           "out_of_fold_softmax", "out_of_fold_issues",
            "label_issue_predictions", "confident_thresholds", "confident_joint", "confident_learning_issues",
            "label_issue_mask", "PLAUSIBLE_NOISE", "out_of_fold_accuracy", "weak_refit_caution"]
 
@@ -108,31 +109,13 @@ def resolve_folds(counts, folds: int | None, class_names: list[str] | None = Non
     return folds, note
 
 
-def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,
-                              params: dict, *, folds: int = DEFAULT_CV_FOLDS, seed: int | None = None,
-                              device=None, precision: str | None = None, loss_options: dict | None = None,
-                              class_names: list[str] | None = None,
-                              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """(n, K) softmax probabilities of each sample by the fold model that did not train on it.
-
-    Args:
-        features: (n, d) the pooled samples (train + val).
-        labels: (n,) their labels in [0, K).
-        num_classes: K.
-        config: the run's configuration, resolved (``Report.probe_config()``: batch size and epochs as it ran).
-        params: its chosen hyper-parameters (``lr``, ``weight_decay``, and ``cbar`` / ``lam`` / grid loss options
-            where selected: ``report.config["selected"]``), fitted as they are, without a sweep.
-        folds: k, in MIN_CV_FOLDS..MAX_CV_FOLDS and at most the smallest class's count.
-        seed: the folds' shuffle and the fits' seed (default: the configuration's first seed).
-        device: the resolved device (None: the configuration's).
-        precision: the fits' precision (None: the configuration's; a run's first seed's for its shipped head).
-        loss_options: options the run added to its loss (``val_error`` of ``mr2_valerr``), as ``run_probe`` did.
-        class_names: K names, for the errors only.
-        progress: ``progress(folds_done, folds)`` after each fold.
-
-    Raises:
-        ValueError: bad ``folds``, or a fold's fit that diverged.
-    """
+def out_of_fold_softmax(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,
+                        params: dict, *, folds: int = DEFAULT_CV_FOLDS, seed: int | None = None, device=None,
+                        precision: str | None = None, loss_options: dict | None = None,
+                        class_names: list[str] | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, softmax)`` chunks: every sample's out-of-fold probabilities once, a chunk of held-out rows at a
+    time (:func:`out_of_fold_probabilities` describes the arguments and errors)."""
     from .trainer import ProbeTrainer, diverged
 
     labels = np.asarray(labels, dtype=np.int64)
@@ -142,31 +125,69 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_clas
     if precision:
         kwargs["precision"] = precision
     assignment = stratified_folds(labels, folds, seed)
-    probabilities = np.zeros((labels.shape[0], num_classes), dtype=np.float64)
     for fold in range(folds):
         held, kept = np.flatnonzero(assignment == fold), np.flatnonzero(assignment != fold)
         trainer = ProbeTrainer(**kwargs).fit(features[kept], labels[kept], num_classes=num_classes)
         failure = diverged(trainer)
         if failure is not None:
             raise ValueError(f"fold {fold + 1}/{folds} with {params} {failure}.")
-        _write_softmax(probabilities, held, trainer.decision_function(features[held]))
+        logits = trainer.decision_function(features[held])
+        # a chunk of rows at a time (the same numbers: each row's softmax is its own): a fold's whole softmax was
+        # another n/k × K float64 array, 400 MB of a 20,000-image 5,000-class run's two folds
+        step = max(1, _SOFTMAX_CHUNK_BYTES // (8 * max(1, num_classes)))
+        for start in range(0, len(held), step):
+            yield held[start:start + step], softmax(logits[start:start + step])
+        del logits
         logger.info("label issues: fold %d/%d fitted on %d samples", fold + 1, folds, kept.size)
         if progress is not None:
             progress(fold + 1, folds)
+
+
+def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,
+                              params: dict, **options) -> np.ndarray:
+    """(n, K) softmax probabilities of each sample by the fold model that did not train on it (float64: n × K × 8
+    bytes, 320 MB at 20,000 images and 2,000 classes; :func:`out_of_fold_issues` keeps it only for the method
+    that needs it).
+
+    Args:
+        features: (n, d) the pooled samples (train + val).
+        labels: (n,) their labels in [0, K).
+        num_classes: K.
+        config: the run's configuration, resolved (``Report.probe_config()``: batch size and epochs as it ran).
+        params: its chosen hyper-parameters (``lr``, ``weight_decay``, and ``cbar`` / ``lam`` / grid loss options
+            where selected: ``report.config["selected"]``), fitted as they are, without a sweep.
+        options: ``folds``: k, in MIN_CV_FOLDS..MAX_CV_FOLDS and at most the smallest class's count (default
+            DEFAULT_CV_FOLDS); ``seed``: the folds' shuffle and the fits' seed (default: the configuration's first
+            seed); ``device``: the resolved device (None: the configuration's); ``precision``: the fits' precision
+            (None: the configuration's; a run's first seed's for its shipped head); ``loss_options``: options the
+            run added to its loss (``val_error`` of ``mr2_valerr``), as ``run_probe`` did; ``class_names``: K
+            names, for the errors only; ``progress``: ``progress(folds_done, folds)`` after each fold.
+
+    Raises:
+        ValueError: bad ``folds``, or a fold's fit that diverged.
+    """
+    probabilities = np.zeros((np.shape(labels)[0], num_classes), dtype=np.float64)
+    for rows, chunk in out_of_fold_softmax(features, labels, num_classes, config, params, **options):
+        probabilities[rows] = chunk
     return probabilities
 
 
-# Held-out rows softmaxed at a time (float64 bytes): a fold's whole softmax beside the (n, K) result was another
-# n/k × K float64 array, 400 MB of a 20,000-image 5,000-class run's two folds.
+# Held-out rows softmaxed at a time (float64 bytes)
 _SOFTMAX_CHUNK_BYTES = 1 << 24
 
 
-def _write_softmax(probabilities: np.ndarray, rows: np.ndarray, logits: np.ndarray) -> None:
-    """``probabilities[rows] = softmax(logits)``, in place, a chunk of rows at a time (the same numbers: each row's
-    softmax is its own)."""
-    step = max(1, _SOFTMAX_CHUNK_BYTES // (8 * max(1, logits.shape[1])))
-    for start in range(0, len(rows), step):
-        probabilities[rows[start:start + step]] = softmax(logits[start:start + step])
+def _row_summaries(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n,) each row's most probable class (the first of a tie, as argmax), its probability and the probability of
+    the row's label: all that :func:`label_issue_predictions` and ``predicted-neq-given`` read of a row."""
+    predicted = probabilities.argmax(axis=1)
+    rows = np.arange(labels.shape[0])
+    return predicted, probabilities[rows, predicted], probabilities[rows, labels]
+
+
+def _predictions(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, label_probability: np.ndarray,
+                 sources) -> Predictions:
+    return Predictions(labels, predicted[None, :], np.clip(confidence, 0.0, 1.0), sources,
+                       label_probability=np.clip(label_probability, 0.0, 1.0))
 
 
 def label_issue_predictions(probabilities: np.ndarray, labels: np.ndarray, sources=None) -> Predictions:
@@ -175,10 +196,35 @@ def label_issue_predictions(probabilities: np.ndarray, labels: np.ndarray, sourc
     the samples predicted otherwise than labelled, the lowest probability of their label first."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    predicted = probabilities.argmax(axis=1)
-    rows = np.arange(labels.shape[0])
-    return Predictions(labels, predicted[None, :], np.clip(probabilities[rows, predicted], 0.0, 1.0), sources,
-                       label_probability=np.clip(probabilities[rows, labels], 0.0, 1.0))
+    return _predictions(labels, *_row_summaries(probabilities, labels), sources)
+
+
+def _streamed_predictions(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,
+                          params: dict, sources=None, **options) -> Predictions:
+    """``label_issue_predictions(out_of_fold_probabilities(...), labels, sources)``, the same numbers, from each
+    chunk's row summaries: no (n, K) array, only a fold's logits and a chunk's softmax at a time."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.zeros(labels.shape[0], dtype=np.int64)
+    confidence, label_probability = np.zeros(labels.shape[0]), np.zeros(labels.shape[0])
+    for rows, chunk in out_of_fold_softmax(features, labels, num_classes, config, params, **options):
+        predicted[rows], confidence[rows], label_probability[rows] = _row_summaries(chunk, labels[rows])
+    return _predictions(labels, predicted, confidence, label_probability, sources)
+
+
+def out_of_fold_issues(features: np.ndarray, labels: np.ndarray, num_classes: int, config: ProbeConfig,
+                       params: dict, method: str = DEFAULT_METHOD, sources=None,
+                       **options) -> tuple[Predictions, np.ndarray]:
+    """The pool's out-of-fold :class:`Predictions` (:func:`label_issue_predictions`) and the (n,) bool mask of the
+    samples ``method`` lists (:func:`label_issue_mask`), fitted as :func:`out_of_fold_probabilities` (``options``).
+    ``predicted-neq-given`` reads only each row's argmax, its probability and p(label), kept as each fold's chunks
+    are scored; ``confident-learning`` reads whole columns after the thresholds of every row (mean p(k) over the
+    samples labelled k), so it keeps the (n, K) float64 array (float32 would move thresholds and margins)."""
+    if check_method(method) == CONFIDENT_LEARNING:
+        probabilities = out_of_fold_probabilities(features, labels, num_classes, config, params, **options)
+        return (label_issue_predictions(probabilities, labels, sources),
+                confident_learning_issues(probabilities, labels))
+    predictions = _streamed_predictions(features, labels, num_classes, config, params, sources, **options)
+    return predictions, predictions.predicted[0] != predictions.labels
 
 
 def _members(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:

@@ -175,7 +175,7 @@ def test_a_cancelled_label_issues_job_leaves_no_result(fresh_finished, monkeypat
             runner.cancel(job["id"])
 
     if when == "between folds":
-        real = probe.label_issues.out_of_fold_probabilities
+        real = probe.label_issues.out_of_fold_softmax
 
         def folds(*args, progress, **kwargs):
             def cancel_then_report(done, total):
@@ -184,7 +184,7 @@ def test_a_cancelled_label_issues_job_leaves_no_result(fresh_finished, monkeypat
 
             return real(*args, progress=cancel_then_report, **kwargs)
 
-        monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", folds)
+        monkeypatch.setattr(probe.label_issues, "out_of_fold_softmax", folds)
     else:
         real = app.label_issues.fit_label_issues
 
@@ -494,7 +494,7 @@ def _replace_during_first_fold(monkeypatch, run_dir: Path, write) -> None:
     import probe.label_issues
     from probe.rundir import replace_run
 
-    real, calls = probe.label_issues.out_of_fold_probabilities, []
+    real, calls = probe.label_issues.out_of_fold_softmax, []
 
     def folds(*args, **kwargs):
         calls.append(1)
@@ -502,7 +502,7 @@ def _replace_during_first_fold(monkeypatch, run_dir: Path, write) -> None:
             replace_run(run_dir, write, ["report.json"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", folds)
+    monkeypatch.setattr(probe.label_issues, "out_of_fold_softmax", folds)
 
 
 def test_a_run_replaced_while_its_folds_are_fitted_is_refitted_whole(fresh_finished, monkeypatch):
@@ -556,13 +556,13 @@ def test_a_run_folder_removed_while_its_folds_are_fitted_fails_the_job_naming_th
 
     client, store = fresh_finished.client, fresh_finished.client.app.state.store
     run = store.get_run(fresh_finished.erm)
-    real = probe.label_issues.out_of_fold_probabilities
+    real = probe.label_issues.out_of_fold_softmax
 
     def removed_then_folds(*args, **kwargs):
         shutil.rmtree(run["path"], ignore_errors=True)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", removed_then_folds)
+    monkeypatch.setattr(probe.label_issues, "out_of_fold_softmax", removed_then_folds)
     job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
     assert job["status"] == "failed", job
     assert job["error"].startswith(f"FileNotFoundError: run {run['id']!r} cannot be refitted as it is now: no "
@@ -584,7 +584,7 @@ def test_a_value_error_of_another_signature_during_the_fits_is_said_as_one(fresh
 
     client, store = fresh_finished.client, fresh_finished.client.app.state.store
     run = store.get_run(fresh_finished.erm)
-    monkeypatch.setattr(probe.label_issues, "out_of_fold_probabilities", picky)
+    monkeypatch.setattr(probe.label_issues, "out_of_fold_softmax", picky)
     job = wait_job(client, _start(client, run["id"], folds=3).json()["id"])
     assert job["status"] == "failed", job
     # an error of the fits names itself, not a run that 'cannot be refitted as it is now' (said of any ValueError)
