@@ -242,8 +242,8 @@ class Matched(NamedTuple):
     base: Predictions
     other: Predictions
     how: str  # BY_ROWS, BY_DIGESTS or BY_PATHS
-    # how many of base's test images other holds under another label, by content digest (BY_DIGESTS; else 0): in
-    # both caches, yet no pair, whose pairs need one label
+    # how many of base's test images other holds under another label, by content digest (BY_DIGESTS) or source path
+    # (BY_PATHS; BY_ROWS: 0): in both caches, yet no pair, whose pairs need one label
     relabelled: int = 0
 
 
@@ -271,7 +271,7 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
     if not rows.size:
         return None
     # the images both hold whatever their label (an image twice pairs occurrence by occurrence), less those paired
-    moved = sum((Counter(identity[0]) & Counter(identity[1])).values()) - rows.size if how == BY_DIGESTS else 0
+    moved = sum((Counter(identity[0]) & Counter(identity[1])).values()) - rows.size
     return Matched(_take(base, rows), _without_sources(_take(other, columns)), how, moved)
 
 

@@ -1242,6 +1242,35 @@ def test_images_both_caches_hold_under_other_labels_are_not_called_only_one_run_
         "every accuracy, interval and count here is of those 12, none left out (calibration and cost: each run's own)")
 
 
+def test_images_both_caches_hold_under_other_labels_are_counted_apart_when_paired_by_paths():
+    """The same image under two labels (a test label fixed between two extractions of one data set, the labels from
+    a list file, so the path stays): paired by source paths it was counted among "the 2 and 2 only one run has",
+    as if each cache held images the other lacks; only a pairing by content digests counted it apart. Both
+    pairings count it through Matched.relabelled."""
+    from probe.predictions import Predictions, match_images
+
+    labels = np.repeat(np.arange(3), 4)
+    paths = np.array([f"data/{i}.png" for i in range(12)])
+    fixed = labels.copy()
+    fixed[[1, 6]] = [2, 0]  # two test labels corrected in the second extraction
+    conf = np.full(12, 0.9)
+    groups = {"easy": [0], "medium": [1], "hard": [2]}
+    one, two = Predictions(labels, labels[None], conf, paths), Predictions(fixed, fixed[None], conf, paths)
+    assert match_images(one, two).relabelled == 2
+    cmp = compare_reports(_rep("x", [0.75] * 3, groups, 0.75), _rep("y", [0.75] * 3, groups, 0.75), (one, two))
+    assert cmp.pairing == "source paths" and cmp.discordant.images == 10
+    assert cmp.warnings == ["the runs were trained on two caches: their test images are paired by source paths, 10 in "
+                            "both (of 12 base and 12 other test images); every accuracy, interval and count here is "
+                            "of those 10, the 2 both caches hold under another label (a label changed between the "
+                            "extractions) left out (calibration and cost: each run's own)"]
+    # one relabelled and three only the base run has (two the other lacks, one path it never held): apart
+    extra = Predictions(np.r_[labels, 0], np.r_[labels, 0][None], np.full(13, 0.9), np.append(paths, "x/a/0.png"))
+    other = Predictions(fixed[2:], fixed[None, 2:], conf[2:], paths[2:])
+    assert ("of those 9, the 3 and 0 only one run has and the 1 both caches hold under another label"
+            in compare_reports(_rep("x", [0.75] * 3, groups, 0.75), _rep("y", [0.75] * 3, groups, 0.75),
+                               (extra, other)).warnings[0])
+
+
 def test_a_comparison_on_two_caches_keys_each_run_s_digests_once(monkeypatch):
     """compare matched every test image's digest twice: once to pair the images (match_images), once more to count
     those relabelled between the extractions (relabelled, a second match of the same digests). One match gives
