@@ -97,7 +97,9 @@ def _fill_extractors(store: Store) -> None:
     for row in store.caches_without_extractor():
         try:
             extractor = open_cache(cache_file(row, store.data_root)).extractor
-        except Exception as exc:  # a gone, moved or damaged file: never a reason not to start
+        # a gone, moved or damaged file (FileNotFoundError, PathOutsideRoot, h5py's OSError and KeyError, CacheMismatch
+        # a ValueError): never a reason not to start; anything else is a bug, which a catch-all hid (a review)
+        except (OSError, ValueError, KeyError) as exc:
             logger.info("cache %s: its extractor is unknown for now (%s)", row["id"], type(exc).__name__)
             continue
         if extractor is not None:
