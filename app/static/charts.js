@@ -20,7 +20,7 @@
     const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": opts.title || "chart",
                             // a wide chart keeps a readable size on a narrow window and scrolls with its card (its
                             // text shrank to ~6 px at 800 px; a dashboard-only round)
-                            preserveAspectRatio: "xMidYMin meet", class: "chart" + (opts.natural ? " natural" : width > 900 ? " wide" : ""),
+                            preserveAspectRatio: "xMidYMin meet", class: "chart" + (opts.natural ? " natural" : width > 900 ? " wide" : opts.fitted ? " fitted" : ""),
                             width: opts.natural ? width : null, height: opts.natural ? height : null });
     if (opts.id) svg.setAttribute("id", opts.id);
     svg.dataset.width = width;
@@ -151,7 +151,9 @@
     const left = Math.max(60, Math.ceil(reach - (width - 60 - right) / n / 2)), slot = (width - left - right) / n;
     const bottom = rotate ? 18 + longest * SIN : 28;
     const height = top + plotH + bottom;
-    const svg = svgRoot(width, height, opts);
+    // drawn for the page (no width given): never shrunk below pageWidth's floor, scrolled in its card instead (at
+    // 375 px its class names read 6.3 px; a dashboard round)
+    const svg = svgRoot(width, height, { ...opts, fitted: !opts.width });
     const sy = linear(scale.lo, scale.hi, top + plotH, top);
     const grid = svg.appendChild(el("g", { class: "grid" })), axis = svg.appendChild(el("g", { class: "axis" }));
     for (const t of scale.ticks) {

@@ -5300,3 +5300,21 @@ def test_the_home_page_without_data_sets_links_both_ways_to_add_one(driver, live
                          "Array.from(p.querySelectorAll('a')).map(a => a.getAttribute('href'))]")
     assert note == ["No data sets yet: upload an archive or register a folder on the server from the launch page.",
                     ["/launch"]]
+
+
+def test_the_per_class_chart_s_class_names_keep_their_size_on_narrow_windows(driver, live_server, finished):
+    """Drawn at 560 px (pageWidth's floor) and shrunk to the 320 px of a 375 px phone, the per-class chart's class
+    names read 6.3 px (a dashboard round); the chart keeps its drawn width and scrolls in its card, its names at
+    their 11 px, at 375, 768 and 1400 px alike, and the page itself never scrolls sideways."""
+    try:
+        for width in (375, 768, 1400):
+            driver.window(width, 1800)
+            _open(driver, f"{live_server}/runs/{finished.mr2}?compare={finished.erm}", "run")
+            sizes, wide = driver.js("""const svg = document.getElementById('per-class-chart');
+                const scale = svg.getBoundingClientRect().width / Number(svg.dataset.width);
+                return [Array.from(svg.querySelectorAll('text.tick'), (t) => parseFloat(getComputedStyle(t).fontSize)
+                          * scale), document.documentElement.scrollWidth - document.documentElement.clientWidth];""")
+            assert sizes and min(sizes) >= 11 * 0.95, (width, sizes)
+            assert wide == 0, width
+    finally:
+        driver.window(1400, 1800)
