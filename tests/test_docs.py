@@ -101,6 +101,37 @@ def test_the_architecture_names_every_command_and_every_report_field():
     assert not [name for name in [*Report.model_fields, *FeatureSource.model_fields] if f'"{name}"' not in outline]
 
 
+def _object_keys(outline: str, key: str) -> str:
+    """The text of the outline's ``"key": {...}`` object at its own level: its comments and the objects nested in it
+    left out, so that a field named only inside one (a reliability bin's ``accuracy_ci``) is not read as its own."""
+    import re
+
+    text = re.sub(r"#[^\n]*", "", outline)
+    start = text.index("{", text.index(f'"{key}": {{'))
+    depth, kept = 0, []
+    for char in text[start:]:
+        depth += (char in "{[") - (char in "}]")
+        if depth == 1 or depth == 2 and char == "[":
+            kept.append(char)
+        if depth == 0:
+            return "".join(kept)
+    raise AssertionError(f"the outline's {key} object does not end")
+
+
+def test_the_architecture_outline_names_every_field_of_the_confusion_and_the_calibration():
+    """The report.json outline gave confusion without its pairs and the calibration without its accuracy_ci (each
+    with their intervals, read by the run page): each field of probe.report.Confusion and Calibration is a key of
+    its object there."""
+    from probe.report import Calibration, Confusion
+
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    start = text.index("### `report.json`")
+    outline = text[text.index("```\n{", start):text.index("\n}\n```", start)]
+    for key, model in (("confusion", Confusion), ("calibration", Calibration)):
+        keys = _object_keys(outline, key)
+        assert [name for name in model.model_fields if f'"{name}"' not in keys] == [], key
+
+
 def _readme_commands() -> list[tuple[str, str]]:
     """(command, flag) for each --flag of each `mr2probe COMMAND ...` of the README's bash blocks and of its comments
     (`predict --split` there is predict's): a line ending in a backslash, or an indented one that starts with `[--`
