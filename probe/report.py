@@ -681,20 +681,17 @@ class Calibration(_Model):
         return self
 
     def _gap_text(self) -> str:
-        """Mean confidence against accuracy with its interval, and how far apart, in words: " (overconfident by
-        x points, …)" where the accuracy has an interval, whether the confidence lies within it."""
+        """Mean confidence against accuracy with its interval (the panel gave the ECE an interval and the accuracy
+        beside it none; a dashboard round), and how far apart, in words. Whether the gap is noise is
+        :meth:`verdict`'s to say, by its own test: "within the accuracy's 95 % interval" beside it could contradict
+        it (the accuracy's interval is not a test of the confidences; a review)."""
         said = f"mean confidence {percent(self.confidence)}% against accuracy {percent(self.accuracy)}%"
         if self.confidence is None or self.accuracy is None:
             return said
         gap = self.confidence - self.accuracy
         lean = (f"{'overconfident' if gap > 0 else 'underconfident'} by {percent(abs(gap), 1)} points"
                 if abs(gap) >= 0.005 else "as confident as accurate")
-        ci = self.accuracy_ci
-        if ci is not None and abs(gap) >= 0.005:
-            # the panel gave the ECE an interval and the accuracy beside it none (a dashboard round)
-            within = ci[0] <= self.confidence <= ci[1]
-            lean += f", {'within' if within else 'outside'} the accuracy's 95 % interval"
-        shown = "" if ci is None else f" {interval_text(ci)}"
+        shown = "" if self.accuracy_ci is None else f" {interval_text(self.accuracy_ci)}"
         return f"{said}{shown} ({lean})"
 
     def describe(self) -> str:

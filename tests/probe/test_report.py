@@ -993,10 +993,11 @@ def test_the_most_confused_pairs_carry_the_wilson_interval_of_their_share_of_the
     assert lo < 0.15 < hi
 
 
-def test_a_calibrations_accuracy_carries_its_wilson_interval_and_says_whether_the_confidence_lies_in_it():
+def test_a_calibrations_accuracy_carries_its_wilson_interval_and_the_verdict_alone_says_if_the_gap_is_noise():
     """The panel read "mean confidence 73.14 % against accuracy 74.33 %" with no interval beside an ECE with one (a
     dashboard round): the accuracy carries its Wilson interval over the bins' images (as the run's
-    shipped_overall_ci), and the gap says whether the confidence lies within it."""
+    shipped_overall_ci). Whether the gap is noise is the verdict's to say, by its own test: "within the accuracy's
+    95 % interval" beside "miscalibrated beyond noise" contradicted it (a review)."""
     from scipy.stats import binomtest
 
     from probe.report import Calibration, ReliabilityBin
@@ -1009,8 +1010,7 @@ def test_a_calibrations_accuracy_carries_its_wilson_interval_and_says_whether_th
     cal = Calibration(**fields)
     assert cal.accuracy_ci == pytest.approx([expected.low, expected.high], abs=1e-12)
     assert cal.text.endswith(f"mean confidence 75.00% against accuracy 70.00% [{percent(expected.low, 1)}, "
-                             f"{percent(expected.high, 1)}] (overconfident by 5.0 points, within the accuracy's "
-                             "95 % interval), NLL 0.410")
-    far = Calibration(**{**fields, "confidence": 0.95})
-    assert "(overconfident by 25.0 points, outside the accuracy's 95 % interval)" in far.text
+                             f"{percent(expected.high, 1)}] (overconfident by 5.0 points), NLL 0.410")
+    far = Calibration(**{**fields, "confidence": 0.95, "calibrated_p": 0.001})
+    assert "(overconfident by 25.0 points), NLL" in far.text and "beyond noise" in far.text
     assert Calibration.model_validate({**cal.model_dump(), "accuracy_ci": [0.0, 1.0]}).accuracy_ci == cal.accuracy_ci
