@@ -70,12 +70,7 @@ def test_a_data_set_outside_a_narrowed_data_root_is_refused(tmp_path):
         ds = client.post("/api/datasets", json={"path": "old/tiny"}).json()
         source = next(p.relative_to(tiny).as_posix() for p in sorted(tiny.rglob("*.png")))
         assert client.get(f"/api/datasets/{ds['id']}/thumbnail", params={"source": source}).status_code == 200
-    narrowed_words = (f"data set {ds['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed since "
-                      "its registration): widen the root to hold its folder again, or register its files anew under "
-                      "the root")
-    unset_words = (f"data set {ds['id']!r} was registered by its path on the server, and this server has no data "
-                   "root (MR2PROBE_DATA_ROOT, or serve --data-root): serve with a data root that holds its folder to "
-                   "read it again")
+    narrowed_words, unset_words = _outside_root_words(f"data set {ds['id']!r}", "its folder")
     for narrowed, want in ((root / "new", narrowed_words), (None, unset_words)):
         settings = make_settings(tmp_path / "state", data_root=narrowed)
         with TestClient(create_app(settings, start_worker=False)) as client:
@@ -111,12 +106,7 @@ def test_a_cache_outside_a_narrowed_data_root_is_refused(tmp_path):
     with TestClient(create_app(settings, start_worker=False)) as client:
         assert client.get(f"/api/caches/{registered['id']}").json()["problem"] is None
         assert client.post("/api/jobs", json=probe).status_code == 202
-    narrowed_words = (f"cache {registered['id']!r} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed "
-                      "since its registration): widen the root to hold its file again, or register its files anew "
-                      "under the root")
-    unset_words = (f"cache {registered['id']!r} was registered by its path on the server, and this server has no "
-                   "data root (MR2PROBE_DATA_ROOT, or serve --data-root): serve with a data root that holds its file "
-                   "to read it again")
+    narrowed_words, unset_words = _outside_root_words(f"cache {registered['id']!r}", "its file")
     for narrowed, want in ((root / "new", narrowed_words), (None, unset_words)):
         settings = make_settings(tmp_path / "state", data_root=narrowed)
         with TestClient(create_app(settings, start_worker=False)) as client:
@@ -126,3 +116,12 @@ def test_a_cache_outside_a_narrowed_data_root_is_refused(tmp_path):
             assert resp.status_code == 403 and resp.json() == {"detail": want}, resp.text
             resp = client.post("/api/jobs", json=dict(probe, cache_id=own["id"]))
             assert resp.status_code == 202, resp.text
+
+
+def _outside_root_words(named: str, held: str) -> tuple[str, str]:
+    """The refusal of what was registered by path (``named``: "data set 'x'", "cache 'x'") on a server whose data
+    root was narrowed since, and on one with no data root, word for word."""
+    return (f"{named} lies outside the server's data root (MR2PROBE_DATA_ROOT, narrowed since its registration): "
+            f"widen the root to hold {held} again, or register its files anew under the root",
+            f"{named} was registered by its path on the server, and this server has no data root (MR2PROBE_DATA_ROOT, "
+            f"or serve --data-root): serve with a data root that holds {held} to read it again")
