@@ -21,7 +21,8 @@
                             // a wide chart keeps a readable size on a narrow window and scrolls with its card (its
                             // text shrank to ~6 px at 800 px; a dashboard-only round)
                             preserveAspectRatio: "xMidYMin meet",
-                            class: "chart" + (opts.natural ? " natural" : width > 900 ? " wide" : opts.fitted ? " fitted" : ""),
+                            class: "chart" + (opts.natural ? " natural" : width > 900 ? " wide"
+                              : opts.fitted ? " fitted" : ""),
                             width: opts.natural ? width : null, height: opts.natural ? height : null });
     if (opts.id) svg.setAttribute("id", opts.id);
     svg.dataset.width = width;

@@ -362,7 +362,8 @@ def test_head_json_records_its_weights_digest_and_weights_of_another_save_are_re
     assert str(caught.value) == (
         f"head.safetensors of run-7 is not the weights its head.json describes (sha256 {actual[:16]}…, head.json "
         f"records {json.loads(meta.read_text())['safetensors_sha256'][:16]}…): the file was changed or replaced "
-        "after the save (a save cut off between the two files, another run's weights copied in, or damage); train it again")
+        "after the save (a save cut off between the two files, another run's weights copied in, or damage); train it "
+        "again")
     edited = {**json.loads(meta.read_text()), "safetensors_sha256": ["x"]}
     meta.write_text(json.dumps(edited))
     with pytest.raises(ValueError,
