@@ -15,8 +15,7 @@ from .groups import GROUP_NAMES, group_accuracy
 from .metrics import nan_mean, worst_class
 from .names import listed, repeated
 from .numbers import fixed, percent, signed_points
-from .predictions import (AMBIGUOUS, BY_PATHS, BY_ROWS, PREDICTIONS_FILE, Matched, ambiguous_paths, match_images,
-                          unmatched_reason)
+from .predictions import AMBIGUOUS, BY_ROWS, PREDICTIONS_FILE, Matched, match_images, unmatched_reason
 from .report import Calibration, FeatureSource, Num, Report, WorstClass, interval_text, loss_label, probe_label
 from .report_text import (COMPARE_WIDTH, TERMINAL_CLASSES, column_parts, fits_alone, print_class_table,
                           text_console)
@@ -502,8 +501,7 @@ def _matched_warning(predictions: tuple, matched: Matched) -> list[str]:
     # run's" either (a new-user round)
     moved = matched.relabelled
     # a path naming two of the other run's images pairs with none: in both caches, refused, not "only one run's"
-    ambiguous = [ambiguous_paths(p.sources, q.sources) for p, q in (predictions, predictions[::-1])] \
-        if matched.how == BY_PATHS else [0, 0]
+    ambiguous = matched.ambiguous
     only = [size - shared - moved - unclear for size, unclear in zip(sizes, ambiguous)]
     left = ([f"the {only[0]:,} and {only[1]:,} only one run has"] if any(only) else []) + (
         [f"the {moved:,} both caches hold under another label (a label changed between the extractions)"]

@@ -245,6 +245,9 @@ class Matched(NamedTuple):
     # how many of base's test images other holds under another label, by content digest (BY_DIGESTS) or source path
     # (BY_PATHS; BY_ROWS: 0): in both caches, yet no pair, whose pairs need one label
     relabelled: int = 0
+    # how many test images of each run (base, other) have a source path refused as ambiguous (BY_PATHS; else 0):
+    # in both caches, yet no pair (:func:`ambiguous_paths`)
+    ambiguous: tuple[int, int] = (0, 0)
 
 
 def match_images(base: Predictions, other: Predictions) -> Matched | None:
@@ -259,11 +262,11 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
     if base.digests is not None and other.digests is not None:
         if _same_labels(base, other) and np.array_equal(base.digests, other.digests):
             return Matched(base, _without_sources(other), BY_ROWS)
-        how, identity = BY_DIGESTS, [_digest_keys(p) for p in (base, other)]
+        how, identity, ambiguous = BY_DIGESTS, [_digest_keys(p) for p in (base, other)], (0, 0)
     elif _same_labels(base, other) and _first_other_sample(base.sources, other.sources) is None:
         return Matched(base, other, BY_ROWS)
     elif base.sources is not None and other.sources is not None:
-        how, identity = BY_PATHS, _path_keys(base.sources, other.sources)
+        how, (identity, ambiguous) = BY_PATHS, _path_keys(base.sources, other.sources)
     else:
         return None
     keys = [list(zip(p.labels.tolist(), ids)) for p, ids in zip((base, other), identity)]
@@ -272,7 +275,7 @@ def match_images(base: Predictions, other: Predictions) -> Matched | None:
         return None
     # the images both hold whatever their label (an image twice pairs occurrence by occurrence), less those paired
     moved = sum((Counter(identity[0]) & Counter(identity[1])).values()) - rows.size
-    return Matched(_take(base, rows), _without_sources(_take(other, columns)), how, moved)
+    return Matched(_take(base, rows), _without_sources(_take(other, columns)), how, moved, ambiguous)
 
 
 def unmatched_reason(base: Predictions, other: Predictions) -> str:
@@ -317,14 +320,18 @@ def _same_image(a: str, b: str) -> bool:
     return n > 0 and one[-n:] == two[-n:]
 
 
-def _path_keys(a: np.ndarray, b: np.ndarray) -> list[list]:
+def _path_keys(a: np.ndarray, b: np.ndarray) -> tuple[list[list], tuple[int, int]]:
     """Each path of ``a`` and of ``b`` as a key to match on: one key for a path of each run naming one image
     (:func:`_same_image`) where neither names another of the other run's; a path naming none, or two or more
-    ('cat/1.png' beside 'train/cat/1.png' and 'test/cat/1.png'), pairs with nothing."""
-    (parts, pair), _ = _path_lookup(a, b)
+    ('cat/1.png' beside 'train/cat/1.png' and 'test/cat/1.png'), pairs with nothing. With them, how many paths of
+    ``a`` and of ``b`` were left unpaired as ambiguous: naming an image of the other run, yet not paired."""
+    parts, pair, named = _path_lookup(a, b)
     back = {found: path for path, found in pair.items()}
-    return [[("pair", p) if p in pair else ("base", p) for p in parts[0]],
+    keys = [[("pair", p) if p in pair else ("base", p) for p in parts[0]],
             [("pair", back[p]) if p in back else ("other", p) for p in parts[1]]]
+    ambiguous = tuple(sum(1 for p in side if p not in paired and names[p])
+                      for side, paired, names in zip(parts, (pair, back), named))
+    return keys, ambiguous
 
 
 # what an ambiguous path is, in the words of every warning that counts them (:func:`ambiguous_paths`)
@@ -335,13 +342,12 @@ AMBIGUOUS = ("ambiguous (a path naming two or more images of the other run, as '
 def ambiguous_paths(a: np.ndarray, b: np.ndarray) -> int:
     """How many test images of ``a`` have a path naming two or more of ``b``'s images, or one that names two or
     more of ``a``'s: what :func:`_path_keys` leaves unpaired as ambiguous."""
-    (parts, pair), named = _path_lookup(a, b)
-    return sum(1 for path in parts[0] if path not in pair and named[path])
+    return _path_keys(a, b)[1][0]
 
 
-def _path_lookup(a: np.ndarray, b: np.ndarray) -> tuple[tuple[list[list[tuple]], dict[tuple, tuple]], dict]:
-    """(Each run's paths as parts, :func:`_path_keys`' pairs) and, of each path of ``a``, the paths of ``b`` it
-    names (:func:`_same_image`)."""
+def _path_lookup(a: np.ndarray, b: np.ndarray) -> tuple[list[list[tuple]], dict[tuple, tuple], tuple[dict, dict]]:
+    """Each run's paths as parts, :func:`_path_keys`' pairs (a path of ``a`` → its one of ``b``), and of each path
+    of each run, the paths of the other it names (:func:`_same_image`)."""
     parts = [[_parts(path) for path in paths] for paths in (a, b)]
     set_of = [set(side) for side in parts]
     below = [{} for _ in parts]  # each run's paths by every path they end in: 'cat/1.png' → its train and test files
@@ -358,7 +364,7 @@ def _path_lookup(a: np.ndarray, b: np.ndarray) -> tuple[tuple[list[list[tuple]],
     two = {path: named(path, 1) for path in set_of[1]}
     pair = {path: next(iter(found)) for path, found in one.items()
             if len(found) == 1 and two[next(iter(found))] == {path}}
-    return (parts, pair), one
+    return parts, pair, (one, two)
 
 
 def _occurrences(keys: list) -> list[tuple]:
