@@ -45,12 +45,15 @@ def orphaned_temporaries(folder: str | Path, of: str | None = None) -> list[Path
     leaves one behind. ``of``: only the copies of the file of that name in ``folder`` itself. A symlink is none."""
     folder = Path(folder)
     found = folder.glob(f".{glob.escape(of)}.*{TMP_SUFFIX}") if of else folder.rglob(f".*{TMP_SUFFIX}")
-    orphaned = []
-    for tmp in sorted(found):
-        pid = tmp.name[: -len(TMP_SUFFIX)].rpartition(".")[2].partition("-")[0]
-        if pid.isdigit() and tmp.is_file() and not tmp.is_symlink() and not writer_alive(int(pid), tmp):
-            orphaned.append(tmp)
-    return orphaned
+    return [tmp for tmp in sorted(found) if _writer_gone(tmp)]
+
+
+def _writer_gone(tmp: Path) -> bool:
+    """Whether ``tmp`` is a :func:`temporary_name` (hidden, ``.<name>.<pid>-<hex>.tmp``) whose writing process is
+    gone (:func:`orphaned_temporaries`)."""
+    pid = tmp.name[: -len(TMP_SUFFIX)].rpartition(".")[2].partition("-")[0]
+    return (tmp.name.startswith(".") and pid.isdigit() and tmp.is_file() and not tmp.is_symlink()
+            and not writer_alive(int(pid), tmp))
 
 
 # Seconds a temporary without a writer's id in its name (``NAME.tmp``, as versions before
@@ -64,13 +67,13 @@ def stale_temporaries(folder: str | Path, legacy: bool = True) -> list[Path]:
     """Every temporary under ``folder`` that no live process writes, the one rule of the start-up sweep of every
     store: :func:`orphaned_temporaries`, and with ``legacy`` the ``NAME.tmp`` files older versions wrote (no process
     id to ask), untouched for :data:`LEGACY_TMP_AGE` seconds. A symlink is none."""
-    folder = Path(folder)
-    found = orphaned_temporaries(folder)
-    if legacy:
-        cutoff = time.time() - LEGACY_TMP_AGE
-        found += [tmp for tmp in sorted(folder.rglob(f"*{TMP_SUFFIX}")) if temporary_of(tmp) is None
-                  and tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < cutoff]
-    return sorted(found)
+    cutoff = time.time() - LEGACY_TMP_AGE
+
+    def stale(tmp: Path) -> bool:  # one walk of the folder for both kinds (each run folder was walked twice)
+        return _writer_gone(tmp) or (legacy and temporary_of(tmp) is None and tmp.is_file() and not tmp.is_symlink()
+                                     and tmp.stat().st_mtime < cutoff)
+
+    return [tmp for tmp in sorted(Path(folder).rglob(f"*{TMP_SUFFIX}")) if stale(tmp)]
 
 
 def remove_orphaned_temporaries(path: Path) -> list[Path]:
