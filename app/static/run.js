@@ -11,7 +11,9 @@
   const GROUPS = window.Words.groups;  // probe.groups.GROUP_NAMES, easiest first
   // the confusions' column (probe.report.CONFUSIONS_HEADER): "% of its test predictions" read as a precision
   const CONFUSED = window.Words.confusions_header;
-  const byAccuracy = (report) => [...report.per_class].sort((a, b) => a.accuracy - b.accuracy || a.index - b.index);
+  // the per-class rows, lowest first by `of` (a row's accuracy unless given), ties by class index
+  const byAccuracy = (report, of = (r) => r.accuracy) => [...report.per_class]
+    .sort((a, b) => of(a) - of(b) || a.index - b.index);
   const empty = (text) => h("p", { class: "muted empty", "data-empty": "true" }, text);
   const card = (title, ...body) => h("section", { class: "card" }, h("h2", {}, title), ...body);
   // A run's name as a numeric column's header: wrapped (style.css th.run-name) at its spaces and punctuation
@@ -851,7 +853,7 @@
     // worst class: beside them the seeds' mean (a class at 40 % over the first seed's 12 mistakes read as 45 %)
     const seeds = ((report.seeds || {}).values || []).length;
     const shown = (r) => (isNum(r.shipped_accuracy) ? r.shipped_accuracy : r.accuracy);
-    const classes = [...report.per_class].sort((a, b) => shown(a) - shown(b) || a.index - b.index);
+    const classes = byAccuracy(report, shown);
     const worst = (report.summary.shipped_worst_class || report.summary.worst_class || {}).name
       || report.class_names[0];
     const body = h("div", { id: "gallery-body" }, h("p", { class: "muted" }, "Loading…"));
